@@ -1,0 +1,229 @@
+//! [`SlashingDb`]: the handle the signer holds. Cheap to share (`Arc`), safe
+//! to call from any number of threads; every call blocks until its decision is
+//! durable. Call it from worker threads, not from an async runtime's threads.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+
+use crate::engine::Engine;
+use crate::engine::sqlite::{SqliteEngine, SqliteOptions};
+use crate::error::DbError;
+use crate::interchange::{self, ImportSummary, Interchange, InterchangeError};
+use crate::prune::{self, PruneConfig, PruneSummary};
+use crate::record::{CometRecord, Decision, Proposal};
+use crate::types::{ChainId, ConsensusKey, GenesisRoot};
+use crate::writer::{Counters, Job, Work, Writer};
+
+/// Settings of a [`SlashingDb`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The network this database protects. When set, a database pinned to
+    /// another network is refused at open, and an empty one is pinned to it.
+    /// When `None`, the first request or import that names a network pins it.
+    pub genesis_root: Option<GenesisRoot>,
+    /// The most proposals decided in one group commit.
+    pub max_batch: usize,
+    /// SQLite settings.
+    pub sqlite: SqliteOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            genesis_root: None,
+            max_batch: 4096,
+            sqlite: SqliteOptions::default(),
+        }
+    }
+}
+
+/// Counters since open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Durable commits (each one fsync).
+    pub commits: u64,
+    /// Proposals decided.
+    pub decisions: u64,
+}
+
+/// The slashing-protection database. See the crate documentation.
+#[derive(Debug)]
+pub struct SlashingDb {
+    tx: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl SlashingDb {
+    /// Opens (or creates) the SQLite database at `path`.
+    pub fn open(path: &Path, config: Config) -> Result<Self, DbError> {
+        let engine = SqliteEngine::open(path, &config.sqlite)?;
+        Self::with_engine(Box::new(engine), &config)
+    }
+
+    /// Serves an already opened engine.
+    pub fn with_engine(mut engine: Box<dyn Engine>, config: &Config) -> Result<Self, DbError> {
+        if let Some(configured) = config.genesis_root {
+            engine.begin()?;
+            let pinned = match engine.genesis_root() {
+                Ok(Some(stored)) if stored != configured => {
+                    Err(DbError::GenesisRootMismatch { stored, configured })
+                }
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => engine.set_genesis_root(&configured),
+                Err(e) => Err(e),
+            };
+            match pinned {
+                Ok(()) => engine.commit()?,
+                Err(e) => {
+                    let _ = engine.rollback();
+                    return Err(e);
+                }
+            }
+        }
+        let counters = Arc::new(Counters::default());
+        let writer = Writer::new(engine, counters.clone(), config.max_batch);
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("slashing-db".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| DbError::Io {
+                context: "starting the database writer thread",
+                path: Default::default(),
+                source: e,
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            writer: Some(handle),
+            counters,
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), DbError> {
+        self.tx
+            .as_ref()
+            .ok_or(DbError::Closed)?
+            .send(job)
+            .map_err(|_| DbError::Closed)
+    }
+
+    /// Checks one proposal and, when it is safe, records it durably before
+    /// returning. Sign only on `Ok(Ok(_))`.
+    pub fn check_and_record(&self, proposal: Proposal) -> Result<Decision, DbError> {
+        let mut decisions = self.check_and_record_batch(vec![proposal])?;
+        decisions.pop().ok_or(DbError::Closed)
+    }
+
+    /// Checks and records many proposals in one transaction, in order; the
+    /// answer has one decision per proposal. Either all are recorded or
+    /// (`Err`) none.
+    pub fn check_and_record_batch(
+        &self,
+        proposals: Vec<Proposal>,
+    ) -> Result<Vec<Decision>, DbError> {
+        if proposals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Batched(Work::Decide(proposals), Some(reply)))?;
+        answer.recv().map_err(|_| DbError::Closed)?
+    }
+
+    /// Stores the signature made for CometBFT `sign_bytes`, so a repeated
+    /// request is answered with it. Does not wait: it rides on the next group
+    /// commit. Losing it is safe (the recorded bytes are signed again).
+    pub fn record_cometbft_signature(
+        &self,
+        key: ConsensusKey,
+        chain: ChainId,
+        sign_bytes: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<(), DbError> {
+        self.send(Job::Batched(
+            Work::StoreSignature {
+                key,
+                chain,
+                sign_bytes,
+                signature,
+            },
+            None,
+        ))
+    }
+
+    fn exclusive<T, E>(
+        &self,
+        f: impl FnOnce(&mut dyn Engine) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + crate::writer::AsDbError + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Exclusive(Box::new(move |w: &mut Writer| {
+            let _ = reply.send(w.transaction(f));
+        })))?;
+        answer.recv().map_err(|_| E::from(DbError::Closed))?
+    }
+
+    /// Merges an EIP-3076 interchange into the history, atomically.
+    pub fn import_interchange(&self, file: Interchange) -> Result<ImportSummary, InterchangeError> {
+        self.exclusive(move |e| interchange::import(e, &file))
+    }
+
+    /// Exports the complete history as an EIP-3076 interchange.
+    pub fn export_interchange(&self) -> Result<Interchange, DbError> {
+        self.exclusive(interchange::export)
+    }
+
+    /// Deletes old history, raising watermarks so nothing becomes signable.
+    pub fn prune(&self, config: PruneConfig) -> Result<PruneSummary, DbError> {
+        self.exclusive(move |e| prune::prune(e, config))
+    }
+
+    /// The last CometBFT record of every (key, chain).
+    pub fn cometbft_states(&self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
+        self.exclusive(|e| e.cometbft_all())
+    }
+
+    /// The network this database is pinned to, if any.
+    pub fn genesis_root(&self) -> Result<Option<GenesisRoot>, DbError> {
+        self.exclusive(|e| e.genesis_root())
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            decisions: self.counters.decisions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Finishes queued work and closes the database.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.writer.take()
+            && h.join().is_err()
+        {
+            tracing::error!("slashing database writer thread panicked");
+        }
+    }
+}
+
+impl Drop for SlashingDb {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

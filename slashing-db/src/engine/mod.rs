@@ -1,0 +1,149 @@
+//! The storage seam. An [`Engine`] answers narrow questions about stored
+//! history and writes records; it knows nothing about what is slashable. The
+//! rules in [`crate::rules`] decide, [`crate::decide`] ties the two together
+//! inside one transaction. A PostgreSQL engine implements the same trait and
+//! runs the same test suite (`tests/scenarios.rs` is generic over engines).
+
+mod schema;
+pub mod sqlite;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::error::DbError;
+use crate::record::{CometRecord, SignedAttestation, SignedBlock};
+use crate::types::{BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Slot};
+
+/// Row id of a validator in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValidatorId(pub i64);
+
+/// Explicit low watermarks of one validator, raised by pruning (and never lowered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Blocks at or below this slot are refused.
+    pub block_slot: Option<Slot>,
+    /// Attestations with a source below this epoch are refused.
+    pub source_epoch: Option<Epoch>,
+    /// Attestations with a target at or below this epoch are refused.
+    pub target_epoch: Option<Epoch>,
+}
+
+/// Storage of slashing history. All calls between [`Engine::begin`] and
+/// [`Engine::commit`] form one exclusive transaction; `commit` returns only
+/// once the transaction is durable (fsync).
+pub trait Engine: Send {
+    /// Starts an exclusive write transaction.
+    fn begin(&mut self) -> Result<(), DbError>;
+    /// Commits durably.
+    fn commit(&mut self) -> Result<(), DbError>;
+    /// True while a transaction is open. Engines may abandon a transaction on
+    /// their own (SQLite does on a full disk); the writer checks this.
+    fn in_transaction(&self) -> bool;
+    /// Abandons the transaction.
+    fn rollback(&mut self) -> Result<(), DbError>;
+    /// Marks a point the transaction can roll back to (nested work of one caller).
+    fn savepoint(&mut self) -> Result<(), DbError>;
+    /// Keeps the work since the last savepoint.
+    fn release_savepoint(&mut self) -> Result<(), DbError>;
+    /// Undoes the work since the last savepoint, and forgets the savepoint.
+    fn rollback_to_savepoint(&mut self) -> Result<(), DbError>;
+
+    /// The network this database protects, once pinned.
+    fn genesis_root(&mut self) -> Result<Option<GenesisRoot>, DbError>;
+    /// Pins the network.
+    fn set_genesis_root(&mut self, root: &GenesisRoot) -> Result<(), DbError>;
+
+    /// Looks a validator up.
+    fn validator(&mut self, pubkey: &BlsPublicKey) -> Result<Option<ValidatorId>, DbError>;
+    /// Registers a validator (must not exist yet).
+    fn insert_validator(&mut self, pubkey: &BlsPublicKey) -> Result<ValidatorId, DbError>;
+    /// Every validator, ordered by public key.
+    fn validators(&mut self) -> Result<Vec<(ValidatorId, BlsPublicKey)>, DbError>;
+    /// A validator's explicit watermarks.
+    fn watermarks(&mut self, v: ValidatorId) -> Result<Watermarks, DbError>;
+    /// Replaces a validator's explicit watermarks.
+    fn set_watermarks(&mut self, v: ValidatorId, w: &Watermarks) -> Result<(), DbError>;
+
+    /// The block recorded at `slot`.
+    fn block_at(&mut self, v: ValidatorId, slot: Slot) -> Result<Option<SignedBlock>, DbError>;
+    /// Lowest and highest recorded block slots.
+    fn block_slot_range(&mut self, v: ValidatorId) -> Result<Option<(Slot, Slot)>, DbError>;
+    /// Records a new block (the slot must be free).
+    fn insert_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError>;
+    /// Merges an imported block: a free slot takes it; an occupied slot keeps
+    /// its root only if the roots are equal, else the root
+    /// becomes unknown (`None`), which refuses every block at that slot.
+    fn merge_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError>;
+    /// All recorded blocks, by slot.
+    fn blocks(&mut self, v: ValidatorId) -> Result<Vec<SignedBlock>, DbError>;
+    /// Deletes blocks below `slot`; returns how many and the highest deleted slot.
+    fn delete_blocks_below(
+        &mut self,
+        v: ValidatorId,
+        slot: Slot,
+    ) -> Result<(u64, Option<Slot>), DbError>;
+
+    /// The attestation recorded for `target`.
+    fn attestation_for_target(
+        &mut self,
+        v: ValidatorId,
+        target: Epoch,
+    ) -> Result<Option<SignedAttestation>, DbError>;
+    /// A recorded attestation `a` with `source < a.source` and `a.target < target` (surrounded by the new one).
+    fn attestation_surrounded_by(
+        &mut self,
+        v: ValidatorId,
+        source: Epoch,
+        target: Epoch,
+    ) -> Result<Option<SignedAttestation>, DbError>;
+    /// A recorded attestation `a` with `a.source < source` and `target < a.target` (surrounding the new one).
+    fn attestation_surrounding(
+        &mut self,
+        v: ValidatorId,
+        source: Epoch,
+        target: Epoch,
+    ) -> Result<Option<SignedAttestation>, DbError>;
+    /// Lowest recorded source and lowest recorded target, and the highest target.
+    fn attestation_bounds(&mut self, v: ValidatorId) -> Result<Option<AttestationBounds>, DbError>;
+    /// Records a new attestation (the target must be free).
+    fn insert_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError>;
+    /// Merges an imported attestation, like [`Engine::merge_block`]; on a
+    /// shared target the higher source is kept.
+    fn merge_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError>;
+    /// All recorded attestations, by target.
+    fn attestations(&mut self, v: ValidatorId) -> Result<Vec<SignedAttestation>, DbError>;
+    /// Deletes attestations with target below `target`; returns how many, and
+    /// the highest deleted source and target.
+    fn delete_attestations_below(
+        &mut self,
+        v: ValidatorId,
+        target: Epoch,
+    ) -> Result<(u64, Option<(Epoch, Epoch)>), DbError>;
+
+    /// The last CometBFT record for (key, chain).
+    fn cometbft_last(
+        &mut self,
+        key: &ConsensusKey,
+        chain: &ChainId,
+    ) -> Result<Option<CometRecord>, DbError>;
+    /// Replaces the last CometBFT record for (key, chain).
+    fn cometbft_store(
+        &mut self,
+        key: &ConsensusKey,
+        chain: &ChainId,
+        r: &CometRecord,
+    ) -> Result<(), DbError>;
+    /// Every CometBFT record.
+    fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
+}
+
+/// Bounds of a validator's recorded attestations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationBounds {
+    /// Lowest recorded source epoch.
+    pub min_source: Epoch,
+    /// Lowest recorded target epoch.
+    pub min_target: Epoch,
+    /// Highest recorded target epoch.
+    pub max_target: Epoch,
+}

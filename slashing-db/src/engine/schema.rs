@@ -1,0 +1,78 @@
+//! Versioned schema. `PRAGMA user_version` holds the version; each migration
+//! moves the database one version up inside the opening transaction. A file
+//! of a newer version is refused, never "best-effort" read.
+//!
+//! The constraints are the last line of defence behind the rules: one block per
+//! validator and slot, one attestation per validator and target, a known root
+//! never silently replaced by another, and CometBFT positions that never go
+//! back. A bug in the rules then surfaces as an error, not as a double sign.
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` takes a database from version `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE validators (
+    id               INTEGER PRIMARY KEY,
+    pubkey           BLOB NOT NULL UNIQUE CHECK (length(pubkey) = 48),
+    block_slot_wm    INTEGER CHECK (block_slot_wm >= 0),
+    source_epoch_wm  INTEGER CHECK (source_epoch_wm >= 0),
+    target_epoch_wm  INTEGER CHECK (target_epoch_wm >= 0)
+) STRICT;
+
+CREATE TABLE signed_blocks (
+    validator_id INTEGER NOT NULL REFERENCES validators (id),
+    slot         INTEGER NOT NULL CHECK (slot >= 0),
+    signing_root BLOB CHECK (signing_root IS NULL OR length(signing_root) = 32),
+    PRIMARY KEY (validator_id, slot)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE signed_attestations (
+    validator_id INTEGER NOT NULL REFERENCES validators (id),
+    source_epoch INTEGER NOT NULL CHECK (source_epoch >= 0),
+    target_epoch INTEGER NOT NULL CHECK (target_epoch >= 0),
+    signing_root BLOB CHECK (signing_root IS NULL OR length(signing_root) = 32),
+    PRIMARY KEY (validator_id, target_epoch)
+) STRICT, WITHOUT ROWID;
+
+-- Lowest source per validator, and the rare imported records whose source is
+-- after their target (only those can be surrounded from outside the
+-- [source, target) window that the main index scans).
+CREATE INDEX signed_attestations_source ON signed_attestations (validator_id, source_epoch);
+CREATE INDEX signed_attestations_inverted ON signed_attestations (validator_id, source_epoch)
+    WHERE source_epoch > target_epoch;
+
+-- A recorded root may become unknown (NULL, after conflicting imports) but is
+-- never replaced by another root.
+CREATE TRIGGER signed_blocks_root_fixed BEFORE UPDATE OF signing_root ON signed_blocks
+    WHEN NEW.signing_root IS NOT NULL AND NEW.signing_root IS NOT OLD.signing_root
+    BEGIN SELECT RAISE(ABORT, 'slashing protection: block signing root may not change'); END;
+CREATE TRIGGER signed_attestations_root_fixed BEFORE UPDATE OF signing_root ON signed_attestations
+    WHEN NEW.signing_root IS NOT NULL AND NEW.signing_root IS NOT OLD.signing_root
+    BEGIN SELECT RAISE(ABORT, 'slashing protection: attestation signing root may not change'); END;
+
+CREATE TABLE cometbft_state (
+    consensus_key BLOB NOT NULL,
+    chain_id      TEXT NOT NULL,
+    height        INTEGER NOT NULL CHECK (height >= 0),
+    round         INTEGER NOT NULL CHECK (round >= 0),
+    step          INTEGER NOT NULL CHECK (step IN (1, 2, 3)),
+    sign_bytes    BLOB NOT NULL,
+    signature     BLOB,
+    PRIMARY KEY (consensus_key, chain_id)
+) STRICT, WITHOUT ROWID;
+
+-- Height/round/step never go back, and one position holds one message.
+CREATE TRIGGER cometbft_state_monotonic BEFORE UPDATE ON cometbft_state
+    WHEN (NEW.height, NEW.round, NEW.step) < (OLD.height, OLD.round, OLD.step)
+      OR ((NEW.height, NEW.round, NEW.step) = (OLD.height, OLD.round, OLD.step)
+          AND NEW.sign_bytes IS NOT OLD.sign_bytes)
+    BEGIN SELECT RAISE(ABORT, 'slashing protection: CometBFT height/round/step may not go back'); END;
+";

@@ -1,0 +1,754 @@
+//! The embedded engine: one SQLite file (bundled SQLite), owned exclusively by
+//! one process.
+//!
+//! Durability settings, each checked after it is set:
+//! - `journal_mode=WAL` and `synchronous=FULL`: every commit fsyncs the WAL
+//!   before `COMMIT` returns (under `NORMAL`, WAL commits are not synced).
+//! - `locking_mode=EXCLUSIVE`: the first transaction takes the file lock and
+//!   keeps it until the connection closes, so a second signer (or an offline
+//!   CLI command) cannot open the database while a daemon runs. No `-shm` file
+//!   is used.
+//! - `foreign_keys=ON`, `trusted_schema=OFF`, `busy_timeout=0` (fail at once).
+//! - The file is created with mode 0600 before SQLite opens it, and the
+//!   directory is fsynced so the new entry survives a power cut. SQLite gives
+//!   the `-wal` file the same mode.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use super::schema::{MIGRATIONS, SCHEMA_VERSION};
+use super::{AttestationBounds, Engine, ValidatorId, Watermarks};
+use crate::error::DbError;
+use crate::record::{CometRecord, SignedAttestation, SignedBlock};
+use crate::types::{
+    BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Height, Hrs, SigningRoot, Slot, Step,
+};
+
+const GENESIS_KEY: &str = "genesis_validators_root";
+
+/// How to open the SQLite engine.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Run `PRAGMA quick_check` at open (reads the whole file once: about a
+    /// second per few hundred MB). On by default: a damaged file must be found
+    /// before anything is signed against it, not in the middle of a burst.
+    pub integrity_check: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            integrity_check: true,
+        }
+    }
+}
+
+/// The SQLite [`Engine`].
+#[derive(Debug)]
+pub struct SqliteEngine {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteEngine {
+    /// Opens (creating if missing) the database at `path`, migrating it to
+    /// [`SCHEMA_VERSION`].
+    pub fn open(path: &Path, opts: &SqliteOptions) -> Result<Self, DbError> {
+        create_private(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| map(path, "opening", e))?;
+        let mut engine = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        engine.configure()?;
+        engine.begin()?;
+        match engine.check_and_migrate(opts) {
+            Ok(()) => engine.commit()?,
+            Err(e) => {
+                let _ = engine.rollback();
+                return Err(e);
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&mut self) -> Result<(), DbError> {
+        let p = self.path.clone();
+        let c = &self.conn;
+        c.busy_timeout(std::time::Duration::ZERO)
+            .map_err(|e| map(&p, "configuring", e))?;
+        c.set_prepared_statement_cache_capacity(64);
+        c.execute_batch("PRAGMA locking_mode = EXCLUSIVE; PRAGMA trusted_schema = OFF; PRAGMA foreign_keys = ON;")
+            .map_err(|e| map(&p, "configuring", e))?;
+        let mode: String = c
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| map(&p, "enabling WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(DbError::Corrupt {
+                path: p,
+                detail: format!("could not enable WAL journal mode (got {mode:?})"),
+            });
+        }
+        c.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(|e| map(&p, "configuring", e))?;
+        let sync: i64 = c
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(|e| map(&p, "configuring", e))?;
+        let fk: i64 = c
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .map_err(|e| map(&p, "configuring", e))?;
+        if sync != 2 || fk != 1 {
+            return Err(DbError::Corrupt {
+                path: p,
+                detail: format!(
+                    "durability settings did not take (synchronous={sync}, foreign_keys={fk})"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_and_migrate(&mut self, opts: &SqliteOptions) -> Result<(), DbError> {
+        let p = self.path.clone();
+        if opts.integrity_check {
+            let verdict: String = self
+                .conn
+                .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+                .map_err(|e| map(&p, "checking integrity", e))?;
+            if verdict != "ok" {
+                return Err(DbError::Corrupt {
+                    path: p,
+                    detail: verdict,
+                });
+            }
+        }
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| map(&p, "reading schema version", e))?;
+        if version > SCHEMA_VERSION {
+            return Err(DbError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version == 0 {
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                .map_err(|e| map(&p, "reading schema", e))?;
+            if tables != 0 {
+                return Err(DbError::Corrupt {
+                    path: p,
+                    detail: "an SQLite database, but not a slashing-protection database".into(),
+                });
+            }
+        }
+        let start = usize::try_from(version).unwrap_or(usize::MAX);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+            self.conn
+                .execute_batch(sql)
+                .map_err(|e| map(&p, "migrating schema", e))?;
+            let next = i64::try_from(i + 1).unwrap_or(i64::MAX);
+            self.conn
+                .pragma_update(None, "user_version", next)
+                .map_err(|e| map(&p, "migrating schema", e))?;
+            tracing::info!(path = %p.display(), from = i, to = next, "slashing database schema migrated");
+        }
+        Ok(())
+    }
+
+    fn exec(&self, context: &'static str, sql: &str) -> Result<(), DbError> {
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| map(&self.path, context, e))
+    }
+
+    fn err(&self, context: &'static str) -> impl Fn(rusqlite::Error) -> DbError + '_ {
+        move |e| map(&self.path, context, e)
+    }
+}
+
+/// Creates the file with mode 0600 if it does not exist, and syncs its directory.
+fn create_private(path: &Path) -> Result<(), DbError> {
+    let io_err = |context, source| DbError::Io {
+        context,
+        path: path.to_owned(),
+        source,
+    };
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => {
+            f.sync_all()
+                .map_err(|e| io_err("syncing new database file", e))?;
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("syncing database directory", e))?;
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => Err(DbError::ReadOnly),
+        Err(e) => Err(io_err("creating database file", e)),
+    }
+}
+
+/// Maps an SQLite error to the typed error callers act on.
+fn map(path: &Path, context: &'static str, e: rusqlite::Error) -> DbError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => DbError::DiskFull,
+        Some(ErrorCode::ReadOnly) => DbError::ReadOnly,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DbError::InUse {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => DbError::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::SystemIoFailure) => {
+            // A write that failed because the file system went read-only is
+            // reported as such; any other I/O failure leaves state uncertain.
+            if fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .is_err_and(|oe| oe.kind() == io::ErrorKind::ReadOnlyFilesystem)
+            {
+                DbError::ReadOnly
+            } else {
+                DbError::EngineIo {
+                    context,
+                    source: Box::new(e),
+                }
+            }
+        }
+        _ => DbError::Engine {
+            context,
+            source: Box::new(e),
+        },
+    }
+}
+
+fn to_i64(what: &'static str, v: u64) -> Result<i64, DbError> {
+    i64::try_from(v).map_err(|_| DbError::OutOfRange { what, value: v })
+}
+
+fn corrupt(path: &Path, detail: impl Into<String>) -> DbError {
+    DbError::Corrupt {
+        path: path.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+fn to_u64(path: &Path, v: i64) -> Result<u64, DbError> {
+    u64::try_from(v).map_err(|_| corrupt(path, format!("negative value {v} stored")))
+}
+
+fn to_root(path: &Path, b: Option<Vec<u8>>) -> Result<Option<SigningRoot>, DbError> {
+    b.map(|b| {
+        SigningRoot::from_slice(&b).ok_or_else(|| corrupt(path, "signing root of wrong length"))
+    })
+    .transpose()
+}
+
+fn root_param(r: Option<&SigningRoot>) -> Option<&[u8]> {
+    r.map(|r| r.as_bytes())
+}
+
+type RawAtt = (i64, i64, Option<Vec<u8>>);
+
+fn att_row(path: &Path, (s, t, r): RawAtt) -> Result<SignedAttestation, DbError> {
+    Ok(SignedAttestation {
+        source: Epoch(to_u64(path, s)?),
+        target: Epoch(to_u64(path, t)?),
+        signing_root: to_root(path, r)?,
+    })
+}
+
+impl SqliteEngine {
+    /// Runs a query returning at most one `(source, target, root)` row.
+    fn att_query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<SignedAttestation>, DbError> {
+        let raw: Option<RawAtt> = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut st| {
+                st.query_row(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(self.err("reading attestations"))?;
+        raw.map(|raw| att_row(&self.path, raw)).transpose()
+    }
+}
+
+impl Engine for SqliteEngine {
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.exec("beginning transaction", "BEGIN EXCLUSIVE")
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        self.exec("committing", "COMMIT")
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        if self.conn.is_autocommit() {
+            return Ok(()); // SQLite already rolled back (e.g. after SQLITE_FULL)
+        }
+        self.exec("rolling back", "ROLLBACK")
+    }
+
+    fn savepoint(&mut self) -> Result<(), DbError> {
+        self.exec("savepoint", "SAVEPOINT request")
+    }
+
+    fn release_savepoint(&mut self) -> Result<(), DbError> {
+        self.exec("savepoint", "RELEASE request")
+    }
+
+    fn rollback_to_savepoint(&mut self) -> Result<(), DbError> {
+        self.exec("savepoint", "ROLLBACK TO request; RELEASE request")
+    }
+
+    fn genesis_root(&mut self) -> Result<Option<GenesisRoot>, DbError> {
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([GENESIS_KEY], |r| r.get(0)).optional())
+            .map_err(self.err("reading genesis root"))?;
+        raw.map(|b| {
+            GenesisRoot::from_slice(&b)
+                .ok_or_else(|| corrupt(&self.path, "genesis root of wrong length"))
+        })
+        .transpose()
+    }
+
+    fn set_genesis_root(&mut self, root: &GenesisRoot) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![GENESIS_KEY, root.as_bytes()]))
+            .map_err(self.err("pinning genesis root"))?;
+        Ok(())
+    }
+
+    fn validator(&mut self, pubkey: &BlsPublicKey) -> Result<Option<ValidatorId>, DbError> {
+        self.conn
+            .prepare_cached("SELECT id FROM validators WHERE pubkey = ?1")
+            .and_then(|mut s| s.query_row([pubkey.as_bytes()], |r| r.get(0)).optional())
+            .map(|id| id.map(ValidatorId))
+            .map_err(self.err("reading validator"))
+    }
+
+    fn insert_validator(&mut self, pubkey: &BlsPublicKey) -> Result<ValidatorId, DbError> {
+        self.conn
+            .prepare_cached("INSERT INTO validators (pubkey) VALUES (?1) RETURNING id")
+            .and_then(|mut s| s.query_row([pubkey.as_bytes()], |r| r.get(0)))
+            .map(ValidatorId)
+            .map_err(self.err("registering validator"))
+    }
+
+    fn validators(&mut self) -> Result<Vec<(ValidatorId, BlsPublicKey)>, DbError> {
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT id, pubkey FROM validators ORDER BY pubkey")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(self.err("listing validators"))?;
+        rows.into_iter()
+            .map(|(id, pk)| {
+                let pk = BlsPublicKey::from_slice(&pk)
+                    .ok_or_else(|| corrupt(&self.path, "public key of wrong length"))?;
+                Ok((ValidatorId(id), pk))
+            })
+            .collect()
+    }
+
+    fn watermarks(&mut self, v: ValidatorId) -> Result<Watermarks, DbError> {
+        let raw: (Option<i64>, Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached("SELECT block_slot_wm, source_epoch_wm, target_epoch_wm FROM validators WHERE id = ?1")
+            .and_then(|mut s| s.query_row([v.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .map_err(self.err("reading watermarks"))?;
+        let p = &self.path;
+        Ok(Watermarks {
+            block_slot: raw.0.map(|x| to_u64(p, x).map(Slot)).transpose()?,
+            source_epoch: raw.1.map(|x| to_u64(p, x).map(Epoch)).transpose()?,
+            target_epoch: raw.2.map(|x| to_u64(p, x).map(Epoch)).transpose()?,
+        })
+    }
+
+    fn set_watermarks(&mut self, v: ValidatorId, w: &Watermarks) -> Result<(), DbError> {
+        let b = w.block_slot.map(|x| to_i64("slot", x.0)).transpose()?;
+        let s = w
+            .source_epoch
+            .map(|x| to_i64("source epoch", x.0))
+            .transpose()?;
+        let t = w
+            .target_epoch
+            .map(|x| to_i64("target epoch", x.0))
+            .transpose()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE validators SET block_slot_wm = ?2, source_epoch_wm = ?3, target_epoch_wm = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![v.0, b, s, t]))
+            .map_err(self.err("writing watermarks"))?;
+        Ok(())
+    }
+
+    fn block_at(&mut self, v: ValidatorId, slot: Slot) -> Result<Option<SignedBlock>, DbError> {
+        let s = to_i64("slot", slot.0)?;
+        let raw: Option<Option<Vec<u8>>> = self
+            .conn
+            .prepare_cached(
+                "SELECT signing_root FROM signed_blocks WHERE validator_id = ?1 AND slot = ?2",
+            )
+            .and_then(|mut st| st.query_row(params![v.0, s], |r| r.get(0)).optional())
+            .map_err(self.err("reading blocks"))?;
+        raw.map(|r| {
+            Ok(SignedBlock {
+                slot,
+                signing_root: to_root(&self.path, r)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn block_slot_range(&mut self, v: ValidatorId) -> Result<Option<(Slot, Slot)>, DbError> {
+        let raw: (Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT min(slot), max(slot) FROM signed_blocks WHERE validator_id = ?1",
+            )
+            .and_then(|mut st| st.query_row([v.0], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(self.err("reading blocks"))?;
+        match raw {
+            (Some(lo), Some(hi)) => Ok(Some((
+                Slot(to_u64(&self.path, lo)?),
+                Slot(to_u64(&self.path, hi)?),
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    fn insert_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError> {
+        let s = to_i64("slot", b.slot.0)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![v.0, s, root_param(b.signing_root.as_ref())]))
+            .map_err(self.err("recording block"))?;
+        Ok(())
+    }
+
+    fn merge_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError> {
+        let s = to_i64("slot", b.slot.0)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (validator_id, slot) DO UPDATE SET signing_root =
+                   CASE WHEN signing_root = excluded.signing_root THEN signing_root ELSE NULL END",
+            )
+            .and_then(|mut st| st.execute(params![v.0, s, root_param(b.signing_root.as_ref())]))
+            .map_err(self.err("importing block"))?;
+        Ok(())
+    }
+
+    fn blocks(&mut self, v: ValidatorId) -> Result<Vec<SignedBlock>, DbError> {
+        let rows: Vec<(i64, Option<Vec<u8>>)> = self
+            .conn
+            .prepare_cached("SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ?1 ORDER BY slot")
+            .and_then(|mut st| st.query_map([v.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(self.err("reading blocks"))?;
+        rows.into_iter()
+            .map(|(s, r)| {
+                Ok(SignedBlock {
+                    slot: Slot(to_u64(&self.path, s)?),
+                    signing_root: to_root(&self.path, r)?,
+                })
+            })
+            .collect()
+    }
+
+    fn delete_blocks_below(
+        &mut self,
+        v: ValidatorId,
+        slot: Slot,
+    ) -> Result<(u64, Option<Slot>), DbError> {
+        let s = to_i64("slot", slot.0)?;
+        let max: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT max(slot) FROM signed_blocks WHERE validator_id = ?1 AND slot < ?2",
+            )
+            .and_then(|mut st| st.query_row(params![v.0, s], |r| r.get(0)))
+            .map_err(self.err("pruning blocks"))?;
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM signed_blocks WHERE validator_id = ?1 AND slot < ?2")
+            .and_then(|mut st| st.execute(params![v.0, s]))
+            .map_err(self.err("pruning blocks"))?;
+        Ok((
+            n as u64,
+            max.map(|m| to_u64(&self.path, m).map(Slot)).transpose()?,
+        ))
+    }
+
+    fn attestation_for_target(
+        &mut self,
+        v: ValidatorId,
+        target: Epoch,
+    ) -> Result<Option<SignedAttestation>, DbError> {
+        let t = to_i64("target epoch", target.0)?;
+        self.att_query(
+            "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
+             WHERE validator_id = ?1 AND target_epoch = ?2",
+            params![v.0, t],
+        )
+    }
+
+    fn attestation_surrounded_by(
+        &mut self,
+        v: ValidatorId,
+        source: Epoch,
+        target: Epoch,
+    ) -> Result<Option<SignedAttestation>, DbError> {
+        // An ordinary record (source <= target) that the new vote surrounds has
+        // its target inside (source, target): a short index range. Imported
+        // records with source > target are checked through their own index.
+        let found = self.att_query(
+            "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
+             WHERE validator_id = ?1 AND target_epoch > ?2 AND target_epoch < ?3 AND source_epoch > ?2
+             LIMIT 1",
+            params![v.0, to_i64("source epoch", source.0)?, to_i64("target epoch", target.0)?],
+        )?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        self.att_query(
+            "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
+             WHERE validator_id = ?1 AND source_epoch > target_epoch AND source_epoch > ?2 AND target_epoch < ?3
+             LIMIT 1",
+            params![v.0, to_i64("source epoch", source.0)?, to_i64("target epoch", target.0)?],
+        )
+    }
+
+    fn attestation_surrounding(
+        &mut self,
+        v: ValidatorId,
+        source: Epoch,
+        target: Epoch,
+    ) -> Result<Option<SignedAttestation>, DbError> {
+        self.att_query(
+            "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
+             WHERE validator_id = ?1 AND target_epoch > ?3 AND source_epoch < ?2
+             LIMIT 1",
+            params![
+                v.0,
+                to_i64("source epoch", source.0)?,
+                to_i64("target epoch", target.0)?
+            ],
+        )
+    }
+
+    fn attestation_bounds(&mut self, v: ValidatorId) -> Result<Option<AttestationBounds>, DbError> {
+        let raw: (Option<i64>, Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT min(source_epoch), min(target_epoch), max(target_epoch) FROM signed_attestations WHERE validator_id = ?1",
+            )
+            .and_then(|mut st| st.query_row([v.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .map_err(self.err("reading attestations"))?;
+        match raw {
+            (Some(s), Some(t), Some(m)) => {
+                let p = &self.path;
+                Ok(Some(AttestationBounds {
+                    min_source: Epoch(to_u64(p, s)?),
+                    min_target: Epoch(to_u64(p, t)?),
+                    max_target: Epoch(to_u64(p, m)?),
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn insert_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError> {
+        let s = to_i64("source epoch", a.source.0)?;
+        let t = to_i64("target epoch", a.target.0)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![v.0, s, t, root_param(a.signing_root.as_ref())]))
+            .map_err(self.err("recording attestation"))?;
+        Ok(())
+    }
+
+    fn merge_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError> {
+        let s = to_i64("source epoch", a.source.0)?;
+        let t = to_i64("target epoch", a.target.0)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (validator_id, target_epoch) DO UPDATE SET
+                   signing_root = CASE WHEN signing_root = excluded.signing_root
+                                        AND source_epoch = excluded.source_epoch
+                                       THEN signing_root ELSE NULL END,
+                   source_epoch = max(source_epoch, excluded.source_epoch)",
+            )
+            .and_then(|mut st| st.execute(params![v.0, s, t, root_param(a.signing_root.as_ref())]))
+            .map_err(self.err("importing attestation"))?;
+        Ok(())
+    }
+
+    fn attestations(&mut self, v: ValidatorId) -> Result<Vec<SignedAttestation>, DbError> {
+        let rows: Vec<RawAtt> = self
+            .conn
+            .prepare_cached(
+                "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = ?1 ORDER BY target_epoch",
+            )
+            .and_then(|mut st| st.query_map([v.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+            .map_err(self.err("reading attestations"))?;
+        rows.into_iter()
+            .map(|raw| att_row(&self.path, raw))
+            .collect()
+    }
+
+    fn delete_attestations_below(
+        &mut self,
+        v: ValidatorId,
+        target: Epoch,
+    ) -> Result<(u64, Option<(Epoch, Epoch)>), DbError> {
+        let t = to_i64("target epoch", target.0)?;
+        let raw: (Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT max(source_epoch), max(target_epoch) FROM signed_attestations WHERE validator_id = ?1 AND target_epoch < ?2",
+            )
+            .and_then(|mut st| st.query_row(params![v.0, t], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(self.err("pruning attestations"))?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM signed_attestations WHERE validator_id = ?1 AND target_epoch < ?2",
+            )
+            .and_then(|mut st| st.execute(params![v.0, t]))
+            .map_err(self.err("pruning attestations"))?;
+        let p = &self.path;
+        let max = match raw {
+            (Some(s), Some(t)) => Some((Epoch(to_u64(p, s)?), Epoch(to_u64(p, t)?))),
+            _ => None,
+        };
+        Ok((n as u64, max))
+    }
+
+    fn cometbft_last(
+        &mut self,
+        key: &ConsensusKey,
+        chain: &ChainId,
+    ) -> Result<Option<CometRecord>, DbError> {
+        type Raw = (i64, i64, i64, Vec<u8>, Option<Vec<u8>>);
+        let raw: Option<Raw> = self
+            .conn
+            .prepare_cached(
+                "SELECT height, round, step, sign_bytes, signature FROM cometbft_state WHERE consensus_key = ?1 AND chain_id = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![key.as_bytes(), chain.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+            })
+            .map_err(self.err("reading CometBFT state"))?;
+        raw.map(|raw| comet_record(&self.path, raw)).transpose()
+    }
+
+    fn cometbft_store(
+        &mut self,
+        key: &ConsensusKey,
+        chain: &ChainId,
+        r: &CometRecord,
+    ) -> Result<(), DbError> {
+        let h = to_i64("height", r.hrs.height.0)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO cometbft_state (consensus_key, chain_id, height, round, step, sign_bytes, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (consensus_key, chain_id) DO UPDATE SET
+                   height = excluded.height, round = excluded.round, step = excluded.step,
+                   sign_bytes = excluded.sign_bytes, signature = excluded.signature",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    key.as_bytes(),
+                    chain.as_str(),
+                    h,
+                    i64::from(r.hrs.round),
+                    r.hrs.step.as_i64(),
+                    r.sign_bytes,
+                    r.signature
+                ])
+            })
+            .map_err(self.err("recording CometBFT state"))?;
+        Ok(())
+    }
+
+    fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
+        type Raw = (Vec<u8>, String, i64, i64, i64, Vec<u8>, Option<Vec<u8>>);
+        let rows: Vec<Raw> = self
+            .conn
+            .prepare_cached(
+                "SELECT consensus_key, chain_id, height, round, step, sign_bytes, signature FROM cometbft_state ORDER BY consensus_key, chain_id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+                    .collect()
+            })
+            .map_err(self.err("reading CometBFT state"))?;
+        rows.into_iter()
+            .map(|(k, c, h, r, s, b, sig)| {
+                let key =
+                    ConsensusKey::new(k).ok_or_else(|| corrupt(&self.path, "bad consensus key"))?;
+                let chain = ChainId::new(c).ok_or_else(|| corrupt(&self.path, "bad chain id"))?;
+                Ok((key, chain, comet_record(&self.path, (h, r, s, b, sig))?))
+            })
+            .collect()
+    }
+}
+
+fn comet_record(
+    path: &Path,
+    (h, r, s, b, sig): (i64, i64, i64, Vec<u8>, Option<Vec<u8>>),
+) -> Result<CometRecord, DbError> {
+    Ok(CometRecord {
+        hrs: Hrs {
+            height: Height(to_u64(path, h)?),
+            round: u32::try_from(r).map_err(|_| corrupt(path, "round out of range"))?,
+            step: Step::from_i64(s).ok_or_else(|| corrupt(path, "unknown step"))?,
+        },
+        sign_bytes: b,
+        signature: sig,
+    })
+}

@@ -1,0 +1,53 @@
+//! Pruning old history without weakening protection: for each validator the
+//! explicit low watermarks are raised to cover what is deleted, in the same
+//! transaction as the delete. Afterwards every message refused before is still
+//! refused (a repeat of a deleted message now is too: stricter, never weaker).
+
+use crate::engine::{Engine, Watermarks};
+use crate::error::DbError;
+use crate::rules::eth::max_bound;
+use crate::types::{Epoch, Slot};
+
+/// How much history to keep, counted back from each validator's newest record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneConfig {
+    /// Blocks with a slot more than this far below the newest are deleted.
+    pub keep_slots: u64,
+    /// Attestations with a target more than this far below the newest are deleted.
+    pub keep_epochs: u64,
+}
+
+/// What a prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneSummary {
+    /// Block records deleted.
+    pub blocks: u64,
+    /// Attestation records deleted.
+    pub attestations: u64,
+}
+
+/// Prunes every validator. Call inside a transaction. CometBFT keeps only the
+/// last position per key and chain, so there is nothing to prune there.
+pub(crate) fn prune(e: &mut dyn Engine, cfg: PruneConfig) -> Result<PruneSummary, DbError> {
+    let mut summary = PruneSummary::default();
+    for (v, _) in e.validators()? {
+        let mut w: Watermarks = e.watermarks(v)?;
+        if let Some((_, newest)) = e.block_slot_range(v)? {
+            let cutoff = Slot(newest.0.saturating_sub(cfg.keep_slots));
+            let (n, highest) = e.delete_blocks_below(v, cutoff)?;
+            summary.blocks += n;
+            w.block_slot = max_bound(w.block_slot, highest);
+        }
+        if let Some(bounds) = e.attestation_bounds(v)? {
+            let cutoff = Epoch(bounds.max_target.0.saturating_sub(cfg.keep_epochs));
+            let (n, highest) = e.delete_attestations_below(v, cutoff)?;
+            summary.attestations += n;
+            if let Some((source, target)) = highest {
+                w.source_epoch = max_bound(w.source_epoch, Some(source));
+                w.target_epoch = max_bound(w.target_epoch, Some(target));
+            }
+        }
+        e.set_watermarks(v, &w)?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,182 @@
+//! Helpers shared by the slashing-db integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use slashing_db::*;
+
+/// The project's copy of the public vectors.
+pub fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
+}
+
+pub const GENESIS: GenesisRoot = GenesisRoot([0x42; 32]);
+
+pub fn pk(n: u8) -> BlsPublicKey {
+    let mut b = [0xa0; 48];
+    b[47] = n;
+    BlsPublicKey(b)
+}
+
+pub fn root(n: u8) -> SigningRoot {
+    SigningRoot([n; 32])
+}
+
+/// A fresh database in its own temporary directory.
+pub struct TempDb {
+    pub dir: tempfile::TempDir,
+    pub db: SlashingDb,
+}
+
+impl TempDb {
+    pub fn new(genesis: Option<GenesisRoot>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SlashingDb::open(
+            &dir.path().join("slashing.sqlite"),
+            Config {
+                genesis_root: genesis,
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        Self { dir, db }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("slashing.sqlite")
+    }
+
+    /// Closes and reopens the same file (as after a restart).
+    pub fn reopen(self) -> Self {
+        let Self { dir, db } = self;
+        db.close();
+        let db = SlashingDb::open(&dir.path().join("slashing.sqlite"), Config::default()).unwrap();
+        Self { dir, db }
+    }
+}
+
+pub fn block(pubkey: BlsPublicKey, slot: u64, r: SigningRoot) -> Proposal {
+    Proposal::Block(BlockProposal {
+        pubkey,
+        genesis_root: GENESIS,
+        slot: Slot(slot),
+        signing_root: r,
+    })
+}
+
+pub fn att(pubkey: BlsPublicKey, source: u64, target: u64, r: SigningRoot) -> Proposal {
+    Proposal::Attestation(AttestationProposal {
+        pubkey,
+        genesis_root: GENESIS,
+        source: Epoch(source),
+        target: Epoch(target),
+        signing_root: r,
+    })
+}
+
+/// Canonical vote sign bytes, encoded here from the field table in
+/// `rules::sign_bytes` (an encoder independent of the parser under test).
+pub fn vote_bytes(
+    kind: u8,
+    height: i64,
+    round: i64,
+    block_hash: &[u8],
+    ts_secs: u64,
+    chain: &str,
+) -> Vec<u8> {
+    let mut m = Vec::new();
+    if kind != 0 {
+        m.extend_from_slice(&[0x08, kind]);
+    }
+    if height != 0 {
+        m.push(0x11);
+        m.extend_from_slice(&height.to_le_bytes());
+    }
+    if round != 0 {
+        m.push(0x19);
+        m.extend_from_slice(&round.to_le_bytes());
+    }
+    if !block_hash.is_empty() {
+        let mut bid = vec![0x0a, block_hash.len() as u8];
+        bid.extend_from_slice(block_hash);
+        m.push(0x22);
+        m.push(bid.len() as u8);
+        m.extend_from_slice(&bid);
+    }
+    let ts = varint_field(1, ts_secs);
+    m.push(0x2a);
+    m.push(ts.len() as u8);
+    m.extend_from_slice(&ts);
+    if !chain.is_empty() {
+        m.push(0x32);
+        m.push(chain.len() as u8);
+        m.extend_from_slice(chain.as_bytes());
+    }
+    let mut out = Vec::new();
+    put_uvarint(&mut out, m.len() as u64);
+    out.extend_from_slice(&m);
+    out
+}
+
+/// Canonical proposal sign bytes (type 32, pol_round -1).
+pub fn proposal_bytes(
+    height: i64,
+    round: i64,
+    block_hash: &[u8],
+    ts_secs: u64,
+    chain: &str,
+) -> Vec<u8> {
+    let mut m = vec![0x08, 0x20];
+    m.push(0x11);
+    m.extend_from_slice(&height.to_le_bytes());
+    if round != 0 {
+        m.push(0x19);
+        m.extend_from_slice(&round.to_le_bytes());
+    }
+    m.push(0x20);
+    put_uvarint(&mut m, u64::MAX); // pol_round = -1
+    let mut bid = vec![0x0a, block_hash.len() as u8];
+    bid.extend_from_slice(block_hash);
+    m.push(0x2a);
+    m.push(bid.len() as u8);
+    m.extend_from_slice(&bid);
+    let ts = varint_field(1, ts_secs);
+    m.push(0x32);
+    m.push(ts.len() as u8);
+    m.extend_from_slice(&ts);
+    m.push(0x3a);
+    m.push(chain.len() as u8);
+    m.extend_from_slice(chain.as_bytes());
+    let mut out = Vec::new();
+    put_uvarint(&mut out, m.len() as u64);
+    out.extend_from_slice(&m);
+    out
+}
+
+fn varint_field(field: u8, v: u64) -> Vec<u8> {
+    let mut out = vec![field << 3];
+    put_uvarint(&mut out, v);
+    out
+}
+
+pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub fn comet_key(n: u8) -> ConsensusKey {
+    ConsensusKey::new(vec![n; 32]).unwrap()
+}
+
+pub fn chain(s: &str) -> ChainId {
+    ChainId::new(s).unwrap()
+}
+
+pub fn comet(key: u8, chain_id: &str, bytes: Vec<u8>) -> Proposal {
+    Proposal::CometBft(
+        CometProposal::from_sign_bytes(comet_key(key), chain(chain_id), bytes).unwrap(),
+    )
+}
