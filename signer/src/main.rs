@@ -11,7 +11,6 @@ use slashing_db::{
     BlockProposal, BlsPublicKey, Config, GenesisRoot, Proposal, SigningRoot, SlashingDb, Slot,
 };
 
-#[allow(clippy::print_stdout)] // a CLI's output
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -33,7 +32,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::print_stdout)]
 fn dev() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "signer {}: the signing daemon is not built yet (it comes with the daemon issue).",
