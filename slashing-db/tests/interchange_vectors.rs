@@ -2,7 +2,12 @@
 //! v5.3.0), run step by step against the "complete" strategy, directly and with
 //! every interchange round-tripped through export → import.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

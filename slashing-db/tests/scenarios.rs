@@ -1,0 +1,551 @@
+//! Every rule, as tables of steps with the expected answer per step. The
+//! tables run against each engine in `engines()` (today SQLite; a PostgreSQL
+//! engine joins the list and must pass the same tables).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use slashing_db::*;
+
+use common::*;
+
+/// What a step must answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Valid,
+    SameData,
+    /// CometBFT re-serve; the flag is `timestamp_only`.
+    Reserve(bool),
+    /// Refused with this [`NotSafe::reason`].
+    Refused(&'static str),
+}
+
+use Expect::*;
+
+fn classify(d: &Decision) -> Expect {
+    match d {
+        Ok(Safe::Valid) => Valid,
+        Ok(Safe::SameData) => SameData,
+        Ok(Safe::Reserve { timestamp_only, .. }) => Reserve(*timestamp_only),
+        Err(n) => Refused(n.reason()),
+    }
+}
+
+fn engines() -> Vec<(&'static str, TempDb)> {
+    vec![("sqlite", TempDb::new(Some(GENESIS)))]
+}
+
+fn run_table(name: &str, steps: &[(Proposal, Expect)]) {
+    for (engine, t) in engines() {
+        for (i, (p, want)) in steps.iter().enumerate() {
+            let d = t.db.check_and_record(p.clone()).unwrap();
+            assert_eq!(
+                classify(&d),
+                *want,
+                "{engine}: {name}, step {i}: {p:?} answered {d:?}"
+            );
+        }
+    }
+}
+
+const A: u8 = 1;
+const B: u8 = 2;
+
+#[test]
+fn blocks() {
+    let v = pk(1);
+    run_table(
+        "blocks",
+        &[
+            (block(v, 100, root(A)), Valid),
+            (block(v, 100, root(A)), SameData),
+            (block(v, 100, root(B)), Refused("double_block_proposal")),
+            (block(v, 101, root(B)), Valid),
+            (block(v, 99, root(A)), Refused("block_below_low_watermark")),
+            (block(v, 100, root(B)), Refused("double_block_proposal")),
+            // The lowest recorded slot is the watermark: at it, only a repeat passes.
+            (block(v, 100, root(A)), SameData),
+            (block(v, 200, root(A)), Valid),
+            (block(v, 150, root(A)), Valid), // complete history: a gap above the bottom is fine
+            // Other validators are independent.
+            (block(pk(2), 100, root(B)), Valid),
+            (
+                block(pk(2), 50, root(B)),
+                Refused("block_below_low_watermark"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn attestations() {
+    let v = pk(1);
+    run_table(
+        "attestations",
+        &[
+            (att(v, 10, 11, root(A)), Valid),
+            (att(v, 10, 11, root(A)), SameData),
+            (att(v, 10, 11, root(B)), Refused("double_vote")),
+            (att(v, 9, 11, root(A)), Refused("double_vote")),
+            (att(v, 12, 11, root(A)), Refused("source_exceeds_target")),
+            (att(v, 11, 12, root(A)), Valid),
+            (att(v, 12, 20, root(A)), Valid),
+            // Surrounded by (12, 20).
+            (att(v, 13, 19, root(A)), Refused("surrounded_vote")),
+            // Surrounds (12, 20).
+            (att(v, 11, 21, root(A)), Refused("surrounding_vote")),
+            (att(v, 20, 21, root(A)), Valid),
+            // Below the lowest recorded source (10); the source bound is checked first.
+            (
+                att(v, 9, 10, root(A)),
+                Refused("source_below_low_watermark"),
+            ),
+            // At or below the lowest recorded target (11).
+            (
+                att(v, 10, 10, root(A)),
+                Refused("target_below_low_watermark"),
+            ),
+        ],
+    );
+    let w = pk(2);
+    run_table(
+        "attestation source watermark",
+        &[
+            (att(w, 5, 10, root(A)), Valid),
+            (att(w, 4, 7, root(A)), Refused("source_below_low_watermark")),
+            (att(w, 5, 9, root(A)), Refused("target_below_low_watermark")),
+            (att(w, 5, 11, root(A)), Valid),
+            (att(w, 10, 10, root(A)), Refused("double_vote")),
+            (att(w, 11, 12, root(A)), Valid),
+        ],
+    );
+}
+
+#[test]
+fn refusals_carry_the_conflicting_record_as_evidence() {
+    let t = TempDb::new(Some(GENESIS));
+    let v = pk(1);
+    t.db.check_and_record(block(v, 7, root(A)))
+        .unwrap()
+        .unwrap();
+    t.db.check_and_record(att(v, 3, 8, root(A)))
+        .unwrap()
+        .unwrap();
+    let prev_block = SignedBlock {
+        slot: Slot(7),
+        signing_root: Some(root(A)),
+    };
+    let prev_att = SignedAttestation {
+        source: Epoch(3),
+        target: Epoch(8),
+        signing_root: Some(root(A)),
+    };
+    assert_eq!(
+        t.db.check_and_record(block(v, 7, root(B))).unwrap(),
+        Err(NotSafe::DoubleBlockProposal { prev: prev_block })
+    );
+    assert_eq!(
+        t.db.check_and_record(att(v, 3, 8, root(B))).unwrap(),
+        Err(NotSafe::DoubleVote {
+            prev: prev_att.clone()
+        })
+    );
+    assert_eq!(
+        t.db.check_and_record(att(v, 2, 9, root(B))).unwrap(),
+        Err(NotSafe::SurroundingVote {
+            prev: prev_att.clone()
+        })
+    );
+    assert_eq!(
+        t.db.check_and_record(att(v, 4, 7, root(B))).unwrap(),
+        Err(NotSafe::SurroundedVote { prev: prev_att })
+    );
+    assert_eq!(
+        t.db.check_and_record(block(v, 6, root(B))).unwrap(),
+        Err(NotSafe::BlockBelowLowWatermark {
+            slot: Slot(6),
+            low_watermark: Slot(7)
+        })
+    );
+}
+
+#[test]
+fn one_database_protects_one_network() {
+    let other = GenesisRoot([0x99; 32]);
+    let mut p = block(pk(1), 1, root(A));
+    if let Proposal::Block(b) = &mut p {
+        b.genesis_root = other;
+    }
+    for (engine, t) in engines() {
+        assert_eq!(
+            t.db.check_and_record(p.clone()).unwrap(),
+            Err(NotSafe::WrongGenesisRoot {
+                expected: GENESIS,
+                got: other
+            }),
+            "{engine}"
+        );
+    }
+    // Without a configured root, the first request pins it.
+    let t = TempDb::new(None);
+    assert_eq!(t.db.genesis_root().unwrap(), None);
+    assert_eq!(t.db.check_and_record(p.clone()).unwrap(), Ok(Safe::Valid));
+    assert_eq!(t.db.genesis_root().unwrap(), Some(other));
+    assert_eq!(
+        t.db.check_and_record(block(pk(1), 2, root(A))).unwrap(),
+        Err(NotSafe::WrongGenesisRoot {
+            expected: other,
+            got: GENESIS
+        })
+    );
+}
+
+#[test]
+fn a_batch_is_decided_in_order_and_allows_at_most_one_of_a_conflict() {
+    let t = TempDb::new(Some(GENESIS));
+    let v = pk(1);
+    let answers =
+        t.db.check_and_record_batch(vec![
+            block(v, 5, root(A)),
+            block(v, 5, root(B)),
+            att(v, 1, 2, root(A)),
+            att(v, 0, 3, root(A)),
+            att(v, 1, 2, root(A)),
+            block(pk(2), 5, root(B)),
+        ])
+        .unwrap();
+    let got: Vec<Expect> = answers.iter().map(classify).collect();
+    assert_eq!(
+        got,
+        [
+            Valid,
+            Refused("double_block_proposal"),
+            Valid,
+            Refused("surrounding_vote"),
+            SameData,
+            Valid
+        ]
+    );
+    assert_eq!(
+        t.db.stats().commits,
+        1,
+        "one durable commit for the whole batch"
+    );
+}
+
+/// CometBFT: the double-sign rule of CometBFT's own file signer.
+#[test]
+fn cometbft_height_round_step() {
+    let h = b"block-hash-aaaaaaaaaaaaaaaaaaaaa!";
+    let g = b"block-hash-bbbbbbbbbbbbbbbbbbbbb!";
+    const PREVOTE: u8 = 1;
+    const PRECOMMIT: u8 = 2;
+    let c = "cosmoshub-4";
+    run_table(
+        "cometbft",
+        &[
+            (comet(1, c, proposal_bytes(10, 0, h, 1000, c)), Valid),
+            (
+                comet(1, c, proposal_bytes(10, 0, h, 1000, c)),
+                Reserve(false),
+            ),
+            (
+                comet(1, c, proposal_bytes(10, 0, h, 1001, c)),
+                Reserve(true),
+            ),
+            (
+                comet(1, c, proposal_bytes(10, 0, g, 1000, c)),
+                Refused("double_sign"),
+            ),
+            (comet(1, c, vote_bytes(PREVOTE, 10, 0, h, 1002, c)), Valid),
+            (
+                comet(1, c, vote_bytes(PREVOTE, 10, 0, h, 1002, c)),
+                Reserve(false),
+            ),
+            (
+                comet(1, c, vote_bytes(PREVOTE, 10, 0, h, 1003, c)),
+                Reserve(true),
+            ),
+            (
+                comet(1, c, vote_bytes(PREVOTE, 10, 0, g, 1002, c)),
+                Refused("double_sign"),
+            ),
+            // A nil prevote (no block id) is a different message too.
+            (
+                comet(1, c, vote_bytes(PREVOTE, 10, 0, b"", 1002, c)),
+                Refused("double_sign"),
+            ),
+            (
+                comet(1, c, proposal_bytes(10, 0, h, 1000, c)),
+                Refused("step_regression"),
+            ),
+            (comet(1, c, vote_bytes(PRECOMMIT, 10, 0, h, 1004, c)), Valid),
+            (
+                comet(1, c, vote_bytes(PREVOTE, 10, 0, h, 1002, c)),
+                Refused("step_regression"),
+            ),
+            (comet(1, c, vote_bytes(PREVOTE, 10, 1, g, 1005, c)), Valid),
+            (
+                comet(1, c, vote_bytes(PRECOMMIT, 10, 0, h, 1004, c)),
+                Refused("round_regression"),
+            ),
+            (
+                comet(1, c, vote_bytes(PREVOTE, 9, 5, h, 1006, c)),
+                Refused("height_regression"),
+            ),
+            (comet(1, c, vote_bytes(PREVOTE, 11, 0, h, 1007, c)), Valid),
+            // Other chains and other keys are independent.
+            (
+                comet(1, "osmosis-1", vote_bytes(PREVOTE, 3, 0, h, 1, "osmosis-1")),
+                Valid,
+            ),
+            (comet(2, c, vote_bytes(PREVOTE, 1, 0, h, 1, c)), Valid),
+        ],
+    );
+}
+
+#[test]
+fn cometbft_reserve_returns_the_stored_bytes_and_signature() {
+    let t = TempDb::new(None);
+    let c = "cosmoshub-4";
+    let first = vote_bytes(2, 7, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
+    assert_eq!(
+        t.db.check_and_record(comet(1, c, first.clone())).unwrap(),
+        Ok(Safe::Valid)
+    );
+    // Timestamp-only change before the signature is stored: re-sign the stored bytes.
+    let later = vote_bytes(2, 7, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 2000, c);
+    match t.db.check_and_record(comet(1, c, later.clone())).unwrap() {
+        Ok(Safe::Reserve {
+            stored,
+            timestamp_only: true,
+        }) => {
+            assert_eq!(
+                stored.sign_bytes, first,
+                "the stored timestamp is served, not the new one"
+            );
+            assert_eq!(stored.signature, None);
+        }
+        other => panic!("expected a timestamp-only re-serve, got {other:?}"),
+    }
+    t.db.record_cometbft_signature(comet_key(1), chain(c), first.clone(), vec![0x5a; 64])
+        .unwrap();
+    // A signature for bytes that are not the recorded ones is ignored.
+    t.db.record_cometbft_signature(comet_key(1), chain(c), later.clone(), vec![0x66; 64])
+        .unwrap();
+    match t.db.check_and_record(comet(1, c, later)).unwrap() {
+        Ok(Safe::Reserve {
+            stored,
+            timestamp_only: true,
+        }) => {
+            assert_eq!(stored.sign_bytes, first);
+            assert_eq!(stored.signature, Some(vec![0x5a; 64]));
+        }
+        other => panic!("expected a timestamp-only re-serve, got {other:?}"),
+    }
+    let states = t.db.cometbft_states().unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(
+        states[0].2.hrs,
+        Hrs {
+            height: Height(7),
+            round: 0,
+            step: Step::Precommit
+        }
+    );
+}
+
+#[test]
+fn cometbft_sign_bytes_must_name_the_chain_they_are_for() {
+    let bytes = vote_bytes(1, 5, 0, b"h", 1, "chain-a");
+    assert_eq!(
+        CometProposal::from_sign_bytes(comet_key(1), chain("chain-b"), bytes),
+        Err(SignBytesError::ChainIdMismatch)
+    );
+}
+
+/// History for the pruning tests: blocks at slots 10..=30 and attestations
+/// (t-1, t) for t in 10..=30, recorded in one batch.
+fn history(t: &TempDb) {
+    let v = pk(1);
+    let mut batch: Vec<Proposal> = (10..=30).map(|s| block(v, s, root(A))).collect();
+    batch.extend((10..=30).map(|t| att(v, t - 1, t, root(A))));
+    for d in t.db.check_and_record_batch(batch).unwrap() {
+        assert_eq!(d, Ok(Safe::Valid));
+    }
+}
+
+#[test]
+fn pruning_deletes_old_history_and_raises_watermarks() {
+    let t = TempDb::new(Some(GENESIS));
+    history(&t);
+    let summary =
+        t.db.prune(PruneConfig {
+            keep_slots: 5,
+            keep_epochs: 5,
+        })
+        .unwrap();
+    assert_eq!(
+        summary,
+        PruneSummary {
+            blocks: 15,
+            attestations: 15
+        }
+    );
+    let t = t.reopen();
+    let v = pk(1);
+    let exported = t.db.export_interchange().unwrap();
+    let blocks: Vec<u64> = exported.data[0]
+        .signed_blocks
+        .iter()
+        .map(|b| b.slot)
+        .collect();
+    // Slot 24 is the watermark (highest deleted), exported as a root-less record.
+    assert_eq!(blocks, [24, 25, 26, 27, 28, 29, 30]);
+    assert_eq!(exported.data[0].signed_blocks[0].signing_root, None);
+    let targets: Vec<u64> = exported.data[0]
+        .signed_attestations
+        .iter()
+        .map(|a| a.target_epoch)
+        .collect();
+    assert_eq!(targets, [24, 25, 26, 27, 28, 29, 30]);
+    let want = [
+        (block(v, 12, root(A)), Refused("block_below_low_watermark")),
+        (block(v, 24, root(A)), Refused("block_below_low_watermark")),
+        (block(v, 25, root(B)), Refused("double_block_proposal")),
+        (block(v, 25, root(A)), SameData),
+        (block(v, 31, root(B)), Valid),
+        (
+            att(v, 23, 24, root(B)),
+            Refused("source_below_low_watermark"),
+        ),
+        (
+            att(v, 24, 24, root(B)),
+            Refused("target_below_low_watermark"),
+        ),
+        (att(v, 5, 40, root(B)), Refused("surrounding_vote")),
+        (att(v, 30, 31, root(B)), Valid),
+    ];
+    for (i, (p, e)) in want.iter().enumerate() {
+        assert_eq!(
+            classify(&t.db.check_and_record(p.clone()).unwrap()),
+            *e,
+            "after prune, step {i}: {p:?}"
+        );
+    }
+}
+
+/// The property behind pruning: on fresh copies of the same history, every
+/// message refused before pruning is refused after it, and by a database that
+/// imported the pruned export.
+#[test]
+fn pruning_never_makes_a_refused_message_signable() {
+    let v = pk(1);
+    let mut probes = Vec::new();
+    for slot in (0..=34).step_by(2) {
+        probes.push(block(v, slot, root(A)));
+        probes.push(block(v, slot, root(B)));
+    }
+    for source in (0..=33).step_by(3) {
+        for target in (source..=35).step_by(4) {
+            probes.push(att(v, source, target, root(A)));
+            probes.push(att(v, source, target, root(B)));
+        }
+    }
+    let (mut refused, mut stricter) = (0, 0);
+    for p in &probes {
+        let full = TempDb::new(Some(GENESIS));
+        history(&full);
+        let pruned = TempDb::new(Some(GENESIS));
+        history(&pruned);
+        pruned
+            .db
+            .prune(PruneConfig {
+                keep_slots: 5,
+                keep_epochs: 5,
+            })
+            .unwrap();
+        let imported = TempDb::new(None);
+        imported
+            .db
+            .import_interchange(pruned.db.export_interchange().unwrap())
+            .unwrap();
+        let before = full.db.check_and_record(p.clone()).unwrap();
+        let after = pruned.db.check_and_record(p.clone()).unwrap();
+        let elsewhere = imported.db.check_and_record(p.clone()).unwrap();
+        if before.is_err() {
+            refused += 1;
+            assert!(
+                after.is_err(),
+                "{p:?}: refused before pruning ({before:?}) but {after:?} after"
+            );
+            assert!(
+                elsewhere.is_err(),
+                "{p:?}: refused before pruning ({before:?}) but {elsewhere:?} after export"
+            );
+        } else if after.is_err() {
+            stricter += 1;
+        }
+    }
+    println!(
+        "pruning property: {} probes, {refused} refused before and after, {stricter} newly refused",
+        probes.len()
+    );
+    assert!(
+        refused > 50 && stricter > 0,
+        "the probes must exercise both sides"
+    );
+}
+
+#[test]
+fn import_merges_conflicting_roots_into_unknown() {
+    let t = TempDb::new(Some(GENESIS));
+    let v = pk(1);
+    t.db.check_and_record(block(v, 10, root(A)))
+        .unwrap()
+        .unwrap();
+    t.db.check_and_record(att(v, 1, 2, root(A)))
+        .unwrap()
+        .unwrap();
+    let file = format!(
+        r#"{{"metadata": {{"interchange_format_version": "5", "genesis_validators_root": "{}"}},
+            "data": [{{"pubkey": "{}",
+                      "signed_blocks": [{{"slot": "10", "signing_root": "{}"}}, {{"slot": "12"}}],
+                      "signed_attestations": [{{"source_epoch": "1", "target_epoch": "2", "signing_root": "{}"}}]}}]}}"#,
+        GENESIS,
+        v,
+        root(B),
+        root(A)
+    );
+    let summary =
+        t.db.import_interchange(Interchange::from_reader(file.as_bytes()).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            validators: 1,
+            blocks: 2,
+            attestations: 1
+        }
+    );
+    // Slot 10 now has two known roots: nothing may be signed there any more.
+    assert_eq!(
+        classify(&t.db.check_and_record(block(v, 10, root(A))).unwrap()),
+        Refused("double_block_proposal")
+    );
+    // Identical attestation: still a repeat.
+    assert_eq!(
+        classify(&t.db.check_and_record(att(v, 1, 2, root(A))).unwrap()),
+        SameData
+    );
+    assert_eq!(
+        classify(&t.db.check_and_record(block(v, 12, root(A))).unwrap()),
+        Refused("double_block_proposal")
+    );
+}
