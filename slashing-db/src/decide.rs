@@ -19,10 +19,7 @@ pub fn decide(e: &mut dyn Engine, p: &Proposal) -> Result<Decision, DbError> {
             let v = validator_or_insert(e, &b.pubkey)?;
             let facts = eth::BlockFacts {
                 same_slot: e.block_at(v, b.slot)?,
-                low_watermark: eth::max_bound(
-                    e.watermarks(v)?.block_slot,
-                    e.block_slot_range(v)?.map(|(lo, _)| lo),
-                ),
+                low_watermark: e.bounds(v)?.block_slot(),
             };
             let d = eth::check_block(b, &facts);
             if d == Ok(Safe::Valid) {
@@ -41,14 +38,13 @@ pub fn decide(e: &mut dyn Engine, p: &Proposal) -> Result<Decision, DbError> {
                 return Ok(Err(refusal));
             }
             let v = validator_or_insert(e, &a.pubkey)?;
-            let w = e.watermarks(v)?;
-            let bounds = e.attestation_bounds(v)?;
+            let bounds = e.bounds(v)?;
             let facts = eth::AttestationFacts {
                 same_target: e.attestation_for_target(v, a.target)?,
                 surrounded_by_new: e.attestation_surrounded_by(v, a.source, a.target)?,
                 surrounding_new: e.attestation_surrounding(v, a.source, a.target)?,
-                source_low_watermark: eth::max_bound(w.source_epoch, bounds.map(|b| b.min_source)),
-                target_low_watermark: eth::max_bound(w.target_epoch, bounds.map(|b| b.min_target)),
+                source_low_watermark: bounds.source_epoch(),
+                target_low_watermark: bounds.target_epoch(),
             };
             let d = eth::check_attestation(a, &facts);
             if d == Ok(Safe::Valid) {

@@ -228,7 +228,7 @@ pub(crate) fn export(e: &mut dyn Engine) -> Result<Interchange, DbError> {
     };
     let mut data = Vec::new();
     for (v, pubkey) in e.validators()? {
-        let w = e.watermarks(v)?;
+        let w = e.bounds(v)?.watermarks;
         let mut signed_blocks: Vec<InterchangeBlock> = e
             .blocks(v)?
             .into_iter()

@@ -31,15 +31,15 @@ pub struct PruneSummary {
 pub(crate) fn prune(e: &mut dyn Engine, cfg: PruneConfig) -> Result<PruneSummary, DbError> {
     let mut summary = PruneSummary::default();
     for (v, _) in e.validators()? {
-        let mut w: Watermarks = e.watermarks(v)?;
-        if let Some((_, newest)) = e.block_slot_range(v)? {
+        let mut w: Watermarks = e.bounds(v)?.watermarks;
+        if let Some(newest) = e.max_block_slot(v)? {
             let cutoff = Slot(newest.0.saturating_sub(cfg.keep_slots));
             let (n, highest) = e.delete_blocks_below(v, cutoff)?;
             summary.blocks += n;
             w.block_slot = max_bound(w.block_slot, highest);
         }
-        if let Some(bounds) = e.attestation_bounds(v)? {
-            let cutoff = Epoch(bounds.max_target.0.saturating_sub(cfg.keep_epochs));
+        if let Some(newest) = e.max_target_epoch(v)? {
+            let cutoff = Epoch(newest.0.saturating_sub(cfg.keep_epochs));
             let (n, highest) = e.delete_attestations_below(v, cutoff)?;
             summary.attestations += n;
             if let Some((source, target)) = highest {
@@ -48,6 +48,7 @@ pub(crate) fn prune(e: &mut dyn Engine, cfg: PruneConfig) -> Result<PruneSummary
             }
         }
         e.set_watermarks(v, &w)?;
+        e.recount_minimums(v)?;
     }
     Ok(summary)
 }

@@ -124,19 +124,26 @@ impl Writer {
     ) -> Result<Vec<Result<Vec<Decision>, DbError>>, DbError> {
         self.refuse_if_poisoned()?;
         self.engine.begin()?;
+        // A caller's failure must not undo the others' work: with several
+        // callers, each runs under its own savepoint. Alone, it needs none.
+        let nested = batch.len() > 1;
         let mut answers = Vec::with_capacity(batch.len());
         for (work, _) in batch {
-            self.engine.savepoint()?;
+            if nested {
+                self.engine.savepoint()?;
+            }
             match self.apply(work) {
                 Ok(decisions) => {
-                    self.engine.release_savepoint()?;
+                    if nested {
+                        self.engine.release_savepoint()?;
+                    }
                     answers.push(Ok(decisions));
                 }
                 Err(e) => {
                     self.note(&e);
-                    if !self.engine.in_transaction() {
-                        // The engine abandoned the whole transaction (disk full,
-                        // I/O error): nothing in this batch will be committed.
+                    if !nested || !self.engine.in_transaction() {
+                        // Alone, or the engine abandoned the whole transaction
+                        // (disk full, I/O error): nothing here is committed.
                         return Err(e);
                     }
                     self.engine.rollback_to_savepoint()?;

@@ -11,11 +11,43 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::error::DbError;
 use crate::record::{CometRecord, SignedAttestation, SignedBlock};
+use crate::rules::eth::max_bound;
 use crate::types::{BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Slot};
 
 /// Row id of a validator in the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ValidatorId(pub i64);
+
+/// What bounds one validator's history from below: the lowest recorded
+/// messages, and explicit watermarks left by pruning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Lowest recorded block slot.
+    pub min_slot: Option<Slot>,
+    /// Lowest recorded attestation source.
+    pub min_source: Option<Epoch>,
+    /// Lowest recorded attestation target.
+    pub min_target: Option<Epoch>,
+    /// Explicit watermarks.
+    pub watermarks: Watermarks,
+}
+
+impl Bounds {
+    /// Blocks at or below this slot are refused (unless they repeat a record).
+    pub fn block_slot(&self) -> Option<Slot> {
+        max_bound(self.watermarks.block_slot, self.min_slot)
+    }
+
+    /// Attestations with a source below this are refused.
+    pub fn source_epoch(&self) -> Option<Epoch> {
+        max_bound(self.watermarks.source_epoch, self.min_source)
+    }
+
+    /// Attestations with a target at or below this are refused (unless they repeat a record).
+    pub fn target_epoch(&self) -> Option<Epoch> {
+        max_bound(self.watermarks.target_epoch, self.min_target)
+    }
+}
 
 /// Explicit low watermarks of one validator, raised by pruning (and never lowered).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,15 +91,15 @@ pub trait Engine: Send {
     fn insert_validator(&mut self, pubkey: &BlsPublicKey) -> Result<ValidatorId, DbError>;
     /// Every validator, ordered by public key.
     fn validators(&mut self) -> Result<Vec<(ValidatorId, BlsPublicKey)>, DbError>;
-    /// A validator's explicit watermarks.
-    fn watermarks(&mut self, v: ValidatorId) -> Result<Watermarks, DbError>;
+    /// A validator's lowest recorded messages and explicit watermarks.
+    fn bounds(&mut self, v: ValidatorId) -> Result<Bounds, DbError>;
     /// Replaces a validator's explicit watermarks.
     fn set_watermarks(&mut self, v: ValidatorId, w: &Watermarks) -> Result<(), DbError>;
 
     /// The block recorded at `slot`.
     fn block_at(&mut self, v: ValidatorId, slot: Slot) -> Result<Option<SignedBlock>, DbError>;
-    /// Lowest and highest recorded block slots.
-    fn block_slot_range(&mut self, v: ValidatorId) -> Result<Option<(Slot, Slot)>, DbError>;
+    /// Highest recorded block slot.
+    fn max_block_slot(&mut self, v: ValidatorId) -> Result<Option<Slot>, DbError>;
     /// Records a new block (the slot must be free).
     fn insert_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError>;
     /// Merges an imported block: a free slot takes it; an occupied slot keeps
@@ -103,8 +135,10 @@ pub trait Engine: Send {
         source: Epoch,
         target: Epoch,
     ) -> Result<Option<SignedAttestation>, DbError>;
-    /// Lowest recorded source and lowest recorded target, and the highest target.
-    fn attestation_bounds(&mut self, v: ValidatorId) -> Result<Option<AttestationBounds>, DbError>;
+    /// Highest recorded attestation target.
+    fn max_target_epoch(&mut self, v: ValidatorId) -> Result<Option<Epoch>, DbError>;
+    /// Recounts the lowest recorded messages after a delete (pruning).
+    fn recount_minimums(&mut self, v: ValidatorId) -> Result<(), DbError>;
     /// Records a new attestation (the target must be free).
     fn insert_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError>;
     /// Merges an imported attestation, like [`Engine::merge_block`]; on a
@@ -135,15 +169,4 @@ pub trait Engine: Send {
     ) -> Result<(), DbError>;
     /// Every CometBFT record.
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
-}
-
-/// Bounds of a validator's recorded attestations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttestationBounds {
-    /// Lowest recorded source epoch.
-    pub min_source: Epoch,
-    /// Lowest recorded target epoch.
-    pub min_target: Epoch,
-    /// Highest recorded target epoch.
-    pub max_target: Epoch,
 }

@@ -22,7 +22,14 @@ CREATE TABLE meta (
 CREATE TABLE validators (
     id               INTEGER PRIMARY KEY,
     pubkey           BLOB NOT NULL UNIQUE CHECK (length(pubkey) = 48),
-    block_slot_wm    INTEGER CHECK (block_slot_wm >= 0),
+    -- Lowest recorded slot, source and target: the complete strategy's low
+    -- watermarks. Kept by the triggers below (and by pruning, the only
+    -- delete), so a decision reads one row instead of probing three indexes.
+    min_slot         INTEGER CHECK (min_slot >= 0),
+    min_source_epoch INTEGER CHECK (min_source_epoch >= 0),
+    min_target_epoch INTEGER CHECK (min_target_epoch >= 0),
+    -- Explicit watermarks raised by pruning; never lowered.
+    slot_wm          INTEGER CHECK (slot_wm >= 0),
     source_epoch_wm  INTEGER CHECK (source_epoch_wm >= 0),
     target_epoch_wm  INTEGER CHECK (target_epoch_wm >= 0)
 ) STRICT;
@@ -42,12 +49,30 @@ CREATE TABLE signed_attestations (
     PRIMARY KEY (validator_id, target_epoch)
 ) STRICT, WITHOUT ROWID;
 
--- Lowest source per validator, and the rare imported records whose source is
--- after their target (only those can be surrounded from outside the
--- [source, target) window that the main index scans).
-CREATE INDEX signed_attestations_source ON signed_attestations (validator_id, source_epoch);
+-- The rare imported records whose source is after their target: only those
+-- can be surrounded from outside the (source, target) window that the
+-- primary key scans. Partial, so an ordinary decision writes no page here.
 CREATE INDEX signed_attestations_inverted ON signed_attestations (validator_id, source_epoch)
     WHERE source_epoch > target_epoch;
+
+-- Keep the minimums. Each UPDATE matches (and so writes) only when a minimum moves.
+CREATE TRIGGER signed_blocks_min AFTER INSERT ON signed_blocks BEGIN
+    UPDATE validators SET min_slot = NEW.slot
+        WHERE id = NEW.validator_id AND (min_slot IS NULL OR min_slot > NEW.slot);
+END;
+CREATE TRIGGER signed_attestations_min AFTER INSERT ON signed_attestations BEGIN
+    UPDATE validators SET min_source_epoch = NEW.source_epoch
+        WHERE id = NEW.validator_id AND (min_source_epoch IS NULL OR min_source_epoch > NEW.source_epoch);
+    UPDATE validators SET min_target_epoch = NEW.target_epoch
+        WHERE id = NEW.validator_id AND (min_target_epoch IS NULL OR min_target_epoch > NEW.target_epoch);
+END;
+-- An import may raise a record's source (two sources for one target): recount.
+CREATE TRIGGER signed_attestations_source_moved AFTER UPDATE OF source_epoch ON signed_attestations
+    WHEN NEW.source_epoch IS NOT OLD.source_epoch BEGIN
+    UPDATE validators SET min_source_epoch =
+        (SELECT min(source_epoch) FROM signed_attestations WHERE validator_id = NEW.validator_id)
+        WHERE id = NEW.validator_id;
+END;
 
 -- A recorded root may become unknown (NULL, after conflicting imports) but is
 -- never replaced by another root.
