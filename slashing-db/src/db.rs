@@ -1,12 +1,10 @@
-//! [`SlashingDb`]: the handle the signer holds. Cheap to share (`Arc`), safe
-//! to call from any number of threads; every call blocks until its decision is
-//! durable. Call it from worker threads, not from an async runtime's threads.
+//! [`SlashingDb`]: the handle the signer holds. Share it (`Arc`) and call it
+//! from any number of threads; every call blocks until its decision is durable
+//! (group commit, see [`crate::writer`]). Call it from worker threads, not from
+//! an async runtime's threads.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
-use std::thread::JoinHandle;
 
 use crate::engine::Engine;
 use crate::engine::sqlite::{SqliteEngine, SqliteOptions};
@@ -15,7 +13,7 @@ use crate::interchange::{self, ImportSummary, Interchange, InterchangeError};
 use crate::prune::{self, PruneConfig, PruneSummary};
 use crate::record::{CometRecord, Decision, Proposal};
 use crate::types::{ChainId, ConsensusKey, GenesisRoot};
-use crate::writer::{Counters, Job, Work, Writer};
+use crate::writer::{AsDbError, GroupCommit, Work};
 
 /// Settings of a [`SlashingDb`].
 #[derive(Debug, Clone)]
@@ -52,15 +50,7 @@ pub struct Stats {
 /// The slashing-protection database. See the crate documentation.
 #[derive(Debug)]
 pub struct SlashingDb {
-    tx: Option<Sender<Job>>,
-    writer: Option<JoinHandle<()>>,
-    counters: Arc<Counters>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
-    }
+    group: GroupCommit,
 }
 
 impl SlashingDb {
@@ -90,37 +80,19 @@ impl SlashingDb {
                 }
             }
         }
-        let counters = Arc::new(Counters::default());
-        let writer = Writer::new(engine, counters.clone(), config.max_batch);
-        let (tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("slashing-db".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| DbError::Io {
-                context: "starting the database writer thread",
-                path: Default::default(),
-                source: e,
-            })?;
         Ok(Self {
-            tx: Some(tx),
-            writer: Some(handle),
-            counters,
+            group: GroupCommit::new(engine, config.max_batch),
         })
-    }
-
-    fn send(&self, job: Job) -> Result<(), DbError> {
-        self.tx
-            .as_ref()
-            .ok_or(DbError::Closed)?
-            .send(job)
-            .map_err(|_| DbError::Closed)
     }
 
     /// Checks one proposal and, when it is safe, records it durably before
     /// returning. Sign only on `Ok(Ok(_))`.
     pub fn check_and_record(&self, proposal: Proposal) -> Result<Decision, DbError> {
         let mut decisions = self.check_and_record_batch(vec![proposal])?;
-        decisions.pop().ok_or(DbError::Closed)
+        decisions.pop().ok_or_else(|| DbError::Engine {
+            context: "deciding",
+            source: "the engine answered no decision".into(),
+        })
     }
 
     /// Checks and records many proposals in one transaction, in order; the
@@ -133,14 +105,13 @@ impl SlashingDb {
         if proposals.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Job::Batched(Work::Decide(proposals), Some(reply)))?;
-        answer.recv().map_err(|_| DbError::Closed)?
+        self.group.submit(Work::Decide(proposals))
     }
 
     /// Stores the signature made for CometBFT `sign_bytes`, so a repeated
-    /// request is answered with it. Does not wait: it rides on the next group
-    /// commit. Losing it is safe (the recorded bytes are signed again).
+    /// request is answered with it. Call it after answering the node: it
+    /// rides on a group commit. Losing it is safe (the recorded bytes are
+    /// signed again), so it is ignored if the record has moved on.
     pub fn record_cometbft_signature(
         &self,
         key: ConsensusKey,
@@ -148,30 +119,21 @@ impl SlashingDb {
         sign_bytes: Vec<u8>,
         signature: Vec<u8>,
     ) -> Result<(), DbError> {
-        self.send(Job::Batched(
-            Work::StoreSignature {
+        self.group
+            .submit(Work::StoreSignature {
                 key,
                 chain,
                 sign_bytes,
                 signature,
-            },
-            None,
-        ))
+            })
+            .map(|_| ())
     }
 
-    fn exclusive<T, E>(
-        &self,
-        f: impl FnOnce(&mut dyn Engine) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
+    fn exclusive<T, E>(&self, f: impl FnOnce(&mut dyn Engine) -> Result<T, E>) -> Result<T, E>
     where
-        T: Send + 'static,
-        E: From<DbError> + crate::writer::AsDbError + Send + 'static,
+        E: From<DbError> + AsDbError,
     {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Job::Exclusive(Box::new(move |w: &mut Writer| {
-            let _ = reply.send(w.transaction(f));
-        })))?;
-        answer.recv().map_err(|_| E::from(DbError::Closed))?
+        self.group.exclusive(f)
     }
 
     /// Merges an EIP-3076 interchange into the history, atomically.
@@ -202,28 +164,11 @@ impl SlashingDb {
     /// Counters since open.
     pub fn stats(&self) -> Stats {
         Stats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            decisions: self.counters.decisions.load(Ordering::Relaxed),
+            commits: self.group.counters.commits.load(Ordering::Relaxed),
+            decisions: self.group.counters.decisions.load(Ordering::Relaxed),
         }
     }
 
-    /// Finishes queued work and closes the database.
-    pub fn close(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.writer.take()
-            && h.join().is_err()
-        {
-            tracing::error!("slashing database writer thread panicked");
-        }
-    }
-}
-
-impl Drop for SlashingDb {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
+    /// Closes the database (as dropping it does), checkpointing the WAL.
+    pub fn close(self) {}
 }

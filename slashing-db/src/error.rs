@@ -202,9 +202,6 @@ pub enum DbError {
         "database refused: an earlier I/O error ({0}) left its state uncertain; restart to reopen it"
     )]
     Poisoned(String),
-    /// The database handle is closed (shutting down).
-    #[error("database is closed")]
-    Closed,
     /// The storage engine reported an I/O failure (`EIO`, a failed `fsync`).
     #[error("I/O failure while {context}: {source}")]
     EngineIo {
@@ -265,7 +262,6 @@ impl DbError {
             Self::DiskFull => Self::DiskFull,
             Self::ReadOnly => Self::ReadOnly,
             Self::Poisoned(s) => Self::Poisoned(s.clone()),
-            Self::Closed => Self::Closed,
             Self::EngineIo { context, source } => Self::EngineIo {
                 context,
                 source: text(source.as_ref()),

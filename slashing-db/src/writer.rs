@@ -1,12 +1,18 @@
-//! Group commit: one thread owns the engine. Callers queue work; the thread
-//! takes everything queued, runs it in one exclusive transaction (each caller's
-//! work under its own savepoint, in arrival order), commits once (one fsync),
-//! and only then answers. A later item in a batch sees the earlier ones, so two
-//! conflicting messages in one batch still yield at most one `Safe`.
+//! Group commit, leader/follower style (as LevelDB's writer queue): a caller
+//! queues its work; if no commit is under way it becomes the leader, takes
+//! everything queued (its own work first), runs it in one exclusive
+//! transaction — each caller's work under its own savepoint, in arrival order
+//! — commits once (one fsync), hands every caller its answer, and steps down.
+//! Callers that arrive meanwhile wait and are served by the next leader.
+//!
+//! A lone caller thus commits on its own thread, with no hand-off to another
+//! thread; concurrent callers share one fsync. A later item in a batch sees
+//! the earlier ones, so two conflicting messages in one batch still yield at
+//! most one `Safe`. Answers are given only after the commit is durable.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::decide::decide;
 use crate::engine::Engine;
@@ -14,7 +20,7 @@ use crate::error::DbError;
 use crate::record::{CometRecord, Decision, Proposal};
 use crate::types::{ChainId, ConsensusKey};
 
-/// Counters kept by the writer thread.
+/// Counters kept by the leaders.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub commits: AtomicU64,
@@ -34,58 +40,131 @@ pub(crate) enum Work {
     },
 }
 
-pub(crate) type Reply = SyncSender<Result<Vec<Decision>, DbError>>;
+type Answer = Result<Vec<Decision>, DbError>;
 
-/// A transaction of its own (import, export, prune, inspection).
-pub(crate) type Exclusive = Box<dyn FnOnce(&mut Writer) + Send>;
-
-pub(crate) enum Job {
-    Batched(Work, Option<Reply>),
-    Exclusive(Exclusive),
+/// The queue and who is serving it.
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<(u64, Work)>,
+    answers: HashMap<u64, Answer>,
+    next_id: u64,
+    leader: bool,
 }
 
+/// The engine and what the leaders remember between batches.
 pub(crate) struct Writer {
     engine: Box<dyn Engine>,
     poisoned: Option<String>,
-    counters: Arc<Counters>,
+}
+
+/// Shared by all callers of one database.
+pub(crate) struct GroupCommit {
+    queue: Mutex<Queue>,
+    served: Condvar,
+    writer: Mutex<Writer>,
+    pub(crate) counters: Counters,
     max_batch: usize,
 }
 
-impl Writer {
-    pub(crate) fn new(engine: Box<dyn Engine>, counters: Arc<Counters>, max_batch: usize) -> Self {
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn poisoned_lock() -> DbError {
+    DbError::Poisoned("a thread panicked while holding the database".into())
+}
+
+impl GroupCommit {
+    pub(crate) fn new(engine: Box<dyn Engine>, max_batch: usize) -> Self {
         Self {
-            engine,
-            poisoned: None,
-            counters,
+            queue: Mutex::new(Queue::default()),
+            served: Condvar::new(),
+            writer: Mutex::new(Writer {
+                engine,
+                poisoned: None,
+            }),
+            counters: Counters::default(),
             max_batch: max_batch.max(1),
         }
     }
 
-    pub(crate) fn run(mut self, rx: Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = Vec::new();
-            let mut then = None;
-            match first {
-                Job::Exclusive(f) => then = Some(f),
-                Job::Batched(w, r) => batch.push((w, r)),
-            }
-            while then.is_none() && batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(Job::Batched(w, r)) => batch.push((w, r)),
-                    Ok(Job::Exclusive(f)) => then = Some(f),
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() {
-                self.run_batch(batch);
-            }
-            if let Some(f) = then {
-                f(&mut self);
-            }
-        }
-        tracing::debug!("slashing database writer stopped");
+    fn lock_queue(&self) -> Result<MutexGuard<'_, Queue>, DbError> {
+        self.queue.lock().map_err(|_| poisoned_lock())
     }
 
+    /// Queues `work` and returns its answer once it is durable.
+    pub(crate) fn submit(&self, work: Work) -> Answer {
+        let mut q = self.lock_queue()?;
+        let id = q.next_id;
+        q.next_id += 1;
+        q.pending.push_back((id, work));
+        loop {
+            if let Some(answer) = q.answers.remove(&id) {
+                return answer;
+            }
+            if !q.leader {
+                q.leader = true;
+                let take = q.pending.len().min(self.max_batch);
+                let batch: Vec<(u64, Work)> = q.pending.drain(..take).collect();
+                drop(q);
+                let answers = self.run_batch(&batch);
+                q = self.lock_queue()?;
+                q.leader = false;
+                for ((id, _), answer) in batch.into_iter().zip(answers) {
+                    q.answers.insert(id, answer);
+                }
+                self.served.notify_all();
+                continue;
+            }
+            q = self.served.wait(q).map_err(|_| poisoned_lock())?;
+        }
+    }
+
+    /// Runs `f` in a transaction of its own, committing on `Ok`. Waits for any
+    /// batch under way; batches queued after it wait for it.
+    pub(crate) fn exclusive<T, E>(
+        &self,
+        f: impl FnOnce(&mut dyn Engine) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError> + AsDbError,
+    {
+        let mut w = self.writer.lock().map_err(|_| E::from(poisoned_lock()))?;
+        let result = w.transaction(f);
+        if result.is_ok() {
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn run_batch(&self, batch: &[(u64, Work)]) -> Vec<Answer> {
+        let mut w = match self.writer.lock() {
+            Ok(w) => w,
+            Err(_) => return batch.iter().map(|_| Err(poisoned_lock())).collect(),
+        };
+        match w.try_batch(batch) {
+            Ok(answers) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                let n: usize = answers.iter().map(|a| a.as_ref().map_or(0, Vec::len)).sum();
+                self.counters
+                    .decisions
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                answers
+            }
+            Err(e) => {
+                w.note(&e);
+                let _ = w.engine.rollback();
+                batch.iter().map(|_| Err(e.duplicate())).collect()
+            }
+        }
+    }
+}
+
+impl Writer {
     /// Remembers an I/O failure: from now on every request is refused.
     fn note(&mut self, e: &DbError) {
         if e.is_io_failure() && self.poisoned.is_none() {
@@ -101,34 +180,15 @@ impl Writer {
         }
     }
 
-    fn run_batch(&mut self, batch: Vec<(Work, Option<Reply>)>) {
-        let answers = match self.try_batch(&batch) {
-            Ok(answers) => answers,
-            Err(e) => {
-                self.note(&e);
-                let _ = self.engine.rollback();
-                batch.iter().map(|_| Err(e.duplicate())).collect()
-            }
-        };
-        for ((_, reply), answer) in batch.into_iter().zip(answers) {
-            if let Some(reply) = reply {
-                let _ = reply.send(answer); // a caller that gave up is not an error
-            }
-        }
-    }
-
     /// Runs a whole batch; `Err` means nothing of it was committed.
-    fn try_batch(
-        &mut self,
-        batch: &[(Work, Option<Reply>)],
-    ) -> Result<Vec<Result<Vec<Decision>, DbError>>, DbError> {
+    fn try_batch(&mut self, batch: &[(u64, Work)]) -> Result<Vec<Answer>, DbError> {
         self.refuse_if_poisoned()?;
         self.engine.begin()?;
         // A caller's failure must not undo the others' work: with several
         // callers, each runs under its own savepoint. Alone, it needs none.
         let nested = batch.len() > 1;
         let mut answers = Vec::with_capacity(batch.len());
-        for (work, _) in batch {
+        for (_, work) in batch {
             if nested {
                 self.engine.savepoint()?;
             }
@@ -152,11 +212,6 @@ impl Writer {
             }
         }
         self.engine.commit()?;
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        let n: usize = answers.iter().map(|a| a.as_ref().map_or(0, Vec::len)).sum();
-        self.counters
-            .decisions
-            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(answers)
     }
 
@@ -188,10 +243,7 @@ impl Writer {
     }
 
     /// Runs `f` in a transaction of its own, committing on `Ok`.
-    pub(crate) fn transaction<T, E>(
-        &mut self,
-        f: impl FnOnce(&mut dyn Engine) -> Result<T, E>,
-    ) -> Result<T, E>
+    fn transaction<T, E>(&mut self, f: impl FnOnce(&mut dyn Engine) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError> + AsDbError,
     {
@@ -200,13 +252,8 @@ impl Writer {
             self.note(&e);
             return Err(e.into());
         }
-        let result = f(self.engine.as_mut()).and_then(|v| match self.engine.commit() {
-            Ok(()) => {
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(v)
-            }
-            Err(e) => Err(e.into()),
-        });
+        let result =
+            f(self.engine.as_mut()).and_then(|v| self.engine.commit().map(|()| v).map_err(E::from));
         if let Err(e) = &result {
             if let Some(db) = e.as_db_error() {
                 self.note(db);
