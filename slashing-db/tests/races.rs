@@ -72,12 +72,14 @@ fn exactly_one_valid(rounds: &[Vec<Decision>], refusals: &[&str]) {
 
 #[test]
 fn racing_double_block_proposals() {
-    let t = TempDb::new(Some(GENESIS));
-    let db = Arc::new(t.db);
+    let TempDb { dir, db } = TempDb::new(Some(GENESIS));
+    let db = Arc::new(db);
     let rounds = race(&db, |round, i| block(pk(1), 100 + round, root(i as u8 + 1)));
     exactly_one_valid(&rounds, &["double_block_proposal"]);
     let exported = db.export_interchange().unwrap();
     assert_eq!(exported.data[0].signed_blocks.len(), ROUNDS as usize);
+    drop(db);
+    assert_consistent(&dir.path().join("slashing.sqlite"));
 }
 
 #[test]

@@ -186,3 +186,46 @@ pub fn comet(key: u8, chain_id: &str, bytes: Vec<u8>) -> Proposal {
         CometProposal::from_sign_bytes(comet_key(key), chain(chain_id), bytes).unwrap(),
     )
 }
+
+/// Opens the closed database file directly and checks that it is consistent:
+/// SQLite's integrity check, foreign keys, and the per-validator minimums
+/// (kept by triggers and pruning) equal to the real minimums of the history.
+pub fn assert_consistent(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let integrity: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok", "{}", path.display());
+    let orphans: i64 = c
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(orphans, 0, "foreign key violations in {}", path.display());
+    let stale: Vec<i64> = c
+        .prepare(
+            "SELECT id FROM validators v WHERE
+               min_slot IS NOT (SELECT min(slot) FROM signed_blocks WHERE validator_id = v.id)
+            OR min_source_epoch IS NOT (SELECT min(source_epoch) FROM signed_attestations WHERE validator_id = v.id)
+            OR min_target_epoch IS NOT (SELECT min(target_epoch) FROM signed_attestations WHERE validator_id = v.id)",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        stale.is_empty(),
+        "validators {stale:?} have stale minimums in {}",
+        path.display()
+    );
+}
+
+impl TempDb {
+    /// Closes the database and checks the file with [`assert_consistent`].
+    pub fn close_and_check(self) {
+        let path = self.path();
+        self.db.close();
+        assert_consistent(&path);
+    }
+}
