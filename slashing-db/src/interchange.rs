@@ -149,10 +149,11 @@ impl Interchange {
         Ok(serde_json::from_reader(std::io::BufReader::new(r))?)
     }
 
-    /// Writes the interchange as JSON.
+    /// Writes the interchange as compact JSON (a 10,000-validator history is
+    /// gigabytes; `jq .` makes it readable).
     pub fn to_writer(&self, w: impl Write) -> Result<(), InterchangeError> {
         let mut w = std::io::BufWriter::new(w);
-        serde_json::to_writer_pretty(&mut w, self)?;
+        serde_json::to_writer(&mut w, self)?;
         w.flush()?;
         Ok(())
     }

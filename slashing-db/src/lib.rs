@@ -41,7 +41,6 @@ mod types;
 mod writer;
 
 pub use db::{Config, SlashingDb, Stats};
-pub use decide::decide;
 pub use engine::sqlite::{SqliteEngine, SqliteOptions};
 pub use engine::{Engine, SCHEMA_VERSION};
 pub use error::{DbError, NotSafe};

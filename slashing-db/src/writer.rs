@@ -111,11 +111,17 @@ impl GroupCommit {
                 let take = q.pending.len().min(self.max_batch);
                 let batch: Vec<(u64, Work)> = q.pending.drain(..take).collect();
                 drop(q);
+                let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+                let mut stepping_down = StepDown {
+                    group: self,
+                    ids: Some(&ids),
+                };
                 let answers = self.run_batch(&batch);
                 q = self.lock_queue()?;
+                stepping_down.ids = None;
                 q.leader = false;
-                for ((id, _), answer) in batch.into_iter().zip(answers) {
-                    q.answers.insert(id, answer);
+                for (id, answer) in ids.iter().zip(answers) {
+                    q.answers.insert(*id, answer);
                 }
                 self.served.notify_all();
                 continue;
@@ -161,6 +167,27 @@ impl GroupCommit {
                 batch.iter().map(|_| Err(e.duplicate())).collect()
             }
         }
+    }
+}
+
+/// If a leader unwinds (a bug; release builds abort instead), its followers
+/// must not wait forever: they get an error and another caller may lead.
+struct StepDown<'a> {
+    group: &'a GroupCommit,
+    /// The batch's ids until its answers are stored.
+    ids: Option<&'a [u64]>,
+}
+
+impl Drop for StepDown<'_> {
+    fn drop(&mut self) {
+        let Some(ids) = self.ids else { return };
+        if let Ok(mut q) = self.group.queue.lock() {
+            q.leader = false;
+            for id in ids {
+                q.answers.insert(*id, Err(poisoned_lock()));
+            }
+        }
+        self.group.served.notify_all();
     }
 }
 
