@@ -41,7 +41,7 @@ impl Default for Config {
 /// Counters since open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    /// Durable commits (each one fsync).
+    /// Transactions committed (each writing one is one fsync).
     pub commits: u64,
     /// Proposals decided.
     pub decisions: u64,

@@ -332,14 +332,7 @@ impl Drop for Tmpfs {
 fn a_full_disk_refuses_with_disk_full_and_loses_nothing() {
     let fs_ = Tmpfs::mount("2m");
     let path = fs_.path().join("slashing.sqlite");
-    let db = SlashingDb::open(
-        &path,
-        Config {
-            genesis_root: Some(GENESIS),
-            ..Config::default()
-        },
-    )
-    .unwrap();
+    let db = open_pinned(&path).unwrap();
     // Ballast, so the disk fills quickly and can be freed again.
     let ballast = fs_.path().join("ballast");
     let _ = fs::write(&ballast, vec![0u8; 1800 * 1024]);
@@ -400,14 +393,7 @@ fn a_full_disk_refuses_with_disk_full_and_loses_nothing() {
 fn a_read_only_disk_is_refused_with_read_only_and_loses_nothing() {
     let fs_ = Tmpfs::mount("8m");
     let path = fs_.path().join("slashing.sqlite");
-    let db = SlashingDb::open(
-        &path,
-        Config {
-            genesis_root: Some(GENESIS),
-            ..Config::default()
-        },
-    )
-    .unwrap();
+    let db = open_pinned(&path).unwrap();
     for slot in 1..=20 {
         db.check_and_record(block(pk(1), slot, root(1)))
             .unwrap()

@@ -26,14 +26,7 @@ fn open_fixture() -> (tempfile::TempDir, SlashingDb) {
         &copy,
     )
     .unwrap();
-    let db = SlashingDb::open(
-        &copy,
-        Config {
-            genesis_root: Some(GENESIS),
-            ..Config::default()
-        },
-    )
-    .unwrap();
+    let db = open_pinned(&copy).unwrap();
     (dir, db)
 }
 

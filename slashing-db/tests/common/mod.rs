@@ -61,6 +61,17 @@ impl TempDb {
     }
 }
 
+/// Opens the database at `path` pinned to [`GENESIS`].
+pub fn open_pinned(path: &Path) -> Result<SlashingDb, DbError> {
+    SlashingDb::open(
+        path,
+        Config {
+            genesis_root: Some(GENESIS),
+            ..Config::default()
+        },
+    )
+}
+
 pub fn block(pubkey: BlsPublicKey, slot: u64, r: SigningRoot) -> Proposal {
     Proposal::Block(BlockProposal {
         pubkey,
