@@ -1,0 +1,2 @@
+//! The signing core. See `crypto`.
+pub mod crypto;
