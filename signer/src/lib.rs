@@ -1,2 +1,5 @@
-//! The signing core. See `crypto`.
+//! The signer's core, as a library so its tests and benches can use it; the
+//! daemon and CLI are `src/main.rs`.
+
+pub mod backend;
 pub mod crypto;

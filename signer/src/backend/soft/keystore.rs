@@ -1,0 +1,294 @@
+//! EIP-2335 keystores (version 4): scrypt or PBKDF2-HMAC-SHA256 derives a
+//! decryption key from the password; SHA-256(key[16..32] ‖ ciphertext) checks
+//! it; AES-128-CTR with key[0..16] decrypts the secret.
+//!
+//! Passwords are NFKD-normalised and stripped of C0, C1 and DEL control codes,
+//! as the EIP says. KDF parameters are bounded (scrypt n ≤ 2^20 with r·p small,
+//! PBKDF2 c ≤ 2^24): a keystore must not be able to exhaust the signer's memory
+//! or stall its start.
+
+use std::path::Path;
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use unicode_normalization::UnicodeNormalization;
+use zeroize::Zeroizing;
+
+use crate::crypto::CryptoError;
+use crate::crypto::bls::BlsSecretKey;
+
+type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
+
+/// Largest scrypt `n` accepted (2^20: 1 GiB with r = 8).
+pub const MAX_SCRYPT_LOG_N: u8 = 20;
+/// Largest PBKDF2 iteration count accepted.
+pub const MAX_PBKDF2_ROUNDS: u32 = 1 << 24;
+
+/// Why a keystore was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    /// Not JSON of the keystore shape.
+    #[error("keystore is not valid EIP-2335 JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A version other than 4.
+    #[error("keystore version {0} is not supported (only 4)")]
+    UnsupportedVersion(u64),
+    /// A KDF, checksum or cipher function this implementation does not know.
+    #[error("keystore {module} function {function:?} is not supported")]
+    UnsupportedFunction {
+        /// `kdf`, `checksum` or `cipher`.
+        module: &'static str,
+        /// The function named.
+        function: String,
+    },
+    /// A field is missing, not hex, of the wrong length, or out of bounds.
+    #[error("keystore field {0} is missing or invalid")]
+    Malformed(&'static str),
+    /// The checksum does not match: the password is wrong, or the keystore's
+    /// ciphertext or checksum was altered. (The two cannot be told apart: the
+    /// checksum is the only thing the password is checked against.)
+    #[error("wrong password, or the keystore was altered (checksum mismatch)")]
+    ChecksumMismatch,
+    /// The decrypted secret is not a valid key.
+    #[error("keystore secret is not a valid key: {0}")]
+    InvalidSecret(CryptoError),
+    /// The secret decrypts, but to a key other than the declared `pubkey`.
+    #[error("keystore declares public key {declared} but its secret belongs to {actual}")]
+    PublicKeyMismatch {
+        /// The `pubkey` field.
+        declared: String,
+        /// The public key of the decrypted secret.
+        actual: String,
+    },
+    /// Reading the keystore or password file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Deserialize)]
+struct Keystore {
+    crypto: Crypto,
+    #[serde(default)]
+    pubkey: Option<String>,
+    version: u64,
+}
+
+#[derive(Deserialize)]
+struct Crypto {
+    kdf: Module,
+    checksum: Module,
+    cipher: Module,
+}
+
+#[derive(Deserialize)]
+struct Module {
+    function: String,
+    params: Value,
+    message: String,
+}
+
+fn hex_field(v: &str, what: &'static str) -> Result<Vec<u8>, KeystoreError> {
+    hex::decode(v.strip_prefix("0x").unwrap_or(v)).map_err(|_| KeystoreError::Malformed(what))
+}
+
+fn param_u64(params: &Value, name: &'static str) -> Result<u64, KeystoreError> {
+    params
+        .get(name)
+        .and_then(Value::as_u64)
+        .ok_or(KeystoreError::Malformed(name))
+}
+
+fn param_hex(params: &Value, name: &'static str) -> Result<Vec<u8>, KeystoreError> {
+    hex_field(
+        params
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or(KeystoreError::Malformed(name))?,
+        name,
+    )
+}
+
+/// The EIP-2335 password transformation: NFKD, then drop C0, C1 and DEL.
+pub fn normalise_password(password: &str) -> Zeroizing<String> {
+    Zeroizing::new(
+        password
+            .nfkd()
+            .filter(|c| !matches!(*c as u32, 0x00..=0x1f | 0x7f | 0x80..=0x9f))
+            .collect(),
+    )
+}
+
+/// Reads a password file, dropping one trailing newline (`\n` or `\r\n`), as
+/// files written by editors and `echo` have.
+pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeystoreError> {
+    let text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| KeystoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?,
+        );
+    let trimmed = text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+fn decryption_key(kdf: &Module, password: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
+    let p = &kdf.params;
+    if param_u64(p, "dklen")? != 32 {
+        return Err(KeystoreError::Malformed("dklen"));
+    }
+    let salt = param_hex(p, "salt")?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    match kdf.function.as_str() {
+        "scrypt" => {
+            let n = param_u64(p, "n")?;
+            let r = u32::try_from(param_u64(p, "r")?).map_err(|_| KeystoreError::Malformed("r"))?;
+            let pp =
+                u32::try_from(param_u64(p, "p")?).map_err(|_| KeystoreError::Malformed("p"))?;
+            if !n.is_power_of_two() || n < 2 {
+                return Err(KeystoreError::Malformed("n"));
+            }
+            let log_n =
+                u8::try_from(n.trailing_zeros()).map_err(|_| KeystoreError::Malformed("n"))?;
+            if log_n > MAX_SCRYPT_LOG_N || u64::from(r) * u64::from(pp) > 64 {
+                return Err(KeystoreError::Malformed("scrypt parameters (too costly)"));
+            }
+            let params = scrypt::Params::new(log_n, r, pp)
+                .map_err(|_| KeystoreError::Malformed("scrypt parameters"))?;
+            scrypt::scrypt(password, &salt, &params, key.as_mut_slice())
+                .map_err(|_| KeystoreError::Malformed("dklen"))?;
+        }
+        "pbkdf2" => {
+            if p.get("prf").and_then(Value::as_str) != Some("hmac-sha256") {
+                return Err(KeystoreError::Malformed("prf"));
+            }
+            let c = u32::try_from(param_u64(p, "c")?).map_err(|_| KeystoreError::Malformed("c"))?;
+            if c == 0 || c > MAX_PBKDF2_ROUNDS {
+                return Err(KeystoreError::Malformed("c"));
+            }
+            pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, c, key.as_mut_slice());
+        }
+        other => {
+            return Err(KeystoreError::UnsupportedFunction {
+                module: "kdf",
+                function: other.to_owned(),
+            });
+        }
+    }
+    Ok(key)
+}
+
+/// Decrypts the secret of an EIP-2335 keystore. Returns it with the declared
+/// public key (`pubkey`, hex without prefix, if present).
+pub fn decrypt(
+    json: &[u8],
+    password: &str,
+) -> Result<(Zeroizing<Vec<u8>>, Option<String>), KeystoreError> {
+    let ks: Keystore = serde_json::from_slice(json)?;
+    if ks.version != 4 {
+        return Err(KeystoreError::UnsupportedVersion(ks.version));
+    }
+    let c = &ks.crypto;
+    if c.checksum.function != "sha256" {
+        return Err(KeystoreError::UnsupportedFunction {
+            module: "checksum",
+            function: c.checksum.function.clone(),
+        });
+    }
+    if c.cipher.function != "aes-128-ctr" {
+        return Err(KeystoreError::UnsupportedFunction {
+            module: "cipher",
+            function: c.cipher.function.clone(),
+        });
+    }
+    let checksum = hex_field(&c.checksum.message, "checksum.message")?;
+    if checksum.len() != 32 {
+        return Err(KeystoreError::Malformed("checksum.message"));
+    }
+    let ciphertext = hex_field(&c.cipher.message, "cipher.message")?;
+    let iv: [u8; 16] = param_hex(&c.cipher.params, "iv")?
+        .try_into()
+        .map_err(|_| KeystoreError::Malformed("iv"))?;
+    let password = normalise_password(password);
+    let key = decryption_key(&c.kdf, password.as_bytes())?;
+    let (aes_key, check_key) = key.split_at(16);
+    let mut hasher = Sha256::new();
+    hasher.update(check_key);
+    hasher.update(&ciphertext);
+    if hasher.finalize().as_slice() != checksum.as_slice() {
+        return Err(KeystoreError::ChecksumMismatch);
+    }
+    let mut secret = Zeroizing::new(ciphertext);
+    let aes_key: [u8; 16] = aes_key
+        .try_into()
+        .map_err(|_| KeystoreError::Malformed("dklen"))?;
+    Aes128Ctr::new(&aes_key.into(), &iv.into()).apply_keystream(&mut secret);
+    let declared = ks
+        .pubkey
+        .map(|p| p.strip_prefix("0x").unwrap_or(&p).to_ascii_lowercase());
+    Ok((secret, declared))
+}
+
+/// Loads a BLS key from an EIP-2335 keystore, refusing one whose secret does
+/// not belong to its declared public key.
+pub fn load_bls(json: &[u8], password: &str) -> Result<BlsSecretKey, KeystoreError> {
+    let (secret, declared) = decrypt(json, password)?;
+    let key = BlsSecretKey::from_bytes(&secret).map_err(KeystoreError::InvalidSecret)?;
+    let actual = hex::encode(key.public_key().to_bytes());
+    match declared {
+        Some(declared) if declared != actual => {
+            Err(KeystoreError::PublicKeyMismatch { declared, actual })
+        }
+        _ => Ok(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_normalisation_follows_the_eip() {
+        // The EIP's example: mathematical fraktur letters NFKD to ASCII; the key emoji stays.
+        let p = normalise_password("𝔱𝔢𝔰𝔱𝔭𝔞𝔰𝔰𝔴𝔬𝔯𝔡🔑");
+        assert_eq!(
+            hex::encode(p.as_bytes()),
+            "7465737470617373776f7264f09f9491"
+        );
+        assert_eq!(
+            normalise_password("a\u{0}b\u{7f}c\u{85}d e").as_str(),
+            "abcd e"
+        );
+    }
+
+    #[test]
+    fn password_files_lose_one_trailing_newline_only() {
+        let dir = std::env::temp_dir().join(format!("pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (content, want) in [
+            ("secret\n", "secret"),
+            ("secret\r\n", "secret"),
+            ("secret", "secret"),
+            ("sec ret \n\n", "sec ret \n"),
+        ] {
+            let p = dir.join("pw");
+            std::fs::write(&p, content).unwrap();
+            assert_eq!(
+                read_password_file(&p).unwrap().as_str(),
+                want,
+                "{content:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
