@@ -33,9 +33,10 @@ fn eip2335_test_vectors_decrypt_to_the_stated_secret() {
     let mut n = 0;
     for name in ["scrypt.json", "pbkdf2.json"] {
         let ks = bytes(&vector(name));
-        let (secret, declared) = keystore::decrypt(&ks, PASSWORD).unwrap();
-        assert_eq!(hex::encode(&*secret), SECRET, "{name}");
-        assert_eq!(declared.as_deref(), Some(PUBKEY));
+        let d = keystore::decrypt(&ks, PASSWORD).unwrap();
+        assert_eq!(hex::encode(&*d.secret), SECRET, "{name}");
+        assert_eq!(d.pubkey.as_deref(), Some(PUBKEY));
+        assert_eq!(d.key_type, None);
         let key = keystore::load_bls(&ks, PASSWORD).unwrap();
         assert_eq!(
             hex::encode(key.public_key().to_bytes()),

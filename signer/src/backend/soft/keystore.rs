@@ -79,6 +79,28 @@ struct Keystore {
     #[serde(default)]
     pubkey: Option<String>,
     version: u64,
+    /// Our extension (see `docs/keys.md`): absent means BLS, as in EIP-2335.
+    #[serde(default)]
+    key_type: Option<String>,
+}
+
+/// What a keystore holds once decrypted.
+pub struct Decrypted {
+    /// The secret bytes.
+    pub secret: Zeroizing<Vec<u8>>,
+    /// The declared public key, lower-case hex without `0x`, if any.
+    pub pubkey: Option<String>,
+    /// Our `key_type` extension (`bls`, `ed25519`, `secp256k1`), if present.
+    pub key_type: Option<String>,
+}
+
+impl std::fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("pubkey", &self.pubkey)
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -188,12 +210,8 @@ fn decryption_key(kdf: &Module, password: &[u8]) -> Result<Zeroizing<[u8; 32]>, 
     Ok(key)
 }
 
-/// Decrypts the secret of an EIP-2335 keystore. Returns it with the declared
-/// public key (`pubkey`, hex without prefix, if present).
-pub fn decrypt(
-    json: &[u8],
-    password: &str,
-) -> Result<(Zeroizing<Vec<u8>>, Option<String>), KeystoreError> {
+/// Decrypts the secret of an EIP-2335 keystore.
+pub fn decrypt(json: &[u8], password: &str) -> Result<Decrypted, KeystoreError> {
     let ks: Keystore = serde_json::from_slice(json)?;
     if ks.version != 4 {
         return Err(KeystoreError::UnsupportedVersion(ks.version));
@@ -233,24 +251,129 @@ pub fn decrypt(
         .try_into()
         .map_err(|_| KeystoreError::Malformed("dklen"))?;
     Aes128Ctr::new(&aes_key.into(), &iv.into()).apply_keystream(&mut secret);
-    let declared = ks
+    let pubkey = ks
         .pubkey
         .map(|p| p.strip_prefix("0x").unwrap_or(&p).to_ascii_lowercase());
-    Ok((secret, declared))
+    Ok(Decrypted {
+        secret,
+        pubkey,
+        key_type: ks.key_type,
+    })
 }
 
 /// Loads a BLS key from an EIP-2335 keystore, refusing one whose secret does
 /// not belong to its declared public key.
 pub fn load_bls(json: &[u8], password: &str) -> Result<BlsSecretKey, KeystoreError> {
-    let (secret, declared) = decrypt(json, password)?;
-    let key = BlsSecretKey::from_bytes(&secret).map_err(KeystoreError::InvalidSecret)?;
-    let actual = hex::encode(key.public_key().to_bytes());
+    let d = decrypt(json, password)?;
+    let key = BlsSecretKey::from_bytes(&d.secret).map_err(KeystoreError::InvalidSecret)?;
+    check_declared(d.pubkey, &key.public_key().to_bytes())?;
+    Ok(key)
+}
+
+/// Refuses a keystore whose declared public key is not the secret's.
+pub(crate) fn check_declared(declared: Option<String>, actual: &[u8]) -> Result<(), KeystoreError> {
+    let actual = hex::encode(actual);
     match declared {
         Some(declared) if declared != actual => {
             Err(KeystoreError::PublicKeyMismatch { declared, actual })
         }
-        _ => Ok(key),
+        _ => Ok(()),
     }
+}
+
+/// How [`encrypt`] derives the key from the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kdf {
+    /// scrypt with n = 2^log_n, r = 8, p = 1.
+    Scrypt {
+        /// log2 of n (18 is what EIP-2335 tooling uses).
+        log_n: u8,
+    },
+    /// PBKDF2-HMAC-SHA256 with this many rounds.
+    Pbkdf2 {
+        /// Iterations (262,144 in EIP-2335 tooling).
+        rounds: u32,
+    },
+}
+
+impl Kdf {
+    /// What `staking-deposit-cli` and this signer write by default.
+    pub const DEFAULT: Kdf = Kdf::Scrypt { log_n: 18 };
+}
+
+fn random<const N: usize>() -> Result<[u8; N], KeystoreError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| KeystoreError::Io {
+        path: "getrandom".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(b)
+}
+
+/// Encrypts `secret` into a version-4 keystore. `key_type` is our extension
+/// (None for a plain EIP-2335 BLS keystore); `pubkey` is stored so the key can
+/// be listed without the password, and checked against the secret at load.
+pub fn encrypt(
+    secret: &[u8],
+    password: &str,
+    kdf: Kdf,
+    pubkey: &[u8],
+    key_type: Option<&str>,
+    description: &str,
+) -> Result<String, KeystoreError> {
+    let salt: [u8; 32] = random()?;
+    let iv: [u8; 16] = random()?;
+    let mut id: [u8; 16] = random()?;
+    id[6] = (id[6] & 0x0f) | 0x40; // UUID version 4
+    id[8] = (id[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        hex::encode(&id[..4]),
+        hex::encode(&id[4..6]),
+        hex::encode(&id[6..8]),
+        hex::encode(&id[8..10]),
+        hex::encode(&id[10..])
+    );
+    let kdf_module = match kdf {
+        Kdf::Scrypt { log_n } => serde_json::json!({
+            "function": "scrypt",
+            "params": {"dklen": 32, "n": 1u64 << log_n, "r": 8, "p": 1, "salt": hex::encode(salt)},
+            "message": ""
+        }),
+        Kdf::Pbkdf2 { rounds } => serde_json::json!({
+            "function": "pbkdf2",
+            "params": {"dklen": 32, "c": rounds, "prf": "hmac-sha256", "salt": hex::encode(salt)},
+            "message": ""
+        }),
+    };
+    let module: Module = serde_json::from_value(kdf_module.clone())?;
+    let password = normalise_password(password);
+    let key = decryption_key(&module, password.as_bytes())?;
+    let (aes_key, check_key) = key.split_at(16);
+    let aes_key: [u8; 16] = aes_key
+        .try_into()
+        .map_err(|_| KeystoreError::Malformed("dklen"))?;
+    let mut ciphertext = secret.to_vec();
+    Aes128Ctr::new(&aes_key.into(), &iv.into()).apply_keystream(&mut ciphertext);
+    let mut hasher = Sha256::new();
+    hasher.update(check_key);
+    hasher.update(&ciphertext);
+    let mut doc = serde_json::json!({
+        "crypto": {
+            "kdf": kdf_module,
+            "checksum": {"function": "sha256", "params": {}, "message": hex::encode(hasher.finalize())},
+            "cipher": {"function": "aes-128-ctr", "params": {"iv": hex::encode(iv)}, "message": hex::encode(ciphertext)}
+        },
+        "description": description,
+        "pubkey": hex::encode(pubkey),
+        "path": "",
+        "uuid": uuid,
+        "version": 4
+    });
+    if let (Some(t), Some(obj)) = (key_type, doc.as_object_mut()) {
+        obj.insert("key_type".into(), t.into());
+    }
+    Ok(serde_json::to_string_pretty(&doc)?)
 }
 
 #[cfg(test)]
