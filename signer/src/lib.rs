@@ -2,4 +2,5 @@
 //! daemon and CLI are `src/main.rs`.
 
 pub mod backend;
+pub mod cometbft;
 pub mod crypto;
