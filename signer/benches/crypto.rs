@@ -1,7 +1,8 @@
 //! `cargo bench -p signer --bench crypto`: per-operation cost of signing and
 //! verifying with each scheme, one thread, plus BLS signing on all cores (the
-//! ceiling for Ethereum bursts). Signing-root costs join when the eth2 module
-//! exists. Prints; asserts nothing.
+//! ceiling for Ethereum bursts), and of turning a request into what is signed
+//! (Ethereum signing roots from Web3Signer JSON, CometBFT sign bytes), so the
+//! pipeline's overhead can be read against the crypto. Prints; asserts nothing.
 
 #![allow(
     clippy::unwrap_used,
@@ -92,6 +93,67 @@ fn main() {
         "secp256k1 recovery id of a foreign sig",
         per_op(secs, |_| {
             black_box(secp256k1::recovery_id(&k.public_key(), &msg, &k_sig.rs)).unwrap();
+        }),
+    );
+    let examples: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/vectors/web3signer/sign_examples.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let body = |name: &str| {
+        let e = examples["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap();
+        serde_json::to_vec(&e["request"]).unwrap()
+    };
+    let net = signer::eth2::Network {
+        preset: signer::eth2::PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+    };
+    for (name, label) in [
+        ("ATTESTATION", "signing root: ATTESTATION (JSON → root)"),
+        (
+            "BLOCK_V2 (DENEB)",
+            "signing root: BLOCK_V2 header (JSON → root)",
+        ),
+        (
+            "BLOCK_V2 (ALTAIR)",
+            "signing root: BLOCK_V2 altair full block",
+        ),
+    ] {
+        let b = body(name);
+        row(
+            label,
+            per_op(secs, |_| {
+                black_box(signer::eth2::decode(&b, &net)).unwrap();
+            }),
+        );
+    }
+    let vote = signer::cometbft::Vote {
+        kind: signer::cometbft::VoteType::Precommit,
+        height: 1_000_000,
+        round: 0,
+        block_id: signer::cometbft::BlockId {
+            hash: vec![1; 32],
+            part_set_total: 1,
+            part_set_hash: vec![2; 32],
+        },
+        timestamp: signer::cometbft::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        },
+        extension: Vec::new(),
+    };
+    row(
+        "CometBFT vote sign bytes",
+        per_op(secs, |_| {
+            black_box(signer::cometbft::vote_sign_bytes("cosmoshub-4", &vote)).unwrap();
         }),
     );
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

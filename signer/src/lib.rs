@@ -4,3 +4,4 @@
 pub mod backend;
 pub mod cometbft;
 pub mod crypto;
+pub mod eth2;
