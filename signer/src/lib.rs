@@ -1,6 +1,7 @@
 //! The signer's core, as a library so its tests and benches can use it; the
 //! daemon and CLI are `src/main.rs`.
 
+pub mod api;
 pub mod backend;
 pub mod cometbft;
 pub mod crypto;

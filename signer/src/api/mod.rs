@@ -1,0 +1,3 @@
+//! Frontends. Today: the CometBFT privval wire codec.
+
+pub mod privval;
