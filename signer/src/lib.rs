@@ -6,3 +6,4 @@ pub mod backend;
 pub mod cometbft;
 pub mod crypto;
 pub mod eth2;
+pub mod policy;

@@ -1,68 +1,21 @@
 //! `signer`: the remote-signing daemon and its operator CLI.
 //!
-//! Today only the slashing-protection database exists (crate `slashing-db`).
-//! The daemon, its gRPC/HTTP frontends and the real `signer dev` quick start
-//! arrive with the daemon issue; until then `signer dev` says so and shows the
-//! database refusing a double proposal in a throwaway directory.
+//! Exit codes: 0 success; 1 the command ran and failed or refused (policy
+//! errors, database in use, …); 2 usage errors.
 
 use std::process::ExitCode;
 
-use slashing_db::{
-    BlockProposal, BlsPublicKey, Config, GenesisRoot, Proposal, SigningRoot, SlashingDb, Slot,
-};
+use clap::Parser;
+
+mod cli;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version" | "-V") => {
-            println!("signer {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("dev") | None => match dev() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("signer dev: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(other) => {
-            eprintln!("signer: unknown command {other:?}; try `signer dev`");
-            ExitCode::from(2)
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("signer: {e}");
+            ExitCode::FAILURE
         }
     }
-}
-
-fn dev() -> Result<(), Box<dyn std::error::Error>> {
-    println!(
-        "signer {}: the signing daemon is not built yet (it comes with the daemon issue).",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "What exists is its core, the slashing-protection database. A throwaway demonstration:"
-    );
-    let dir = std::env::temp_dir().join(format!("signer-dev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("slashing.sqlite");
-    let db = SlashingDb::open(&path, Config::default())?;
-    let block = |root: u8| {
-        Proposal::Block(BlockProposal {
-            pubkey: BlsPublicKey([0xa9; 48]),
-            genesis_root: GenesisRoot([0; 32]),
-            slot: Slot(100),
-            signing_root: SigningRoot([root; 32]),
-        })
-    };
-    for (what, p) in [
-        ("block A at slot 100", block(1)),
-        ("block A again", block(1)),
-        ("block B at slot 100", block(2)),
-    ] {
-        match db.check_and_record(p)? {
-            Ok(safe) => println!("  {what:<22} → safe ({safe:?}), recorded durably before signing"),
-            Err(refusal) => println!("  {what:<22} → refused: {refusal}"),
-        }
-    }
-    db.close();
-    std::fs::remove_dir_all(&dir)?;
-    Ok(())
 }

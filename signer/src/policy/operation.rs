@@ -1,0 +1,149 @@
+//! The operations a policy grants, by name.
+
+use std::fmt;
+
+/// One kind of signing request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    /// `eth2.block` (BLOCK, BLOCK_V2).
+    Eth2Block,
+    /// `eth2.attestation`.
+    Eth2Attestation,
+    /// `eth2.aggregation_slot`.
+    Eth2AggregationSlot,
+    /// `eth2.aggregate_and_proof`.
+    Eth2AggregateAndProof,
+    /// `eth2.randao_reveal`.
+    Eth2RandaoReveal,
+    /// `eth2.sync_committee_message`.
+    Eth2SyncCommitteeMessage,
+    /// `eth2.sync_committee_selection_proof`.
+    Eth2SyncCommitteeSelectionProof,
+    /// `eth2.sync_committee_contribution`.
+    Eth2SyncCommitteeContribution,
+    /// `eth2.validator_registration` (builder API).
+    Eth2ValidatorRegistration,
+    /// `eth2.voluntary_exit`: irreversible.
+    Eth2VoluntaryExit,
+    /// `eth2.deposit`.
+    Eth2Deposit,
+    /// `cometbft.vote`.
+    CometVote,
+    /// `cometbft.proposal`.
+    CometProposal,
+    /// `cometbft.raw` (v1 SignBytes).
+    CometRaw,
+    /// `raw.secp256k1`: arbitrary digests.
+    RawSecp256k1,
+    /// `raw.ed25519`: arbitrary bytes.
+    RawEd25519,
+}
+
+use Operation::*;
+
+/// Every operation, in display order.
+pub const ALL: [Operation; 16] = [
+    Eth2Block,
+    Eth2Attestation,
+    Eth2AggregationSlot,
+    Eth2AggregateAndProof,
+    Eth2RandaoReveal,
+    Eth2SyncCommitteeMessage,
+    Eth2SyncCommitteeSelectionProof,
+    Eth2SyncCommitteeContribution,
+    Eth2ValidatorRegistration,
+    Eth2VoluntaryExit,
+    Eth2Deposit,
+    CometVote,
+    CometProposal,
+    CometRaw,
+    RawSecp256k1,
+    RawEd25519,
+];
+
+/// `eth2.duties`: what a validator client needs day to day (not exits, not deposits).
+pub const ETH2_DUTIES: [Operation; 9] = [
+    Eth2Block,
+    Eth2Attestation,
+    Eth2AggregationSlot,
+    Eth2AggregateAndProof,
+    Eth2RandaoReveal,
+    Eth2SyncCommitteeMessage,
+    Eth2SyncCommitteeSelectionProof,
+    Eth2SyncCommitteeContribution,
+    Eth2ValidatorRegistration,
+];
+
+/// What kind of network an operation's requests name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkKind {
+    /// An Ethereum network (genesis validators root).
+    Ethereum,
+    /// A CometBFT chain (chain id).
+    CometBft,
+    /// None: the request names no network (deposits, registrations, raw bytes).
+    None,
+}
+
+impl Operation {
+    /// The policy-file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Eth2Block => "eth2.block",
+            Eth2Attestation => "eth2.attestation",
+            Eth2AggregationSlot => "eth2.aggregation_slot",
+            Eth2AggregateAndProof => "eth2.aggregate_and_proof",
+            Eth2RandaoReveal => "eth2.randao_reveal",
+            Eth2SyncCommitteeMessage => "eth2.sync_committee_message",
+            Eth2SyncCommitteeSelectionProof => "eth2.sync_committee_selection_proof",
+            Eth2SyncCommitteeContribution => "eth2.sync_committee_contribution",
+            Eth2ValidatorRegistration => "eth2.validator_registration",
+            Eth2VoluntaryExit => "eth2.voluntary_exit",
+            Eth2Deposit => "eth2.deposit",
+            CometVote => "cometbft.vote",
+            CometProposal => "cometbft.proposal",
+            CometRaw => "cometbft.raw",
+            RawSecp256k1 => "raw.secp256k1",
+            RawEd25519 => "raw.ed25519",
+        }
+    }
+
+    /// The names a policy may use: one operation, or a group (`eth2.duties`,
+    /// `cometbft.consensus`).
+    pub fn parse(name: &str) -> Option<Vec<Operation>> {
+        match name {
+            "eth2.duties" => Some(ETH2_DUTIES.to_vec()),
+            "cometbft.consensus" => Some(vec![CometVote, CometProposal]),
+            _ => ALL.iter().find(|o| o.name() == name).map(|o| vec![*o]),
+        }
+    }
+
+    /// The network its requests name.
+    pub fn network_kind(self) -> NetworkKind {
+        match self {
+            Eth2Deposit | Eth2ValidatorRegistration | RawSecp256k1 | RawEd25519 | CometRaw => {
+                NetworkKind::None
+            }
+            CometVote | CometProposal => NetworkKind::CometBft,
+            _ => NetworkKind::Ethereum,
+        }
+    }
+
+    /// Why a reviewer should look twice at a grant of this, if they should.
+    pub fn caution(self) -> Option<&'static str> {
+        match self {
+            Eth2VoluntaryExit => Some("voluntary exits are irreversible"),
+            Eth2Deposit => Some("deposits move funds"),
+            RawSecp256k1 | RawEd25519 | CometRaw => {
+                Some("signs arbitrary bytes: no slashing protection, no structure check")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,349 @@
+//! The policy engine: decisions on the example policy, lint findings of a bad
+//! one, and the CLI's operator-facing output pinned by golden files (written
+//! by hand from the design, not captured from the program).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use signer::policy::{Network, Operation, Policy, Request, Verdict};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn example() -> Policy {
+    let text = std::fs::read_to_string(root().join("policy.example.toml")).unwrap();
+    Policy::load(&text).unwrap().0
+}
+
+fn key(hex: &str) -> Vec<u8> {
+    hex::decode(hex).unwrap()
+}
+
+#[test]
+fn decisions_on_the_example_policy() {
+    let p = example();
+    let a = key(
+        "a99a76ed7796f7be22d5b7e85deeb7c5677e88e511e0b337618f8c4eb61349b4bf2d153f649f7b53359fe8b94a38e44c",
+    );
+    let b = key(
+        "a3a32b0f8b4ddb83f1a0a853d81dd725dfe577d4f4c3db8ece52ce2b026eca84815c1a7e8e92a4de3d755733bf7e4a9b",
+    );
+    let cosmos = key("556a436f1218d30942efe798420f51dc9b6a311b929c578257457d05c5fcf230");
+    let mainnet = Network::Ethereum(
+        hex::decode("4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95")
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let other_eth = Network::Ethereum([7; 32]);
+    let hub = Network::CometBft("cosmoshub-4".into());
+    let osmo = Network::CometBft("osmosis-1".into());
+    use Operation::*;
+    type Row<'a> = (&'a str, Operation, &'a [u8], Option<&'a Network>, Verdict);
+    let table: Vec<Row> = vec![
+        (
+            "lighthouse-a",
+            Eth2Attestation,
+            &a,
+            Some(&mainnet),
+            Verdict::Allowed { grant: 1 },
+        ),
+        (
+            "lighthouse-a",
+            Eth2Block,
+            &a,
+            Some(&mainnet),
+            Verdict::Allowed { grant: 1 },
+        ),
+        (
+            "lighthouse-a",
+            Eth2Attestation,
+            &b,
+            Some(&mainnet),
+            Verdict::NotGranted,
+        ),
+        (
+            "lighthouse-a",
+            Eth2Attestation,
+            &a,
+            Some(&other_eth),
+            Verdict::NotGranted,
+        ),
+        (
+            "lighthouse-a",
+            Eth2Attestation,
+            &a,
+            None,
+            Verdict::NotGranted,
+        ),
+        (
+            "lighthouse-a",
+            Eth2ValidatorRegistration,
+            &a,
+            None,
+            Verdict::Allowed { grant: 1 },
+        ),
+        (
+            "lighthouse-a",
+            Eth2VoluntaryExit,
+            &a,
+            Some(&mainnet),
+            Verdict::Denied { deny: 1 },
+        ),
+        ("lighthouse-a", Eth2Deposit, &a, None, Verdict::NotGranted),
+        ("lighthouse-a", RawEd25519, &a, None, Verdict::NotGranted),
+        (
+            "lighthouse-b",
+            Eth2Attestation,
+            &b,
+            Some(&mainnet),
+            Verdict::Allowed { grant: 2 },
+        ),
+        (
+            "lighthouse-b",
+            Eth2Attestation,
+            &a,
+            Some(&mainnet),
+            Verdict::Allowed { grant: 1 },
+        ),
+        (
+            "lighthouse-b",
+            Eth2VoluntaryExit,
+            &b,
+            Some(&mainnet),
+            Verdict::Denied { deny: 1 },
+        ),
+        (
+            "ops-exit-tool",
+            Eth2VoluntaryExit,
+            &b,
+            Some(&mainnet),
+            Verdict::Allowed { grant: 3 },
+        ),
+        (
+            "ops-exit-tool",
+            Eth2Attestation,
+            &b,
+            Some(&mainnet),
+            Verdict::NotGranted,
+        ),
+        (
+            "cosmos-node",
+            CometVote,
+            &cosmos,
+            Some(&hub),
+            Verdict::Allowed { grant: 4 },
+        ),
+        (
+            "cosmos-node",
+            CometProposal,
+            &cosmos,
+            Some(&hub),
+            Verdict::Allowed { grant: 4 },
+        ),
+        (
+            "cosmos-node",
+            CometVote,
+            &cosmos,
+            Some(&osmo),
+            Verdict::NotGranted,
+        ),
+        ("cosmos-node", CometRaw, &cosmos, None, Verdict::NotGranted),
+        (
+            "cosmos-node",
+            CometVote,
+            &a,
+            Some(&hub),
+            Verdict::NotGranted,
+        ),
+        (
+            "stranger",
+            Eth2Attestation,
+            &a,
+            Some(&mainnet),
+            Verdict::NotGranted,
+        ),
+    ];
+    for (i, (client, operation, k, network, want)) in table.iter().enumerate() {
+        let got = p.decide(&Request {
+            client,
+            operation: *operation,
+            key: k,
+            network: *network,
+        });
+        assert_eq!(got, *want, "row {i}: {client} {operation} on {network:?}");
+    }
+    assert_eq!(
+        p.client_by_identity("cosmos-validator.staking.example")
+            .unwrap()
+            .name,
+        "cosmos-node"
+    );
+    assert!(
+        p.client_by_identity("spiffe://staking.example/validator/lighthouse-c")
+            .is_none()
+    );
+    assert!(
+        p.client_by_identity("spiffe://staking.example/validator/lighthouse-b")
+            .unwrap()
+            .fingerprint
+            .is_some()
+    );
+}
+
+fn signer(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_signer"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn golden(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn policy_check_and_explain_golden_output() {
+    let (code, out, err) = signer(&["policy", "check", "policy.example.toml"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, golden("policy-check-example.txt"));
+    let (code, out, _) = signer(&["policy", "explain", "policy.example.toml"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, golden("policy-explain-example.txt"));
+    let (code, out, _) = signer(&[
+        "policy",
+        "explain",
+        "policy.example.toml",
+        "--client",
+        "ops-exit-tool",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "client ops-exit-tool (spiffe://staking.example/ops/exit-tool)\n  operation                            network       keys  rule\n  eth2.voluntary_exit                  mainnet          3  grant #3\n\n"
+    );
+    let (code, _, err) = signer(&[
+        "policy",
+        "explain",
+        "policy.example.toml",
+        "--client",
+        "nobody",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no client named \"nobody\""), "{err}");
+}
+
+const BAD: &str = r#"
+[clients.a]
+identity = "spiffe://x/a"
+[clients.b]
+identity = "spiffe://x/a"
+fingerprint = "sha1:00"
+[networks.main]
+genesis_validators_root = "0x1234"
+[networks.hub]
+chain_id = "cosmoshub-4"
+[key_groups.g]
+keys = ["0xabcd"]
+[key_groups.unused]
+keys = []
+[[grant]]
+clients = ["a", "ghost"]
+operations = ["eth2.attestation", "eth2.everything", "raw.secp256k1"]
+key_groups = ["g", "nope"]
+networks = ["hub", "nowhere"]
+[[grant]]
+clients = ["a"]
+operations = ["eth2.block"]
+key_groups = []
+"#;
+
+#[test]
+fn a_bad_policy_gets_every_finding_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, BAD).unwrap();
+    let (code, out, _) = signer(&["policy", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "error: clients.b: identity \"spiffe://x/a\" is also client a's",
+        "error: clients.b: fingerprint must be \"sha256:\" followed by 64 hex digits",
+        "error: networks.main: genesis_validators_root must be 32 bytes of hex",
+        "error: key_groups.g: \"0xabcd\" is not a public key (32, 33 or 48 bytes of hex)",
+        "error: grant #1: unknown client \"ghost\"",
+        "error: grant #1: unknown operation \"eth2.everything\"",
+        "error: grant #1: unknown key group \"nope\"",
+        "error: grant #1: eth2.attestation cannot apply on network \"hub\"",
+        "error: grant #1: unknown network \"nowhere\"",
+        "warning: key_groups.g: the group is empty: rules naming it grant nothing",
+        "warning: key_groups.unused: the group is empty: rules naming it grant nothing",
+        "warning: grant #1: networks do not restrict raw.secp256k1: its requests name no network",
+        "warning: grant #1: grants raw.secp256k1: signs arbitrary bytes: no slashing protection, no structure check",
+        "warning: grant #2: grants nothing: clients, operations and key_groups must all be non-empty",
+        "warning: grant #2: grants nothing for eth2.block: no networks named",
+        "warning: clients.b: is granted nothing",
+        "warning: key_groups.unused: is not used by any rule",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "missing finding: {want}\n--- output:\n{out}"
+        );
+    }
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("{}: 9 errors, 8 warnings", file.display())
+    );
+    // Errors come first.
+    let first_warning = lines.iter().position(|l| l.starts_with("warning")).unwrap();
+    assert!(
+        lines[..first_warning]
+            .iter()
+            .all(|l| l.starts_with("error"))
+    );
+    // A policy with errors does not load (the daemon keeps its old one).
+    assert!(matches!(
+        Policy::load(BAD),
+        Err(signer::policy::PolicyError::Invalid(_))
+    ));
+    let (code, _, err) = signer(&["policy", "explain", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("run `signer policy check`"), "{err}");
+}
+
+#[test]
+fn unknown_fields_and_bad_toml_are_refused() {
+    for (text, want) in [
+        (
+            "[clients.a]\nidentity = \"x\"\nidentiy = \"typo\"\n",
+            "unknown field",
+        ),
+        ("[[grant]]\nclient = [\"a\"]\n", "unknown field"),
+        ("[clients.a\n", "does not parse"),
+    ] {
+        let err = Policy::load(text).unwrap_err().to_string();
+        assert!(
+            err.contains("does not parse") && err.contains(want),
+            "{text:?}: {err}"
+        );
+    }
+}
