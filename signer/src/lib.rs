@@ -2,6 +2,7 @@
 //! daemon and CLI are `src/main.rs`.
 
 pub mod api;
+pub mod audit;
 pub mod backend;
 pub mod cometbft;
 pub mod crypto;

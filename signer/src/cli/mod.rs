@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod audit;
 mod dev;
 mod policy;
 mod slashing;
@@ -23,6 +24,9 @@ enum Command {
     /// Lint a policy file or explain its effective permissions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Check an audit log's hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Offline work on the slashing-protection database (refuses while a daemon holds it).
     #[command(subcommand)]
     Slashing(slashing::SlashingCommand),
@@ -32,6 +36,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Dev => dev::run(),
+        Command::Audit(c) => audit::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
     }

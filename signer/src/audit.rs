@@ -1,0 +1,310 @@
+//! The audit log: one JSON line per decision (client, key, request type,
+//! slot/height, outcome), append-only, each line carrying `prev`, the SHA-256
+//! of the previous line's bytes, and `seq`. Editing, removing, reordering or
+//! inserting a line breaks the chain at that line; `verify` finds it.
+//!
+//! A chain cannot pin its newest line: an edit there still verifies, but
+//! changes the head hash ([`Verified::head`]); keep the head elsewhere (the
+//! daemon is to log it periodically) to catch that.
+//!
+//! A crash can leave a torn last line. `verify` reports it as such (not as
+//! tampering), and [`AuditLog::open`] cuts it off before appending, so the
+//! chain continues from the last complete record.
+//!
+//! Durability: each record is written with one `write` and the file is
+//! `fdatasync`ed by [`AuditLog::sync`] (the daemon calls it per batch). The
+//! slashing database, not this log, is what protects against double signing.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `prev` of the first record.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One decision, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// UTC time, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The client's policy name.
+    pub client: String,
+    /// The key, hex.
+    pub key: String,
+    /// Request type (`eth2.attestation`, `cometbft.vote`, …).
+    pub request: String,
+    /// Slot (Ethereum) or height (CometBFT), when the request has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// `signed`, or `refused:<reason>`.
+    pub outcome: String,
+    /// SHA-256 (hex) of the previous line, without its newline.
+    pub prev: String,
+}
+
+/// What the caller fills in; `seq`, `time` and `prev` are the log's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The client's policy name.
+    pub client: String,
+    /// The key, hex.
+    pub key: String,
+    /// Request type.
+    pub request: String,
+    /// Slot or height.
+    pub position: Option<u64>,
+    /// `signed` or `refused:<reason>`.
+    pub outcome: String,
+}
+
+/// Audit log errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// File system.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The existing log does not verify: appending would hide the break.
+    #[error("{}: the existing log does not verify ({problem}); keep it as evidence and start a new file", path.display())]
+    Broken {
+        /// The file.
+        path: PathBuf,
+        /// The first problem.
+        #[source]
+        problem: Problem,
+    },
+}
+
+/// The first problem `verify` finds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// A line that is not a record.
+    #[error("line {line}: not an audit record")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// `seq` out of order (a line removed, inserted or moved).
+    #[error("line {line}: sequence {found}, expected {expected}")]
+    Sequence {
+        /// 1-based line number.
+        line: usize,
+        /// `seq` found.
+        found: u64,
+        /// `seq` expected.
+        expected: u64,
+    },
+    /// `prev` is not the hash of the line before (that line was altered).
+    #[error("line {line}: hash chain broken (line {} was altered, or lines are missing)", line - 1)]
+    Chain {
+        /// 1-based line number of the record whose `prev` does not match.
+        line: usize,
+    },
+}
+
+/// Result of verifying a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Complete records in the chain.
+    pub records: u64,
+    /// A torn last line (a crash mid-write), not part of the chain.
+    pub torn_tail: bool,
+    /// Hash of the last complete record (`prev` of the next one).
+    pub head: String,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Checks the chain of `path`. `Ok` with the number of records, or the first problem.
+pub fn verify(path: &Path) -> Result<Result<Verified, Problem>, AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut expected_prev = GENESIS_PREV.to_owned();
+    let mut seq = 0u64;
+    let mut line_no = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
+        if n == 0 {
+            return Ok(Ok(Verified {
+                records: seq,
+                torn_tail: false,
+                head: expected_prev,
+            }));
+        }
+        line_no += 1;
+        let Some(line) = buf.strip_suffix(b"\n") else {
+            // No newline: the last write did not finish.
+            return Ok(Ok(Verified {
+                records: seq,
+                torn_tail: true,
+                head: expected_prev,
+            }));
+        };
+        let Ok(record) = serde_json::from_slice::<Record>(line) else {
+            return Ok(Err(Problem::Malformed { line: line_no }));
+        };
+        if record.seq != seq {
+            return Ok(Err(Problem::Sequence {
+                line: line_no,
+                found: record.seq,
+                expected: seq,
+            }));
+        }
+        if record.prev != expected_prev {
+            return Ok(Err(Problem::Chain { line: line_no }));
+        }
+        expected_prev = sha256_hex(line);
+        seq += 1;
+    }
+}
+
+/// RFC 3339 UTC with milliseconds for a time since the Unix epoch.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil_from_days (Howard Hinnant), for days since 1970-01-01.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// An open audit log, appending.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+    seq: u64,
+    prev: String,
+}
+
+impl AuditLog {
+    /// Opens (creating, mode 0600) the log at `path`. An existing log must
+    /// verify; a torn last line is cut off first.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        let v = verify(path)?.map_err(|p| AuditError::Broken {
+            path: path.to_owned(),
+            problem: p,
+        })?;
+        if v.torn_tail {
+            // Keep exactly the complete records.
+            let mut reader = BufReader::new(File::open(path).map_err(io)?);
+            let mut keep = 0u64;
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
+                if n == 0 || !buf.ends_with(b"\n") {
+                    break;
+                }
+                keep += n as u64;
+            }
+            file.set_len(keep).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        let mut file = file;
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            seq: v.records,
+            prev: v.head,
+        })
+    }
+
+    /// Appends one record (one `write` call, so a crash tears at most this line).
+    pub fn append(&mut self, e: Entry) -> Result<Record, AuditError> {
+        let record = Record {
+            seq: self.seq,
+            time: rfc3339(SystemTime::now()),
+            client: e.client,
+            key: e.key,
+            request: e.request,
+            position: e.position,
+            outcome: e.outcome,
+            prev: self.prev.clone(),
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| AuditError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let hash = sha256_hex(&line);
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .map_err(|source| AuditError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.seq += 1;
+        self.prev = hash;
+        Ok(record)
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<(), AuditError> {
+        self.file.sync_data().map_err(|source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        let at =
+            |s: u64, ms: u64| rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(s * 1000 + ms));
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_570_983_284, 5), "2019-10-13T16:14:44.005Z");
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
+    }
+}
