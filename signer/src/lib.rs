@@ -8,3 +8,4 @@ pub mod cometbft;
 pub mod crypto;
 pub mod eth2;
 pub mod policy;
+pub mod tls;

@@ -1,0 +1,150 @@
+//! Transport security: the server side of mutual TLS.
+//!
+//! - rustls 0.23 with the aws-lc-rs provider, installed explicitly (rustls
+//!   panics at the first handshake when two providers are compiled in and
+//!   none is installed).
+//! - TLS 1.3 only; a client certificate is required and verified by the
+//!   standard WebPKI verifier against the configured client CAs, with
+//!   optional CRLs.
+//! - Reload keeps the old material when the new files do not load.
+//! - Who the client is comes from its certificate ([`identity`]), matched
+//!   against the policy's clients.
+
+pub mod identity;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// Installs aws-lc-rs as the process's rustls provider (idempotent).
+pub fn install_crypto_provider() {
+    // Err means one is installed already: fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The files of the server's TLS setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CAs that issue client certificates (PEM bundles).
+    pub client_cas: Vec<PathBuf>,
+    /// Certificate revocation lists of those CAs (PEM), optional.
+    pub crls: Vec<PathBuf>,
+}
+
+/// Why the TLS setup could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or holds no usable PEM item.
+    #[error("{}: {what}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+    /// rustls refused the combination (key not matching the certificate, …).
+    #[error("TLS configuration refused: {0}")]
+    Config(String),
+}
+
+fn file_err(path: &Path, what: impl ToString) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        what: what.to_string(),
+    }
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// Builds the server configuration from `files`.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let chain = certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err(&files.key, e))?;
+    if files.client_cas.is_empty() {
+        return Err(TlsError::Config(
+            "no client CA configured: every client would be refused".into(),
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for ca in &files.client_cas {
+        for cert in certs(ca)? {
+            roots.add(cert).map_err(|e| file_err(ca, e))?;
+        }
+    }
+    let mut crls = Vec::new();
+    for path in &files.crls {
+        for crl in
+            CertificateRevocationListDer::pem_file_iter(path).map_err(|e| file_err(path, e))?
+        {
+            crls.push(crl.map_err(|e| file_err(path, e))?);
+        }
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The current server configuration, replaceable without a restart. New
+/// connections use the newest; existing ones keep theirs.
+#[derive(Debug)]
+pub struct ReloadableConfig {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl ReloadableConfig {
+    /// Loads `files`; refuses to start without a working setup.
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        let config = server_config(&files)?;
+        Ok(Self {
+            files,
+            current: RwLock::new(config),
+        })
+    }
+
+    /// The configuration for the next connection.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the files again. On failure the old configuration stays in force
+    /// and the error says why.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = server_config(&self.files)?;
+        match self.current.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+}
