@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod backend;
 pub mod cometbft;
+pub mod config;
 pub mod crypto;
 pub mod eth2;
 pub mod policy;

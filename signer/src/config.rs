@@ -1,0 +1,332 @@
+//! The daemon's configuration file (`signer.example.toml` documents every
+//! field). Strict: unknown fields are errors, values are typed (socket
+//! addresses, paths, enums), and relative paths are taken relative to the
+//! configuration file's directory, so a setup directory can move as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::eth2::{Network, PresetKind};
+use crate::tls::TlsFiles;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners.
+    pub server: Server,
+    /// Mutual TLS.
+    pub tls: Tls,
+    /// Who may sign what.
+    pub policy: PolicyFile,
+    /// Slashing protection.
+    pub slashing: Slashing,
+    /// The Ethereum network's parameters requests do not carry.
+    #[serde(default)]
+    pub ethereum: Ethereum,
+    /// Where keys come from.
+    #[serde(default)]
+    pub keys: Vec<KeySource>,
+    /// Logging.
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// gRPC over mutual TLS.
+    pub grpc_listen: SocketAddr,
+    /// Prometheus metrics, `/healthz`, `/readyz` (plain HTTP; keep it on a private address).
+    pub metrics_listen: SocketAddr,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CAs issuing client certificates (PEM).
+    pub client_cas: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM).
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+impl Tls {
+    /// The files, for [`crate::tls`].
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            client_cas: self.client_cas.clone(),
+            crls: self.crls.clone(),
+        }
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The policy file.
+    pub file: PathBuf,
+}
+
+/// `[slashing]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slashing {
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// Pin the Ethereum network (`0x` + 64 hex); otherwise the first request or import pins it.
+    #[serde(default)]
+    pub genesis_validators_root: Option<String>,
+    /// Run SQLite's quick_check at start (reads the whole file once).
+    #[serde(default = "yes")]
+    pub integrity_check_on_open: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[ethereum]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ethereum {
+    /// `mainnet` (every public network) or `minimal`.
+    #[serde(default = "mainnet")]
+    pub preset: Preset,
+    /// `GENESIS_FORK_VERSION`, for builder registrations (`0x` + 8 hex).
+    #[serde(default = "mainnet_fork")]
+    pub genesis_fork_version: String,
+}
+
+impl Default for Ethereum {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Mainnet,
+            genesis_fork_version: mainnet_fork(),
+        }
+    }
+}
+
+fn mainnet() -> Preset {
+    Preset::Mainnet
+}
+
+fn mainnet_fork() -> String {
+    "0x00000000".into()
+}
+
+/// A consensus preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Mainnet sizes.
+    Mainnet,
+    /// Minimal sizes.
+    Minimal,
+}
+
+/// A `[[keys]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySource {
+    /// An EIP-2335 keystore or our key file, with its password file.
+    File {
+        /// The key file.
+        path: PathBuf,
+        /// Its password file.
+        password_file: PathBuf,
+    },
+    /// Every Web3Signer key-configuration file of a directory.
+    Web3signerDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A CometBFT `priv_validator_key.json` (migration; unencrypted on disk).
+    PrivValidatorKey {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// `human` or `json`.
+    #[serde(default = "human")]
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `signer=debug`, …).
+    #[serde(default = "info")]
+    pub level: String,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: info(),
+        }
+    }
+}
+
+fn human() -> LogFormat {
+    LogFormat::Human
+}
+
+fn info() -> String {
+    "info".into()
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// For people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML of the configuration's shape (unknown fields included).
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A value of the right type but not a valid one.
+    #[error("{}: {field}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl Config {
+    /// Reads, parses, checks and resolves the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let invalid = |field, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message: message.into(),
+        };
+        if c.tls.client_cas.is_empty() {
+            return Err(invalid(
+                "tls.client_cas",
+                "name at least one CA: without one every client is refused",
+            ));
+        }
+        if let Some(root) = &c.slashing.genesis_validators_root {
+            let ok = root
+                .strip_prefix("0x")
+                .and_then(|h| hex::decode(h).ok())
+                .is_some_and(|b| b.len() == 32);
+            if !ok {
+                return Err(invalid(
+                    "slashing.genesis_validators_root",
+                    "expected 0x and 64 hex digits",
+                ));
+            }
+        }
+        if c.ethereum.network().is_none() {
+            return Err(invalid(
+                "ethereum.genesis_fork_version",
+                "expected 0x and 8 hex digits",
+            ));
+        }
+        if c.server.grpc_listen == c.server.metrics_listen {
+            return Err(invalid(
+                "server.metrics_listen",
+                "must differ from grpc_listen",
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        resolve(&base, &mut c.tls.cert);
+        resolve(&base, &mut c.tls.key);
+        c.tls.client_cas.iter_mut().for_each(|p| resolve(&base, p));
+        c.tls.crls.iter_mut().for_each(|p| resolve(&base, p));
+        resolve(&base, &mut c.policy.file);
+        resolve(&base, &mut c.slashing.database);
+        for k in &mut c.keys {
+            match k {
+                KeySource::File {
+                    path,
+                    password_file,
+                } => {
+                    resolve(&base, path);
+                    resolve(&base, password_file);
+                }
+                KeySource::Web3signerDir { path } | KeySource::PrivValidatorKey { path } => {
+                    resolve(&base, path)
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl Ethereum {
+    /// The network parameters for [`crate::eth2::decode`], if the fields are valid.
+    pub fn network(&self) -> Option<Network> {
+        let v = self
+            .genesis_fork_version
+            .strip_prefix("0x")
+            .and_then(|h| hex::decode(h).ok())?;
+        let genesis_fork_version: [u8; 4] = v.try_into().ok()?;
+        let preset = match self.preset {
+            Preset::Mainnet => PresetKind::Mainnet,
+            Preset::Minimal => PresetKind::Minimal,
+        };
+        Some(Network {
+            preset,
+            genesis_fork_version,
+        })
+    }
+}

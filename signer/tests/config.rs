@@ -1,0 +1,148 @@
+//! The configuration file: the commented example parses to the values it
+//! shows, relative paths resolve against its directory, and typos, bad values
+//! and missing sections are refused with the field named.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+
+use signer::config::{Config, ConfigError, KeySource, LogFormat, Preset};
+
+fn example() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../signer.example.toml"))
+        .unwrap()
+}
+
+#[test]
+fn the_example_parses_to_what_it_shows() {
+    let c = Config::parse(&example(), Path::new("/etc/signer/signer.toml")).unwrap();
+    assert_eq!(c.server.grpc_listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.server.metrics_listen, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(c.tls.cert, Path::new("/etc/signer/tls/server.pem"));
+    assert_eq!(c.tls.client_cas, [Path::new("/etc/signer/tls/ca.pem")]);
+    assert_eq!(c.policy.file, Path::new("/etc/signer/policy.toml"));
+    assert_eq!(
+        c.slashing.database,
+        Path::new("/etc/signer/data/slashing.sqlite")
+    );
+    assert!(c.slashing.integrity_check_on_open);
+    assert_eq!(c.ethereum.preset, Preset::Mainnet);
+    assert_eq!(
+        c.ethereum.network().unwrap(),
+        signer::eth2::Network::MAINNET
+    );
+    assert_eq!(c.keys.len(), 3);
+    assert_eq!(
+        c.keys[0],
+        KeySource::File {
+            path: "/etc/signer/keys/validator-0.json".into(),
+            password_file: "/etc/signer/keys/validator-0.pass".into()
+        }
+    );
+    assert_eq!(
+        c.keys[1],
+        KeySource::Web3signerDir {
+            path: "/etc/signer/keys/web3signer".into()
+        }
+    );
+    assert_eq!(c.logging.format, LogFormat::Human);
+}
+
+#[test]
+fn defaults_apply_and_absolute_paths_stay() {
+    let minimal = r#"
+[server]
+grpc_listen = "[::1]:9000"
+metrics_listen = "[::1]:9100"
+[tls]
+cert = "/abs/server.pem"
+key = "server.key"
+client_cas = ["ca.pem"]
+[policy]
+file = "policy.toml"
+[slashing]
+database = "db.sqlite"
+"#;
+    let c = Config::parse(minimal, Path::new("setup/signer.toml")).unwrap();
+    assert_eq!(c.tls.cert, Path::new("/abs/server.pem"));
+    assert_eq!(c.tls.key, Path::new("setup/server.key"));
+    assert!(c.tls.crls.is_empty() && c.keys.is_empty());
+    assert!(c.slashing.integrity_check_on_open);
+    assert_eq!(c.slashing.genesis_validators_root, None);
+    assert_eq!(
+        c.ethereum.network().unwrap(),
+        signer::eth2::Network::MAINNET
+    );
+    assert_eq!(
+        (c.logging.format, c.logging.level.as_str()),
+        (LogFormat::Human, "info")
+    );
+}
+
+#[test]
+fn typos_and_bad_values_are_refused_with_the_field_named() {
+    let base = example();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            base.replace("grpc_listen =", "grpc_listn ="),
+            "unknown field `grpc_listn`",
+        ),
+        (
+            base.replace("\"127.0.0.1:9000\"", "\"localhost:9000\""),
+            "invalid socket address",
+        ),
+        (
+            base.replace("type = \"web3signer_dir\"", "type = \"vault\""),
+            "unknown variant `vault`",
+        ),
+        (
+            base.replace("preset = \"mainnet\"", "preset = \"gnosis\""),
+            "unknown variant `gnosis`",
+        ),
+        (
+            base.replace("client_cas = [\"tls/ca.pem\"]", "client_cas = []"),
+            "tls.client_cas",
+        ),
+        (
+            base.replace(
+                "0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95",
+                "0x4b36",
+            ),
+            "slashing.genesis_validators_root",
+        ),
+        (
+            base.replace(
+                "genesis_fork_version = \"0x00000000\"",
+                "genesis_fork_version = \"0x0000\"",
+            ),
+            "ethereum.genesis_fork_version",
+        ),
+        (
+            base.replace("127.0.0.1:9100", "127.0.0.1:9000"),
+            "must differ from grpc_listen",
+        ),
+        (
+            base.replace("file = \"policy.toml\"", "")
+                .replace("[policy]", ""),
+            "missing field `policy`",
+        ),
+    ];
+    for (text, want) in &cases {
+        assert_ne!(text, &base, "the edit for {want:?} did not apply");
+        let err = Config::parse(text, Path::new("signer.toml")).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Parse { .. } | ConfigError::Invalid { .. }
+        ));
+        assert!(err.to_string().contains(want), "want {want:?}, got: {err}");
+    }
+    assert!(matches!(
+        Config::load(Path::new("/nonexistent/signer.toml")),
+        Err(ConfigError::Io { .. })
+    ));
+}
