@@ -2,6 +2,7 @@
 
 mod audit;
 mod dev;
+mod init;
 mod policy;
 mod slashing;
 
@@ -21,6 +22,8 @@ pub struct Cli {
 enum Command {
     /// Quick start (today: a slashing-protection demonstration; the daemon comes later).
     Dev,
+    /// Write a complete throwaway development setup (CA, certificates, keys, policy, config).
+    Init(init::InitArgs),
     /// Lint a policy file or explain its effective permissions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -36,6 +39,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Dev => dev::run(),
+        Command::Init(a) => init::run(a),
         Command::Audit(c) => audit::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),

@@ -478,7 +478,19 @@ pub fn check(text: &str) -> Result<(Option<Policy>, Vec<Finding>), PolicyError> 
                 ));
             }
             if !e.networks.is_empty() {
-                for op in ops.iter().filter(|o| o.network_kind() == NetworkKind::None) {
+                // Only for operations named one by one: a group's documentation
+                // (eth2.duties includes builder registrations) already says so.
+                let named: Vec<Operation> = e
+                    .operations
+                    .iter()
+                    .filter_map(|o| Operation::parse(o))
+                    .filter(|l| l.len() == 1)
+                    .flatten()
+                    .collect();
+                for op in named
+                    .iter()
+                    .filter(|o| o.network_kind() == NetworkKind::None)
+                {
                     f.push(finding(
                         Warning,
                         &loc,
