@@ -8,5 +8,6 @@ pub mod cometbft;
 pub mod config;
 pub mod crypto;
 pub mod eth2;
+pub mod pipeline;
 pub mod policy;
 pub mod tls;

@@ -1,0 +1,310 @@
+//! The signing pipeline: authorize → compute → record → sign → audit.
+//! Differential: every reproducible Web3Signer example signed through the
+//! pipeline equals the signing core's signature. Refusals are typed, leave no
+//! record, and are audited; CometBFT repeats are re-served.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use signer::api::privval::WireVote;
+use signer::audit::{self, AuditLog};
+use signer::backend::soft::{Scheme, SecretKey};
+use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
+use signer::eth2::{Network, PresetKind};
+use signer::pipeline::{Keyring, Pipeline, Refusal, Signature};
+use signer::policy::{Policy, Verdict};
+use slashing_db::NotSafe;
+
+const EX_GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
+const SEED: &str = "9d834d3fcac4ee25536b70e15376febb697861ab573405d8b89290417fd16070";
+
+fn examples() -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors/web3signer/sign_examples.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s.trim_start_matches("0x")).unwrap()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    pipeline: Pipeline,
+    bls: Vec<u8>,
+    ed: Vec<u8>,
+}
+
+impl Fixture {
+    fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+}
+
+fn fixture() -> Fixture {
+    let ex = examples();
+    let bls =
+        SecretKey::from_secret(Scheme::Bls, &unhex(ex["secret_key"].as_str().unwrap())).unwrap();
+    let ed = SecretKey::from_secret(Scheme::Ed25519, &unhex(SEED)).unwrap();
+    let (bls_pk, ed_pk) = (bls.public_key(), ed.public_key());
+    let policy = format!(
+        r#"
+[clients.vc]
+identity = "spiffe://test/vc"
+[clients.node]
+identity = "spiffe://test/node"
+[networks.ex]
+genesis_validators_root = "{EX_GVR}"
+[networks.chain]
+chain_id = "test-chain"
+[key_groups.bls]
+keys = ["0x{}"]
+[key_groups.ed]
+keys = ["0x{}"]
+[[grant]]
+clients = ["vc"]
+operations = ["eth2.duties", "eth2.voluntary_exit", "eth2.deposit"]
+key_groups = ["bls"]
+networks = ["ex"]
+[[grant]]
+clients = ["node"]
+operations = ["cometbft.consensus"]
+key_groups = ["ed"]
+networks = ["chain"]
+"#,
+        hex::encode(&bls_pk),
+        hex::encode(&ed_pk)
+    );
+    let (policy, _) = Policy::load(&policy).unwrap();
+    let mut keys = Keyring::default();
+    keys.insert(bls);
+    keys.insert(ed);
+    let dir = tempfile::tempdir().unwrap();
+    let db = slashing_db::SlashingDb::open(
+        &dir.path().join("slashing.sqlite"),
+        slashing_db::Config::default(),
+    )
+    .unwrap();
+    let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let network = Network {
+        preset: PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+    };
+    Fixture {
+        pipeline: Pipeline::new(policy, keys, db, audit, network),
+        dir,
+        bls: bls_pk,
+        ed: ed_pk,
+    }
+}
+
+fn body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+#[test]
+fn every_reproducible_example_signs_as_the_signing_core_does() {
+    let ex = examples();
+    let mut n = 0;
+    for e in ex["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reproducible"] == true)
+    {
+        // A fresh database each: the examples' blocks share slot 0.
+        let f = fixture();
+        let got = f
+            .pipeline
+            .sign_eth2("vc", &f.bls, &body(&e["request"]))
+            .unwrap_or_else(|r| panic!("{}: {r}", e["name"]));
+        assert_eq!(
+            got,
+            Signature::Bls(
+                unhex(e["expected_signature"].as_str().unwrap())
+                    .try_into()
+                    .unwrap()
+            ),
+            "{}",
+            e["name"]
+        );
+        n += 1;
+    }
+    println!("pipeline differential: {n} examples signed as the signing core signs them");
+    assert_eq!(n, 23);
+}
+
+fn attestation_request() -> Value {
+    let ex = examples();
+    ex["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "ATTESTATION")
+        .unwrap()["request"]
+        .clone()
+}
+
+#[test]
+fn refusals_are_typed_leave_no_record_and_are_audited() {
+    let f = fixture();
+    let good = attestation_request();
+    let mut conflicting = good.clone();
+    conflicting.as_object_mut().unwrap().remove("signingRoot");
+    conflicting["attestation"]["beacon_block_root"] = format!("0x{}", "11".repeat(32)).into();
+
+    // Not allowed: the CometBFT node asks for an attestation. Nothing is recorded…
+    match f.pipeline.sign_eth2("node", &f.bls, &body(&good)) {
+        Err(Refusal::NotAllowed(Verdict::NotGranted)) => {}
+        other => panic!("expected NotAllowed, got {other:?}"),
+    }
+    // …so the conflicting attestation is still signable by the client that may.
+    assert!(matches!(
+        f.pipeline.sign_eth2("vc", &f.bls, &body(&conflicting)),
+        Ok(Signature::Bls(_))
+    ));
+    // And now the first one is slashable, with the evidence.
+    match f.pipeline.sign_eth2("vc", &f.bls, &body(&good)) {
+        Err(Refusal::Slashable(NotSafe::DoubleVote { prev })) => assert_eq!(prev.target.0, 0),
+        other => panic!("expected a double vote, got {other:?}"),
+    }
+    // Unknown key, wrong root.
+    assert!(matches!(
+        f.pipeline.sign_eth2("vc", &[0xaa; 48], &body(&good)),
+        Err(Refusal::NotAllowed(_))
+    ));
+    let mut wrong_root = good.clone();
+    wrong_root["signingRoot"] = format!("0x{}", "22".repeat(32)).into();
+    assert!(matches!(
+        f.pipeline.sign_eth2("vc", &f.bls, &body(&wrong_root)),
+        Err(Refusal::InvalidRequest(_))
+    ));
+
+    // Every decision that got past decoding is in the audit log, which verifies.
+    let v = audit::verify(&f.audit_path()).unwrap().unwrap();
+    assert_eq!(v.records, 4);
+    let log = std::fs::read_to_string(f.audit_path()).unwrap();
+    for outcome in ["refused:not_allowed", "signed", "refused:double_vote"] {
+        assert!(log.contains(outcome), "{outcome} missing from\n{log}");
+    }
+}
+
+#[test]
+fn unknown_keys_that_the_policy_grants_are_unknown_key() {
+    // A policy may name a key that is not loaded (yet): the refusal says so.
+    let f = fixture();
+    let (policy, _) = Policy::load(&format!(
+        "[clients.vc]\nidentity = \"spiffe://test/vc\"\n[networks.ex]\ngenesis_validators_root = \"{EX_GVR}\"\n[key_groups.g]\nkeys = [\"0x{}\"]\n[[grant]]\nclients = [\"vc\"]\noperations = [\"eth2.attestation\"]\nkey_groups = [\"g\"]\nnetworks = [\"ex\"]\n",
+        "bb".repeat(48)
+    ))
+    .unwrap();
+    f.pipeline.set_policy(policy);
+    assert!(matches!(
+        f.pipeline
+            .sign_eth2("vc", &[0xbb; 48], &body(&attestation_request())),
+        Err(Refusal::UnknownKey)
+    ));
+}
+
+fn vote(seconds: i64, hash: u8) -> WireVote {
+    WireVote {
+        vote: Vote {
+            kind: VoteType::Precommit,
+            height: 100,
+            round: 0,
+            block_id: BlockId {
+                hash: vec![hash; 32],
+                part_set_total: 1,
+                part_set_hash: vec![7; 32],
+            },
+            timestamp: Timestamp { seconds, nanos: 0 },
+            extension: b"ext".to_vec(),
+        },
+        validator_address: vec![1; 20],
+        validator_index: 0,
+        signature: Vec::new(),
+        extension_signature: Vec::new(),
+    }
+}
+
+#[test]
+fn cometbft_votes_are_signed_re_served_and_refused() {
+    let f = fixture();
+    let v38 = ProtocolVersion::V0_38;
+    let first = f
+        .pipeline
+        .sign_vote("node", v38, "test-chain", &f.ed, &vote(1000, 1))
+        .unwrap();
+    let Signature::CometBft {
+        signature,
+        timestamp,
+        extension_signature,
+    } = first.clone()
+    else {
+        panic!()
+    };
+    assert_eq!(timestamp.seconds, 1000);
+    // What was signed is the canonical vote; the key verifies it.
+    let bytes = signer::cometbft::vote_sign_bytes("test-chain", &vote(1000, 1).vote).unwrap();
+    signer::crypto::ed25519::verify(&f.ed, &bytes, &signature).unwrap();
+    assert!(
+        extension_signature.is_some(),
+        "v0.38 precommits sign their extension"
+    );
+
+    // The same vote again: the same signature.
+    let again = f
+        .pipeline
+        .sign_vote("node", v38, "test-chain", &f.ed, &vote(1000, 1))
+        .unwrap();
+    assert_eq!(again, first);
+    // Only the timestamp differs: the stored signature and the stored timestamp.
+    match f
+        .pipeline
+        .sign_vote("node", v38, "test-chain", &f.ed, &vote(2000, 1))
+        .unwrap()
+    {
+        Signature::CometBft {
+            signature: s,
+            timestamp: t,
+            ..
+        } => {
+            assert_eq!(s, signature);
+            assert_eq!(t.seconds, 1000, "the stored timestamp is sent back");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another block at the same height/round/step: a double sign, refused.
+    match f
+        .pipeline
+        .sign_vote("node", v38, "test-chain", &f.ed, &vote(1000, 2))
+    {
+        Err(Refusal::Slashable(NotSafe::ConflictingSignBytes { .. })) => {}
+        other => panic!("expected a double-sign refusal, got {other:?}"),
+    }
+    // Another chain is not granted.
+    assert!(matches!(
+        f.pipeline
+            .sign_vote("node", v38, "other-chain", &f.ed, &vote(1000, 1)),
+        Err(Refusal::NotAllowed(_))
+    ));
+    // v0.37 has no extensions.
+    assert!(matches!(
+        f.pipeline.sign_vote(
+            "node",
+            ProtocolVersion::V0_37,
+            "test-chain",
+            &f.ed,
+            &vote(1000, 3)
+        ),
+        Err(Refusal::InvalidRequest(_))
+    ));
+    assert_eq!(audit::verify(&f.audit_path()).unwrap().unwrap().records, 6);
+}
