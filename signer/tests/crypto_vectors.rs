@@ -8,6 +8,10 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::unhex;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -26,10 +30,6 @@ fn json(rel: &str) -> Value {
 }
 
 /// Hex with or without `0x` (the suites use both).
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s.strip_prefix("0x").unwrap_or(s)).unwrap()
-}
-
 fn s(v: &Value) -> &str {
     v.as_str().unwrap()
 }

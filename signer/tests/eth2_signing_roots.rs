@@ -8,6 +8,10 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::unhex;
+
 use std::path::PathBuf;
 
 use alloy_primitives::B256;
@@ -20,10 +24,6 @@ fn json(name: &str) -> Value {
         .join("../tests/vectors/web3signer")
         .join(name);
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s.trim_start_matches("0x")).unwrap()
 }
 
 /// The network the OpenAPI examples were made for: minimal preset, genesis fork 0x00000001.

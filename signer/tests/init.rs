@@ -9,8 +9,11 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::signer;
+
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -19,18 +22,6 @@ use rustls::server::WebPkiClientVerifier;
 use signer::backend::soft::{self, Scheme, keystore};
 use signer::config::{Config, KeySource};
 use signer::policy::Policy;
-
-fn signer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signer"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 #[test]
 fn init_dev_writes_a_setup_everything_accepts() {

@@ -10,6 +10,10 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::unhex;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -29,10 +33,6 @@ fn examples() -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/vectors/web3signer/sign_examples.json");
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s.trim_start_matches("0x")).unwrap()
 }
 
 struct Fixture {

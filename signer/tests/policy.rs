@@ -9,8 +9,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use signer::policy::{Network, Operation, Policy, Request, Verdict};
 
@@ -200,16 +201,7 @@ fn decisions_on_the_example_policy() {
 }
 
 fn signer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signer"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::signer_in(Some(&root()), args)
 }
 
 fn golden(name: &str) -> String {
