@@ -172,7 +172,7 @@ impl Pipeline {
         &self,
         client: &str,
         key: &[u8],
-        operation: Operation,
+        request: &str,
         position: Option<u64>,
         outcome: &Result<Signature, Refusal>,
     ) -> Result<(), Refusal> {
@@ -187,7 +187,7 @@ impl Pipeline {
         let entry = Entry {
             client: client.to_owned(),
             key: hex::encode(key),
-            request: operation.name().to_owned(),
+            request: request.to_owned(),
             position,
             outcome,
         };
@@ -211,8 +211,10 @@ impl Pipeline {
         let signable = match eth2::decode(body, &self.network) {
             Ok(s) => s,
             Err(e) => {
-                // Unparsable requests carry no trustworthy operation: audited as block-less.
-                return Err(Refusal::InvalidRequest(e.to_string()));
+                // No trustworthy operation can be read from it: audited as `eth2.request`.
+                let refusal = Err(Refusal::InvalidRequest(e.to_string()));
+                self.audit(client, public_key, "eth2.request", None, &refusal)?;
+                return refusal;
             }
         };
         let operation = operation_of(signable.kind);
@@ -222,7 +224,7 @@ impl Pipeline {
             SlashingFacts::None => None,
         };
         let outcome = self.sign_eth2_decoded(client, public_key, &signable, operation);
-        self.audit(client, public_key, operation, position, &outcome)?;
+        self.audit(client, public_key, operation.name(), position, &outcome)?;
         outcome
     }
 
@@ -302,7 +304,7 @@ impl Pipeline {
         self.audit(
             client,
             public_key,
-            Operation::CometVote,
+            Operation::CometVote.name(),
             u64::try_from(vote.vote.height).ok(),
             &outcome,
         )?;
@@ -332,7 +334,7 @@ impl Pipeline {
         self.audit(
             client,
             public_key,
-            Operation::CometProposal,
+            Operation::CometProposal.name(),
             u64::try_from(proposal.proposal.height).ok(),
             &outcome,
         )?;

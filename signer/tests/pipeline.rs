@@ -187,11 +187,16 @@ fn refusals_are_typed_leave_no_record_and_are_audited() {
         Err(Refusal::InvalidRequest(_))
     ));
 
-    // Every decision that got past decoding is in the audit log, which verifies.
+    // Every decision, malformed requests included, is in the audit log, which verifies.
     let v = audit::verify(&f.audit_path()).unwrap().unwrap();
-    assert_eq!(v.records, 4);
+    assert_eq!(v.records, 5);
     let log = std::fs::read_to_string(f.audit_path()).unwrap();
-    for outcome in ["refused:not_allowed", "signed", "refused:double_vote"] {
+    for outcome in [
+        "refused:not_allowed",
+        "signed",
+        "refused:double_vote",
+        "refused:invalid_request",
+    ] {
         assert!(log.contains(outcome), "{outcome} missing from\n{log}");
     }
 }
