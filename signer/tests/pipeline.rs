@@ -175,7 +175,7 @@ fn refusals_are_typed_leave_no_record_and_are_audited() {
         Err(Refusal::Slashable(NotSafe::DoubleVote { prev })) => assert_eq!(prev.target.0, 0),
         other => panic!("expected a double vote, got {other:?}"),
     }
-    // Unknown key, wrong root.
+    // A key the policy does not grant (loaded or not): not allowed. A wrong root.
     assert!(matches!(
         f.pipeline.sign_eth2("vc", &[0xaa; 48], &body(&good)),
         Err(Refusal::NotAllowed(_))

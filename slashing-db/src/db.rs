@@ -109,9 +109,10 @@ impl SlashingDb {
     }
 
     /// Stores the signature made for CometBFT `sign_bytes`, so a repeated
-    /// request is answered with it. Call it after answering the node: it
-    /// rides on a group commit. Losing it is safe (the recorded bytes are
-    /// signed again), so it is ignored if the record has moved on.
+    /// request is answered with it. Does not wait: it rides on the next group
+    /// commit (or is committed when the database closes), so signing pays no
+    /// second fsync. Losing it is safe: the recorded bytes are signed again.
+    /// Ignored if the record has moved on or already has a signature.
     pub fn record_cometbft_signature(
         &self,
         key: ConsensusKey,
@@ -119,14 +120,12 @@ impl SlashingDb {
         sign_bytes: Vec<u8>,
         signature: Vec<u8>,
     ) -> Result<(), DbError> {
-        self.group
-            .submit(Work::StoreSignature {
-                key,
-                chain,
-                sign_bytes,
-                signature,
-            })
-            .map(|_| ())
+        self.group.enqueue(Work::StoreSignature {
+            key,
+            chain,
+            sign_bytes,
+            signature,
+        })
     }
 
     fn exclusive<T, E>(&self, f: impl FnOnce(&mut dyn Engine) -> Result<T, E>) -> Result<T, E>

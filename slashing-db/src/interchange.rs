@@ -241,13 +241,10 @@ pub(crate) fn export(e: &mut dyn Engine) -> Result<Interchange, DbError> {
         if let Some(slot) = w.block_slot
             && !signed_blocks.iter().any(|b| b.slot == slot.0)
         {
-            signed_blocks.insert(
-                0,
-                InterchangeBlock {
-                    slot: slot.0,
-                    signing_root: None,
-                },
-            );
+            signed_blocks.push(InterchangeBlock {
+                slot: slot.0,
+                signing_root: None,
+            });
             signed_blocks.sort_by_key(|b| b.slot);
         }
         let mut signed_attestations: Vec<InterchangeAttestation> = e

@@ -45,7 +45,8 @@ type Answer = Result<Vec<Decision>, DbError>;
 /// The queue and who is serving it.
 #[derive(Default)]
 struct Queue {
-    pending: VecDeque<(u64, Work)>,
+    /// Queued work; `None` marks work nobody waits for (it rides the next commit).
+    pending: VecDeque<(Option<u64>, Work)>,
     answers: HashMap<u64, Answer>,
     next_id: u64,
     leader: bool,
@@ -101,7 +102,7 @@ impl GroupCommit {
         let mut q = self.lock_queue()?;
         let id = q.next_id;
         q.next_id += 1;
-        q.pending.push_back((id, work));
+        q.pending.push_back((Some(id), work));
         loop {
             if let Some(answer) = q.answers.remove(&id) {
                 return answer;
@@ -109,9 +110,9 @@ impl GroupCommit {
             if !q.leader {
                 q.leader = true;
                 let take = q.pending.len().min(self.max_batch);
-                let batch: Vec<(u64, Work)> = q.pending.drain(..take).collect();
+                let batch: Vec<(Option<u64>, Work)> = q.pending.drain(..take).collect();
                 drop(q);
-                let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+                let ids: Vec<u64> = batch.iter().filter_map(|(id, _)| *id).collect();
                 let mut stepping_down = StepDown {
                     group: self,
                     ids: Some(&ids),
@@ -120,14 +121,23 @@ impl GroupCommit {
                 q = self.lock_queue()?;
                 stepping_down.ids = None;
                 q.leader = false;
-                for (id, answer) in ids.iter().zip(answers) {
-                    q.answers.insert(*id, answer);
+                for ((id, _), answer) in batch.iter().zip(answers) {
+                    if let Some(id) = id {
+                        q.answers.insert(*id, answer);
+                    }
                 }
                 self.served.notify_all();
                 continue;
             }
             q = self.served.wait(q).map_err(|_| poisoned_lock())?;
         }
+    }
+
+    /// Queues `work` without waiting: it is committed with the next batch (or
+    /// when the database closes). For work whose loss is safe.
+    pub(crate) fn enqueue(&self, work: Work) -> Result<(), DbError> {
+        self.lock_queue()?.pending.push_back((None, work));
+        Ok(())
     }
 
     /// Runs `f` in a transaction of its own, committing on `Ok`. Waits for any
@@ -139,6 +149,8 @@ impl GroupCommit {
     where
         E: From<DbError> + AsDbError,
     {
+        // Work queued without waiting comes first, so this sees it.
+        self.commit_detached();
         let mut w = self.writer.lock().map_err(|_| E::from(poisoned_lock()))?;
         let result = w.transaction(f);
         if result.is_ok() {
@@ -147,7 +159,7 @@ impl GroupCommit {
         result
     }
 
-    fn run_batch(&self, batch: &[(u64, Work)]) -> Vec<Answer> {
+    fn run_batch(&self, batch: &[(Option<u64>, Work)]) -> Vec<Answer> {
         let mut w = match self.writer.lock() {
             Ok(w) => w,
             Err(_) => return batch.iter().map(|_| Err(poisoned_lock())).collect(),
@@ -176,6 +188,44 @@ struct StepDown<'a> {
     group: &'a GroupCommit,
     /// The batch's ids until its answers are stored.
     ids: Option<&'a [u64]>,
+}
+
+impl GroupCommit {
+    /// Commits the queued work nobody waits for (leaving waited-for work to
+    /// its callers' leader).
+    fn commit_detached(&self) {
+        let detached: Vec<(Option<u64>, Work)> = match self.queue.lock() {
+            Ok(mut q) => {
+                let mut detached = Vec::new();
+                let mut waited = VecDeque::new();
+                for item in q.pending.drain(..) {
+                    if item.0.is_none() {
+                        detached.push(item)
+                    } else {
+                        waited.push_back(item)
+                    }
+                }
+                q.pending = waited;
+                detached
+            }
+            Err(_) => return,
+        };
+        if detached.is_empty() {
+            return;
+        }
+        for answer in self.run_batch(&detached) {
+            if let Err(e) = answer {
+                tracing::warn!(error = %e, "queued work (a CometBFT signature) was not stored");
+            }
+        }
+    }
+}
+
+/// Closing commits what was queued without waiting.
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.commit_detached();
+    }
 }
 
 impl Drop for StepDown<'_> {
@@ -208,7 +258,7 @@ impl Writer {
     }
 
     /// Runs a whole batch; `Err` means nothing of it was committed.
-    fn try_batch(&mut self, batch: &[(u64, Work)]) -> Result<Vec<Answer>, DbError> {
+    fn try_batch(&mut self, batch: &[(Option<u64>, Work)]) -> Result<Vec<Answer>, DbError> {
         self.refuse_if_poisoned()?;
         self.engine.begin()?;
         // A caller's failure must not undo the others' work: with several

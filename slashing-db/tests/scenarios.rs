@@ -549,3 +549,45 @@ fn import_merges_conflicting_roots_into_unknown() {
         Refused("double_block_proposal")
     );
 }
+
+/// Storing a signature does not wait for a commit (it is not needed for
+/// safety), yet the next read sees it and closing does not lose it.
+#[test]
+fn cometbft_signatures_ride_the_next_commit_and_survive_close() {
+    let t = TempDb::new(None);
+    let c = "chain-s";
+    let bytes = vote_bytes(1, 9, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
+    t.db.check_and_record(comet(1, c, bytes.clone()))
+        .unwrap()
+        .unwrap();
+    let commits = t.db.stats().commits;
+    t.db.record_cometbft_signature(comet_key(1), chain(c), bytes.clone(), vec![0x11; 64])
+        .unwrap();
+    assert_eq!(
+        t.db.stats().commits,
+        commits,
+        "recording the signature must not commit on the caller's time"
+    );
+    // An exclusive read sees it.
+    assert_eq!(
+        t.db.cometbft_states().unwrap()[0].2.signature,
+        Some(vec![0x11; 64])
+    );
+
+    // Queued, then closed before anything else commits: still stored.
+    let next = vote_bytes(2, 9, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
+    t.db.check_and_record(comet(1, c, next.clone()))
+        .unwrap()
+        .unwrap();
+    t.db.record_cometbft_signature(comet_key(1), chain(c), next.clone(), vec![0x22; 64])
+        .unwrap();
+    let t = t.reopen();
+    match t.db.check_and_record(comet(1, c, next)).unwrap() {
+        Ok(Safe::Reserve {
+            stored,
+            timestamp_only: false,
+        }) => assert_eq!(stored.signature, Some(vec![0x22; 64])),
+        other => panic!("expected the stored signature, got {other:?}"),
+    }
+    t.close_and_check();
+}

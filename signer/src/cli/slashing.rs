@@ -109,13 +109,14 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let path = db.clone();
             let db = open(&db, false)?;
             println!("database:     {}", path.display());
-            match db.genesis_root()? {
+            let pinned = db.genesis_root()?;
+            match pinned {
                 Some(GenesisRoot(r)) => {
                     println!("network:      genesis validators root 0x{}", hex::encode(r))
                 }
                 None => println!("network:      not pinned yet (nothing recorded)"),
             }
-            if db.genesis_root()?.is_some() {
+            if pinned.is_some() {
                 let x = db.export_interchange()?;
                 let blocks: usize = x.data.iter().map(|v| v.signed_blocks.len()).sum();
                 let atts: usize = x.data.iter().map(|v| v.signed_attestations.len()).sum();

@@ -190,10 +190,10 @@ impl Policy {
     /// Parses and lints; refuses a policy with errors. Warnings come back beside it.
     pub fn load(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
         let (policy, findings) = check(text)?;
-        match policy {
-            Some(p) if findings.iter().all(|f| f.severity != Severity::Error) => Ok((p, findings)),
-            _ => Err(PolicyError::Invalid(findings)),
+        if findings.iter().any(|f| f.severity == Severity::Error) {
+            return Err(PolicyError::Invalid(findings));
         }
+        Ok((policy, findings))
     }
 
     /// The client with this policy name.
@@ -304,9 +304,10 @@ impl Policy {
     }
 }
 
-/// Parses and lints a policy. Returns the policy when it could be resolved
-/// at all (even with errors) and every finding, errors first.
-pub fn check(text: &str) -> Result<(Option<Policy>, Vec<Finding>), PolicyError> {
+/// Parses and lints a policy: the policy as resolved (names that did not
+/// resolve are left out) and every finding, errors first. Use
+/// [`Policy::load`] to refuse a policy with errors.
+pub fn check(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
     let file: File = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
     let mut f = Vec::new();
     use Severity::{Error, Warning};
@@ -576,12 +577,12 @@ pub fn check(text: &str) -> Result<(Option<Policy>, Vec<Finding>), PolicyError> 
     }
     f.sort_by_key(|x| x.severity);
     Ok((
-        Some(Policy {
+        Policy {
             clients,
             networks,
             grants,
             denies,
-        }),
+        },
         f,
     ))
 }
