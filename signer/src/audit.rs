@@ -285,6 +285,20 @@ impl AuditLog {
         Ok(record)
     }
 
+    /// Records in the log (the next record's `seq`).
+    pub fn records(&self) -> u64 {
+        self.seq
+    }
+
+    /// A second handle on the file, to make appended records durable
+    /// without holding the log (several appenders then share one fsync).
+    pub fn sync_handle(&self) -> Result<File, AuditError> {
+        self.file.try_clone().map_err(|source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// Makes everything appended so far durable.
     pub fn sync(&self) -> Result<(), AuditError> {
         self.file.sync_data().map_err(|source| AuditError::Io {

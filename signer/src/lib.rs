@@ -8,6 +8,7 @@ pub mod cometbft;
 pub mod config;
 pub mod crypto;
 pub mod eth2;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod tls;

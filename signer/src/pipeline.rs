@@ -6,22 +6,33 @@
 //! the wire by each frontend in one place. Calls block (the database and the
 //! crypto are synchronous): frontends run them on a worker pool, never on an
 //! async runtime's threads.
+//!
+//! The unit of work is a batch ([`Pipeline::sign_batch`]): every slashable
+//! item of a batch is decided in one database call (one transaction, one
+//! fsync), and every audit record of a batch shares one fsync of the audit
+//! log. A single request is a batch of one; the daemon's workers also batch
+//! single requests that queue up together.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::fs::File;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use prost::Message as _;
 use slashing_db::{
     AttestationProposal, BlockProposal, BlsPublicKey, ChainId, CometProposal, ConsensusKey,
-    DbError, Epoch, GenesisRoot, NotSafe, Proposal, Safe, SigningRoot, SlashingDb, Slot,
+    Decision, Epoch, GenesisRoot, NotSafe, Proposal, Safe, SigningRoot, SlashingDb, Slot,
 };
 
 use crate::api::privval::{WireProposal, WireVote};
 use crate::audit::{AuditLog, Entry};
 use crate::backend::soft::SecretKey;
-use crate::cometbft::{self, ProtocolVersion, Timestamp};
+use crate::cometbft::{self, ProtocolVersion, Timestamp, Vote};
+use crate::crypto::bls::BlsSecretKey;
 use crate::eth2::{self, Network, RequestKind, SlashingFacts};
+use crate::metrics::Metrics;
 use crate::policy::{self, Operation, Policy, Verdict};
+use crate::tls::identity::{self, IdentityError, PeerIdentity};
 
 /// Why a request was not signed. Frontends map these to their wire codes.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +54,19 @@ pub enum Refusal {
     BackendUnavailable(String),
 }
 
+impl Refusal {
+    /// The stable name used in metrics and audit records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Slashable(_) => "slashable",
+            Self::NotAllowed(_) => "not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::BackendUnavailable(_) => "backend_unavailable",
+        }
+    }
+}
+
 /// A signature, and for CometBFT the timestamp to send back (the stored
 /// one when an earlier message at this position is re-served).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +82,77 @@ pub enum Signature {
         /// Signature over the vote extension, when one was signed.
         extension_signature: Option<Vec<u8>>,
     },
+    /// A raw signature: Ed25519 (64 bytes) or secp256k1 (r ‖ s, low-S).
+    Raw {
+        /// The signature.
+        signature: Vec<u8>,
+        /// secp256k1 over a digest: the recovery id.
+        recovery_id: Option<u8>,
+    },
+}
+
+impl Signature {
+    /// The signature bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Bls(s) => s,
+            Self::CometBft { signature, .. } | Self::Raw { signature, .. } => signature,
+        }
+    }
+}
+
+/// What one item of a batch asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A Web3Signer eth2 signing request body (JSON).
+    Eth2(Vec<u8>),
+    /// A CometBFT vote.
+    CometVote {
+        /// The chain's protocol generation (vote extensions from v0.38).
+        version: ProtocolVersion,
+        /// Chain id.
+        chain_id: String,
+        /// The vote.
+        vote: Vote,
+    },
+    /// A CometBFT proposal.
+    CometProposal {
+        /// Chain id.
+        chain_id: String,
+        /// The proposal.
+        proposal: cometbft::Proposal,
+    },
+    /// CometBFT v1 `SignBytes`: arbitrary bytes with a consensus key.
+    CometRaw(Vec<u8>),
+    /// ECDSA over a 32-byte digest.
+    RawSecp256k1(Vec<u8>),
+    /// Pure Ed25519 over a message.
+    RawEd25519(Vec<u8>),
+}
+
+/// One item: who asks, with which key, for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The client's policy name.
+    pub client: String,
+    /// The key's public key bytes.
+    pub public_key: Vec<u8>,
+    /// The message.
+    pub message: Message,
+}
+
+/// The answer to one item.
+pub type Outcome = Result<Signature, Refusal>;
+
+/// A key as `ListKeys` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+    /// `bls`, `ed25519`, `secp256k1`.
+    pub scheme: &'static str,
+    /// What the caller may do with it.
+    pub operations: Vec<Operation>,
 }
 
 /// Public key bytes → key.
@@ -82,19 +177,72 @@ impl Keyring {
         self.keys.is_empty()
     }
 
+    /// Every key.
+    pub fn iter(&self) -> impl Iterator<Item = &SecretKey> {
+        self.keys.values()
+    }
+
     fn get(&self, public_key: &[u8]) -> Result<&SecretKey, Refusal> {
         self.keys.get(public_key).ok_or(Refusal::UnknownKey)
+    }
+}
+
+/// The audit log, shared by the workers: records are appended under a lock
+/// and made durable with one fsync for everything appended by then, so
+/// concurrent batches share fsyncs instead of queueing behind each other.
+#[derive(Debug)]
+struct AuditSink {
+    log: Mutex<AuditLog>,
+    file: File,
+    /// Records known durable.
+    synced: Mutex<u64>,
+}
+
+impl AuditSink {
+    fn new(log: AuditLog) -> Result<Self, crate::audit::AuditError> {
+        let file = log.sync_handle()?;
+        let synced = log.records();
+        Ok(Self {
+            log: Mutex::new(log),
+            file,
+            synced: Mutex::new(synced),
+        })
+    }
+
+    fn write(&self, entries: Vec<Entry>) -> Result<(), String> {
+        let mine = {
+            let mut log = self.log.lock().map_err(|_| "audit log lock poisoned")?;
+            for e in entries {
+                log.append(e).map_err(|e| e.to_string())?;
+            }
+            log.records()
+        };
+        let mut synced = self.synced.lock().map_err(|_| "audit log lock poisoned")?;
+        if *synced >= mine {
+            return Ok(());
+        }
+        let upto = self
+            .log
+            .lock()
+            .map_err(|_| "audit log lock poisoned")?
+            .records();
+        self.file
+            .sync_data()
+            .map_err(|e| format!("audit log: {e}"))?;
+        *synced = upto;
+        Ok(())
     }
 }
 
 /// The pipeline's state.
 #[derive(Debug)]
 pub struct Pipeline {
-    policy: RwLock<Policy>,
+    policy: RwLock<Arc<Policy>>,
     keys: Keyring,
     db: SlashingDb,
-    audit: Mutex<AuditLog>,
+    audit: AuditSink,
     network: Network,
+    metrics: Arc<Metrics>,
 }
 
 fn operation_of(kind: RequestKind) -> Operation {
@@ -115,134 +263,459 @@ fn operation_of(kind: RequestKind) -> Operation {
     }
 }
 
-fn db_unavailable(e: DbError) -> Refusal {
-    Refusal::BackendUnavailable(format!("slashing database: {e}"))
+/// How a prepared item is signed once the database has decided.
+enum Plan<'a> {
+    Bls {
+        key: &'a BlsSecretKey,
+        root: [u8; 32],
+        /// Index of its proposal in the batch's database call, if slashable.
+        db: Option<usize>,
+    },
+    Comet {
+        key: &'a SecretKey,
+        operation: Operation,
+        consensus_key: ConsensusKey,
+        chain: ChainId,
+        asked: Vec<u8>,
+        extension: Option<Vec<u8>>,
+        db: usize,
+    },
+    Raw {
+        key: &'a SecretKey,
+        payload: Raw,
+    },
+}
+
+enum Raw {
+    /// CometBFT `SignBytes`: signed like consensus messages.
+    Comet(Vec<u8>),
+    Digest([u8; 32]),
+    Ed25519(Vec<u8>),
+}
+
+/// An item after decoding and authorization, before the database.
+struct Prepared<'a> {
+    /// The audit record's request name.
+    request: &'static str,
+    /// Slot, target epoch or height.
+    position: Option<u64>,
+    plan: Result<Plan<'a>, Refusal>,
+}
+
+/// Signs with a consensus key as CometBFT verifies it.
+fn comet_sign(key: &SecretKey, msg: &[u8]) -> Result<Vec<u8>, Refusal> {
+    match key {
+        SecretKey::Ed25519(k) => Ok(k.sign(msg).to_vec()),
+        SecretKey::Secp256k1(k) => Ok(k.sign_sha256(msg).to_vec()),
+        SecretKey::Bls(_) => Err(Refusal::InvalidRequest(
+            "BLS keys do not sign CometBFT messages here".into(),
+        )),
+    }
 }
 
 impl Pipeline {
-    /// Assembles a pipeline.
+    /// Assembles a pipeline (with its own metrics; see [`Pipeline::with_metrics`]).
     pub fn new(
         policy: Policy,
         keys: Keyring,
         db: SlashingDb,
         audit: AuditLog,
         network: Network,
-    ) -> Self {
-        Self {
-            policy: RwLock::new(policy),
+    ) -> Result<Self, crate::audit::AuditError> {
+        Ok(Self {
+            policy: RwLock::new(Arc::new(policy)),
             keys,
             db,
-            audit: Mutex::new(audit),
+            audit: AuditSink::new(audit)?,
             network,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// Reports into `metrics` instead.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this pipeline reports into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The slashing database.
+    pub fn db(&self) -> &SlashingDb {
+        &self.db
+    }
+
+    /// The loaded keys.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
     /// Replaces the policy (after it loaded and linted cleanly).
     pub fn set_policy(&self, policy: Policy) {
+        let policy = Arc::new(policy);
         match self.policy.write() {
             Ok(mut p) => *p = policy,
             Err(poisoned) => *poisoned.into_inner() = policy,
         }
     }
 
+    /// The policy client a verified certificate belongs to, under the policy in force.
+    pub fn identify(&self, peer: &PeerIdentity) -> Result<String, IdentityError> {
+        identity::resolve(&self.policy(), peer).map(|c| c.name.clone())
+    }
+
+    /// The keys `client` may use, with what for.
+    pub fn list_keys(&self, client: &str) -> Vec<KeyInfo> {
+        let policy = self.policy();
+        let mut out: Vec<KeyInfo> = self
+            .keys
+            .iter()
+            .filter_map(|k| {
+                let public_key = k.public_key();
+                let operations = policy.granted_operations(client, &public_key);
+                (!operations.is_empty()).then(|| KeyInfo {
+                    public_key,
+                    scheme: k.scheme().key_type(),
+                    operations,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        out
+    }
+
+    /// Signs one item.
+    pub fn sign(&self, frontend: &'static str, request: Request) -> Outcome {
+        self.sign_batch(frontend, vec![request])
+            .pop()
+            .unwrap_or_else(|| Err(Refusal::BackendUnavailable("no answer".into())))
+    }
+
+    /// Signs a Web3Signer eth2 request body for `client` with the BLS key `public_key`.
+    pub fn sign_eth2(&self, client: &str, public_key: &[u8], body: &[u8]) -> Outcome {
+        self.sign(
+            "library",
+            Request {
+                client: client.to_owned(),
+                public_key: public_key.to_vec(),
+                message: Message::Eth2(body.to_vec()),
+            },
+        )
+    }
+
+    /// Signs a CometBFT vote (and its extension where the protocol has them).
+    pub fn sign_vote(
+        &self,
+        client: &str,
+        version: ProtocolVersion,
+        chain_id: &str,
+        public_key: &[u8],
+        vote: &WireVote,
+    ) -> Outcome {
+        self.sign(
+            "library",
+            Request {
+                client: client.to_owned(),
+                public_key: public_key.to_vec(),
+                message: Message::CometVote {
+                    version,
+                    chain_id: chain_id.to_owned(),
+                    vote: vote.vote.clone(),
+                },
+            },
+        )
+    }
+
+    /// Signs a CometBFT proposal.
+    pub fn sign_proposal(
+        &self,
+        client: &str,
+        chain_id: &str,
+        public_key: &[u8],
+        proposal: &WireProposal,
+    ) -> Outcome {
+        self.sign(
+            "library",
+            Request {
+                client: client.to_owned(),
+                public_key: public_key.to_vec(),
+                message: Message::CometProposal {
+                    chain_id: chain_id.to_owned(),
+                    proposal: proposal.proposal.clone(),
+                },
+            },
+        )
+    }
+
+    /// Signs a batch: one answer per request, in order. Every slashable item
+    /// is decided in one database call before any key is used; the audit
+    /// records of the whole batch are durable before anything is answered.
+    pub fn sign_batch(&self, frontend: &'static str, requests: Vec<Request>) -> Vec<Outcome> {
+        let policy = self.policy();
+        let mut proposals = Vec::new();
+        let prepared: Vec<Prepared<'_>> = requests
+            .iter()
+            .map(|r| self.prepare(&policy, r, &mut proposals))
+            .collect();
+
+        // Record before sign.
+        let n = proposals.len();
+        let mut decisions: Vec<Option<Decision>> = Vec::new();
+        let mut db_failure = None;
+        if n > 0 {
+            let started = Instant::now();
+            match self.db.check_and_record_batch(proposals) {
+                Ok(d) => decisions = d.into_iter().map(Some).collect(),
+                Err(e) => db_failure = Some(e.to_string()),
+            }
+            let took = started.elapsed();
+            self.metrics.db_batch_size.observe(n as f64);
+            for _ in 0..n {
+                self.metrics.stage("slashing_db", took);
+            }
+        }
+
+        let outcomes: Vec<Outcome> = prepared
+            .iter()
+            .map(|p| self.finish(p, &mut decisions, db_failure.as_deref()))
+            .collect();
+
+        let entries = prepared
+            .iter()
+            .zip(&requests)
+            .zip(&outcomes)
+            .map(|((p, r), o)| Entry {
+                client: r.client.clone(),
+                key: hex::encode(&r.public_key),
+                request: p.request.to_owned(),
+                position: p.position,
+                outcome: match o {
+                    Ok(_) => "signed".to_owned(),
+                    Err(Refusal::Slashable(n)) => format!("refused:{}", n.reason()),
+                    Err(r) => format!("refused:{}", r.reason()),
+                },
+            })
+            .collect();
+        let started = Instant::now();
+        let audited = self.audit.write(entries);
+        let took = started.elapsed();
+        for _ in 0..prepared.len() {
+            self.metrics.stage("audit", took);
+        }
+        let outcomes: Vec<Outcome> = match audited {
+            Ok(()) => outcomes,
+            // Without the audit record, nothing is answered.
+            Err(e) => outcomes
+                .into_iter()
+                .map(|_| Err(Refusal::BackendUnavailable(format!("audit log: {e}"))))
+                .collect(),
+        };
+        for (p, o) in prepared.iter().zip(&outcomes) {
+            let outcome = match o {
+                Ok(_) => "signed",
+                Err(r) => r.reason(),
+            };
+            self.metrics.request(frontend, p.request, outcome);
+        }
+        outcomes
+    }
+
     fn authorize(
         &self,
+        policy: &Policy,
         client: &str,
         operation: Operation,
         key: &[u8],
         network: Option<&policy::Network>,
     ) -> Result<(), Refusal> {
-        let verdict = match self.policy.read() {
-            Ok(p) => p.decide(&policy::Request {
-                client,
-                operation,
-                key,
-                network,
-            }),
-            Err(_) => return Err(Refusal::BackendUnavailable("policy lock poisoned".into())),
-        };
+        let started = Instant::now();
+        let verdict = policy.decide(&policy::Request {
+            client,
+            operation,
+            key,
+            network,
+        });
+        self.metrics.stage("policy", started.elapsed());
         match verdict {
             Verdict::Allowed { .. } => Ok(()),
             other => Err(Refusal::NotAllowed(other)),
         }
     }
 
-    /// Writes the audit record; without it, nothing is answered.
-    fn audit(
-        &self,
-        client: &str,
-        key: &[u8],
-        request: &str,
-        position: Option<u64>,
-        outcome: &Result<Signature, Refusal>,
-    ) -> Result<(), Refusal> {
-        let outcome = match outcome {
-            Ok(_) => "signed".to_owned(),
-            Err(Refusal::Slashable(n)) => format!("refused:{}", n.reason()),
-            Err(Refusal::NotAllowed(_)) => "refused:not_allowed".into(),
-            Err(Refusal::UnknownKey) => "refused:unknown_key".into(),
-            Err(Refusal::InvalidRequest(_)) => "refused:invalid_request".into(),
-            Err(Refusal::BackendUnavailable(_)) => "refused:backend_unavailable".into(),
-        };
-        let entry = Entry {
-            client: client.to_owned(),
-            key: hex::encode(key),
-            request: request.to_owned(),
-            position,
-            outcome,
-        };
-        let mut log = self
-            .audit
-            .lock()
-            .map_err(|_| Refusal::BackendUnavailable("audit log lock poisoned".into()))?;
-        log.append(entry)
-            .and_then(|_| log.sync())
-            .map_err(|e| Refusal::BackendUnavailable(format!("audit log: {e}")))?;
-        Ok(())
-    }
-
-    /// Signs a Web3Signer eth2 request body for `client` with the BLS key `public_key`.
-    pub fn sign_eth2(
-        &self,
-        client: &str,
-        public_key: &[u8],
-        body: &[u8],
-    ) -> Result<Signature, Refusal> {
-        let signable = match eth2::decode(body, &self.network) {
-            Ok(s) => s,
-            Err(e) => {
-                // No trustworthy operation can be read from it: audited as `eth2.request`.
-                let refusal = Err(Refusal::InvalidRequest(e.to_string()));
-                self.audit(client, public_key, "eth2.request", None, &refusal)?;
-                return refusal;
+    fn prepare<'a>(
+        &'a self,
+        policy: &Policy,
+        r: &Request,
+        proposals: &mut Vec<Proposal>,
+    ) -> Prepared<'a> {
+        let started = Instant::now();
+        match &r.message {
+            Message::Eth2(body) => {
+                let decoded = eth2::decode(body, &self.network);
+                self.metrics.stage("decode", started.elapsed());
+                match decoded {
+                    // No trustworthy operation can be read from it: audited as `eth2.request`.
+                    Err(e) => Prepared {
+                        request: "eth2.request",
+                        position: None,
+                        plan: Err(Refusal::InvalidRequest(e.to_string())),
+                    },
+                    Ok(s) => {
+                        let operation = operation_of(s.kind);
+                        let position = match s.slashing {
+                            SlashingFacts::Block { slot } => Some(slot),
+                            SlashingFacts::Attestation { target, .. } => Some(target),
+                            SlashingFacts::None => None,
+                        };
+                        Prepared {
+                            request: operation.name(),
+                            position,
+                            plan: self.prepare_eth2(policy, r, &s, operation, proposals),
+                        }
+                    }
+                }
             }
-        };
-        let operation = operation_of(signable.kind);
-        let position = match signable.slashing {
-            SlashingFacts::Block { slot } => Some(slot),
-            SlashingFacts::Attestation { target, .. } => Some(target),
-            SlashingFacts::None => None,
-        };
-        let outcome = self.sign_eth2_decoded(client, public_key, &signable, operation);
-        self.audit(client, public_key, operation.name(), position, &outcome)?;
-        outcome
+            Message::CometVote {
+                version,
+                chain_id,
+                vote,
+            } => {
+                let sign_bytes = cometbft::vote_sign_bytes(chain_id, vote).and_then(|b| {
+                    cometbft::vote_extension_sign_bytes(*version, chain_id, vote).map(|e| (b, e))
+                });
+                self.metrics.stage("decode", started.elapsed());
+                Prepared {
+                    request: Operation::CometVote.name(),
+                    position: u64::try_from(vote.height).ok(),
+                    plan: sign_bytes
+                        .map_err(|e| Refusal::InvalidRequest(e.to_string()))
+                        .and_then(|(bytes, ext)| {
+                            self.prepare_comet(
+                                policy,
+                                r,
+                                Operation::CometVote,
+                                chain_id,
+                                bytes,
+                                ext,
+                                proposals,
+                            )
+                        }),
+                }
+            }
+            Message::CometProposal { chain_id, proposal } => {
+                let sign_bytes = cometbft::proposal_sign_bytes(chain_id, proposal);
+                self.metrics.stage("decode", started.elapsed());
+                Prepared {
+                    request: Operation::CometProposal.name(),
+                    position: u64::try_from(proposal.height).ok(),
+                    plan: sign_bytes
+                        .map_err(|e| Refusal::InvalidRequest(e.to_string()))
+                        .and_then(|bytes| {
+                            self.prepare_comet(
+                                policy,
+                                r,
+                                Operation::CometProposal,
+                                chain_id,
+                                bytes,
+                                None,
+                                proposals,
+                            )
+                        }),
+                }
+            }
+            Message::CometRaw(value) => Prepared {
+                request: Operation::CometRaw.name(),
+                position: None,
+                plan: self
+                    .authorize(policy, &r.client, Operation::CometRaw, &r.public_key, None)
+                    .and_then(|()| self.keys.get(&r.public_key))
+                    .and_then(|key| match key {
+                        SecretKey::Bls(_) => Err(Refusal::InvalidRequest(
+                            "cometbft.raw needs an Ed25519 or secp256k1 key".into(),
+                        )),
+                        _ => Ok(Plan::Raw {
+                            key,
+                            payload: Raw::Comet(value.clone()),
+                        }),
+                    }),
+            },
+            Message::RawSecp256k1(digest) => Prepared {
+                request: Operation::RawSecp256k1.name(),
+                position: None,
+                plan: <[u8; 32]>::try_from(digest.as_slice())
+                    .map_err(|_| Refusal::InvalidRequest("a digest is 32 bytes".into()))
+                    .and_then(|digest| {
+                        self.authorize(
+                            policy,
+                            &r.client,
+                            Operation::RawSecp256k1,
+                            &r.public_key,
+                            None,
+                        )?;
+                        match self.keys.get(&r.public_key)? {
+                            key @ SecretKey::Secp256k1(_) => Ok(Plan::Raw {
+                                key,
+                                payload: Raw::Digest(digest),
+                            }),
+                            _ => Err(Refusal::InvalidRequest("not a secp256k1 key".into())),
+                        }
+                    }),
+            },
+            Message::RawEd25519(message) => Prepared {
+                request: Operation::RawEd25519.name(),
+                position: None,
+                plan: self
+                    .authorize(
+                        policy,
+                        &r.client,
+                        Operation::RawEd25519,
+                        &r.public_key,
+                        None,
+                    )
+                    .and_then(|()| match self.keys.get(&r.public_key)? {
+                        key @ SecretKey::Ed25519(_) => Ok(Plan::Raw {
+                            key,
+                            payload: Raw::Ed25519(message.clone()),
+                        }),
+                        _ => Err(Refusal::InvalidRequest("not an Ed25519 key".into())),
+                    }),
+            },
+        }
     }
 
-    fn sign_eth2_decoded(
-        &self,
-        client: &str,
-        public_key: &[u8],
+    fn prepare_eth2<'a>(
+        &'a self,
+        policy: &Policy,
+        r: &Request,
         s: &eth2::Signable,
         operation: Operation,
-    ) -> Result<Signature, Refusal> {
+        proposals: &mut Vec<Proposal>,
+    ) -> Result<Plan<'a>, Refusal> {
         let network = s
             .genesis_validators_root
             .map(|r| policy::Network::Ethereum(r.0));
-        self.authorize(client, operation, public_key, network.as_ref())?;
-        let SecretKey::Bls(key) = self.keys.get(public_key)? else {
+        self.authorize(
+            policy,
+            &r.client,
+            operation,
+            &r.public_key,
+            network.as_ref(),
+        )?;
+        let SecretKey::Bls(key) = self.keys.get(&r.public_key)? else {
             return Err(Refusal::InvalidRequest("the key is not a BLS key".into()));
         };
-        let validator = BlsPublicKey::from_slice(public_key).ok_or(Refusal::UnknownKey)?;
+        let validator = BlsPublicKey::from_slice(&r.public_key).ok_or(Refusal::UnknownKey)?;
         let proposal = match (s.slashing, s.genesis_validators_root) {
             (SlashingFacts::Block { slot }, Some(gvr)) => Some(Proposal::Block(BlockProposal {
                 pubkey: validator,
@@ -266,141 +739,162 @@ impl Pipeline {
                 ));
             }
         };
-        if let Some(p) = proposal {
-            // Record before sign.
-            self.db
-                .check_and_record(p)
-                .map_err(db_unavailable)?
-                .map_err(Refusal::Slashable)?;
-        }
-        Ok(Signature::Bls(
-            key.sign(s.signing_root.as_slice()).to_bytes(),
-        ))
+        let db = proposal.map(|p| {
+            proposals.push(p);
+            proposals.len() - 1
+        });
+        Ok(Plan::Bls {
+            key,
+            root: s.signing_root.0,
+            db,
+        })
     }
 
-    /// Signs a CometBFT vote (and its extension where the protocol has them).
-    pub fn sign_vote(
-        &self,
-        client: &str,
-        version: ProtocolVersion,
-        chain_id: &str,
-        public_key: &[u8],
-        vote: &WireVote,
-    ) -> Result<Signature, Refusal> {
-        let outcome = (|| {
-            let bytes = cometbft::vote_sign_bytes(chain_id, &vote.vote)
-                .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
-            let ext = cometbft::vote_extension_sign_bytes(version, chain_id, &vote.vote)
-                .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
-            self.sign_comet(
-                client,
-                Operation::CometVote,
-                chain_id,
-                public_key,
-                bytes,
-                ext,
-            )
-        })();
-        self.audit(
-            client,
-            public_key,
-            Operation::CometVote.name(),
-            u64::try_from(vote.vote.height).ok(),
-            &outcome,
-        )?;
-        outcome
-    }
-
-    /// Signs a CometBFT proposal.
-    pub fn sign_proposal(
-        &self,
-        client: &str,
-        chain_id: &str,
-        public_key: &[u8],
-        proposal: &WireProposal,
-    ) -> Result<Signature, Refusal> {
-        let outcome = (|| {
-            let bytes = cometbft::proposal_sign_bytes(chain_id, &proposal.proposal)
-                .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
-            self.sign_comet(
-                client,
-                Operation::CometProposal,
-                chain_id,
-                public_key,
-                bytes,
-                None,
-            )
-        })();
-        self.audit(
-            client,
-            public_key,
-            Operation::CometProposal.name(),
-            u64::try_from(proposal.proposal.height).ok(),
-            &outcome,
-        )?;
-        outcome
-    }
-
-    fn sign_comet(
-        &self,
-        client: &str,
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_comet<'a>(
+        &'a self,
+        policy: &Policy,
+        r: &Request,
         operation: Operation,
         chain_id: &str,
-        public_key: &[u8],
         bytes: Vec<u8>,
-        ext: Option<Vec<u8>>,
-    ) -> Result<Signature, Refusal> {
+        extension: Option<Vec<u8>>,
+        proposals: &mut Vec<Proposal>,
+    ) -> Result<Plan<'a>, Refusal> {
         let network = policy::Network::CometBft(chain_id.to_owned());
-        self.authorize(client, operation, public_key, Some(&network))?;
-        let key = self.keys.get(public_key)?;
-        let consensus_key = ConsensusKey::new(public_key.to_vec()).ok_or(Refusal::UnknownKey)?;
+        self.authorize(policy, &r.client, operation, &r.public_key, Some(&network))?;
+        let key = self.keys.get(&r.public_key)?;
+        if matches!(key, SecretKey::Bls(_)) {
+            return Err(Refusal::InvalidRequest(
+                "BLS keys do not sign CometBFT messages here".into(),
+            ));
+        }
+        let consensus_key = ConsensusKey::new(r.public_key.clone()).ok_or(Refusal::UnknownKey)?;
         let chain = ChainId::new(chain_id)
             .ok_or_else(|| Refusal::InvalidRequest("chain id too long".into()))?;
         let proposal = CometProposal::from_sign_bytes(consensus_key.clone(), chain.clone(), bytes)
             .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
         let asked = proposal.sign_bytes().to_vec();
-        // Record before sign.
-        let safe = self
-            .db
-            .check_and_record(Proposal::CometBft(proposal))
-            .map_err(db_unavailable)?
-            .map_err(Refusal::Slashable)?;
-        let sign = |msg: &[u8]| -> Result<Vec<u8>, Refusal> {
-            match key {
-                SecretKey::Ed25519(k) => Ok(k.sign(msg).to_vec()),
-                SecretKey::Secp256k1(k) => Ok(k.sign_sha256(msg).to_vec()),
-                SecretKey::Bls(_) => Err(Refusal::InvalidRequest(
-                    "BLS keys do not sign CometBFT messages here".into(),
-                )),
-            }
-        };
-        let (signed_bytes, signature) = match safe {
-            Safe::Reserve { stored, .. } => {
-                let sig = match stored.signature {
-                    Some(s) => s,
-                    None => sign(&stored.sign_bytes)?,
-                };
-                (stored.sign_bytes, sig)
-            }
-            _ => {
-                let sig = sign(&asked)?;
-                (asked, sig)
-            }
-        };
-        // Not needed for safety (re-signing the recorded bytes is the same message).
-        let _ = self.db.record_cometbft_signature(
+        proposals.push(Proposal::CometBft(proposal));
+        Ok(Plan::Comet {
+            key,
+            operation,
             consensus_key,
             chain,
-            signed_bytes.clone(),
-            signature.clone(),
-        );
-        let timestamp = signed_timestamp(operation, &signed_bytes)?;
-        let extension_signature = ext.map(|e| sign(&e)).transpose()?;
-        Ok(Signature::CometBft {
-            signature,
-            timestamp,
-            extension_signature,
+            asked,
+            extension,
+            db: proposals.len() - 1,
         })
+    }
+
+    /// Signs a prepared item after the database decided (or failed).
+    fn finish(
+        &self,
+        p: &Prepared<'_>,
+        decisions: &mut [Option<Decision>],
+        db_failure: Option<&str>,
+    ) -> Outcome {
+        let plan = match &p.plan {
+            Ok(plan) => plan,
+            Err(r) => return Err(clone_refusal(r)),
+        };
+        let mut decision = |i: usize| -> Result<Safe, Refusal> {
+            if let Some(e) = db_failure {
+                return Err(Refusal::BackendUnavailable(format!(
+                    "slashing database: {e}"
+                )));
+            }
+            decisions
+                .get_mut(i)
+                .and_then(Option::take)
+                .ok_or_else(|| {
+                    Refusal::BackendUnavailable("slashing database gave no decision".into())
+                })?
+                .map_err(Refusal::Slashable)
+        };
+        match plan {
+            Plan::Bls { key, root, db } => {
+                if let Some(i) = db {
+                    decision(*i)?;
+                }
+                let started = Instant::now();
+                let signature = key.sign(root).to_bytes();
+                self.metrics.stage("backend", started.elapsed());
+                Ok(Signature::Bls(signature))
+            }
+            Plan::Comet {
+                key,
+                operation,
+                consensus_key,
+                chain,
+                asked,
+                extension,
+                db,
+            } => {
+                let safe = decision(*db)?;
+                let started = Instant::now();
+                let (signed_bytes, signature) = match safe {
+                    Safe::Reserve { stored, .. } => {
+                        let sig = match stored.signature {
+                            Some(s) => s,
+                            None => comet_sign(key, &stored.sign_bytes)?,
+                        };
+                        (stored.sign_bytes, sig)
+                    }
+                    _ => (asked.clone(), comet_sign(key, asked)?),
+                };
+                let extension_signature =
+                    extension.as_ref().map(|e| comet_sign(key, e)).transpose()?;
+                self.metrics.stage("backend", started.elapsed());
+                // Not needed for safety (re-signing the recorded bytes is the same message).
+                let _ = self.db.record_cometbft_signature(
+                    consensus_key.clone(),
+                    chain.clone(),
+                    signed_bytes.clone(),
+                    signature.clone(),
+                );
+                let timestamp = signed_timestamp(*operation, &signed_bytes)?;
+                Ok(Signature::CometBft {
+                    signature,
+                    timestamp,
+                    extension_signature,
+                })
+            }
+            Plan::Raw { key, payload } => {
+                let started = Instant::now();
+                let out = match (payload, key) {
+                    (Raw::Comet(bytes), key) => Signature::Raw {
+                        signature: comet_sign(key, bytes)?,
+                        recovery_id: None,
+                    },
+                    (Raw::Digest(d), SecretKey::Secp256k1(k)) => {
+                        let s = k.sign_prehash(d);
+                        Signature::Raw {
+                            signature: s.rs.to_vec(),
+                            recovery_id: Some(s.recovery_id),
+                        }
+                    }
+                    (Raw::Ed25519(m), SecretKey::Ed25519(k)) => Signature::Raw {
+                        signature: k.sign(m).to_vec(),
+                        recovery_id: None,
+                    },
+                    _ => return Err(Refusal::InvalidRequest("key and message differ".into())),
+                };
+                self.metrics.stage("backend", started.elapsed());
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Refusals of preparation are answered as they are; they own no resources.
+fn clone_refusal(r: &Refusal) -> Refusal {
+    match r {
+        Refusal::Slashable(n) => Refusal::Slashable(n.clone()),
+        Refusal::NotAllowed(v) => Refusal::NotAllowed(*v),
+        Refusal::UnknownKey => Refusal::UnknownKey,
+        Refusal::InvalidRequest(s) => Refusal::InvalidRequest(s.clone()),
+        Refusal::BackendUnavailable(s) => Refusal::BackendUnavailable(s.clone()),
     }
 }
 

@@ -98,7 +98,7 @@ networks = ["chain"]
         genesis_fork_version: [0, 0, 0, 1],
     };
     Fixture {
-        pipeline: Pipeline::new(policy, keys, db, audit, network),
+        pipeline: Pipeline::new(policy, keys, db, audit, network).unwrap(),
         dir,
         bls: bls_pk,
         ed: ed_pk,

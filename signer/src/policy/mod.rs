@@ -234,6 +234,34 @@ impl Policy {
         }
     }
 
+    /// The operations `client` may use `key` for, on at least one network
+    /// (what `ListKeys` reports).
+    pub fn granted_operations(&self, client: &str, key: &[u8]) -> Vec<Operation> {
+        ALL_OPERATIONS
+            .iter()
+            .copied()
+            .filter(|&operation| {
+                let networks: Vec<Option<&Network>> =
+                    if operation.network_kind() == NetworkKind::None {
+                        vec![None]
+                    } else {
+                        self.networks.values().map(Some).collect()
+                    };
+                networks.into_iter().any(|network| {
+                    matches!(
+                        self.decide(&Request {
+                            client,
+                            operation,
+                            key,
+                            network,
+                        }),
+                        Verdict::Allowed { .. }
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The effective permissions, as a table per client (all, or one).
     pub fn explain(&self, only: Option<&str>) -> String {
         let mut out = String::new();
