@@ -23,6 +23,9 @@ pub struct Config {
     pub policy: PolicyFile,
     /// Slashing protection.
     pub slashing: Slashing,
+    /// The audit log (default: `audit.jsonl` beside the database).
+    #[serde(default)]
+    pub audit: Option<Audit>,
     /// The Ethereum network's parameters requests do not carry.
     #[serde(default)]
     pub ethereum: Ethereum,
@@ -42,6 +45,39 @@ pub struct Server {
     pub grpc_listen: SocketAddr,
     /// Prometheus metrics, `/healthz`, `/readyz` (plain HTTP; keep it on a private address).
     pub metrics_listen: SocketAddr,
+    /// Signing worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Items that may wait for a worker; beyond it requests get `OVERLOADED`.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Longest time an item may wait for a worker (a shorter gRPC deadline wins).
+    #[serde(default = "default_max_queue_wait_ms")]
+    pub max_queue_wait_ms: u64,
+    /// Most items a worker takes from the queue at once (decided in one
+    /// database transaction).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_queue_capacity() -> usize {
+    16_384
+}
+
+fn default_max_queue_wait_ms() -> u64 {
+    5_000
+}
+
+fn default_max_batch() -> usize {
+    256
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The audit log (JSON lines, hash-chained).
+    pub file: PathBuf,
 }
 
 /// `[tls]`.
@@ -281,6 +317,12 @@ impl Config {
                 "expected 0x and 8 hex digits",
             ));
         }
+        if c.server.queue_capacity == 0 || c.server.max_batch == 0 {
+            return Err(invalid(
+                "server.queue_capacity",
+                "queue_capacity and max_batch must be at least 1",
+            ));
+        }
         if c.server.grpc_listen == c.server.metrics_listen {
             return Err(invalid(
                 "server.metrics_listen",
@@ -294,6 +336,15 @@ impl Config {
         c.tls.crls.iter_mut().for_each(|p| resolve(&base, p));
         resolve(&base, &mut c.policy.file);
         resolve(&base, &mut c.slashing.database);
+        match &mut c.audit {
+            Some(a) => resolve(&base, &mut a.file),
+            None => {
+                let dir = c.slashing.database.parent().unwrap_or(Path::new("."));
+                c.audit = Some(Audit {
+                    file: dir.join("audit.jsonl"),
+                });
+            }
+        }
         for k in &mut c.keys {
             match k {
                 KeySource::File {

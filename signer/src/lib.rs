@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod backend;
+pub mod client;
 pub mod cometbft;
 pub mod config;
 pub mod crypto;
@@ -11,4 +12,5 @@ pub mod eth2;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod server;
 pub mod tls;

@@ -128,6 +128,14 @@ pub enum Message {
     RawSecp256k1(Vec<u8>),
     /// Pure Ed25519 over a message.
     RawEd25519(Vec<u8>),
+    /// A request the frontend could not read: refused as `INVALID_REQUEST`
+    /// and audited under `request` like every other decision.
+    Invalid {
+        /// What it looked like (`eth2.request`, `cometbft.vote`, …).
+        request: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// One item: who asks, with which key, for what.
@@ -671,6 +679,11 @@ impl Pipeline {
                             _ => Err(Refusal::InvalidRequest("not a secp256k1 key".into())),
                         }
                     }),
+            },
+            Message::Invalid { request, reason } => Prepared {
+                request,
+                position: None,
+                plan: Err(Refusal::InvalidRequest(reason.clone())),
             },
             Message::RawEd25519(message) => Prepared {
                 request: Operation::RawEd25519.name(),

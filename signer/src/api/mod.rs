@@ -1,3 +1,4 @@
-//! Frontends. Today: the CometBFT privval wire codec.
+//! Frontends: how clients reach the pipeline.
 
+pub mod grpc;
 pub mod privval;

@@ -1,42 +1,37 @@
-//! `signer dev`: until the daemon exists, says so and shows the slashing
-//! database refusing a double proposal in a throwaway directory.
+//! `signer dev [DIR]`: the quick start. Writes a throwaway setup with
+//! `init --dev` if DIR does not exist yet, says how to call it, and serves.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use slashing_db::{
-    BlockProposal, BlsPublicKey, Config, GenesisRoot, Proposal, SigningRoot, SlashingDb, Slot,
-};
+use clap::Args;
+use signer::server::Overrides;
 
-pub fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    println!(
-        "signer {}: the signing daemon is not built yet (it comes with the daemon issue).",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "What exists is its core, the slashing-protection database. A throwaway demonstration:"
-    );
-    let dir = std::env::temp_dir().join(format!("signer-dev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let db = SlashingDb::open(&dir.join("slashing.sqlite"), Config::default())?;
-    let block = |root: u8| {
-        Proposal::Block(BlockProposal {
-            pubkey: BlsPublicKey([0xa9; 48]),
-            genesis_root: GenesisRoot([0; 32]),
-            slot: Slot(100),
-            signing_root: SigningRoot([root; 32]),
-        })
-    };
-    for (what, p) in [
-        ("block A at slot 100", block(1)),
-        ("block A again", block(1)),
-        ("block B at slot 100", block(2)),
-    ] {
-        match db.check_and_record(p)? {
-            Ok(safe) => println!("  {what:<22} → safe ({safe:?}), recorded durably before signing"),
-            Err(refusal) => println!("  {what:<22} → refused: {refusal}"),
-        }
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The setup directory (created on first use).
+    #[arg(default_value = "signer-dev")]
+    dir: PathBuf,
+}
+
+pub fn run(a: DevArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let dir = &a.dir;
+    if dir.exists() {
+        eprintln!("signer dev: using the setup in {}", dir.display());
+    } else {
+        super::init::create_dev(dir)?;
+        eprintln!(
+            "signer dev: wrote a throwaway setup to {} (CA, certificates, one key per scheme, policy)",
+            dir.display()
+        );
     }
-    db.close();
-    std::fs::remove_dir_all(&dir)?;
-    Ok(ExitCode::SUCCESS)
+    let me = std::env::args().next().unwrap_or_else(|| "signer".into());
+    let d = dir.display();
+    eprintln!("signer dev: serving. From another terminal:");
+    eprintln!("    {me} client --dir {d} keys");
+    eprintln!("    {me} client --dir {d} sign-attestation --target 1");
+    eprintln!("    {me} client --dir {d} sign-vote --height 1");
+    eprintln!("    curl -s http://127.0.0.1:9100/metrics | grep signer_requests");
+    eprintln!("  Stop with Ctrl-C; the slashing database in {d}/data keeps what was signed.");
+    super::serve::serve(&dir.join("signer.toml"), Overrides::default())
 }

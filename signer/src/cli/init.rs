@@ -59,11 +59,8 @@ fn random_secret(scheme: Scheme) -> Result<NewKey, Box<dyn std::error::Error>> {
     }
 }
 
-pub fn run(args: InitArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    if !args.dev {
-        return Err("only development setups can be generated so far: use `signer init --dev DIR`, or write signer.toml from signer.example.toml".into());
-    }
-    let dir = &args.dir;
+/// Writes the development setup into `dir` (which must be absent or empty).
+pub fn create_dev(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         return Err(format!(
             "{} exists and is not empty; refusing to overwrite it",
@@ -233,6 +230,15 @@ preset = "mainnet"
     );
     write_file(&dir.join("signer.toml"), config.as_bytes(), false)?;
 
+    Ok(())
+}
+
+pub fn run(args: InitArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if !args.dev {
+        return Err("only development setups can be generated so far: use `signer init --dev DIR`, or write signer.toml from signer.example.toml".into());
+    }
+    create_dev(&args.dir)?;
+    let dir = &args.dir;
     println!("wrote a throwaway development setup to {}:", dir.display());
     println!("  signer.toml, policy.toml        configuration and policy (client \"dev\")");
     println!("  tls/ca.pem, tls/ca.key          the throwaway CA");

@@ -1,9 +1,11 @@
 //! The command line: one file per subcommand.
 
 mod audit;
+mod client;
 mod dev;
 mod init;
 mod policy;
+mod serve;
 mod slashing;
 
 use std::process::ExitCode;
@@ -20,8 +22,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Quick start (today: a slashing-protection demonstration; the daemon comes later).
-    Dev,
+    /// Quick start: write a throwaway setup (if DIR does not exist) and serve it.
+    Dev(dev::DevArgs),
+    /// Run the signing daemon.
+    Serve(serve::ServeArgs),
+    /// Talk to a running signer (list keys, sign samples).
+    Client(client::ClientArgs),
     /// Write a complete throwaway development setup (CA, certificates, keys, policy, config).
     Init(init::InitArgs),
     /// Lint a policy file or explain its effective permissions.
@@ -38,7 +44,9 @@ enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Dev => dev::run(),
+        Command::Dev(a) => dev::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Client(a) => client::run(a),
         Command::Init(a) => init::run(a),
         Command::Audit(c) => audit::run(c),
         Command::Policy(c) => policy::run(c),

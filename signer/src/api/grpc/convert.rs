@@ -1,0 +1,364 @@
+//! `signer.v1` messages ↔ pipeline types.
+//!
+//! Typed Ethereum requests become the equivalent Web3Signer JSON body and go
+//! through the one decoder every frontend shares ([`crate::eth2::decode`]):
+//! there is exactly one implementation of each signing root. The detour
+//! costs a few microseconds per request, against ~400 µs for a BLS signature.
+
+use proto::v1 as pb;
+use serde_json::{Value, json};
+use slashing_db::NotSafe;
+
+use crate::cometbft::{self, BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
+use crate::pipeline::{Message, Refusal, Signature};
+
+fn hex0x(b: &[u8]) -> String {
+    format!("0x{}", hex::encode(b))
+}
+
+fn q(n: u64) -> String {
+    n.to_string()
+}
+
+fn invalid(request: &'static str, reason: impl Into<String>) -> Message {
+    Message::Invalid {
+        request,
+        reason: reason.into(),
+    }
+}
+
+/// The pipeline message for a `SignRequest`'s oneof.
+pub fn message(m: Option<pb::sign_request::Message>) -> Message {
+    use pb::sign_request::Message as M;
+    match m {
+        None => invalid("request", "no message set"),
+        Some(M::Eth2(e)) => match eth2_json(&e) {
+            Ok(body) => Message::Eth2(body.to_string().into_bytes()),
+            Err(reason) => invalid("eth2.request", reason),
+        },
+        Some(M::CometbftVote(v)) => vote(v).unwrap_or_else(|r| invalid("cometbft.vote", r)),
+        Some(M::CometbftProposal(p)) => Message::CometProposal {
+            chain_id: p.chain_id,
+            proposal: cometbft::Proposal {
+                height: p.height,
+                round: p.round,
+                pol_round: p.pol_round,
+                block_id: block_id(p.block_id),
+                timestamp: timestamp(p.timestamp),
+            },
+        },
+        Some(M::CometbftRaw(r)) => Message::CometRaw(r.value),
+        Some(M::RawSecp256k1(r)) => Message::RawSecp256k1(r.digest),
+        Some(M::RawEd25519(r)) => Message::RawEd25519(r.message),
+    }
+}
+
+fn block_id(b: Option<pb::BlockId>) -> BlockId {
+    b.map(|b| BlockId {
+        hash: b.hash,
+        part_set_total: b.part_set_total,
+        part_set_hash: b.part_set_hash,
+    })
+    .unwrap_or_default()
+}
+
+fn timestamp(t: Option<pb::Timestamp>) -> Timestamp {
+    t.map_or(Timestamp::GO_ZERO, |t| Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos,
+    })
+}
+
+fn vote(v: pb::CometBftVote) -> Result<Message, String> {
+    let version = match pb::CometBftVersion::try_from(v.version) {
+        Ok(pb::CometBftVersion::V034) => ProtocolVersion::V0_34,
+        Ok(pb::CometBftVersion::V037) => ProtocolVersion::V0_37,
+        Ok(pb::CometBftVersion::V038) => ProtocolVersion::V0_38,
+        Ok(pb::CometBftVersion::V1) => ProtocolVersion::V1,
+        _ => return Err("version must name the chain's CometBFT generation".into()),
+    };
+    let kind = match pb::VoteType::try_from(v.r#type) {
+        Ok(pb::VoteType::Prevote) => VoteType::Prevote,
+        Ok(pb::VoteType::Precommit) => VoteType::Precommit,
+        _ => return Err("type must be PREVOTE or PRECOMMIT".into()),
+    };
+    Ok(Message::CometVote {
+        version,
+        chain_id: v.chain_id,
+        vote: Vote {
+            kind,
+            height: v.height,
+            round: v.round,
+            block_id: block_id(v.block_id),
+            timestamp: timestamp(v.timestamp),
+            extension: v.extension,
+        },
+    })
+}
+
+fn fork_name(f: i32) -> Result<&'static str, String> {
+    Ok(match pb::ForkName::try_from(f) {
+        Ok(pb::ForkName::Phase0) => "PHASE0",
+        Ok(pb::ForkName::Altair) => "ALTAIR",
+        Ok(pb::ForkName::Bellatrix) => "BELLATRIX",
+        Ok(pb::ForkName::Capella) => "CAPELLA",
+        Ok(pb::ForkName::Deneb) => "DENEB",
+        Ok(pb::ForkName::Electra) => "ELECTRA",
+        Ok(pb::ForkName::Fulu) => "FULU",
+        _ => return Err("aggregate_and_proof.fork must name a fork".into()),
+    })
+}
+
+fn checkpoint(c: Option<&pb::Checkpoint>) -> Result<Value, String> {
+    let c = c.ok_or("checkpoint missing")?;
+    Ok(json!({"epoch": q(c.epoch), "root": hex0x(&c.root)}))
+}
+
+fn attestation_data(d: Option<&pb::AttestationData>) -> Result<Value, String> {
+    let d = d.ok_or("attestation data missing")?;
+    Ok(json!({
+        "slot": q(d.slot),
+        "index": q(d.index),
+        "beacon_block_root": hex0x(&d.beacon_block_root),
+        "source": checkpoint(d.source.as_ref())?,
+        "target": checkpoint(d.target.as_ref())?,
+    }))
+}
+
+/// The Web3Signer JSON body for a typed Ethereum request.
+pub fn eth2_json(e: &pb::Eth2Request) -> Result<Value, String> {
+    use pb::eth2_request::Message as M;
+    let (kind, field, value) = match e.message.as_ref().ok_or("no Ethereum message set")? {
+        // With a header, every fork signs the same root; the version only
+        // selects the header form in the JSON decoder.
+        M::Block(h) => (
+            "BLOCK_V2",
+            "beacon_block",
+            json!({"version": "DENEB", "block_header": {
+                "slot": q(h.slot),
+                "proposer_index": q(h.proposer_index),
+                "parent_root": hex0x(&h.parent_root),
+                "state_root": hex0x(&h.state_root),
+                "body_root": hex0x(&h.body_root),
+            }}),
+        ),
+        M::Attestation(d) => ("ATTESTATION", "attestation", attestation_data(Some(d))?),
+        M::AggregationSlot(s) => (
+            "AGGREGATION_SLOT",
+            "aggregation_slot",
+            json!({"slot": q(s.slot)}),
+        ),
+        M::AggregateAndProof(ap) => {
+            let fork = fork_name(ap.fork)?;
+            let a = ap.aggregate.as_ref().ok_or("aggregate missing")?;
+            let mut aggregate = json!({
+                "aggregation_bits": hex0x(&a.aggregation_bits),
+                "data": attestation_data(a.data.as_ref())?,
+                "signature": hex0x(&a.signature),
+            });
+            if matches!(fork, "ELECTRA" | "FULU")
+                && let Some(o) = aggregate.as_object_mut()
+            {
+                o.insert("committee_bits".into(), hex0x(&a.committee_bits).into());
+            }
+            (
+                "AGGREGATE_AND_PROOF_V2",
+                "aggregate_and_proof",
+                json!({"version": fork, "data": {
+                    "aggregator_index": q(ap.aggregator_index),
+                    "aggregate": aggregate,
+                    "selection_proof": hex0x(&ap.selection_proof),
+                }}),
+            )
+        }
+        M::RandaoReveal(r) => (
+            "RANDAO_REVEAL",
+            "randao_reveal",
+            json!({"epoch": q(r.epoch)}),
+        ),
+        M::VoluntaryExit(x) => (
+            "VOLUNTARY_EXIT",
+            "voluntary_exit",
+            json!({"epoch": q(x.epoch), "validator_index": q(x.validator_index)}),
+        ),
+        M::SyncCommitteeMessage(m) => (
+            "SYNC_COMMITTEE_MESSAGE",
+            "sync_committee_message",
+            json!({"beacon_block_root": hex0x(&m.beacon_block_root), "slot": q(m.slot)}),
+        ),
+        M::SyncCommitteeSelectionProof(d) => (
+            "SYNC_COMMITTEE_SELECTION_PROOF",
+            "sync_aggregator_selection_data",
+            json!({"slot": q(d.slot), "subcommittee_index": q(d.subcommittee_index)}),
+        ),
+        M::SyncCommitteeContributionAndProof(cp) => {
+            let c = cp.contribution.as_ref().ok_or("contribution missing")?;
+            (
+                "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF",
+                "contribution_and_proof",
+                json!({
+                    "aggregator_index": q(cp.aggregator_index),
+                    "selection_proof": hex0x(&cp.selection_proof),
+                    "contribution": {
+                        "slot": q(c.slot),
+                        "beacon_block_root": hex0x(&c.beacon_block_root),
+                        "subcommittee_index": q(c.subcommittee_index),
+                        "aggregation_bits": hex0x(&c.aggregation_bits),
+                        "signature": hex0x(&c.signature),
+                    },
+                }),
+            )
+        }
+        M::Deposit(d) => (
+            "DEPOSIT",
+            "deposit",
+            json!({
+                "pubkey": hex0x(&d.pubkey),
+                "withdrawal_credentials": hex0x(&d.withdrawal_credentials),
+                "amount": q(d.amount),
+                "genesis_fork_version": hex0x(&d.genesis_fork_version),
+            }),
+        ),
+        M::ValidatorRegistration(r) => (
+            "VALIDATOR_REGISTRATION",
+            "validator_registration",
+            json!({
+                "fee_recipient": hex0x(&r.fee_recipient),
+                "gas_limit": q(r.gas_limit),
+                "timestamp": q(r.timestamp),
+                "pubkey": hex0x(&r.pubkey),
+            }),
+        ),
+    };
+    let mut body = json!({ "type": kind, field: value });
+    if let Some(o) = body.as_object_mut() {
+        if let Some(fi) = &e.fork_info {
+            let fork = fi.fork.as_ref().ok_or("fork_info.fork missing")?;
+            o.insert(
+                "fork_info".into(),
+                json!({
+                    "fork": {
+                        "previous_version": hex0x(&fork.previous_version),
+                        "current_version": hex0x(&fork.current_version),
+                        "epoch": q(fork.epoch),
+                    },
+                    "genesis_validators_root": hex0x(&fi.genesis_validators_root),
+                }),
+            );
+        }
+        if !e.signing_root.is_empty() {
+            o.insert("signingRoot".into(), hex0x(&e.signing_root).into());
+        }
+    }
+    Ok(body)
+}
+
+/// A pipeline outcome as a `SignResponse`.
+pub fn response(outcome: Result<Signature, Refusal>) -> pb::SignResponse {
+    use pb::sign_response::Outcome;
+    let outcome = match outcome {
+        Ok(s) => Outcome::Signature(signature(s)),
+        Err(r) => Outcome::Refusal(refusal(&r)),
+    };
+    pb::SignResponse {
+        outcome: Some(outcome),
+    }
+}
+
+/// The `OVERLOADED` answer.
+pub fn overloaded(why: &str) -> pb::SignResponse {
+    pb::SignResponse {
+        outcome: Some(pb::sign_response::Outcome::Refusal(pb::Refusal {
+            reason: pb::Reason::Overloaded as i32,
+            message: why.to_owned(),
+            evidence: None,
+        })),
+    }
+}
+
+fn signature(s: Signature) -> pb::Signature {
+    match s {
+        Signature::Bls(sig) => pb::Signature {
+            signature: sig.to_vec(),
+            ..Default::default()
+        },
+        Signature::CometBft {
+            signature,
+            timestamp,
+            extension_signature,
+        } => pb::Signature {
+            signature,
+            timestamp: Some(pb::Timestamp {
+                seconds: timestamp.seconds,
+                nanos: timestamp.nanos,
+            }),
+            extension_signature: extension_signature.unwrap_or_default(),
+            recovery_id: None,
+        },
+        Signature::Raw {
+            signature,
+            recovery_id,
+        } => pb::Signature {
+            signature,
+            recovery_id: recovery_id.map(u32::from),
+            ..Default::default()
+        },
+    }
+}
+
+fn refusal(r: &Refusal) -> pb::Refusal {
+    let reason = match r {
+        Refusal::Slashable(_) => pb::Reason::Slashable,
+        Refusal::NotAllowed(_) => pb::Reason::NotAllowed,
+        Refusal::UnknownKey => pb::Reason::UnknownKey,
+        Refusal::InvalidRequest(_) => pb::Reason::InvalidRequest,
+        Refusal::BackendUnavailable(_) => pb::Reason::BackendUnavailable,
+    };
+    pb::Refusal {
+        reason: reason as i32,
+        message: r.to_string(),
+        evidence: match r {
+            Refusal::Slashable(n) => Some(evidence(n)),
+            _ => None,
+        },
+    }
+}
+
+fn evidence(n: &NotSafe) -> pb::Evidence {
+    let mut e = pb::Evidence {
+        kind: n.reason().to_owned(),
+        ..Default::default()
+    };
+    let root = |r: &Option<slashing_db::SigningRoot>| r.map(|r| r.0.to_vec()).unwrap_or_default();
+    let comet = |e: &mut pb::Evidence, hrs: &slashing_db::Hrs| {
+        e.height = i64::try_from(hrs.height.0).ok();
+        e.round = i32::try_from(hrs.round).ok();
+        e.step = i32::try_from(hrs.step.as_i64()).ok();
+    };
+    match n {
+        NotSafe::DoubleBlockProposal { prev } => {
+            e.slot = Some(prev.slot.0);
+            e.signing_root = root(&prev.signing_root);
+        }
+        NotSafe::BlockBelowLowWatermark { low_watermark, .. } => e.slot = Some(low_watermark.0),
+        NotSafe::DoubleVote { prev }
+        | NotSafe::SurroundingVote { prev }
+        | NotSafe::SurroundedVote { prev } => {
+            e.source_epoch = Some(prev.source.0);
+            e.target_epoch = Some(prev.target.0);
+            e.signing_root = root(&prev.signing_root);
+        }
+        NotSafe::SourceBelowLowWatermark { low_watermark, .. } => {
+            e.source_epoch = Some(low_watermark.0)
+        }
+        NotSafe::TargetBelowLowWatermark { low_watermark, .. } => {
+            e.target_epoch = Some(low_watermark.0)
+        }
+        NotSafe::SourceExceedsTarget { .. } | NotSafe::WrongGenesisRoot { .. } => {}
+        NotSafe::HeightRegression { prev, .. }
+        | NotSafe::RoundRegression { prev, .. }
+        | NotSafe::StepRegression { prev, .. }
+        | NotSafe::ConflictingSignBytes { prev } => comet(&mut e, &prev.hrs),
+    }
+    e
+}

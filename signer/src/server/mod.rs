@@ -1,0 +1,495 @@
+//! The daemon: loads the configuration, policy, keys, database, audit log
+//! and TLS material; serves gRPC over mutual TLS and the operations
+//! endpoints; reloads on SIGHUP; shuts down gracefully on SIGTERM/SIGINT.
+//!
+//! Start-up refuses to serve with anything missing or wrong (a key that
+//! does not decrypt, a policy with errors, a database in use): a signer
+//! running with fewer keys or a looser policy than configured is worse than
+//! one that does not start.
+
+pub mod http;
+pub mod listener;
+pub mod pool;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use slashing_db::{GenesisRoot, SlashingDb, SqliteOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::grpc::SignerService;
+use crate::audit::AuditLog;
+use crate::backend::soft::{self, SecretKey, keystore, web3signer};
+use crate::config::{Config, KeySource};
+use crate::metrics::Metrics;
+use crate::pipeline::{Keyring, Pipeline};
+use crate::policy::{Policy, Severity};
+use crate::tls::{self, ReloadableConfig};
+use pool::Pool;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Command-line overrides of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--grpc-listen`.
+    pub grpc_listen: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// What the daemon's tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    tls: Arc<ReloadableConfig>,
+    tls_files: tls::TlsFiles,
+    policy_file: PathBuf,
+    stopping: AtomicBool,
+    health: tonic_health::server::HealthReporter,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub struct ReloadReport {
+    /// TLS material.
+    pub tls: Result<(), String>,
+    /// The policy.
+    pub policy: Result<(), String>,
+}
+
+impl ReloadReport {
+    fn failed(why: &str) -> Self {
+        Self {
+            tls: Err(why.to_owned()),
+            policy: Err(why.to_owned()),
+        }
+    }
+
+    /// True when both parts reloaded.
+    pub fn ok(&self) -> bool {
+        self.tls.is_ok() && self.policy.is_ok()
+    }
+}
+
+impl fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (what, r) in [("tls", &self.tls), ("policy", &self.policy)] {
+            match r {
+                Ok(()) => writeln!(f, "{what}: reloaded")?,
+                Err(e) => writeln!(f, "{what}: kept the previous one: {e}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_policy(path: &Path) -> Result<Policy, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (policy, findings) = Policy::load(&text).map_err(|e| match e {
+        crate::policy::PolicyError::Invalid(findings) => findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    })?;
+    for f in findings {
+        tracing::warn!(file = %path.display(), "policy: {f}");
+    }
+    Ok(policy)
+}
+
+impl Shared {
+    /// Re-reads TLS material and the policy; a part that fails keeps the old one.
+    pub fn reload(&self) -> ReloadReport {
+        let metrics = self.pipeline.metrics();
+        let tls = self.tls.reload().map_err(|e| e.to_string());
+        match &tls {
+            Ok(()) => {
+                tracing::info!("TLS material reloaded");
+                record_expiry(metrics, &self.tls_files);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in force")
+            }
+        }
+        metrics.reload("tls", tls.is_ok());
+        let policy = load_policy(&self.policy_file).map(|p| self.pipeline.set_policy(p));
+        match &policy {
+            Ok(()) => tracing::info!(file = %self.policy_file.display(), "policy reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload failed; the previous policy stays in force")
+            }
+        }
+        metrics.reload("policy", policy.is_ok());
+        ReloadReport { tls, policy }
+    }
+
+    /// Readiness checks, each `Ok` or why not (blocking: it asks the database).
+    pub fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let serving = if self.stopping.load(Ordering::Relaxed) {
+            Err("shutting down".into())
+        } else {
+            Ok(())
+        };
+        let db = self
+            .pipeline
+            .db()
+            .genesis_root()
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let keys = if self.pipeline.keys().is_empty() {
+            Err("no keys loaded".into())
+        } else {
+            Ok(())
+        };
+        let ready = serving.is_ok() && db.is_ok() && keys.is_ok();
+        self.pipeline.metrics().ready.set(i64::from(ready));
+        vec![("serving", serving), ("database", db), ("keys", keys)]
+    }
+}
+
+/// Records notAfter of the server certificate and the client CAs.
+fn record_expiry(metrics: &Metrics, files: &tls::TlsFiles) {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let record = |label: String, path: &Path| {
+        let Ok(iter) = CertificateDer::pem_file_iter(path) else {
+            return;
+        };
+        for (i, cert) in iter.flatten().enumerate() {
+            if let Ok((_, x)) = X509Certificate::from_der(cert.as_ref()) {
+                let name = if i == 0 {
+                    label.clone()
+                } else {
+                    format!("{label}#{i}")
+                };
+                metrics
+                    .cert_expiry
+                    .get_or_create(&vec![("certificate", name)])
+                    .set(x.validity().not_after.timestamp() as f64);
+            }
+            if label == "server" {
+                break;
+            }
+        }
+    };
+    record("server".into(), &files.cert);
+    for ca in &files.client_cas {
+        record(format!("client_ca:{}", ca.display()), ca);
+    }
+}
+
+/// Loads every configured key; any failure refuses start-up.
+pub fn load_keys(sources: &[KeySource]) -> Result<Keyring, String> {
+    let mut ring = Keyring::default();
+    let mut add = |key: SecretKey, from: &Path| {
+        tracing::debug!(file = %from.display(), scheme = key.scheme().key_type(), "key loaded");
+        ring.insert(key);
+    };
+    for source in sources {
+        match source {
+            KeySource::File {
+                path,
+                password_file,
+            } => {
+                let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let password =
+                    keystore::read_password_file(password_file).map_err(|e| e.to_string())?;
+                let key = soft::load_key_file(&json, &password)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                add(key, path);
+            }
+            KeySource::Web3signerDir { path } => {
+                let report = web3signer::load_dir(path).map_err(|e| e.to_string())?;
+                if let Some((file, e)) = report.errors.first() {
+                    return Err(format!(
+                        "{}: {e} ({} file(s) refused in {})",
+                        file.display(),
+                        report.errors.len(),
+                        path.display()
+                    ));
+                }
+                for (file, key) in report.keys {
+                    add(key, &file);
+                }
+            }
+            KeySource::PrivValidatorKey { path } => {
+                let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let key = soft::cometbft::load_priv_validator_key(&json)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                tracing::warn!(file = %path.display(), "priv_validator_key.json is not encrypted; move the key into a key file");
+                add(key, path);
+            }
+        }
+    }
+    Ok(ring)
+}
+
+fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
+    config
+        .slashing
+        .genesis_validators_root
+        .as_deref()
+        .map(|s| GenesisRoot::from_hex(s).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+async fn wait_for_signals(shared: Arc<Shared>) -> Result<(), BoxError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading TLS material and policy");
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
+        }
+    }
+}
+
+/// A two-service router: `grpc.health.v1.Health` and `signer.v1.Signer`
+/// (tonic's own router needs axum; this is all we route).
+#[derive(Debug, Clone)]
+struct Routes<A, B> {
+    health: A,
+    signer: B,
+}
+
+impl<A, B> tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>>
+    for Routes<A, B>
+where
+    A: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    A::Future: Send + 'static,
+    B: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    B::Future: Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path().starts_with("/grpc.health.v1.Health/") {
+            let mut h = self.health.clone();
+            Box::pin(async move { h.call(req).await })
+        } else {
+            let mut s = self.signer.clone();
+            Box::pin(async move { s.call(req).await })
+        }
+    }
+}
+
+impl<A, B> tonic::server::NamedService for Routes<A, B> {
+    const NAME: &'static str = "signer";
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Prints `ready grpc=ADDR
+/// metrics=ADDR` on stdout once both listeners accept.
+pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
+    if let Some(a) = overrides.grpc_listen {
+        config.server.grpc_listen = a;
+    }
+    if let Some(a) = overrides.metrics_listen {
+        config.server.metrics_listen = a;
+    }
+    tls::install_crypto_provider();
+
+    let policy_file = config.policy.file.clone();
+    let policy = load_policy(&policy_file).map_err(|e| format!("policy: {e}"))?;
+    let keys = load_keys(&config.keys).map_err(|e| format!("keys: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    for scheme in ["bls", "ed25519", "secp256k1"] {
+        let n = keys
+            .iter()
+            .filter(|k| k.scheme().key_type() == scheme)
+            .count();
+        metrics
+            .keys_loaded
+            .get_or_create(&vec![("scheme", scheme.to_owned())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    tracing::info!(keys = keys.len(), "keys loaded");
+    let network = config
+        .ethereum
+        .network()
+        .ok_or("ethereum: invalid genesis_fork_version")?;
+    let db = SlashingDb::open(
+        &config.slashing.database,
+        slashing_db::Config {
+            genesis_root: genesis_root(&config)?,
+            sqlite: SqliteOptions {
+                integrity_check: config.slashing.integrity_check_on_open,
+            },
+            ..slashing_db::Config::default()
+        },
+    )
+    .map_err(|e| format!("slashing database: {e}"))?;
+    let audit_file = config
+        .audit
+        .as_ref()
+        .map(|a| a.file.clone())
+        .ok_or("audit: no file")?;
+    let audit = AuditLog::open(&audit_file).map_err(|e| format!("audit log: {e}"))?;
+    let pipeline = Arc::new(
+        Pipeline::new(policy, keys, db, audit, network)
+            .map_err(|e| format!("audit log: {e}"))?
+            .with_metrics(metrics.clone()),
+    );
+    let tls_files = config.tls.files();
+    let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
+    record_expiry(&metrics, &tls_files);
+
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let pool = Arc::new(Pool::start(
+        pipeline.clone(),
+        workers,
+        config.server.queue_capacity,
+        config.server.max_batch,
+    )?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.clamp(1, 4))
+        .thread_name("signer-net")
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(serve(
+        config,
+        workers,
+        pipeline.clone(),
+        pool.clone(),
+        tls,
+        tls_files,
+        policy_file,
+    ));
+    // In-flight calls have been answered; let the workers finish, then the
+    // last reference to the pipeline closes the database (WAL checkpoint).
+    pool.shutdown();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(pool);
+    drop(pipeline);
+    tracing::info!("stopped");
+    result
+}
+
+async fn serve(
+    config: Config,
+    workers: usize,
+    pipeline: Arc<Pipeline>,
+    pool: Arc<Pool>,
+    tls: Arc<ReloadableConfig>,
+    tls_files: tls::TlsFiles,
+    policy_file: PathBuf,
+) -> Result<(), BoxError> {
+    let grpc_listener = TcpListener::bind(config.server.grpc_listen)
+        .await
+        .map_err(|e| format!("grpc listener {}: {e}", config.server.grpc_listen))?;
+    let metrics_listener = TcpListener::bind(config.server.metrics_listen)
+        .await
+        .map_err(|e| format!("metrics listener {}: {e}", config.server.metrics_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<proto::v1::signer_server::SignerServer<SignerService>>()
+        .await;
+    let shared = Arc::new(Shared {
+        pipeline: pipeline.clone(),
+        tls: tls.clone(),
+        tls_files,
+        policy_file,
+        stopping: AtomicBool::new(false),
+        health: health.clone(),
+    });
+    let _ = shared.readiness();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let incoming = listener::incoming(
+        grpc_listener,
+        tls,
+        pipeline.metrics().clone(),
+        stop_rx.clone(),
+    );
+    let service = SignerService::new(
+        pipeline.clone(),
+        pool,
+        Duration::from_millis(config.server.max_queue_wait_ms),
+    );
+    let routes = Routes {
+        health: health_service,
+        signer: proto::v1::signer_server::SignerServer::new(service),
+    };
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .serve_with_incoming_shutdown(
+                routes,
+                tokio_stream::wrappers::ReceiverStream::new(incoming),
+                async move {
+                    let _ = grpc_stop.changed().await;
+                },
+            ),
+    );
+    let ops = tokio::spawn(http::serve(metrics_listener, shared.clone(), stop_rx));
+
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready grpc={grpc_addr} metrics={metrics_addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, workers, "ready");
+
+    let signals = wait_for_signals(shared.clone()).await;
+    shared.stopping.store(true, Ordering::Relaxed);
+    shared
+        .health
+        .set_not_serving::<proto::v1::signer_server::SignerServer<SignerService>>()
+        .await;
+    let _ = stop_tx.send(true);
+    // tonic stops accepting and waits for in-flight calls to be answered.
+    match tokio::time::timeout(Duration::from_secs(30), grpc).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "gRPC server error"),
+        Err(_) => tracing::warn!("in-flight calls did not finish within 30 s"),
+        _ => {}
+    }
+    ops.abort();
+    signals
+}
