@@ -323,7 +323,8 @@ impl Config {
                 "queue_capacity and max_batch must be at least 1",
             ));
         }
-        if c.server.grpc_listen == c.server.metrics_listen {
+        // Port 0 asks for any free port: two of them never collide.
+        if c.server.grpc_listen == c.server.metrics_listen && c.server.grpc_listen.port() != 0 {
             return Err(invalid(
                 "server.metrics_listen",
                 "must differ from grpc_listen",

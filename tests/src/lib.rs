@@ -1,6 +1,8 @@
 //! End-to-end tests that need real processes. The binaries under `src/bin/`
 //! are test helpers started by the tests under `tests/`; what they share is here.
 
+pub mod daemon;
+
 use slashing_db::{
     AttestationProposal, BlockProposal, BlsPublicKey, Epoch, GenesisRoot, Proposal, SigningRoot,
     Slot,

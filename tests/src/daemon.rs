@@ -1,0 +1,521 @@
+//! A real signer daemon for end-to-end tests: a complete setup in a temp
+//! directory (a PKI made with rcgen, key files, policy, configuration), the
+//! `signer` binary started on port 0, and clients over real mutual TLS.
+//!
+//! Cargo only gives `CARGO_BIN_EXE_<name>` to the tests of the package that
+//! owns the binary, so the binary is found next to this crate's test
+//! executables (`target/<profile>/signer`), or at `$SIGNER_BIN`. A
+//! workspace build (`scripts/test`, `cargo nextest run --workspace`) builds
+//! it; when it is missing the tests fail saying so.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber, date_time_ymd,
+};
+use signer::backend::soft::keystore::Kdf;
+use signer::backend::soft::{self, Scheme, SecretKey};
+
+/// The Web3Signer examples' key (`tests/vectors/web3signer/sign_examples.json`).
+pub const BLS_SECRET: &str = "3ee2224386c82ffea477e2adf28a2929f5c349165a4196158c7f3a2ecca40f35";
+/// A second BLS key, loaded but granted to nobody by the default policy.
+pub const BLS_SECRET_2: &str = "263dbd792f5b1be47ed85f8938c0f29586af0d3ac7b977f21c278fe1462040e3";
+/// Fixed Ed25519 and secp256k1 secrets (any valid scalars do).
+pub const ED25519_SECRET: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+/// secp256k1 secret.
+pub const SECP256K1_SECRET: &str =
+    "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+/// The Web3Signer examples' network.
+pub const GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
+/// The CometBFT chain of the default policy.
+pub const CHAIN: &str = "test-chain";
+/// Serial number the CRL revokes.
+const REVOKED_SERIAL: u64 = 666;
+
+/// The validator client's identity.
+pub const VC: &str = "spiffe://signer.test/vc";
+/// The CometBFT node's identity.
+pub const NODE: &str = "spiffe://signer.test/node";
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s.strip_prefix("0x").unwrap_or(s)).unwrap_or_default()
+}
+
+/// The `signer` binary.
+pub fn signer_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGNER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> → target/<profile>/signer
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("signer"))
+        .unwrap_or_default();
+    assert!(
+        bin.exists(),
+        "the signer binary is missing at {}: build the workspace (scripts/test or `cargo build -p signer`), or set SIGNER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A certificate authority.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    /// Its certificate (PEM).
+    pub pem: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ca")
+    }
+}
+
+impl Ca {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap_or_else(|e| panic_str(&e.to_string()));
+        let cert = params
+            .self_signed(&key)
+            .unwrap_or_else(|e| panic_str(&e.to_string()));
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf certificate and its key (PEM), with these SANs.
+    pub fn leaf(&self, sans: Vec<SanType>, serial: u64, expired: bool) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_default();
+        params.subject_alt_names = sans;
+        params.serial_number = Some(SerialNumber::from(serial));
+        if expired {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap_or_else(|e| panic_str(&e.to_string()));
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .unwrap_or_else(|e| panic_str(&e.to_string()));
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn crl(&self, revoked: u64) -> String {
+        CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(revoked),
+                revocation_time: date_time_ymd(2024, 6, 1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .and_then(|c| c.pem())
+        .unwrap_or_else(|e| panic_str(&e.to_string()))
+    }
+}
+
+#[allow(clippy::panic)]
+fn panic_str(s: &str) -> ! {
+    panic!("{s}")
+}
+
+/// A URI SAN.
+pub fn uri(s: &str) -> SanType {
+    SanType::URI(s.try_into().unwrap_or_else(|_| panic_str("bad URI")))
+}
+
+/// A complete setup in a temporary directory.
+pub struct Setup {
+    /// The directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The CA of servers and clients.
+    pub ca: Ca,
+    /// The BLS key's public key.
+    pub bls: Vec<u8>,
+    /// The second BLS key's public key.
+    pub bls2: Vec<u8>,
+    /// The Ed25519 key's public key.
+    pub ed25519: Vec<u8>,
+    /// The secp256k1 key's public key (compressed).
+    pub secp256k1: Vec<u8>,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Setup({})", self.dir.path().display())
+    }
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Setup {
+    /// Writes everything; the default policy grants `vc` the Ethereum duties
+    /// on the first BLS key and `node` CometBFT consensus on the Ed25519 key.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic_str(&e.to_string()));
+        let ca = Ca::new("signer e2e CA");
+        let mut s = Self {
+            dir,
+            ca,
+            bls: Vec::new(),
+            bls2: Vec::new(),
+            ed25519: Vec::new(),
+            secp256k1: Vec::new(),
+        };
+        for d in ["tls", "keys", "data"] {
+            std::fs::create_dir_all(s.path(d)).unwrap_or_default();
+        }
+        s.write("tls/ca.pem", &s.ca.pem.clone());
+        s.write("tls/crl.pem", &s.ca.crl(REVOKED_SERIAL));
+        s.new_server_cert();
+        let clients: [(&str, Vec<SanType>, u64, bool); 4] = [
+            ("vc", vec![uri(VC)], 10, false),
+            ("node", vec![uri(NODE)], 11, false),
+            (
+                "stranger",
+                vec![uri("spiffe://signer.test/stranger")],
+                12,
+                false,
+            ),
+            ("expired", vec![uri(VC)], 13, true),
+        ];
+        for (name, sans, serial, expired) in clients {
+            let (cert, key) = s.ca.leaf(sans, serial, expired);
+            s.write(&format!("tls/{name}.pem"), &cert);
+            s.write(&format!("tls/{name}.key"), &key);
+        }
+        let (cert, key) = s.ca.leaf(vec![uri(VC)], REVOKED_SERIAL, false);
+        s.write("tls/revoked.pem", &cert);
+        s.write("tls/revoked.key", &key);
+        let other = Ca::new("someone else's CA");
+        let (cert, key) = other.leaf(vec![uri(VC)], 10, false);
+        s.write("tls/foreign.pem", &cert);
+        s.write("tls/foreign.key", &key);
+
+        let mut entries = String::new();
+        for (name, scheme, secret) in [
+            ("bls", Scheme::Bls, BLS_SECRET),
+            ("bls2", Scheme::Bls, BLS_SECRET_2),
+            ("ed25519", Scheme::Ed25519, ED25519_SECRET),
+            ("secp256k1", Scheme::Secp256k1, SECP256K1_SECRET),
+        ] {
+            let secret = unhex(secret);
+            let key = SecretKey::from_secret(scheme, &secret)
+                .unwrap_or_else(|e| panic_str(&e.to_string()));
+            // A cheap KDF: these keys are public test values, and start-up stays fast.
+            let file = soft::write_key_file(&key, &secret, "pw", Kdf::Pbkdf2 { rounds: 2 }, name)
+                .unwrap_or_else(|e| panic_str(&e.to_string()));
+            s.write(&format!("keys/{name}.json"), &file);
+            s.write(&format!("keys/{name}.pass"), "pw");
+            entries.push_str(&format!(
+                "\n[[keys]]\ntype = \"file\"\npath = \"keys/{name}.json\"\npassword_file = \"keys/{name}.pass\"\n"
+            ));
+            let pk = key.public_key();
+            match name {
+                "bls" => s.bls = pk,
+                "bls2" => s.bls2 = pk,
+                "ed25519" => s.ed25519 = pk,
+                _ => s.secp256k1 = pk,
+            }
+        }
+        s.write_policy(&s.default_policy());
+        s.write(
+            "signer.toml",
+            &format!(
+                r#"[server]
+grpc_listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+
+[tls]
+cert = "tls/server.pem"
+key = "tls/server.key"
+client_cas = ["tls/ca.pem"]
+crls = ["tls/crl.pem"]
+
+[policy]
+file = "policy.toml"
+
+[slashing]
+database = "data/slashing.sqlite"
+
+[ethereum]
+preset = "minimal"
+genesis_fork_version = "0x00000001"
+
+[logging]
+level = "info"
+{entries}"#
+            ),
+        );
+        s
+    }
+
+    /// The default policy's text.
+    pub fn default_policy(&self) -> String {
+        self.policy_with("")
+    }
+
+    /// The default policy plus `extra` TOML (more grants or denies).
+    pub fn policy_with(&self, extra: &str) -> String {
+        format!(
+            r#"[clients.vc]
+identity = "{VC}"
+
+[clients.node]
+identity = "{NODE}"
+
+[networks.test-eth]
+genesis_validators_root = "{GVR}"
+
+[networks.test-chain]
+chain_id = "{CHAIN}"
+
+[key_groups.validators]
+keys = ["0x{bls}"]
+
+[key_groups.consensus]
+keys = ["0x{ed}"]
+
+[[grant]]
+clients = ["vc"]
+operations = ["eth2.duties"]
+key_groups = ["validators"]
+networks = ["test-eth"]
+
+[[grant]]
+clients = ["node"]
+operations = ["cometbft.consensus"]
+key_groups = ["consensus"]
+networks = ["test-chain"]
+{extra}"#,
+            bls = hex::encode(&self.bls),
+            ed = hex::encode(&self.ed25519),
+        )
+    }
+
+    /// A path inside the setup.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file inside the setup.
+    pub fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap_or_default();
+    }
+
+    /// Replaces the policy file.
+    pub fn write_policy(&self, text: &str) {
+        self.write("policy.toml", text);
+    }
+
+    /// Issues a new server certificate (localhost, 127.0.0.1); returns its PEM.
+    pub fn new_server_cert(&self) -> String {
+        let (cert, key) = self.ca.leaf(
+            vec![
+                SanType::DnsName("localhost".try_into().unwrap_or_else(|_| panic_str("dns"))),
+                SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+            ],
+            1,
+            false,
+        );
+        self.write("tls/server.pem", &cert);
+        self.write("tls/server.key", &key);
+        cert
+    }
+
+    /// The rustls client configuration for client certificate `name` (`vc`, `node`, …).
+    pub fn client_tls(&self, name: &str) -> Arc<rustls::ClientConfig> {
+        signer::tls::install_crypto_provider();
+        signer::client::ClientTls {
+            ca: self.path("tls/ca.pem"),
+            cert: self.path(&format!("tls/{name}.pem")),
+            key: self.path(&format!("tls/{name}.key")),
+        }
+        .config()
+        .unwrap_or_else(|e| panic_str(&e.to_string()))
+    }
+
+    /// Starts the daemon on this setup.
+    pub fn start(&self) -> Daemon {
+        Daemon::start(&self.path("signer.toml"), &self.path("daemon.log"))
+    }
+}
+
+/// A running `signer serve`. Killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Metrics address.
+    pub metrics: SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `signer serve --config CONFIG` on free ports and waits for `ready`.
+    pub fn start(config: &Path, log: &Path) -> Self {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic_str(&e.to_string()));
+        let mut child = Command::new(signer_bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic_str(&e.to_string()));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic_str("no stdout"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep reading so the daemon never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(Ok(l))) => l,
+            other => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                panic_str(&format!(
+                    "the daemon did not get ready ({other:?}); its log:\n{log}"
+                ))
+            }
+        };
+        let addr = |key: &str| -> SocketAddr {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(key))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic_str(&format!("bad ready line {line:?}")))
+        };
+        Self {
+            grpc: addr("grpc="),
+            metrics: addr("metrics="),
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    /// A `signer.v1` client with the given client TLS configuration (one connection).
+    pub async fn client(
+        &self,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> proto::v1::signer_client::SignerClient<tonic::transport::Channel> {
+        signer::client::connect(self.grpc, "localhost", tls)
+            .await
+            .unwrap_or_else(|e| panic_str(&e.to_string()))
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.child
+            .wait()
+            .unwrap_or_else(|e| panic_str(&e.to_string()))
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET path` on the metrics listener: (status, body).
+    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.metrics).unwrap_or_else(|e| panic_str(&e.to_string()));
+        let _ = write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The value of one metric line (`name{labels}` exactly as exported), or 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.http("GET", "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

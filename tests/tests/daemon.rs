@@ -1,0 +1,423 @@
+//! The daemon end to end: a real `signer serve` process, real mutual TLS,
+//! the `signer.v1` API. What each test shows is in its name.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use signer::crypto::bls::BlsSecretKey;
+use slashing_db::SlashingDb;
+use tests::daemon::{BLS_SECRET, GVR, Setup};
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s.strip_prefix("0x").unwrap_or(s)).unwrap()
+}
+
+/// An attestation request with `source → target`; `block` varies the root.
+fn attestation(key: &[u8], source: u64, target: u64, block: u8) -> pb::SignRequest {
+    let cp = |epoch| pb::Checkpoint {
+        epoch,
+        root: vec![0xcc; 32],
+    };
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(fork_info()),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::Attestation(
+                pb::AttestationData {
+                    slot: target * 8,
+                    index: 0,
+                    beacon_block_root: vec![block; 32],
+                    source: Some(cp(source)),
+                    target: Some(cp(target)),
+                },
+            )),
+        })),
+    }
+}
+
+fn fork_info() -> pb::ForkInfo {
+    pb::ForkInfo {
+        fork: Some(pb::Fork {
+            previous_version: vec![0, 0, 0, 1],
+            current_version: vec![0, 0, 0, 1],
+            epoch: 0,
+        }),
+        genesis_validators_root: unhex(GVR),
+    }
+}
+
+/// The same attestation as Web3Signer JSON, decoded and signed by the
+/// signing core directly (not through the daemon or its converters).
+fn core_signature(source: u64, target: u64, block: u8) -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": "ATTESTATION",
+        "fork_info": {
+            "fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+            "genesis_validators_root": GVR,
+        },
+        "attestation": {
+            "slot": (target * 8).to_string(), "index": "0",
+            "beacon_block_root": format!("0x{}", hex::encode([block; 32])),
+            "source": {"epoch": source.to_string(), "root": format!("0x{}", "cc".repeat(32))},
+            "target": {"epoch": target.to_string(), "root": format!("0x{}", "cc".repeat(32))},
+        },
+    });
+    let network = signer::eth2::Network {
+        preset: signer::eth2::PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+    };
+    let s = signer::eth2::decode(body.to_string().as_bytes(), &network).unwrap();
+    let key = BlsSecretKey::from_bytes(&unhex(BLS_SECRET)).unwrap();
+    key.sign(s.signing_root.as_slice()).to_bytes().to_vec()
+}
+
+/// Signature bytes, or the refusal's reason and evidence.
+fn outcome(r: pb::SignResponse) -> Result<Vec<u8>, (pb::Reason, Option<pb::Evidence>)> {
+    match r.outcome.expect("an outcome") {
+        pb::sign_response::Outcome::Signature(s) => Ok(s.signature),
+        pb::sign_response::Outcome::Refusal(r) => Err((r.reason(), r.evidence)),
+    }
+}
+
+fn reason(r: pb::SignResponse) -> pb::Reason {
+    outcome(r).expect_err("a refusal").0
+}
+
+fn attestations_in(db: &std::path::Path) -> usize {
+    let db = SlashingDb::open(db, slashing_db::Config::default()).unwrap();
+    let x = db.export_interchange().unwrap();
+    x.data.iter().map(|v| v.signed_attestations.len()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+
+    // Signs, exactly as the signing core does.
+    let sig = outcome(
+        vc.sign(attestation(&setup.bls, 0, 1, 1))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(sig.unwrap(), core_signature(0, 1, 1));
+
+    // The same message again: not slashable, signed again.
+    let again = outcome(
+        vc.sign(attestation(&setup.bls, 0, 1, 1))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(again.unwrap(), core_signature(0, 1, 1));
+
+    // A different attestation for the same target: SLASHABLE, with the stored one as evidence.
+    let (why, evidence) = outcome(
+        vc.sign(attestation(&setup.bls, 0, 1, 2))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .unwrap_err();
+    assert_eq!(why, pb::Reason::Slashable);
+    let evidence = evidence.expect("evidence");
+    assert_eq!(evidence.kind, "double_vote");
+    assert_eq!(
+        (evidence.source_epoch, evidence.target_epoch),
+        (Some(0), Some(1))
+    );
+    assert_eq!(evidence.signing_root.len(), 32);
+
+    // A key outside the client's policy (loaded, granted to nobody): NOT_ALLOWED.
+    let r = vc
+        .sign(attestation(&setup.bls2, 0, 5, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reason(r), pb::Reason::NotAllowed);
+    // An operation outside it (exits are not duties).
+    let exit = pb::SignRequest {
+        public_key: setup.bls.clone(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(fork_info()),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::VoluntaryExit(
+                pb::VoluntaryExit {
+                    epoch: 1,
+                    validator_index: 7,
+                },
+            )),
+        })),
+    };
+    assert_eq!(
+        reason(vc.sign(exit).await.unwrap().into_inner()),
+        pb::Reason::NotAllowed
+    );
+    // Another client's operation (CometBFT votes belong to `node`).
+    let vote = pb::SignRequest {
+        public_key: setup.ed25519.clone(),
+        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
+            chain_id: tests::daemon::CHAIN.into(),
+            version: pb::CometBftVersion::V038 as i32,
+            r#type: pb::VoteType::Prevote as i32,
+            height: 10,
+            round: 0,
+            block_id: None,
+            timestamp: None,
+            extension: Vec::new(),
+        })),
+    };
+    assert_eq!(
+        reason(vc.sign(vote).await.unwrap().into_inner()),
+        pb::Reason::NotAllowed
+    );
+
+    // A supplied signing root that is not the message's: INVALID_REQUEST.
+    let mut lying = attestation(&setup.bls, 0, 6, 1);
+    if let Some(pb::sign_request::Message::Eth2(e)) = &mut lying.message {
+        e.signing_root = vec![0x11; 32];
+    }
+    assert_eq!(
+        reason(vc.sign(lying).await.unwrap().into_inner()),
+        pb::Reason::InvalidRequest
+    );
+    // Malformed: a root of the wrong length; no message at all.
+    let mut short = attestation(&setup.bls, 0, 7, 1);
+    if let Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+        message: Some(pb::eth2_request::Message::Attestation(a)),
+        ..
+    })) = &mut short.message
+    {
+        a.beacon_block_root = vec![1; 31];
+    }
+    assert_eq!(
+        reason(vc.sign(short).await.unwrap().into_inner()),
+        pb::Reason::InvalidRequest
+    );
+    let empty = pb::SignRequest {
+        public_key: setup.bls.clone(),
+        message: None,
+    };
+    assert_eq!(
+        reason(vc.sign(empty).await.unwrap().into_inner()),
+        pb::Reason::InvalidRequest
+    );
+
+    // ListKeys: only what the policy grants this client.
+    let keys = vc
+        .list_keys(pb::ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].public_key, setup.bls);
+    assert_eq!(keys[0].scheme, "bls");
+    assert!(keys[0].operations.contains(&"eth2.attestation".to_owned()));
+    assert!(
+        !keys[0]
+            .operations
+            .contains(&"eth2.voluntary_exit".to_owned())
+    );
+
+    // A certificate from the right CA whose identity no policy client has.
+    let mut stranger = daemon.client(setup.client_tls("stranger")).await;
+    let status = stranger
+        .sign(attestation(&setup.bls, 0, 8, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+    // Offline tools refuse while the daemon holds the database.
+    let out = std::process::Command::new(tests::daemon::signer_bin())
+        .args(["slashing", "inspect", "--db"])
+        .arg(setup.path("data/slashing.sqlite"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+
+    let m = |s: &str| daemon.metric(s);
+    assert_eq!(
+        m(
+            r#"signer_requests_total{frontend="grpc",operation="eth2.attestation",outcome="signed"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        m(
+            r#"signer_requests_total{frontend="grpc",operation="eth2.attestation",outcome="slashable"}"#
+        ),
+        1.0
+    );
+
+    // Graceful stop; the database holds exactly the one signed attestation.
+    assert!(daemon.stop().success());
+    assert_eq!(attestations_in(&setup.path("data/slashing.sqlite")), 1);
+}
+
+/// Handshakes with raw rustls (no HTTP/2) and returns the server's alert, if any.
+fn handshake(setup: &Setup, addr: std::net::SocketAddr, cert: Option<&str>) -> Result<(), String> {
+    signer::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(setup.path("tls/ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        Some(name) => {
+            let chain = CertificateDer::pem_file_iter(setup.path(&format!("tls/{name}.pem")))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(setup.path(&format!("tls/{name}.key"))).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let io = |e: std::io::Error| {
+        e.get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .map_or_else(|| e.to_string(), |t| format!("{t:?}"))
+    };
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .map_err(io)?;
+    let mut buf = [0u8; 9];
+    tls.read_exact(&mut buf).map_err(io)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_are_refused_during_the_handshake_with_the_reason() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let addr = daemon.grpc;
+    assert_eq!(
+        handshake(&setup, addr, Some("vc")),
+        Ok(()),
+        "a valid client completes"
+    );
+    let cases = [
+        (None, "CertificateRequired", "no_client_certificate"),
+        (Some("foreign"), "UnknownCA", "unknown_ca"),
+        (Some("expired"), "CertificateExpired", "expired"),
+        (Some("revoked"), "CertificateRevoked", "revoked"),
+    ];
+    for (cert, alert, label) in cases {
+        let got = handshake(&setup, addr, cert).expect_err("refused");
+        assert_eq!(got, format!("AlertReceived({alert})"), "{cert:?}");
+        let series = format!("signer_tls_handshake_failures_total{{reason=\"{label}\"}}");
+        // The server counts the refusal once its side of the handshake ends.
+        let mut n = 0.0;
+        for _ in 0..50 {
+            n = daemon.metric(&series);
+            if n > 0.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(n, 1.0, "{series}");
+    }
+    // The refusals did not disturb service.
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    assert!(
+        outcome(
+            vc.sign(attestation(&setup.bls, 0, 1, 1))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_conflicting_requests_on_separate_connections_yield_one_signature() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let tls = setup.client_tls("vc");
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        clients.push(daemon.client(tls.clone()).await);
+    }
+    for round in 0..5u64 {
+        let target = 10 + round;
+        let barrier = Arc::new(tokio::sync::Barrier::new(32));
+        let mut tasks = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let mut c = c.clone();
+            let req = attestation(&setup.bls, round, target, i as u8);
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                outcome(c.sign(req).await.unwrap().into_inner())
+            }));
+        }
+        let mut signed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => signed += 1,
+                Err((why, _)) => assert_eq!(why, pb::Reason::Slashable),
+            }
+        }
+        assert_eq!(signed, 1, "round {round}");
+    }
+    assert!(daemon.stop().success());
+    assert_eq!(attestations_in(&setup.path("data/slashing.sqlite")), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_answered_per_item_in_order_in_one_transaction() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    let commits_before = daemon.metric("signer_db_commits");
+    let mut requests: Vec<pb::SignRequest> = (1..=100)
+        .map(|t| attestation(&setup.bls, t - 1, t, 1))
+        .collect();
+    requests.push(attestation(&setup.bls, 0, 50, 9)); // conflicts with target 50 above
+    requests.push(attestation(&setup.bls2, 0, 1, 1)); // not granted
+    let responses = vc
+        .sign_batch(pb::SignBatchRequest { requests })
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    assert_eq!(responses.len(), 102);
+    for (i, r) in responses[..100].iter().enumerate() {
+        let t = i as u64 + 1;
+        assert_eq!(
+            outcome(r.clone()).unwrap(),
+            core_signature(t - 1, t, 1),
+            "item {i}"
+        );
+    }
+    assert_eq!(reason(responses[100].clone()), pb::Reason::Slashable);
+    assert_eq!(reason(responses[101].clone()), pb::Reason::NotAllowed);
+    // One transaction for the batch (the metrics scrape itself commits nothing).
+    assert_eq!(daemon.metric("signer_db_commits") - commits_before, 1.0);
+}
