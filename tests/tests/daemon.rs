@@ -421,3 +421,300 @@ async fn a_batch_is_answered_per_item_in_order_in_one_transaction() {
     // One transaction for the batch (the metrics scrape itself commits nothing).
     assert_eq!(daemon.metric("signer_db_commits") - commits_before, 1.0);
 }
+
+fn exit_request(key: &[u8]) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(fork_info()),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::VoluntaryExit(
+                pb::VoluntaryExit {
+                    epoch: 3,
+                    validator_index: 7,
+                },
+            )),
+        })),
+    }
+}
+
+/// Waits until `series` reaches `want` (reloads run on the daemon's own time).
+fn wait_metric(daemon: &tests::daemon::Daemon, series: &str, want: f64) {
+    for _ in 0..200 {
+        if daemon.metric(series) >= want {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("{series} never reached {want}; log:\n{}", daemon.log());
+}
+
+const EXIT_GRANT: &str = r#"
+[[grant]]
+clients = ["vc"]
+operations = ["eth2.voluntary_exit"]
+key_groups = ["validators"]
+networks = ["test-eth"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reloads_on_sighup_without_dropping_connections_and_a_broken_one_is_not_used() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    assert_eq!(
+        reason(
+            vc.sign(exit_request(&setup.bls))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        pb::Reason::NotAllowed
+    );
+    let connections = daemon.metric("signer_connections_total");
+
+    setup.write_policy(&setup.policy_with(EXIT_GRANT));
+    daemon.signal("HUP");
+    wait_metric(
+        &daemon,
+        r#"signer_reloads_total{what="policy",result="ok"}"#,
+        1.0,
+    );
+    assert!(
+        outcome(
+            vc.sign(exit_request(&setup.bls))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .is_ok()
+    );
+
+    // A policy that does not parse, then one that parses but has errors: the
+    // last good one stays in force.
+    setup.write_policy("[clients.vc\nidentity = ");
+    daemon.signal("HUP");
+    wait_metric(
+        &daemon,
+        r#"signer_reloads_total{what="policy",result="failed"}"#,
+        1.0,
+    );
+    assert!(
+        outcome(
+            vc.sign(exit_request(&setup.bls))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .is_ok()
+    );
+    setup.write_policy(&setup.policy_with("[[grant]]\nclients = [\"nobody\"]\noperations = [\"eth2.block\"]\nkey_groups = [\"validators\"]\nnetworks = [\"test-eth\"]\n"));
+    let (status, body) = daemon.http("POST", "/reload");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("policy: kept the previous one"), "{body}");
+    assert!(
+        outcome(
+            vc.sign(exit_request(&setup.bls))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .is_ok()
+    );
+    assert!(daemon.log().contains("policy reload failed"));
+
+    // All of it over the connection opened before the first reload.
+    assert_eq!(daemon.metric("signer_connections_total"), connections);
+}
+
+/// The certificate the server presents to a new connection.
+fn served_certificate(setup: &Setup, addr: std::net::SocketAddr) -> Vec<u8> {
+    let config = setup.client_tls("vc");
+    let mut conn =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_certificate_is_served_after_reload_and_bad_files_keep_the_old_one() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let pem_der = |pem: &str| {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    let first = std::fs::read_to_string(setup.path("tls/server.pem")).unwrap();
+    assert_eq!(served_certificate(&setup, daemon.grpc), pem_der(&first));
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+
+    let second = setup.new_server_cert();
+    // Written, not yet reloaded: still the first.
+    assert_eq!(served_certificate(&setup, daemon.grpc), pem_der(&first));
+    let (status, body) = daemon.http("POST", "/reload");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_certificate(&setup, daemon.grpc), pem_der(&second));
+
+    // A key that does not match: refused, the second stays.
+    let (_, stray_key) = setup
+        .ca
+        .leaf(vec![tests::daemon::uri("spiffe://x")], 99, false);
+    setup.write("tls/server.key", &stray_key);
+    daemon.signal("HUP");
+    wait_metric(
+        &daemon,
+        r#"signer_reloads_total{what="tls",result="failed"}"#,
+        1.0,
+    );
+    assert_eq!(served_certificate(&setup, daemon.grpc), pem_der(&second));
+    // The connection opened before the reloads still works.
+    assert!(
+        outcome(
+            vc.sign(attestation(&setup.bls, 0, 1, 1))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_every_decision_verifies_and_shows_tampering() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    for target in 1..=5 {
+        outcome(
+            vc.sign(attestation(&setup.bls, 0, target, 1))
+                .await
+                .unwrap()
+                .into_inner(),
+        )
+        .unwrap();
+    }
+    let r = vc
+        .sign(attestation(&setup.bls, 0, 5, 2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reason(r), pb::Reason::Slashable);
+    let r = vc
+        .sign(exit_request(&setup.bls))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reason(r), pb::Reason::NotAllowed);
+    assert!(daemon.stop().success());
+
+    let log = setup.path("data/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[4]["outcome"], "signed");
+    assert_eq!(lines[4]["position"], 5);
+    assert_eq!(lines[5]["outcome"], "refused:double_vote");
+    assert_eq!(lines[6]["request"], "eth2.voluntary_exit");
+    assert_eq!(lines[6]["outcome"], "refused:not_allowed");
+    assert_eq!(lines[6]["client"], "vc");
+
+    let verify = || {
+        std::process::Command::new(tests::daemon::signer_bin())
+            .args(["audit", "verify"])
+            .arg(&log)
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("7 records, chain intact"));
+    std::fs::write(&log, text.replacen("refused:double_vote", "signed", 1)).unwrap();
+    let bad = verify();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("line 7"),
+        "{:?}",
+        bad
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_every_signature_a_client_received_stays_protected() {
+    let setup = Setup::new();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    println!("seed {seed}");
+    let mut received: Vec<u64> = Vec::new();
+    for kill in 0..4u64 {
+        let daemon = setup.start();
+        let tls = setup.client_tls("vc");
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let mut c = daemon.client(tls.clone()).await;
+            let key = setup.bls.clone();
+            let got = got.clone();
+            tasks.push(tokio::spawn(async move {
+                // Disjoint target ranges per kill round and task; source = target - 1.
+                for n in 1.. {
+                    let target = 1_000_000 * (kill + 1) + 10_000 * t + n;
+                    match c.sign(attestation(&key, target - 1, target, 1)).await {
+                        Ok(r) => {
+                            if outcome(r.into_inner()).is_ok() {
+                                got.lock().unwrap().push(target);
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        let wait = 150 + (seed.wrapping_mul(kill + 7) % 400);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        daemon.kill();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let got = got.lock().unwrap().clone();
+        assert!(
+            !got.is_empty(),
+            "round {kill}: nothing was signed before the kill"
+        );
+        received.extend(got);
+    }
+    // Restart: every received signature is in the database.
+    let daemon = setup.start();
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    let requests: Vec<pb::SignRequest> = received
+        .iter()
+        .map(|&t| attestation(&setup.bls, t - 1, t, 2))
+        .collect();
+    for chunk in requests.chunks(1000) {
+        let responses = vc
+            .sign_batch(pb::SignBatchRequest {
+                requests: chunk.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .responses;
+        for r in responses {
+            let (why, evidence) = outcome(r).unwrap_err();
+            assert_eq!(why, pb::Reason::Slashable);
+            assert_eq!(evidence.unwrap().kind, "double_vote");
+        }
+    }
+    println!(
+        "{} received signatures checked after 4 kills",
+        received.len()
+    );
+}
