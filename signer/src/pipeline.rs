@@ -52,6 +52,9 @@ pub enum Refusal {
     /// The slashing database, a key backend or the audit log failed; nothing was signed.
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
+    /// The client is over its policy's `max_requests_per_second`.
+    #[error("over this client's rate limit of {0} requests/s")]
+    RateLimited(u32),
 }
 
 impl Refusal {
@@ -63,6 +66,7 @@ impl Refusal {
             Self::UnknownKey => "unknown_key",
             Self::InvalidRequest(_) => "invalid_request",
             Self::BackendUnavailable(_) => "backend_unavailable",
+            Self::RateLimited(_) => "rate_limited",
         }
     }
 }
@@ -251,6 +255,27 @@ pub struct Pipeline {
     audit: AuditSink,
     network: Network,
     metrics: Arc<Metrics>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// A client's token bucket: `rate` tokens per second, at most `rate` saved.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The audit name of a message before it is decoded.
+fn request_name(m: &Message) -> &'static str {
+    match m {
+        Message::Eth2(_) => "eth2.request",
+        Message::CometVote { .. } => Operation::CometVote.name(),
+        Message::CometProposal { .. } => Operation::CometProposal.name(),
+        Message::CometRaw(_) => Operation::CometRaw.name(),
+        Message::RawSecp256k1(_) => Operation::RawSecp256k1.name(),
+        Message::RawEd25519(_) => Operation::RawEd25519.name(),
+        Message::Invalid { request, .. } => request,
+    }
 }
 
 fn operation_of(kind: RequestKind) -> Operation {
@@ -337,6 +362,7 @@ impl Pipeline {
             audit: AuditSink::new(audit)?,
             network,
             metrics: Arc::new(Metrics::new()),
+            buckets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -561,12 +587,47 @@ impl Pipeline {
         }
     }
 
+    /// Takes a token from the client's bucket, if its policy limits it.
+    fn admit(&self, policy: &Policy, client: &str) -> Result<(), Refusal> {
+        let Some(limit) = policy
+            .client(client)
+            .and_then(|c| c.max_requests_per_second)
+        else {
+            return Ok(());
+        };
+        let rate = f64::from(limit);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| Refusal::BackendUnavailable("rate limiter lock poisoned".into()))?;
+        let now = Instant::now();
+        let b = buckets.entry(client.to_owned()).or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Refusal::RateLimited(limit))
+        }
+    }
+
     fn prepare<'a>(
         &'a self,
         policy: &Policy,
         r: &Request,
         proposals: &mut Vec<Proposal>,
     ) -> Prepared<'a> {
+        if let Err(refusal) = self.admit(policy, &r.client) {
+            return Prepared {
+                request: request_name(&r.message),
+                position: None,
+                plan: Err(refusal),
+            };
+        }
         let started = Instant::now();
         match &r.message {
             Message::Eth2(body) => {
@@ -908,6 +969,7 @@ fn clone_refusal(r: &Refusal) -> Refusal {
         Refusal::UnknownKey => Refusal::UnknownKey,
         Refusal::InvalidRequest(s) => Refusal::InvalidRequest(s.clone()),
         Refusal::BackendUnavailable(s) => Refusal::BackendUnavailable(s.clone()),
+        Refusal::RateLimited(n) => Refusal::RateLimited(*n),
     }
 }
 

@@ -231,7 +231,7 @@ fn policy_check_and_explain_golden_output() {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "client ops-exit-tool (spiffe://staking.example/ops/exit-tool)\n  operation                            network       keys  rule\n  eth2.voluntary_exit                  mainnet          3  grant #3\n\n"
+        "client ops-exit-tool (spiffe://staking.example/ops/exit-tool), at most 1 requests/s\n  operation                            network       keys  rule\n  eth2.voluntary_exit                  mainnet          3  grant #3\n\n"
     );
     let (code, _, err) = signer(&[
         "policy",
@@ -338,4 +338,33 @@ fn unknown_fields_and_bad_toml_are_refused() {
             "{text:?}: {err}"
         );
     }
+}
+
+#[test]
+fn rate_limits_are_per_client_optional_and_zero_is_an_error() {
+    let p = example();
+    assert_eq!(
+        p.client("ops-exit-tool").unwrap().max_requests_per_second,
+        Some(1)
+    );
+    assert_eq!(
+        p.client("lighthouse-a").unwrap().max_requests_per_second,
+        None
+    );
+    let zero = "[clients.a]\nidentity = \"spiffe://x/a\"\nmax_requests_per_second = 0\n";
+    match Policy::load(zero) {
+        Err(signer::policy::PolicyError::Invalid(findings)) => assert!(
+            findings.iter().any(|f| f.to_string()
+                == "error: clients.a: max_requests_per_second = 0 would refuse everything; remove the client's grants instead"),
+            "{findings:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let negative = "[clients.a]\nidentity = \"spiffe://x/a\"\nmax_requests_per_second = -1\n";
+    assert!(
+        Policy::load(negative)
+            .unwrap_err()
+            .to_string()
+            .contains("does not parse")
+    );
 }

@@ -719,3 +719,152 @@ async fn after_sigkill_every_signature_a_client_received_stays_protected() {
         received.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_what_is_in_flight_exits_cleanly_and_logs_json_without_secrets() {
+    let setup = Setup::new();
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replace("[logging]\n", "[logging]\nformat = \"json\"\n"),
+    );
+    let daemon = setup.start();
+    let tls = setup.client_tls("vc");
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let mut c = daemon.client(tls.clone()).await;
+        let key = setup.bls.clone();
+        let got = got.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 1.. {
+                let target = 10_000 * (t + 1) + n;
+                match c.sign(attestation(&key, target - 1, target, 1)).await {
+                    Ok(r) => match outcome(r.into_inner()) {
+                        Ok(_) => got.lock().unwrap().push(target),
+                        Err((why, _)) => {
+                            // Only refusal a shutdown may cause.
+                            assert_eq!(why, pb::Reason::Overloaded);
+                            return;
+                        }
+                    },
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log_path = setup.path("daemon.log");
+    let status = tokio::task::spawn_blocking(move || daemon.stop())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = got.lock().unwrap().clone();
+    assert!(!got.is_empty());
+
+    // Every signature a client received is in the cleanly closed database.
+    let db = SlashingDb::open(
+        &setup.path("data/slashing.sqlite"),
+        slashing_db::Config::default(),
+    )
+    .unwrap();
+    let x = db.export_interchange().unwrap();
+    let stored: std::collections::HashSet<u64> = x
+        .data
+        .iter()
+        .flat_map(|v| v.signed_attestations.iter().map(|a| a.target_epoch))
+        .collect();
+    for t in &got {
+        assert!(
+            stored.contains(t),
+            "target {t} was answered but is not recorded"
+        );
+    }
+
+    // JSON logs: one object per line, the shutdown in them, no key material.
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let mut lines = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+        lines += 1;
+    }
+    assert!(
+        log.contains("SIGTERM: shutting down") && log.contains("\"stopped\""),
+        "{log}"
+    );
+    assert!(!log.contains(BLS_SECRET) && !log.contains(tests::daemon::ED25519_SECRET));
+    assert!(lines >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_limit_is_answered_overloaded_and_others_are_not() {
+    let setup = Setup::new();
+    setup.write_policy(&setup.policy_with(
+        r#"
+[clients.stranger]
+identity = "spiffe://signer.test/stranger"
+max_requests_per_second = 5
+
+[[grant]]
+clients = ["stranger"]
+operations = ["eth2.randao_reveal"]
+key_groups = ["validators"]
+networks = ["test-eth"]
+"#,
+    ));
+    let daemon = setup.start();
+    let randao = |epoch| pb::SignRequest {
+        public_key: setup.bls.clone(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(fork_info()),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::RandaoReveal(pb::RandaoReveal {
+                epoch,
+            })),
+        })),
+    };
+    let requests: Vec<pb::SignRequest> = (0..20).map(randao).collect();
+    let mut limited = daemon.client(setup.client_tls("stranger")).await;
+    let responses = limited
+        .sign_batch(pb::SignBatchRequest {
+            requests: requests.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    let mut signed = 0;
+    for r in responses {
+        match r.outcome.unwrap() {
+            pb::sign_response::Outcome::Signature(_) => signed += 1,
+            pb::sign_response::Outcome::Refusal(r) => {
+                assert_eq!(r.reason(), pb::Reason::Overloaded);
+                assert!(
+                    r.message.contains("rate limit of 5 requests/s"),
+                    "{}",
+                    r.message
+                );
+            }
+        }
+    }
+    // A burst of one second's worth (a sixth token may refill while the batch is read).
+    assert!((5..=6).contains(&signed), "{signed} signed");
+    // The unlimited client is not affected.
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    let responses = vc
+        .sign_batch(pb::SignBatchRequest { requests })
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    assert!(responses.into_iter().all(|r| outcome(r).is_ok()));
+    assert!(
+        daemon.metric(r#"signer_requests_total{frontend="grpc",operation="eth2.request",outcome="rate_limited"}"#)
+            >= 14.0
+    );
+}

@@ -35,6 +35,7 @@ struct File {
 struct ClientEntry {
     identity: String,
     fingerprint: Option<String>,
+    max_requests_per_second: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +73,8 @@ pub struct Client {
     pub identity: String,
     /// SHA-256 of its certificate (DER), when pinned.
     pub fingerprint: Option<[u8; 32]>,
+    /// At most this many items per second (bursts up to one second's worth).
+    pub max_requests_per_second: Option<u32>,
 }
 
 /// A network a rule can be restricted to.
@@ -270,7 +273,11 @@ impl Policy {
             .values()
             .filter(|c| only.is_none_or(|o| o == c.name))
         {
-            let _ = writeln!(out, "client {} ({})", c.name, c.identity);
+            let _ = write!(out, "client {} ({})", c.name, c.identity);
+            if let Some(n) = c.max_requests_per_second {
+                let _ = write!(out, ", at most {n} requests/s");
+            }
+            out.push('\n');
             let mut rows = Vec::new();
             for op in ALL_OPERATIONS {
                 let networks: Vec<Option<&String>> = if op.network_kind() == NetworkKind::None {
@@ -370,12 +377,20 @@ pub fn check(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
                 parsed
             }
         };
+        if c.max_requests_per_second == Some(0) {
+            f.push(finding(
+                Error,
+                &loc,
+                "max_requests_per_second = 0 would refuse everything; remove the client's grants instead",
+            ));
+        }
         clients.insert(
             name.clone(),
             Client {
                 name: name.clone(),
                 identity: c.identity.clone(),
                 fingerprint,
+                max_requests_per_second: c.max_requests_per_second,
             },
         );
     }

@@ -313,6 +313,7 @@ fn refusal(r: &Refusal) -> pb::Refusal {
         Refusal::UnknownKey => pb::Reason::UnknownKey,
         Refusal::InvalidRequest(_) => pb::Reason::InvalidRequest,
         Refusal::BackendUnavailable(_) => pb::Reason::BackendUnavailable,
+        Refusal::RateLimited(_) => pb::Reason::Overloaded,
     };
     pb::Refusal {
         reason: reason as i32,
