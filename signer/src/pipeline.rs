@@ -24,7 +24,6 @@ use slashing_db::{
     Decision, Epoch, GenesisRoot, NotSafe, Proposal, Safe, SigningRoot, SlashingDb, Slot,
 };
 
-use crate::api::privval::{WireProposal, WireVote};
 use crate::audit::{AuditLog, Entry};
 use crate::backend::soft::SecretKey;
 use crate::cometbft::{self, ProtocolVersion, Timestamp, Vote};
@@ -434,62 +433,6 @@ impl Pipeline {
         self.sign_batch(frontend, vec![request])
             .pop()
             .unwrap_or_else(|| Err(Refusal::BackendUnavailable("no answer".into())))
-    }
-
-    /// Signs a Web3Signer eth2 request body for `client` with the BLS key `public_key`.
-    pub fn sign_eth2(&self, client: &str, public_key: &[u8], body: &[u8]) -> Outcome {
-        self.sign(
-            "library",
-            Request {
-                client: client.to_owned(),
-                public_key: public_key.to_vec(),
-                message: Message::Eth2(body.to_vec()),
-            },
-        )
-    }
-
-    /// Signs a CometBFT vote (and its extension where the protocol has them).
-    pub fn sign_vote(
-        &self,
-        client: &str,
-        version: ProtocolVersion,
-        chain_id: &str,
-        public_key: &[u8],
-        vote: &WireVote,
-    ) -> Outcome {
-        self.sign(
-            "library",
-            Request {
-                client: client.to_owned(),
-                public_key: public_key.to_vec(),
-                message: Message::CometVote {
-                    version,
-                    chain_id: chain_id.to_owned(),
-                    vote: vote.vote.clone(),
-                },
-            },
-        )
-    }
-
-    /// Signs a CometBFT proposal.
-    pub fn sign_proposal(
-        &self,
-        client: &str,
-        chain_id: &str,
-        public_key: &[u8],
-        proposal: &WireProposal,
-    ) -> Outcome {
-        self.sign(
-            "library",
-            Request {
-                client: client.to_owned(),
-                public_key: public_key.to_vec(),
-                message: Message::CometProposal {
-                    chain_id: chain_id.to_owned(),
-                    proposal: proposal.proposal.clone(),
-                },
-            },
-        )
     }
 
     /// Signs a batch: one answer per request, in order. Every slashable item

@@ -22,9 +22,57 @@ use signer::audit::{self, AuditLog};
 use signer::backend::soft::{Scheme, SecretKey};
 use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
 use signer::eth2::{Network, PresetKind};
-use signer::pipeline::{Keyring, Pipeline, Refusal, Signature};
+use signer::pipeline::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature};
 use signer::policy::{Policy, Verdict};
 use slashing_db::NotSafe;
+
+/// The calls these tests make, as one-item requests to `Pipeline::sign`.
+trait Calls {
+    fn sign_eth2(&self, client: &str, key: &[u8], body: &[u8]) -> Outcome;
+    fn sign_vote(
+        &self,
+        client: &str,
+        version: ProtocolVersion,
+        chain_id: &str,
+        key: &[u8],
+        vote: &WireVote,
+    ) -> Outcome;
+}
+
+impl Calls for Pipeline {
+    fn sign_eth2(&self, client: &str, key: &[u8], body: &[u8]) -> Outcome {
+        self.sign(
+            "test",
+            Request {
+                client: client.into(),
+                public_key: key.to_vec(),
+                message: Message::Eth2(body.to_vec()),
+            },
+        )
+    }
+
+    fn sign_vote(
+        &self,
+        client: &str,
+        version: ProtocolVersion,
+        chain_id: &str,
+        key: &[u8],
+        vote: &WireVote,
+    ) -> Outcome {
+        self.sign(
+            "test",
+            Request {
+                client: client.into(),
+                public_key: key.to_vec(),
+                message: Message::CometVote {
+                    version,
+                    chain_id: chain_id.into(),
+                    vote: vote.vote.clone(),
+                },
+            },
+        )
+    }
+}
 
 const EX_GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
 const SEED: &str = "9d834d3fcac4ee25536b70e15376febb697861ab573405d8b89290417fd16070";

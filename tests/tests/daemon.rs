@@ -92,6 +92,16 @@ fn outcome(r: pb::SignResponse) -> Result<Vec<u8>, (pb::Reason, Option<pb::Evide
     }
 }
 
+type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
+
+/// Sends one `Sign` (the call itself must succeed) and returns its outcome.
+async fn ask(
+    c: &mut Client,
+    r: pb::SignRequest,
+) -> Result<Vec<u8>, (pb::Reason, Option<pb::Evidence>)> {
+    outcome(c.sign(r).await.unwrap().into_inner())
+}
+
 fn reason(r: pb::SignResponse) -> pb::Reason {
     outcome(r).expect_err("a refusal").0
 }
@@ -109,31 +119,17 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
     let mut vc = daemon.client(setup.client_tls("vc")).await;
 
     // Signs, exactly as the signing core does.
-    let sig = outcome(
-        vc.sign(attestation(&setup.bls, 0, 1, 1))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let sig = ask(&mut vc, attestation(&setup.bls, 0, 1, 1)).await;
     assert_eq!(sig.unwrap(), core_signature(0, 1, 1));
 
     // The same message again: not slashable, signed again.
-    let again = outcome(
-        vc.sign(attestation(&setup.bls, 0, 1, 1))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let again = ask(&mut vc, attestation(&setup.bls, 0, 1, 1)).await;
     assert_eq!(again.unwrap(), core_signature(0, 1, 1));
 
     // A different attestation for the same target: SLASHABLE, with the stored one as evidence.
-    let (why, evidence) = outcome(
-        vc.sign(attestation(&setup.bls, 0, 1, 2))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .unwrap_err();
+    let (why, evidence) = ask(&mut vc, attestation(&setup.bls, 0, 1, 2))
+        .await
+        .unwrap_err();
     assert_eq!(why, pb::Reason::Slashable);
     let evidence = evidence.expect("evidence");
     assert_eq!(evidence.kind, "double_vote");
@@ -144,12 +140,13 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
     assert_eq!(evidence.signing_root.len(), 32);
 
     // A key outside the client's policy (loaded, granted to nobody): NOT_ALLOWED.
-    let r = vc
-        .sign(attestation(&setup.bls2, 0, 5, 1))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reason(r), pb::Reason::NotAllowed);
+    assert_eq!(
+        ask(&mut vc, attestation(&setup.bls2, 0, 5, 1))
+            .await
+            .unwrap_err()
+            .0,
+        pb::Reason::NotAllowed
+    );
     // An operation outside it (exits are not duties).
     let exit = pb::SignRequest {
         public_key: setup.bls.clone(),
@@ -165,7 +162,7 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
         })),
     };
     assert_eq!(
-        reason(vc.sign(exit).await.unwrap().into_inner()),
+        ask(&mut vc, exit).await.unwrap_err().0,
         pb::Reason::NotAllowed
     );
     // Another client's operation (CometBFT votes belong to `node`).
@@ -183,7 +180,7 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
         })),
     };
     assert_eq!(
-        reason(vc.sign(vote).await.unwrap().into_inner()),
+        ask(&mut vc, vote).await.unwrap_err().0,
         pb::Reason::NotAllowed
     );
 
@@ -193,7 +190,7 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
         e.signing_root = vec![0x11; 32];
     }
     assert_eq!(
-        reason(vc.sign(lying).await.unwrap().into_inner()),
+        ask(&mut vc, lying).await.unwrap_err().0,
         pb::Reason::InvalidRequest
     );
     // Malformed: a root of the wrong length; no message at all.
@@ -206,7 +203,7 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
         a.beacon_block_root = vec![1; 31];
     }
     assert_eq!(
-        reason(vc.sign(short).await.unwrap().into_inner()),
+        ask(&mut vc, short).await.unwrap_err().0,
         pb::Reason::InvalidRequest
     );
     let empty = pb::SignRequest {
@@ -214,7 +211,7 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
         message: None,
     };
     assert_eq!(
-        reason(vc.sign(empty).await.unwrap().into_inner()),
+        ask(&mut vc, empty).await.unwrap_err().0,
         pb::Reason::InvalidRequest
     );
 
@@ -345,15 +342,7 @@ async fn bad_certificates_are_refused_during_the_handshake_with_the_reason() {
     }
     // The refusals did not disturb service.
     let mut vc = daemon.client(setup.client_tls("vc")).await;
-    assert!(
-        outcome(
-            vc.sign(attestation(&setup.bls, 0, 1, 1))
-                .await
-                .unwrap()
-                .into_inner()
-        )
-        .is_ok()
-    );
+    assert!(ask(&mut vc, attestation(&setup.bls, 0, 1, 1)).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,7 +364,7 @@ async fn thirty_two_conflicting_requests_on_separate_connections_yield_one_signa
             let barrier = barrier.clone();
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                outcome(c.sign(req).await.unwrap().into_inner())
+                ask(&mut c, req).await
             }));
         }
         let mut signed = 0;
@@ -464,12 +453,7 @@ async fn policy_reloads_on_sighup_without_dropping_connections_and_a_broken_one_
     let daemon = setup.start();
     let mut vc = daemon.client(setup.client_tls("vc")).await;
     assert_eq!(
-        reason(
-            vc.sign(exit_request(&setup.bls))
-                .await
-                .unwrap()
-                .into_inner()
-        ),
+        ask(&mut vc, exit_request(&setup.bls)).await.unwrap_err().0,
         pb::Reason::NotAllowed
     );
     let connections = daemon.metric("signer_connections_total");
@@ -481,15 +465,7 @@ async fn policy_reloads_on_sighup_without_dropping_connections_and_a_broken_one_
         r#"signer_reloads_total{what="policy",result="ok"}"#,
         1.0,
     );
-    assert!(
-        outcome(
-            vc.sign(exit_request(&setup.bls))
-                .await
-                .unwrap()
-                .into_inner()
-        )
-        .is_ok()
-    );
+    assert!(ask(&mut vc, exit_request(&setup.bls)).await.is_ok());
 
     // A policy that does not parse, then one that parses but has errors: the
     // last good one stays in force.
@@ -500,28 +476,12 @@ async fn policy_reloads_on_sighup_without_dropping_connections_and_a_broken_one_
         r#"signer_reloads_total{what="policy",result="failed"}"#,
         1.0,
     );
-    assert!(
-        outcome(
-            vc.sign(exit_request(&setup.bls))
-                .await
-                .unwrap()
-                .into_inner()
-        )
-        .is_ok()
-    );
+    assert!(ask(&mut vc, exit_request(&setup.bls)).await.is_ok());
     setup.write_policy(&setup.policy_with("[[grant]]\nclients = [\"nobody\"]\noperations = [\"eth2.block\"]\nkey_groups = [\"validators\"]\nnetworks = [\"test-eth\"]\n"));
     let (status, body) = daemon.http("POST", "/reload");
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("policy: kept the previous one"), "{body}");
-    assert!(
-        outcome(
-            vc.sign(exit_request(&setup.bls))
-                .await
-                .unwrap()
-                .into_inner()
-        )
-        .is_ok()
-    );
+    assert!(ask(&mut vc, exit_request(&setup.bls)).await.is_ok());
     assert!(daemon.log().contains("policy reload failed"));
 
     // All of it over the connection opened before the first reload.
@@ -573,15 +533,7 @@ async fn a_new_server_certificate_is_served_after_reload_and_bad_files_keep_the_
     );
     assert_eq!(served_certificate(&setup, daemon.grpc), pem_der(&second));
     // The connection opened before the reloads still works.
-    assert!(
-        outcome(
-            vc.sign(attestation(&setup.bls, 0, 1, 1))
-                .await
-                .unwrap()
-                .into_inner()
-        )
-        .is_ok()
-    );
+    assert!(ask(&mut vc, attestation(&setup.bls, 0, 1, 1)).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,26 +542,21 @@ async fn the_audit_log_records_every_decision_verifies_and_shows_tampering() {
     let daemon = setup.start();
     let mut vc = daemon.client(setup.client_tls("vc")).await;
     for target in 1..=5 {
-        outcome(
-            vc.sign(attestation(&setup.bls, 0, target, 1))
-                .await
-                .unwrap()
-                .into_inner(),
-        )
-        .unwrap();
+        ask(&mut vc, attestation(&setup.bls, 0, target, 1))
+            .await
+            .unwrap();
     }
-    let r = vc
-        .sign(attestation(&setup.bls, 0, 5, 2))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reason(r), pb::Reason::Slashable);
-    let r = vc
-        .sign(exit_request(&setup.bls))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reason(r), pb::Reason::NotAllowed);
+    assert_eq!(
+        ask(&mut vc, attestation(&setup.bls, 0, 5, 2))
+            .await
+            .unwrap_err()
+            .0,
+        pb::Reason::Slashable
+    );
+    assert_eq!(
+        ask(&mut vc, exit_request(&setup.bls)).await.unwrap_err().0,
+        pb::Reason::NotAllowed
+    );
     assert!(daemon.stop().success());
 
     let log = setup.path("data/audit.jsonl");
