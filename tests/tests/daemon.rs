@@ -263,6 +263,22 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
         1.0
     );
 
+    // Operations endpoints.
+    assert_eq!(daemon.http("GET", "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(
+        daemon.http("GET", "/readyz"),
+        (200, "serving: ok\ndatabase: ok\nkeys: ok\n".to_owned())
+    );
+    assert_eq!(daemon.http("GET", "/nope").0, 404);
+    assert_eq!(daemon.http("DELETE", "/reload").0, 405);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(m(r#"signer_certificate_expiry_timestamp_seconds{certificate="server"}"#) > now);
+    assert_eq!(m(r#"signer_keys_loaded{scheme="bls"}"#), 2.0);
+    assert_eq!(m("signer_ready"), 1.0);
+
     // Graceful stop; the database holds exactly the one signed attestation.
     assert!(daemon.stop().success());
     assert_eq!(attestations_in(&setup.path("data/slashing.sqlite")), 1);
