@@ -179,7 +179,7 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Problem>, AuditError> {
 }
 
 /// RFC 3339 UTC with milliseconds for a time since the Unix epoch.
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

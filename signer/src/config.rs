@@ -23,6 +23,9 @@ pub struct Config {
     pub policy: PolicyFile,
     /// Slashing protection.
     pub slashing: Slashing,
+    /// The Web3Signer-compatible HTTP API (off unless configured).
+    #[serde(default)]
+    pub http: Option<Http>,
     /// The audit log (default: `audit.jsonl` beside the database).
     #[serde(default)]
     pub audit: Option<Audit>,
@@ -70,6 +73,22 @@ fn default_max_queue_wait_ms() -> u64 {
 
 fn default_max_batch() -> usize {
     256
+}
+
+/// `[http]`: the Web3Signer-compatible eth2 API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Web3Signer's known-clients file (`<name> <sha256 fingerprint>` per
+    /// line): these certificates are accepted without a CA, named by the file.
+    #[serde(default)]
+    pub known_clients_file: Option<PathBuf>,
+    /// Plain HTTP, no TLS: every local process is the policy client whose
+    /// identity is `insecure:loopback-http`. Only on a loopback address.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 /// `[audit]`.
@@ -330,6 +349,20 @@ impl Config {
                 "must differ from grpc_listen",
             ));
         }
+        if let Some(h) = &c.http {
+            if h.insecure_plaintext && !h.listen.ip().is_loopback() {
+                return Err(invalid(
+                    "http.insecure_plaintext",
+                    "plain HTTP only on a loopback address (127.0.0.1 or ::1)",
+                ));
+            }
+            if h.insecure_plaintext && h.known_clients_file.is_some() {
+                return Err(invalid(
+                    "http.known_clients_file",
+                    "plain HTTP has no client certificates to match",
+                ));
+            }
+        }
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         resolve(&base, &mut c.tls.cert);
         resolve(&base, &mut c.tls.key);
@@ -337,6 +370,13 @@ impl Config {
         c.tls.crls.iter_mut().for_each(|p| resolve(&base, p));
         resolve(&base, &mut c.policy.file);
         resolve(&base, &mut c.slashing.database);
+        if let Some(Http {
+            known_clients_file: Some(p),
+            ..
+        }) = &mut c.http
+        {
+            resolve(&base, p);
+        }
         match &mut c.audit {
             Some(a) => resolve(&base, &mut a.file),
             None => {

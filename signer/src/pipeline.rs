@@ -193,6 +193,11 @@ impl Keyring {
         self.keys.values()
     }
 
+    /// True when a key with this public key is loaded.
+    pub fn contains(&self, public_key: &[u8]) -> bool {
+        self.keys.contains_key(public_key)
+    }
+
     fn get(&self, public_key: &[u8]) -> Result<&SecretKey, Refusal> {
         self.keys.get(public_key).ok_or(Refusal::UnknownKey)
     }
@@ -249,7 +254,7 @@ impl AuditSink {
 #[derive(Debug)]
 pub struct Pipeline {
     policy: RwLock<Arc<Policy>>,
-    keys: Keyring,
+    keys: RwLock<Arc<Keyring>>,
     db: SlashingDb,
     audit: AuditSink,
     network: Network,
@@ -356,7 +361,7 @@ impl Pipeline {
     ) -> Result<Self, crate::audit::AuditError> {
         Ok(Self {
             policy: RwLock::new(Arc::new(policy)),
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             db,
             audit: AuditSink::new(audit)?,
             network,
@@ -382,8 +387,22 @@ impl Pipeline {
     }
 
     /// The loaded keys.
-    pub fn keys(&self) -> &Keyring {
-        &self.keys
+    pub fn keys(&self) -> Arc<Keyring> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the loaded keys (a reload). Batches already running finish
+    /// with the keys they started with; the old keys are dropped (and
+    /// zeroized) when the last of them ends.
+    pub fn set_keys(&self, keys: Keyring) {
+        let keys = Arc::new(keys);
+        match self.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
     }
 
     /// The policy in force.
@@ -411,8 +430,8 @@ impl Pipeline {
     /// The keys `client` may use, with what for.
     pub fn list_keys(&self, client: &str) -> Vec<KeyInfo> {
         let policy = self.policy();
-        let mut out: Vec<KeyInfo> = self
-            .keys
+        let keys = self.keys();
+        let mut out: Vec<KeyInfo> = keys
             .iter()
             .filter_map(|k| {
                 let public_key = k.public_key();
@@ -440,10 +459,11 @@ impl Pipeline {
     /// records of the whole batch are durable before anything is answered.
     pub fn sign_batch(&self, frontend: &'static str, requests: Vec<Request>) -> Vec<Outcome> {
         let policy = self.policy();
+        let keys = self.keys();
         let mut proposals = Vec::new();
         let prepared: Vec<Prepared<'_>> = requests
             .iter()
-            .map(|r| self.prepare(&policy, r, &mut proposals))
+            .map(|r| self.prepare(&keys, &policy, r, &mut proposals))
             .collect();
 
         // Record before sign.
@@ -559,7 +579,8 @@ impl Pipeline {
     }
 
     fn prepare<'a>(
-        &'a self,
+        &self,
+        keys: &'a Keyring,
         policy: &Policy,
         r: &Request,
         proposals: &mut Vec<Proposal>,
@@ -593,7 +614,7 @@ impl Pipeline {
                         Prepared {
                             request: operation.name(),
                             position,
-                            plan: self.prepare_eth2(policy, r, &s, operation, proposals),
+                            plan: self.prepare_eth2(keys, policy, r, &s, operation, proposals),
                         }
                     }
                 }
@@ -614,6 +635,7 @@ impl Pipeline {
                         .map_err(|e| Refusal::InvalidRequest(e.to_string()))
                         .and_then(|(bytes, ext)| {
                             self.prepare_comet(
+                                keys,
                                 policy,
                                 r,
                                 Operation::CometVote,
@@ -635,6 +657,7 @@ impl Pipeline {
                         .map_err(|e| Refusal::InvalidRequest(e.to_string()))
                         .and_then(|bytes| {
                             self.prepare_comet(
+                                keys,
                                 policy,
                                 r,
                                 Operation::CometProposal,
@@ -651,7 +674,7 @@ impl Pipeline {
                 position: None,
                 plan: self
                     .authorize(policy, &r.client, Operation::CometRaw, &r.public_key, None)
-                    .and_then(|()| self.keys.get(&r.public_key))
+                    .and_then(|()| keys.get(&r.public_key))
                     .and_then(|key| match key {
                         SecretKey::Bls(_) => Err(Refusal::InvalidRequest(
                             "cometbft.raw needs an Ed25519 or secp256k1 key".into(),
@@ -675,7 +698,7 @@ impl Pipeline {
                             &r.public_key,
                             None,
                         )?;
-                        match self.keys.get(&r.public_key)? {
+                        match keys.get(&r.public_key)? {
                             key @ SecretKey::Secp256k1(_) => Ok(Plan::Raw {
                                 key,
                                 payload: Raw::Digest(digest),
@@ -700,7 +723,7 @@ impl Pipeline {
                         &r.public_key,
                         None,
                     )
-                    .and_then(|()| match self.keys.get(&r.public_key)? {
+                    .and_then(|()| match keys.get(&r.public_key)? {
                         key @ SecretKey::Ed25519(_) => Ok(Plan::Raw {
                             key,
                             payload: Raw::Ed25519(message.clone()),
@@ -712,7 +735,8 @@ impl Pipeline {
     }
 
     fn prepare_eth2<'a>(
-        &'a self,
+        &self,
+        keys: &'a Keyring,
         policy: &Policy,
         r: &Request,
         s: &eth2::Signable,
@@ -729,7 +753,7 @@ impl Pipeline {
             &r.public_key,
             network.as_ref(),
         )?;
-        let SecretKey::Bls(key) = self.keys.get(&r.public_key)? else {
+        let SecretKey::Bls(key) = keys.get(&r.public_key)? else {
             return Err(Refusal::InvalidRequest("the key is not a BLS key".into()));
         };
         let validator = BlsPublicKey::from_slice(&r.public_key).ok_or(Refusal::UnknownKey)?;
@@ -769,7 +793,8 @@ impl Pipeline {
 
     #[allow(clippy::too_many_arguments)]
     fn prepare_comet<'a>(
-        &'a self,
+        &self,
+        keys: &'a Keyring,
         policy: &Policy,
         r: &Request,
         operation: Operation,
@@ -780,7 +805,7 @@ impl Pipeline {
     ) -> Result<Plan<'a>, Refusal> {
         let network = policy::Network::CometBft(chain_id.to_owned());
         self.authorize(policy, &r.client, operation, &r.public_key, Some(&network))?;
-        let key = self.keys.get(&r.public_key)?;
+        let key = keys.get(&r.public_key)?;
         if matches!(key, SecretKey::Bls(_)) {
             return Err(Refusal::InvalidRequest(
                 "BLS keys do not sign CometBFT messages here".into(),

@@ -2,3 +2,4 @@
 
 pub mod grpc;
 pub mod privval;
+pub mod web3signer;

@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Serve metrics and health here instead of `server.metrics_listen`.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the Web3Signer-compatible HTTP API here (HTTPS with the same
+    /// certificates), instead of or without `[http]`.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
 }
 
 /// Logs to stderr as the configuration says; `SIGNER_LOG` overrides the filter.
@@ -50,6 +54,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Overrides {
             grpc_listen: a.grpc_listen,
             metrics_listen: a.metrics_listen,
+            http_listen: a.http_listen,
         },
     )
 }

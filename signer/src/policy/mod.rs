@@ -377,6 +377,13 @@ pub fn check(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
                 parsed
             }
         };
+        if c.identity == crate::tls::identity::LOOPBACK_PLAINTEXT {
+            f.push(finding(
+                Warning,
+                &loc,
+                "is whoever reaches the plain-HTTP listener: any process on this host can use its grants",
+            ));
+        }
         if c.max_requests_per_second == Some(0) {
             f.push(finding(
                 Error,

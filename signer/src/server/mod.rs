@@ -43,6 +43,8 @@ pub struct Overrides {
     pub grpc_listen: Option<SocketAddr>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--http-listen` (enables the Web3Signer API if the file does not).
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// What the daemon's tasks share.
@@ -55,6 +57,19 @@ pub struct Shared {
     policy_file: PathBuf,
     stopping: AtomicBool,
     health: tonic_health::server::HealthReporter,
+    pool: Arc<Pool>,
+    max_wait: Duration,
+    http_tls: Option<Arc<ReloadableConfig>>,
+    key_sources: Vec<KeySource>,
+    key_reload: std::sync::Mutex<KeyReload>,
+}
+
+/// The state of the last key reload (Web3Signer's `GET /reload`).
+#[derive(Debug, Clone, Default)]
+struct KeyReload {
+    running: bool,
+    outcome: Option<Result<usize, String>>,
+    time: Option<String>,
 }
 
 /// What a reload did.
@@ -64,6 +79,8 @@ pub struct ReloadReport {
     pub tls: Result<(), String>,
     /// The policy.
     pub policy: Result<(), String>,
+    /// Keys: how many loaded, or why some did not (the ones that loaded are in use).
+    pub keys: Result<usize, String>,
 }
 
 impl ReloadReport {
@@ -71,12 +88,13 @@ impl ReloadReport {
         Self {
             tls: Err(why.to_owned()),
             policy: Err(why.to_owned()),
+            keys: Err(why.to_owned()),
         }
     }
 
-    /// True when both parts reloaded.
+    /// True when every part reloaded.
     pub fn ok(&self) -> bool {
-        self.tls.is_ok() && self.policy.is_ok()
+        self.tls.is_ok() && self.policy.is_ok() && self.keys.is_ok()
     }
 }
 
@@ -88,7 +106,10 @@ impl fmt::Display for ReloadReport {
                 Err(e) => writeln!(f, "{what}: kept the previous one: {e}")?,
             }
         }
-        Ok(())
+        match &self.keys {
+            Ok(n) => writeln!(f, "keys: {n} loaded"),
+            Err(e) => writeln!(f, "keys: {e}"),
+        }
     }
 }
 
@@ -110,10 +131,108 @@ fn load_policy(path: &Path) -> Result<Policy, String> {
 }
 
 impl Shared {
-    /// Re-reads TLS material and the policy; a part that fails keeps the old one.
+    /// The worker pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Longest wait in the queue.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// The HTTP listener's TLS setup, when it has one.
+    pub fn http_tls(&self) -> Option<&ReloadableConfig> {
+        self.http_tls.as_deref()
+    }
+
+    /// Loads the configured keys again and puts them in force: keys whose
+    /// files are gone stop signing, new ones start. Sources that fail are
+    /// reported (Web3Signer's "completed with errors"); what loaded is used.
+    pub fn reload_keys(&self) -> Result<usize, String> {
+        let (keys, errors) = load_keys(&self.key_sources);
+        let n = keys.len();
+        record_keys(self.pipeline.metrics(), &keys);
+        self.pipeline.set_keys(keys);
+        self.pipeline.metrics().reload("keys", errors.is_empty());
+        if errors.is_empty() {
+            tracing::info!(keys = n, "keys reloaded");
+            Ok(n)
+        } else {
+            for e in &errors {
+                tracing::error!(error = %e, "key reload: a key did not load");
+            }
+            Err(format!(
+                "{n} keys loaded; {} key loading error(s), first: {}",
+                errors.len(),
+                errors.first().map_or("", String::as_str)
+            ))
+        }
+    }
+
+    /// Starts a key reload in the background (Web3Signer's `POST /reload`);
+    /// false when one is already running.
+    pub fn start_key_reload(self: &Arc<Self>, client: &str) -> bool {
+        {
+            let Ok(mut state) = self.key_reload.lock() else {
+                return false;
+            };
+            if state.running {
+                return false;
+            }
+            state.running = true;
+            state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
+        }
+        tracing::info!(client, "key reload requested");
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = me.reload_keys();
+            if let Ok(mut state) = me.key_reload.lock() {
+                state.running = false;
+                state.outcome = Some(outcome);
+                state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
+            }
+        });
+        true
+    }
+
+    /// Web3Signer's `GET /reload` body.
+    pub fn key_reload_status(&self) -> serde_json::Value {
+        let state = self
+            .key_reload
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let status = match (&state.running, &state.outcome) {
+            (true, _) => "running",
+            (false, None) => "idle",
+            (false, Some(Ok(_))) => "completed",
+            (false, Some(Err(_))) => "completed_with_errors",
+        };
+        let mut v = serde_json::json!({ "status": status });
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(t) = state.time {
+                obj.insert("lastOperationTime".into(), t.into());
+            }
+            if let Some(Err(e)) = state.outcome {
+                obj.insert("lastError".into(), e.into());
+            }
+        }
+        v
+    }
+
+    /// Re-reads TLS material, the policy and the keys; TLS or a policy that
+    /// fails keeps the old one.
     pub fn reload(&self) -> ReloadReport {
         let metrics = self.pipeline.metrics();
-        let tls = self.tls.reload().map_err(|e| e.to_string());
+        let tls =
+            self.tls
+                .reload()
+                .map_err(|e| e.to_string())
+                .and_then(|()| match &self.http_tls {
+                    Some(h) => h.reload().map_err(|e| format!("HTTP listener: {e}")),
+                    None => Ok(()),
+                });
         match &tls {
             Ok(()) => {
                 tracing::info!("TLS material reloaded");
@@ -132,7 +251,8 @@ impl Shared {
             }
         }
         metrics.reload("policy", policy.is_ok());
-        ReloadReport { tls, policy }
+        let keys = self.reload_keys();
+        ReloadReport { tls, policy, keys }
     }
 
     /// Readiness checks, each `Ok` or why not (blocking: it asks the database).
@@ -189,50 +309,69 @@ fn record_expiry(metrics: &Metrics, files: &tls::TlsFiles) {
     }
 }
 
-/// Loads every configured key; any failure refuses start-up.
-pub fn load_keys(sources: &[KeySource]) -> Result<Keyring, String> {
+/// Every configured key that loads, and why each that did not.
+pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
     let mut ring = Keyring::default();
+    let mut errors = Vec::new();
     let mut add = |key: SecretKey, from: &Path| {
         tracing::debug!(file = %from.display(), scheme = key.scheme().key_type(), "key loaded");
         ring.insert(key);
+    };
+    let file_key = |path: &Path, password_file: &Path| -> Result<SecretKey, String> {
+        let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let password = keystore::read_password_file(password_file).map_err(|e| e.to_string())?;
+        soft::load_key_file(&json, &password).map_err(|e| format!("{}: {e}", path.display()))
     };
     for source in sources {
         match source {
             KeySource::File {
                 path,
                 password_file,
-            } => {
-                let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let password =
-                    keystore::read_password_file(password_file).map_err(|e| e.to_string())?;
-                let key = soft::load_key_file(&json, &password)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                add(key, path);
-            }
-            KeySource::Web3signerDir { path } => {
-                let report = web3signer::load_dir(path).map_err(|e| e.to_string())?;
-                if let Some((file, e)) = report.errors.first() {
-                    return Err(format!(
-                        "{}: {e} ({} file(s) refused in {})",
-                        file.display(),
-                        report.errors.len(),
-                        path.display()
-                    ));
+            } => match file_key(path, password_file) {
+                Ok(key) => add(key, path),
+                Err(e) => errors.push(e),
+            },
+            KeySource::Web3signerDir { path } => match web3signer::load_dir(path) {
+                Ok(report) => {
+                    for (file, e) in report.errors {
+                        errors.push(format!("{}: {e}", file.display()));
+                    }
+                    for (file, key) in report.keys {
+                        add(key, &file);
+                    }
                 }
-                for (file, key) in report.keys {
-                    add(key, &file);
-                }
-            }
+                Err(e) => errors.push(e.to_string()),
+            },
             KeySource::PrivValidatorKey { path } => {
-                let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let key = soft::cometbft::load_priv_validator_key(&json)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                tracing::warn!(file = %path.display(), "priv_validator_key.json is not encrypted; move the key into a key file");
-                add(key, path);
+                let key = std::fs::read(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| {
+                        soft::cometbft::load_priv_validator_key(&json).map_err(|e| e.to_string())
+                    });
+                match key {
+                    Ok(key) => {
+                        tracing::warn!(file = %path.display(), "priv_validator_key.json is not encrypted; move the key into a key file");
+                        add(key, path);
+                    }
+                    Err(e) => errors.push(format!("{}: {e}", path.display())),
+                }
             }
         }
     }
-    Ok(ring)
+    (ring, errors)
+}
+
+fn record_keys(metrics: &Metrics, keys: &Keyring) {
+    for scheme in ["bls", "ed25519", "secp256k1"] {
+        let n = keys
+            .iter()
+            .filter(|k| k.scheme().key_type() == scheme)
+            .count();
+        metrics
+            .keys_loaded
+            .get_or_create(&vec![("scheme", scheme.to_owned())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
 }
 
 fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
@@ -325,22 +464,30 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     if let Some(a) = overrides.metrics_listen {
         config.server.metrics_listen = a;
     }
+    if let Some(listen) = overrides.http_listen {
+        match &mut config.http {
+            Some(h) => h.listen = listen,
+            None => {
+                config.http = Some(crate::config::Http {
+                    listen,
+                    known_clients_file: None,
+                    insecure_plaintext: false,
+                })
+            }
+        }
+    }
     tls::install_crypto_provider();
 
     let policy_file = config.policy.file.clone();
     let policy = load_policy(&policy_file).map_err(|e| format!("policy: {e}"))?;
-    let keys = load_keys(&config.keys).map_err(|e| format!("keys: {e}"))?;
-    let metrics = Arc::new(Metrics::new());
-    for scheme in ["bls", "ed25519", "secp256k1"] {
-        let n = keys
-            .iter()
-            .filter(|k| k.scheme().key_type() == scheme)
-            .count();
-        metrics
-            .keys_loaded
-            .get_or_create(&vec![("scheme", scheme.to_owned())])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    // At start every configured key must load: a signer running with fewer
+    // keys than configured would miss duties silently.
+    let (keys, errors) = load_keys(&config.keys);
+    if let Some(first) = errors.first() {
+        return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
     }
+    let metrics = Arc::new(Metrics::new());
+    record_keys(&metrics, &keys);
     tracing::info!(keys = keys.len(), "keys loaded");
     let network = config
         .ethereum
@@ -424,6 +571,28 @@ async fn serve(
         .map_err(|e| format!("metrics listener {}: {e}", config.server.metrics_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let http_listener = match &config.http {
+        Some(h) => Some(
+            TcpListener::bind(h.listen)
+                .await
+                .map_err(|e| format!("http listener {}: {e}", h.listen))?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    // The HTTP listener shares the server certificate and client CAs, speaks
+    // HTTP/1.1 only, and may accept Web3Signer's known clients.
+    let http_tls = match &config.http {
+        Some(h) if !h.insecure_plaintext => Some(Arc::new(ReloadableConfig::load_for(
+            tls_files.clone(),
+            tls::ListenerTls {
+                alpn: vec![b"http/1.1".to_vec()],
+                known_clients: h.known_clients_file.clone(),
+            },
+        )?)),
+        _ => None,
+    };
+    let max_wait = Duration::from_millis(config.server.max_queue_wait_ms);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -436,6 +605,11 @@ async fn serve(
         policy_file,
         stopping: AtomicBool::new(false),
         health: health.clone(),
+        pool: pool.clone(),
+        max_wait,
+        http_tls: http_tls.clone(),
+        key_sources: config.keys.clone(),
+        key_reload: std::sync::Mutex::new(KeyReload::default()),
     });
     let _ = shared.readiness();
 
@@ -446,11 +620,7 @@ async fn serve(
         pipeline.metrics().clone(),
         stop_rx.clone(),
     );
-    let service = SignerService::new(
-        pipeline.clone(),
-        pool,
-        Duration::from_millis(config.server.max_queue_wait_ms),
-    );
+    let service = SignerService::new(pipeline.clone(), pool, max_wait);
     let routes = Routes {
         health: health_service,
         signer: proto::v1::signer_server::SignerServer::new(service),
@@ -467,15 +637,28 @@ async fn serve(
                 },
             ),
     );
-    let ops = tokio::spawn(http::serve(metrics_listener, shared.clone(), stop_rx));
+    let ops = tokio::spawn(http::serve(
+        metrics_listener,
+        shared.clone(),
+        stop_rx.clone(),
+    ));
+    let web3signer = http_listener.map(|l| {
+        tokio::spawn(crate::api::web3signer::serve(
+            l,
+            shared.clone(),
+            http_tls,
+            stop_rx,
+        ))
+    });
 
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "ready grpc={grpc_addr} metrics={metrics_addr}")?;
+        let http = http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
+        writeln!(out, "ready grpc={grpc_addr} metrics={metrics_addr}{http}")?;
         out.flush()?;
     }
-    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, workers, "ready");
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = ?http_addr, workers, "ready");
 
     let signals = wait_for_signals(shared.clone()).await;
     shared.stopping.store(true, Ordering::Relaxed);
@@ -491,5 +674,9 @@ async fn serve(
         _ => {}
     }
     ops.abort();
+    if let Some(w) = web3signer {
+        // The accept loop has stopped; connections finish on the runtime.
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
     signals
 }

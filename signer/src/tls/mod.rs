@@ -11,6 +11,9 @@
 //!   against the policy's clients.
 
 pub mod identity;
+mod known;
+
+pub use known::KnownClients;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -73,8 +76,36 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// Builds the server configuration from `files`.
+/// What differs between listeners sharing the same certificate files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// ALPN protocols offered.
+    pub alpn: Vec<Vec<u8>>,
+    /// Web3Signer's known-clients file: certificates accepted by SHA-256
+    /// fingerprint (self-signed ones included), named by the file.
+    pub known_clients: Option<PathBuf>,
+}
+
+impl ListenerTls {
+    /// gRPC: HTTP/2, CA-verified clients only.
+    pub fn grpc() -> Self {
+        Self {
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            known_clients: None,
+        }
+    }
+}
+
+/// Builds the gRPC listener's server configuration from `files`.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_for(files, &ListenerTls::grpc()).map(|(c, _)| c)
+}
+
+/// Builds a listener's server configuration, with its known clients.
+pub fn server_config_for(
+    files: &TlsFiles,
+    listener: &ListenerTls,
+) -> Result<(Arc<ServerConfig>, Arc<KnownClients>), TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err(&files.key, e))?;
@@ -101,14 +132,19 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .with_crls(crls)
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    let known = Arc::new(match &listener.known_clients {
+        Some(path) => KnownClients::load(path)?,
+        None => KnownClients::default(),
+    });
+    let verifier = known::verifier(verifier, known.clone());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    config.alpn_protocols = listener.alpn.clone();
+    Ok((Arc::new(config), known))
 }
 
 /// The current server configuration, replaceable without a restart. New
@@ -116,31 +152,46 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 #[derive(Debug)]
 pub struct ReloadableConfig {
     files: TlsFiles,
-    current: RwLock<Arc<ServerConfig>>,
+    listener: ListenerTls,
+    current: RwLock<(Arc<ServerConfig>, Arc<KnownClients>)>,
 }
 
 impl ReloadableConfig {
     /// Loads `files`; refuses to start without a working setup.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
-        let config = server_config(&files)?;
+        Self::load_for(files, ListenerTls::grpc())
+    }
+
+    /// Loads `files` for a listener of this kind.
+    pub fn load_for(files: TlsFiles, listener: ListenerTls) -> Result<Self, TlsError> {
+        let current = server_config_for(&files, &listener)?;
         Ok(Self {
             files,
-            current: RwLock::new(config),
+            listener,
+            current: RwLock::new(current),
         })
+    }
+
+    /// The known clients in force (empty unless configured).
+    pub fn known_clients(&self) -> Arc<KnownClients> {
+        match self.current.read() {
+            Ok(c) => c.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
     }
 
     /// The configuration for the next connection.
     pub fn current(&self) -> Arc<ServerConfig> {
         match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(c) => c.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
         }
     }
 
     /// Reads the files again. On failure the old configuration stays in force
     /// and the error says why.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = server_config(&self.files)?;
+        let fresh = server_config_for(&self.files, &self.listener)?;
         match self.current.write() {
             Ok(mut c) => *c = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,

@@ -1,0 +1,308 @@
+//! Web3Signer's eth2 remote-signing API over HTTP/1.1 (HTTPS with client
+//! certificates, or plain HTTP on loopback when explicitly enabled), on the
+//! same pipeline, worker pool, policy and audit log as gRPC. Every Ethereum
+//! consensus client speaks this API, so replacing Web3Signer is a URL change.
+//!
+//! Endpoints (paths and status codes as `openapi-specs/eth2/web3signer.yaml`):
+//! `POST /api/v1/eth2/sign/{identifier}`, `GET /api/v1/eth2/publicKeys`,
+//! `GET /upcheck`, `GET /healthcheck`, `GET /api/v1/eth2/highWatermark`,
+//! `POST /reload` and `GET /reload`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::pipeline::{self, Message, Refusal, Signature};
+use crate::server::Shared;
+use crate::server::listener::{self, PeerInfo};
+use crate::server::pool::{Answer, Job, Rejected};
+use crate::tls::ReloadableConfig;
+use crate::tls::identity::{LOOPBACK_PLAINTEXT, PeerIdentity};
+
+/// Largest request body accepted (a phase0 block with every list full is far smaller).
+const MAX_BODY: usize = 4 << 20;
+
+type Reply = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json_reply(status: StatusCode, v: &serde_json::Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// JSON unless the client asks for text/plain and does not accept JSON.
+fn wants_text(req: &Request<Incoming>) -> bool {
+    let Some(accept) = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let accept = accept.to_ascii_lowercase();
+    accept.contains("text/plain") && !accept.contains("application/json") && !accept.contains("*/*")
+}
+
+/// The policy client behind a connection (`None`: plain HTTP).
+fn identify(shared: &Shared, peer: Option<&PeerInfo>) -> Result<String, Reply> {
+    let identity = match peer {
+        None => PeerIdentity {
+            uris: vec![LOOPBACK_PLAINTEXT.to_owned()],
+            dns_names: Vec::new(),
+            fingerprint: [0; 32],
+        },
+        Some(p) => match shared.http_tls().and_then(|t| {
+            t.known_clients()
+                .name(&p.identity.fingerprint)
+                .map(str::to_owned)
+        }) {
+            // A known-clients certificate is the policy client named by the file.
+            Some(name) => PeerIdentity {
+                uris: vec![name],
+                dns_names: Vec::new(),
+                fingerprint: p.identity.fingerprint,
+            },
+            None => (*p.identity).clone(),
+        },
+    };
+    shared.pipeline.identify(&identity).map_err(|e| {
+        tracing::info!(peer = ?peer.map(|p| p.addr), error = %e, "HTTP caller is not a policy client");
+        text(StatusCode::FORBIDDEN, e.to_string())
+    })
+}
+
+fn parse_key(identifier: &str) -> Option<Vec<u8>> {
+    let h = identifier
+        .strip_prefix("0x")
+        .or_else(|| identifier.strip_prefix("0X"))
+        .unwrap_or(identifier);
+    hex::decode(h).ok().filter(|k| k.len() == 48)
+}
+
+async fn sign(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: Option<PeerInfo>,
+    identifier: &str,
+) -> Reply {
+    let started = Instant::now();
+    let as_text = wants_text(&req);
+    let client = match identify(&shared, peer.as_ref()) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(public_key) = parse_key(identifier) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "identifier: expected a BLS public key (0x and 96 hex digits)",
+        );
+    };
+    // Web3Signer answers 404 for a key it does not hold, whoever asks.
+    if !shared.pipeline.keys().contains(&public_key) {
+        shared
+            .pipeline
+            .metrics()
+            .request("http", "eth2.request", "unknown_key");
+        return text(StatusCode::NOT_FOUND, "public key not found");
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    };
+    let deadline = Instant::now() + shared.max_wait();
+    let item = pipeline::Request {
+        client,
+        public_key,
+        message: Message::Eth2(body),
+    };
+    let (job, rx) = Job::new(vec![item], "http", deadline);
+    let metrics = shared.pipeline.metrics().clone();
+    if let Err((why, _)) = shared.pool().submit(job) {
+        metrics.request("http", "any", "overloaded");
+        let why = match why {
+            Rejected::Full => "the signing queue is full",
+            Rejected::Closed => "the signer is shutting down",
+        };
+        return text(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
+    let answer = rx.await.ok().and_then(|mut a| a.pop());
+    metrics.stage("total", started.elapsed());
+    match answer {
+        Some(Answer::Done(Ok(Signature::Bls(sig)))) => {
+            let hex_sig = format!("0x{}", hex::encode(sig));
+            if as_text {
+                text(StatusCode::OK, hex_sig)
+            } else {
+                json_reply(StatusCode::OK, &json!({ "signature": hex_sig }))
+            }
+        }
+        Some(Answer::Done(Ok(_))) => text(StatusCode::INTERNAL_SERVER_ERROR, "not a BLS signature"),
+        Some(Answer::Done(Err(r))) => {
+            let status = match &r {
+                Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
+                Refusal::NotAllowed(_) => StatusCode::FORBIDDEN,
+                Refusal::UnknownKey => StatusCode::NOT_FOUND,
+                Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+                Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            text(status, r.to_string())
+        }
+        Some(Answer::Overloaded) | None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waited past its deadline in the signing queue",
+        ),
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: Option<PeerInfo>,
+) -> Result<Reply, Infallible> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if let Some(identifier) = path.strip_prefix("/api/v1/eth2/sign/") {
+        if method != Method::POST {
+            return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
+        }
+        let identifier = identifier.to_owned();
+        return Ok(sign(req, shared, peer, &identifier).await);
+    }
+    Ok(match (&method, path.as_str()) {
+        (&Method::GET, "/upcheck") => text(StatusCode::OK, "OK"),
+        (&Method::GET, "/healthcheck") => {
+            let s = shared.clone();
+            let checks = tokio::task::spawn_blocking(move || s.readiness())
+                .await
+                .unwrap_or_default();
+            let up = |ok: bool| if ok { "UP" } else { "DOWN" };
+            let all = !checks.is_empty() && checks.iter().all(|(_, r)| r.is_ok());
+            let list: Vec<serde_json::Value> = checks
+                .iter()
+                .map(|(id, r)| json!({"id": id, "status": up(r.is_ok())}))
+                .collect();
+            let status = if all {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_reply(
+                status,
+                &json!({"status": up(all), "checks": list, "outcome": up(all)}),
+            )
+        }
+        (&Method::GET, "/api/v1/eth2/publicKeys") => match identify(&shared, peer.as_ref()) {
+            Ok(client) => {
+                let keys: Vec<String> = shared
+                    .pipeline
+                    .list_keys(&client)
+                    .into_iter()
+                    .filter(|k| k.scheme == "bls")
+                    .map(|k| format!("0x{}", hex::encode(k.public_key)))
+                    .collect();
+                json_reply(StatusCode::OK, &json!(keys))
+            }
+            Err(r) => r,
+        },
+        // This signer has no global high watermark: Web3Signer's answer for "none set".
+        (&Method::GET, "/api/v1/eth2/highWatermark") => json_reply(StatusCode::OK, &json!({})),
+        (&Method::POST, "/reload") => match identify(&shared, peer.as_ref()) {
+            Ok(client) => {
+                if shared.start_key_reload(&client) {
+                    json_reply(
+                        StatusCode::ACCEPTED,
+                        &json!({"status": "accepted", "message": "Reload started; GET /reload for its status"}),
+                    )
+                } else {
+                    json_reply(
+                        StatusCode::CONFLICT,
+                        &json!({"status": "running", "message": "A reload is already running"}),
+                    )
+                }
+            }
+            Err(r) => r,
+        },
+        (&Method::GET, "/reload") => json_reply(StatusCode::OK, &shared.key_reload_status()),
+        (_, "/upcheck" | "/healthcheck" | "/api/v1/eth2/publicKeys" | "/reload") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    })
+}
+
+fn serve_connection<IO>(io: IO, shared: Arc<Shared>, peer: Option<PeerInfo>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service =
+            hyper::service::service_fn(move |req| handle(req, shared.clone(), peer.clone()));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+            .await;
+    });
+}
+
+/// Serves the API on `listener` until `stop` turns true: over mutual TLS
+/// with `tls`, or plain HTTP when `tls` is `None` (loopback only; the
+/// configuration refuses anything else).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<Arc<ReloadableConfig>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    match tls {
+        Some(tls) => {
+            let mut incoming =
+                listener::incoming(listener, tls, shared.pipeline.metrics().clone(), stop);
+            while let Some(conn) = incoming.recv().await {
+                if let Ok(conn) = conn {
+                    let peer = tonic::transport::server::Connected::connect_info(&conn);
+                    serve_connection(conn, shared.clone(), Some(peer));
+                }
+            }
+        }
+        None => loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.changed() => return,
+            };
+            match accepted {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    serve_connection(tcp, shared.clone(), None);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        },
+    }
+}
