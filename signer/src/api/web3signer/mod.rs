@@ -65,8 +65,8 @@ fn wants_text(req: &Request<Incoming>) -> bool {
     accept.contains("text/plain") && !accept.contains("application/json") && !accept.contains("*/*")
 }
 
-/// The policy client behind a connection (`None`: plain HTTP).
-fn identify(shared: &Shared, peer: Option<&PeerInfo>) -> Result<String, Reply> {
+/// The policy client behind a connection (`None`: plain HTTP), or why it is not one.
+fn identify(shared: &Shared, peer: Option<&PeerInfo>) -> Result<String, String> {
     let identity = match peer {
         None => PeerIdentity {
             uris: vec![LOOPBACK_PLAINTEXT.to_owned()],
@@ -89,7 +89,7 @@ fn identify(shared: &Shared, peer: Option<&PeerInfo>) -> Result<String, Reply> {
     };
     shared.pipeline.identify(&identity).map_err(|e| {
         tracing::info!(peer = ?peer.map(|p| p.addr), error = %e, "HTTP caller is not a policy client");
-        text(StatusCode::FORBIDDEN, e.to_string())
+        e.to_string()
     })
 }
 
@@ -111,7 +111,7 @@ async fn sign(
     let as_text = wants_text(&req);
     let client = match identify(&shared, peer.as_ref()) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return text(StatusCode::FORBIDDEN, e),
     };
     let Some(public_key) = parse_key(identifier) else {
         return text(
@@ -226,7 +226,7 @@ async fn handle(
                     .collect();
                 json_reply(StatusCode::OK, &json!(keys))
             }
-            Err(r) => r,
+            Err(e) => text(StatusCode::FORBIDDEN, e),
         },
         // This signer has no global high watermark: Web3Signer's answer for "none set".
         (&Method::GET, "/api/v1/eth2/highWatermark") => json_reply(StatusCode::OK, &json!({})),
@@ -244,7 +244,7 @@ async fn handle(
                     )
                 }
             }
-            Err(r) => r,
+            Err(e) => text(StatusCode::FORBIDDEN, e),
         },
         (&Method::GET, "/reload") => json_reply(StatusCode::OK, &shared.key_reload_status()),
         (_, "/upcheck" | "/healthcheck" | "/api/v1/eth2/publicKeys" | "/reload") => {
