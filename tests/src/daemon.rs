@@ -364,6 +364,17 @@ networks = ["test-chain"]
         .unwrap_or_else(|e| panic_str(&e.to_string()))
     }
 
+    /// Adds an `[http]` section (the Web3Signer API on a free port) with
+    /// `extra` lines in it.
+    pub fn enable_http(&self, extra: &str) {
+        let config = std::fs::read_to_string(self.path("signer.toml")).unwrap_or_default();
+        let (head, keys) = config.split_once("\n[[keys]]").unwrap_or((&config, ""));
+        self.write(
+            "signer.toml",
+            &format!("{head}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}\n\n[[keys]]{keys}"),
+        );
+    }
+
     /// Starts the daemon on this setup.
     pub fn start(&self) -> Daemon {
         Daemon::start(&self.path("signer.toml"), &self.path("daemon.log"))
@@ -378,6 +389,8 @@ pub struct Daemon {
     pub grpc: SocketAddr,
     /// Metrics address.
     pub metrics: SocketAddr,
+    /// The Web3Signer API's address, when enabled.
+    pub http_api: Option<SocketAddr>,
     log: PathBuf,
 }
 
@@ -433,6 +446,10 @@ impl Daemon {
         Self {
             grpc: addr("grpc="),
             metrics: addr("metrics="),
+            http_api: line
+                .split(' ')
+                .find_map(|f| f.strip_prefix("http="))
+                .and_then(|a| a.parse().ok()),
             child,
             log: log.to_owned(),
         }
@@ -518,4 +535,86 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A blocking HTTPS request over a fresh connection with client certificate
+/// `cert` (`None`: none) from this setup: (status, body), or the TLS error.
+pub fn https(
+    setup: &Setup,
+    addr: SocketAddr,
+    cert: Option<&str>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    signer::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(setup.path("tls/ca.pem")).map_err(|e| e.to_string())? {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        Some(name) => {
+            let chain = CertificateDer::pem_file_iter(setup.path(&format!("tls/{name}.pem")))
+                .map_err(|e| e.to_string())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::from_pem_file(setup.path(&format!("tls/{name}.key")))
+                .map_err(|e| e.to_string())?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from("localhost").map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let io = |e: std::io::Error| {
+        e.get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .map_or_else(|| e.to_string(), |t| format!("{t:?}"))
+    };
+    tls.write_all(request.as_bytes()).map_err(io)?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        // The server may close without close_notify after `Connection: close`.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(io(e)),
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {out:?}"))?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
