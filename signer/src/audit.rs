@@ -37,6 +37,9 @@ pub struct Record {
     pub time: String,
     /// The client's policy name.
     pub client: String,
+    /// How it reached the signer (`grpc`, `http`, `privval`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<String>,
     /// The key, hex.
     pub key: String,
     /// Request type (`eth2.attestation`, `cometbft.vote`, …).
@@ -55,6 +58,8 @@ pub struct Record {
 pub struct Entry {
     /// The client's policy name.
     pub client: String,
+    /// How it reached the signer.
+    pub frontend: Option<String>,
     /// The key, hex.
     pub key: String,
     /// Request type.
@@ -262,6 +267,7 @@ impl AuditLog {
             seq: self.seq,
             time: rfc3339(SystemTime::now()),
             client: e.client,
+            frontend: e.frontend,
             key: e.key,
             request: e.request,
             position: e.position,

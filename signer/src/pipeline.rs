@@ -494,6 +494,7 @@ impl Pipeline {
             .zip(&outcomes)
             .map(|((p, r), o)| Entry {
                 client: r.client.clone(),
+                frontend: Some(frontend.to_owned()),
                 key: hex::encode(&r.public_key),
                 request: p.request.to_owned(),
                 position: p.position,

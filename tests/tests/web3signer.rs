@@ -447,12 +447,10 @@ fn known_clients_by_fingerprint_and_ca_verified_clients_both_work_and_others_are
     // The audit log names the known client by its policy name.
     assert!(d.stop().success());
     let audit = std::fs::read_to_string(setup.path("data/audit.jsonl")).unwrap();
-    assert!(
-        audit
-            .lines()
-            .next()
-            .unwrap()
-            .contains("\"client\":\"lighthouse\""),
+    let first: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&first["client"], &first["frontend"]),
+        (&json!("lighthouse"), &json!("http")),
         "{audit}"
     );
 }
