@@ -289,13 +289,24 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             ))
         }),
         "AGGREGATE_AND_PROOF" => with_fork(RequestKind::AggregateAndProof, &|fi| {
-            let ap: AggregateAndProof<Attestation<P>> = parse(v, "aggregate_and_proof")?;
-            let domain = domain_at(
-                fi,
-                domain::AGGREGATE_AND_PROOF,
-                epoch_of(ap.aggregate.data.slot),
-            );
-            Ok((compute_signing_root(&ap, domain), SlashingFacts::None))
+            // Lighthouse sends Electra aggregates (which carry committee_bits)
+            // under this type too, not as AGGREGATE_AND_PROOF_V2.
+            let electra = at(v, "aggregate_and_proof")?
+                .get("aggregate")
+                .and_then(|a| a.get("committee_bits"))
+                .is_some_and(|b| !b.is_null());
+            let (slot, object_root) = if electra {
+                let ap: AggregateAndProof<AttestationElectra<P>> = parse(v, "aggregate_and_proof")?;
+                (ap.aggregate.data.slot, ap.tree_hash_root())
+            } else {
+                let ap: AggregateAndProof<Attestation<P>> = parse(v, "aggregate_and_proof")?;
+                (ap.aggregate.data.slot, ap.tree_hash_root())
+            };
+            let domain = domain_at(fi, domain::AGGREGATE_AND_PROOF, epoch_of(slot));
+            Ok((
+                compute_signing_root(&object_root, domain),
+                SlashingFacts::None,
+            ))
         }),
         "AGGREGATE_AND_PROOF_V2" => {
             let x = at(v, "aggregate_and_proof")?;
