@@ -16,7 +16,7 @@ use signer::audit::{self, AuditError, AuditLog, Entry, Problem};
 fn entry(i: u64) -> Entry {
     Entry {
         client: "lighthouse-a".into(),
-        frontend: (i % 2 == 0).then(|| "grpc".into()),
+        frontend: i.is_multiple_of(2).then(|| "grpc".into()),
         key: format!("{:096x}", i),
         request: "eth2.attestation".into(),
         position: Some(1000 + i),
