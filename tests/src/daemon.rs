@@ -548,11 +548,31 @@ pub fn https(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<(u16, String), String> {
+    let ca = setup.path("tls/ca.pem");
+    let pair = cert.map(|name| {
+        (
+            setup.path(&format!("tls/{name}.pem")),
+            setup.path(&format!("tls/{name}.key")),
+        )
+    });
+    https_with(&ca, pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())), addr, method, path, headers, body)
+}
+
+/// [`https`] with explicit files: the server's CA, and our certificate and key.
+pub fn https_with(
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     signer::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(setup.path("tls/ca.pem")).map_err(|e| e.to_string())? {
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
         roots
             .add(c.map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
@@ -563,13 +583,12 @@ pub fn https(
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
     let mut config = match cert {
-        Some(name) => {
-            let chain = CertificateDer::pem_file_iter(setup.path(&format!("tls/{name}.pem")))
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| e.to_string())?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            let key = PrivateKeyDer::from_pem_file(setup.path(&format!("tls/{name}.key")))
-                .map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| e.to_string())?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| e.to_string())?

@@ -87,12 +87,38 @@ fn the_readme_opens_with_the_run_and_test_commands_and_they_work() {
             );
         }
     };
-    assert_eq!(ready, "ready grpc=127.0.0.1:9000 metrics=127.0.0.1:9100");
+    assert_eq!(
+        ready,
+        "ready grpc=127.0.0.1:9000 metrics=127.0.0.1:9100 http=127.0.0.1:9001"
+    );
     assert!(cwd.path().join("signer-dev/signer.toml").exists());
 
     let try_it = block_after(&text, "## Try it");
     let mut ran = 0;
     for line in &try_it {
+        if let Some(args) = line.strip_prefix("curl -s --cacert ") {
+            // curl -s --cacert CA --cert CERT --key KEY https://localhost:PORT/PATH
+            let f: Vec<&str> = args.split_whitespace().collect();
+            assert_eq!((f[1], f[3]), ("--cert", "--key"), "{line}");
+            let url = f[5].strip_prefix("https://localhost:").unwrap();
+            let (port, path) = url.split_once('/').unwrap();
+            let addr = format!("127.0.0.1:{port}").parse().unwrap();
+            let p = |rel: &str| cwd.path().join(rel);
+            let (status, body) = tests::daemon::https_with(
+                &p(f[0]),
+                Some((&p(f[2]), &p(f[4]))),
+                addr,
+                "GET",
+                &format!("/{path}"),
+                &[],
+                "",
+            )
+            .unwrap();
+            assert_eq!(status, 200, "{line}: {body}");
+            assert!(body.starts_with("[\"0x"), "{line}: {body}");
+            ran += 1;
+            continue;
+        }
         if let Some(url) = line.strip_prefix("curl -s http://") {
             let (hostport, rest) = url.split_once('/').unwrap();
             let path = format!("/{}", rest.split_whitespace().next().unwrap());

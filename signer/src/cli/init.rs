@@ -211,6 +211,11 @@ networks = ["dev-chain"]
 grpc_listen = "127.0.0.1:9000"
 metrics_listen = "127.0.0.1:9100"
 
+[http]
+# The Web3Signer-compatible API (HTTPS, same certificates): point a
+# validator client's web3signer URL at https://localhost:9001.
+listen = "127.0.0.1:9001"
+
 [tls]
 cert = "tls/server.pem"
 key = "tls/server.key"
