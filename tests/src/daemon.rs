@@ -555,7 +555,15 @@ pub fn https(
             setup.path(&format!("tls/{name}.key")),
         )
     });
-    https_with(&ca, pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())), addr, method, path, headers, body)
+    https_with(
+        &ca,
+        pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        addr,
+        method,
+        path,
+        headers,
+        body,
+    )
 }
 
 /// [`https`] with explicit files: the server's CA, and our certificate and key.
