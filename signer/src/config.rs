@@ -104,9 +104,18 @@ pub struct Audit {
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// Server certificate chain (PEM).
-    pub cert: PathBuf,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
     /// Server private key (PEM).
-    pub key: PathBuf,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Or: the server identity from a PKCS#12 keystore (as Web3Signer's
+    /// `--tls-keystore-file`)…
+    #[serde(default)]
+    pub keystore: Option<PathBuf>,
+    /// …and the file holding its password.
+    #[serde(default)]
+    pub keystore_password_file: Option<PathBuf>,
     /// CAs issuing client certificates (PEM).
     pub client_cas: Vec<PathBuf>,
     /// Certificate revocation lists (PEM).
@@ -118,10 +127,14 @@ impl Tls {
     /// The files, for [`crate::tls`].
     pub fn files(&self) -> TlsFiles {
         TlsFiles {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
+            cert: self.cert.clone().unwrap_or_default(),
+            key: self.key.clone().unwrap_or_default(),
             client_cas: self.client_cas.clone(),
             crls: self.crls.clone(),
+            pkcs12: self
+                .keystore
+                .clone()
+                .zip(self.keystore_password_file.clone()),
         }
     }
 }
@@ -312,6 +325,20 @@ impl Config {
             field,
             message: message.into(),
         };
+        let pem = (c.tls.cert.is_some(), c.tls.key.is_some());
+        let p12 = (
+            c.tls.keystore.is_some(),
+            c.tls.keystore_password_file.is_some(),
+        );
+        match (pem, p12) {
+            ((true, true), (false, false)) | ((false, false), (true, true)) => {}
+            _ => {
+                return Err(invalid(
+                    "tls",
+                    "give either cert and key (PEM), or keystore and keystore_password_file (PKCS#12)",
+                ));
+            }
+        }
         if c.tls.client_cas.is_empty() {
             return Err(invalid(
                 "tls.client_cas",
@@ -364,8 +391,17 @@ impl Config {
             }
         }
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        resolve(&base, &mut c.tls.cert);
-        resolve(&base, &mut c.tls.key);
+        for p in [
+            &mut c.tls.cert,
+            &mut c.tls.key,
+            &mut c.tls.keystore,
+            &mut c.tls.keystore_password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(&base, p);
+        }
         c.tls.client_cas.iter_mut().for_each(|p| resolve(&base, p));
         c.tls.crls.iter_mut().for_each(|p| resolve(&base, p));
         resolve(&base, &mut c.policy.file);

@@ -23,7 +23,10 @@ fn the_example_parses_to_what_it_shows() {
     let c = Config::parse(&example(), Path::new("/etc/signer/signer.toml")).unwrap();
     assert_eq!(c.server.grpc_listen, "127.0.0.1:9000".parse().unwrap());
     assert_eq!(c.server.metrics_listen, "127.0.0.1:9100".parse().unwrap());
-    assert_eq!(c.tls.cert, Path::new("/etc/signer/tls/server.pem"));
+    assert_eq!(
+        c.tls.cert.as_deref(),
+        Some(Path::new("/etc/signer/tls/server.pem"))
+    );
     assert_eq!(c.tls.client_cas, [Path::new("/etc/signer/tls/ca.pem")]);
     assert_eq!(c.policy.file, Path::new("/etc/signer/policy.toml"));
     assert_eq!(
@@ -69,8 +72,8 @@ file = "policy.toml"
 database = "db.sqlite"
 "#;
     let c = Config::parse(minimal, Path::new("setup/signer.toml")).unwrap();
-    assert_eq!(c.tls.cert, Path::new("/abs/server.pem"));
-    assert_eq!(c.tls.key, Path::new("setup/server.key"));
+    assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/abs/server.pem")));
+    assert_eq!(c.tls.key.as_deref(), Some(Path::new("setup/server.key")));
     assert!(c.tls.crls.is_empty() && c.keys.is_empty());
     assert!(c.slashing.integrity_check_on_open);
     assert_eq!(c.slashing.genesis_validators_root, None);

@@ -134,6 +134,7 @@ impl Setup {
             key: p("server.key"),
             client_cas: vec![p("ca.pem")],
             crls: vec![p("crl.pem")],
+            pkcs12: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod identity;
 mod known;
+pub mod pkcs12;
 
 pub use known::KnownClients;
 
@@ -40,6 +41,9 @@ pub struct TlsFiles {
     pub client_cas: Vec<PathBuf>,
     /// Certificate revocation lists of those CAs (PEM), optional.
     pub crls: Vec<PathBuf>,
+    /// The server identity from a PKCS#12 keystore and its password file,
+    /// instead of `cert` and `key`.
+    pub pkcs12: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why the TLS setup could not be loaded.
@@ -107,8 +111,18 @@ pub fn server_config_for(
     listener: &ListenerTls,
 ) -> Result<(Arc<ServerConfig>, Arc<KnownClients>), TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err(&files.key, e))?;
+    let (chain, key) = match &files.pkcs12 {
+        Some((keystore, password_file)) => {
+            let der = std::fs::read(keystore).map_err(|e| file_err(keystore, e))?;
+            let password = crate::backend::soft::keystore::read_password_file(password_file)
+                .map_err(|e| file_err(password_file, e))?;
+            pkcs12::read(&der, &password).map_err(|e| file_err(keystore, e))?
+        }
+        None => (
+            certs(&files.cert)?,
+            PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err(&files.key, e))?,
+        ),
+    };
     if files.client_cas.is_empty() {
         return Err(TlsError::Config(
             "no client CA configured: every client would be refused".into(),
