@@ -67,7 +67,21 @@ pub struct Metrics {
     pub keys_loaded: Family<Labels, Gauge>,
     /// 1 when ready.
     pub ready: Gauge,
+    /// The stage histograms, resolved once: observing one is then a lookup
+    /// in a short list, not a label allocation and a map lock per request.
+    stage_handles: Vec<(&'static str, Histogram)>,
 }
+
+/// The stages every request passes through.
+pub const STAGES: [&str; 7] = [
+    "queue",
+    "decode",
+    "policy",
+    "slashing_db",
+    "backend",
+    "audit",
+    "total",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -142,7 +156,17 @@ impl Metrics {
             "1 when the database is writable and every backend answers",
             ready.clone(),
         );
+        let stage_handles = STAGES
+            .iter()
+            .map(|&name| {
+                let h = stages
+                    .get_or_create(&vec![("stage", name.to_owned())])
+                    .clone();
+                (name, h)
+            })
+            .collect();
         Self {
+            stage_handles,
             registry,
             requests,
             stages,
@@ -160,9 +184,13 @@ impl Metrics {
 
     /// Observes `d` in `stage`.
     pub fn stage(&self, stage: &'static str, d: Duration) {
-        self.stages
-            .get_or_create(&vec![("stage", stage.to_owned())])
-            .observe(d.as_secs_f64());
+        match self.stage_handles.iter().find(|(name, _)| *name == stage) {
+            Some((_, h)) => h.observe(d.as_secs_f64()),
+            None => self
+                .stages
+                .get_or_create(&vec![("stage", stage.to_owned())])
+                .observe(d.as_secs_f64()),
+        }
     }
 
     /// Counts one answered item.
