@@ -26,6 +26,12 @@ pub struct Config {
     /// The Web3Signer-compatible HTTP API (off unless configured).
     #[serde(default)]
     pub http: Option<Http>,
+    /// The CometBFT privval connector's own identity (SecretConnection key).
+    #[serde(default)]
+    pub privval: Option<Privval>,
+    /// CometBFT chains whose nodes the signer dials.
+    #[serde(default)]
+    pub cometbft: Vec<CometChain>,
     /// The audit log (default: `audit.jsonl` beside the database).
     #[serde(default)]
     pub audit: Option<Audit>,
@@ -89,6 +95,36 @@ pub struct Http {
     /// identity is `insecure:loopback-http`. Only on a loopback address.
     #[serde(default)]
     pub insecure_plaintext: bool,
+}
+
+/// `[privval]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privval {
+    /// The signer's SecretConnection identity: a file holding a 32-byte
+    /// Ed25519 seed as hex (`signer init --dev` writes one). Nodes see its
+    /// node id; it signs no consensus messages.
+    pub identity_key: PathBuf,
+}
+
+/// A `[[cometbft]]` chain.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CometChain {
+    /// Chain id.
+    pub chain_id: String,
+    /// Protocol generation: `v0.34`, `v0.37`, `v0.38` or `v1`.
+    pub protocol: String,
+    /// The consensus key's public key (`0x` + hex), loaded from `[[keys]]`.
+    pub key: String,
+    /// Sign vote extensions (v0.38+; default true).
+    #[serde(default = "yes")]
+    pub sign_extensions: bool,
+    /// Refuse anything above this height (a chain halting at an upgrade).
+    #[serde(default)]
+    pub max_height: Option<i64>,
+    /// Nodes to dial: `tcp://<node id>@host:port` or `unix:///path`.
+    pub nodes: Vec<String>,
 }
 
 /// `[audit]`.
@@ -390,6 +426,29 @@ impl Config {
                 ));
             }
         }
+        for chain in &c.cometbft {
+            if crate::api::privval::connector::parse_protocol(&chain.protocol).is_none() {
+                return Err(invalid(
+                    "cometbft.protocol",
+                    "expected v0.34, v0.37, v0.38 or v1",
+                ));
+            }
+            for node in &chain.nodes {
+                if let Err(e) = crate::api::privval::connector::NodeAddr::parse(node) {
+                    return Err(invalid("cometbft.nodes", &e));
+                }
+            }
+            if chain.nodes.is_empty() {
+                return Err(invalid("cometbft.nodes", "name at least one node"));
+            }
+            let tcp = chain.nodes.iter().any(|n| n.starts_with("tcp://"));
+            if tcp && c.privval.is_none() {
+                return Err(invalid(
+                    "privval.identity_key",
+                    "tcp:// nodes need the signer's SecretConnection identity",
+                ));
+            }
+        }
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         for p in [
             &mut c.tls.cert,
@@ -412,6 +471,18 @@ impl Config {
         }) = &mut c.http
         {
             resolve(&base, p);
+        }
+        if let Some(p) = &mut c.privval {
+            resolve(&base, &mut p.identity_key);
+        }
+        for chain in &mut c.cometbft {
+            for node in &mut chain.nodes {
+                if let Some(rel) = node.strip_prefix("unix://")
+                    && !rel.starts_with('/')
+                {
+                    *node = format!("unix://{}", base.join(rel).display());
+                }
+            }
         }
         match &mut c.audit {
             Some(a) => resolve(&base, &mut a.file),

@@ -67,6 +67,10 @@ pub struct Metrics {
     pub keys_loaded: Family<Labels, Gauge>,
     /// 1 when ready.
     pub ready: Gauge,
+    /// CometBFT node connections: 1 connected, 0 not.
+    pub privval_connected: Family<Labels, Gauge>,
+    /// CometBFT node connections that failed or were refused.
+    pub privval_failures: Family<Labels, Counter>,
     /// The stage histograms, resolved once: observing one is then a lookup
     /// in a short list, not a label allocation and a map lock per request.
     stage_handles: Vec<(&'static str, Histogram)>,
@@ -156,6 +160,18 @@ impl Metrics {
             "1 when the database is writable and every backend answers",
             ready.clone(),
         );
+        let privval_connected = Family::<Labels, Gauge>::default();
+        registry.register(
+            "privval_connected",
+            "CometBFT node connections by chain and node: 1 connected, 0 not",
+            privval_connected.clone(),
+        );
+        let privval_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "privval_connection_failures",
+            "CometBFT node connections that failed, were refused or dropped",
+            privval_failures.clone(),
+        );
         let stage_handles = STAGES
             .iter()
             .map(|&name| {
@@ -166,6 +182,8 @@ impl Metrics {
             })
             .collect();
         Self {
+            privval_connected,
+            privval_failures,
             stage_handles,
             registry,
             requests,

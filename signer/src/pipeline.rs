@@ -117,6 +117,9 @@ pub enum Message {
         chain_id: String,
         /// The vote.
         vote: Vote,
+        /// Sign the vote extension where the protocol has one (a node may
+        /// ask to skip it; a chain may not use extensions).
+        sign_extension: bool,
     },
     /// A CometBFT proposal.
     CometProposal {
@@ -624,9 +627,11 @@ impl Pipeline {
                 version,
                 chain_id,
                 vote,
+                sign_extension,
             } => {
                 let sign_bytes = cometbft::vote_sign_bytes(chain_id, vote).and_then(|b| {
-                    cometbft::vote_extension_sign_bytes(*version, chain_id, vote).map(|e| (b, e))
+                    cometbft::vote_extension_sign_bytes(*version, chain_id, vote)
+                        .map(|e| (b, e.filter(|_| *sign_extension)))
                 });
                 self.metrics.stage("decode", started.elapsed());
                 Prepared {

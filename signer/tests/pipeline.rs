@@ -68,6 +68,7 @@ impl Calls for Pipeline {
                     version,
                     chain_id: chain_id.into(),
                     vote: vote.vote.clone(),
+                    sign_extension: true,
                 },
             },
         )

@@ -375,6 +375,40 @@ networks = ["test-chain"]
         );
     }
 
+    /// Adds a CometBFT chain served by the privval connector, dialing
+    /// `nodes`, with the Ed25519 key as consensus key; each node (by its
+    /// identity: node id or `unix://` URL) is a policy client granted
+    /// consensus signing (and raw bytes) on that chain.
+    pub fn enable_cometbft(&self, chain_id: &str, protocol: &str, nodes: &[(String, String)]) {
+        self.write("keys/privval-identity.hex", &"5a".repeat(32));
+        let list: Vec<String> = nodes
+            .iter()
+            .map(|(addr, _)| format!("\"{addr}\""))
+            .collect();
+        let config = std::fs::read_to_string(self.path("signer.toml")).unwrap_or_default();
+        self.write(
+            "signer.toml",
+            &format!(
+                "{config}\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"{chain_id}\"\nprotocol = \"{protocol}\"\nkey = \"0x{}\"\nnodes = [{}]\n",
+                hex::encode(&self.ed25519),
+                list.join(", ")
+            ),
+        );
+        let mut extra = format!("\n[networks.privval-chain]\nchain_id = \"{chain_id}\"\n");
+        let mut names = Vec::new();
+        for (i, (_, identity)) in nodes.iter().enumerate() {
+            extra.push_str(&format!(
+                "\n[clients.cometbft-node-{i}]\nidentity = \"{identity}\"\n"
+            ));
+            names.push(format!("\"cometbft-node-{i}\""));
+        }
+        extra.push_str(&format!(
+            "\n[[grant]]\nclients = [{n}]\noperations = [\"cometbft.consensus\"]\nkey_groups = [\"consensus\"]\nnetworks = [\"privval-chain\"]\n\n[[grant]]\nclients = [{n}]\noperations = [\"cometbft.raw\"]\nkey_groups = [\"consensus\"]\n",
+            n = names.join(", ")
+        ));
+        self.write_policy(&self.policy_with(&extra));
+    }
+
     /// Starts the daemon on this setup.
     pub fn start(&self) -> Daemon {
         Daemon::start(&self.path("signer.toml"), &self.path("daemon.log"))

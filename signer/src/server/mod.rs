@@ -374,6 +374,74 @@ fn record_keys(metrics: &Metrics, keys: &Keyring) {
     }
 }
 
+/// Starts one connector thread per configured CometBFT node.
+fn start_privval(
+    config: &Config,
+    pipeline: &Arc<Pipeline>,
+    pool: &Arc<Pool>,
+) -> Result<(), BoxError> {
+    use crate::api::privval::connector::{self, Chain, Context, NodeAddr};
+    if config.cometbft.is_empty() {
+        return Ok(());
+    }
+    let identity = match &config.privval {
+        Some(p) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&p.identity_key)
+                    .map_err(|e| format!("{}: {e}", p.identity_key.display()))?,
+            );
+            let bytes = zeroize::Zeroizing::new(
+                hex::decode(text.trim().trim_start_matches("0x"))
+                    .map_err(|_| format!("{}: expected 64 hex digits", p.identity_key.display()))?,
+            );
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("{}: expected 64 hex digits", p.identity_key.display()))?;
+            Some(Arc::new(zeroize::Zeroizing::new(seed)))
+        }
+        None => None,
+    };
+    let ctx = Context {
+        pipeline: pipeline.clone(),
+        pool: pool.clone(),
+        max_wait: Duration::from_millis(config.server.max_queue_wait_ms),
+        identity,
+    };
+    let keys = pipeline.keys();
+    for c in &config.cometbft {
+        let key_bytes = hex::decode(c.key.trim_start_matches("0x"))
+            .map_err(|_| format!("cometbft {}: key is not hex", c.chain_id))?;
+        let key = keys
+            .iter()
+            .find(|k| k.public_key() == key_bytes)
+            .and_then(connector::pub_key_of)
+            .ok_or_else(|| {
+                format!(
+                    "cometbft {}: no Ed25519 or secp256k1 key {} is loaded",
+                    c.chain_id, c.key
+                )
+            })?;
+        let chain = Chain {
+            chain_id: c.chain_id.clone(),
+            version: connector::parse_protocol(&c.protocol)
+                .ok_or_else(|| format!("cometbft {}: unknown protocol", c.chain_id))?,
+            key,
+            sign_extensions: c.sign_extensions,
+            max_height: c.max_height,
+        };
+        for n in &c.nodes {
+            let node = NodeAddr::parse(n)?;
+            let (ctx, chain) = (ctx.clone(), chain.clone());
+            std::thread::Builder::new()
+                .name(format!("privval-{}", c.chain_id))
+                .spawn(move || connector::run_node(ctx, chain, node))?;
+        }
+        tracing::info!(chain = %c.chain_id, nodes = c.nodes.len(), "privval: dialing nodes");
+    }
+    Ok(())
+}
+
 fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
     config
         .slashing
@@ -529,6 +597,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         config.server.queue_capacity,
         config.server.max_batch,
     )?);
+
+    start_privval(&config, &pipeline, &pool)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.clamp(1, 4))

@@ -93,6 +93,7 @@ fn vote(v: pb::CometBftVote) -> Result<Message, String> {
             timestamp: timestamp(v.timestamp),
             extension: v.extension,
         },
+        sign_extension: true,
     })
 }
 

@@ -11,6 +11,7 @@
 //! [`v1`] with prost derives (no crate ships it yet).
 
 mod codec;
+pub mod connector;
 mod v1;
 
 pub use codec::{decode_request, decode_response, encode_request, encode_response};

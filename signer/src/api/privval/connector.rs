@@ -1,0 +1,570 @@
+//! The privval connector: the signer dials every configured CometBFT node
+//! (`priv_validator_laddr`) and answers its requests through the pipeline —
+//! the same policy, slashing database (height/round/step, re-serving stored
+//! signatures) and audit log as every other frontend. All nodes of a chain
+//! stay connected at once; a primary and a backup asking for the same vote
+//! get the same stored signature, and conflicting requests are refused.
+//!
+//! Transport: `tcp://<node id>@host:port` runs SecretConnection (the
+//! tendermint-p2p crate, as tmkms does) and refuses a node whose key does
+//! not hash to the configured node id; `unix:///path` is a plain Unix
+//! socket. Messages are uvarint-length-delimited privval protobufs (codec in
+//! [`super`]). One thread per node: a node asks one thing at a time.
+//!
+//! Refusals go back as `RemoteSignerError` with these codes:
+//! 1 invalid request, 2 double sign (slashing protection refused),
+//! 3 not allowed by policy or unknown chain/key, 4 signer unavailable.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{PubKey, RemoteError, Request, Response, WireProposal, WireVote};
+use crate::backend::soft::SecretKey;
+use crate::cometbft::ProtocolVersion;
+use crate::pipeline::{self, Message, Refusal, Signature};
+use crate::server::pool::{Answer, Job, Pool};
+use crate::tls::identity::PeerIdentity;
+
+/// Largest privval message accepted (a proposal with its block id is tiny).
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Remote-signer error codes (see the module documentation).
+pub mod code {
+    /// Malformed or impossible request.
+    pub const INVALID: i32 = 1;
+    /// Slashing protection refused: signing would be a double sign.
+    pub const DOUBLE_SIGN: i32 = 2;
+    /// Not allowed by policy, or a chain or key this signer does not serve.
+    pub const NOT_ALLOWED: i32 = 3;
+    /// The signer cannot sign right now (database, backend, overload).
+    pub const UNAVAILABLE: i32 = 4;
+}
+
+/// `v0.34` … `v1` → the protocol generation.
+pub fn parse_protocol(s: &str) -> Option<ProtocolVersion> {
+    Some(match s {
+        "v0.34" => ProtocolVersion::V0_34,
+        "v0.37" => ProtocolVersion::V0_37,
+        "v0.38" => ProtocolVersion::V0_38,
+        "v1" | "v1.0" => ProtocolVersion::V1,
+        _ => return None,
+    })
+}
+
+/// Where a node listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAddr {
+    /// SecretConnection over TCP; the node's key must hash to `node_id`.
+    Tcp {
+        /// 40 hex digits: the first 20 bytes of SHA-256 of its Ed25519 key.
+        node_id: String,
+        /// `host:port`.
+        addr: String,
+    },
+    /// A Unix socket.
+    Unix(PathBuf),
+}
+
+impl NodeAddr {
+    /// Parses `tcp://<node id>@host:port` or `unix:///path`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            let (id, addr) = rest
+                .split_once('@')
+                .ok_or("tcp:// nodes are written tcp://<node id>@host:port")?;
+            let id = id.to_ascii_lowercase();
+            if id.len() != 40 || hex::decode(&id).is_err() {
+                return Err(format!("{s}: a node id is 40 hex digits"));
+            }
+            if !addr.contains(':') {
+                return Err(format!("{s}: expected host:port after the node id"));
+            }
+            Ok(Self::Tcp {
+                node_id: id,
+                addr: addr.to_owned(),
+            })
+        } else if let Some(path) = s.strip_prefix("unix://") {
+            Ok(Self::Unix(PathBuf::from(path)))
+        } else {
+            Err(format!(
+                "{s}: expected tcp://<node id>@host:port or unix:///path"
+            ))
+        }
+    }
+
+    /// The identity the policy knows this node by: its node id, or the socket URL.
+    pub fn identity(&self) -> String {
+        match self {
+            Self::Tcp { node_id, .. } => node_id.clone(),
+            Self::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::Tcp { node_id, addr } => format!("tcp://{node_id}@{addr}"),
+            Self::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+}
+
+/// The node id of an Ed25519 public key.
+pub fn node_id(public_key: &[u8; 32]) -> String {
+    hex::encode(Sha256::digest(public_key).get(..20).unwrap_or_default())
+}
+
+/// One chain as the connector serves it.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// Chain id.
+    pub chain_id: String,
+    /// Protocol generation.
+    pub version: ProtocolVersion,
+    /// The consensus public key.
+    pub key: PubKey,
+    /// Sign vote extensions.
+    pub sign_extensions: bool,
+    /// Highest height signed.
+    pub max_height: Option<i64>,
+}
+
+/// What every node thread needs.
+#[derive(Clone)]
+pub struct Context {
+    /// The pipeline.
+    pub pipeline: Arc<pipeline::Pipeline>,
+    /// The worker pool.
+    pub pool: Arc<Pool>,
+    /// Longest wait in the queue.
+    pub max_wait: Duration,
+    /// The signer's SecretConnection identity (Ed25519 seed).
+    pub identity: Option<Arc<Zeroizing<[u8; 32]>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("privval::Context")
+    }
+}
+
+/// The consensus public key of a loaded key, as privval sends it.
+pub fn pub_key_of(key: &SecretKey) -> Option<PubKey> {
+    match key {
+        SecretKey::Ed25519(k) => Some(PubKey::Ed25519(k.public_key())),
+        SecretKey::Secp256k1(k) => Some(PubKey::Secp256k1(k.public_key())),
+        SecretKey::Bls(_) => None,
+    }
+}
+
+fn public_key_bytes(k: &PubKey) -> Vec<u8> {
+    match k {
+        PubKey::Ed25519(b) => b.to_vec(),
+        PubKey::Secp256k1(b) => b.to_vec(),
+    }
+}
+
+fn remote(code: i32, description: impl Into<String>) -> RemoteError {
+    RemoteError {
+        code,
+        description: description.into(),
+    }
+}
+
+fn refusal_error(r: &Refusal) -> RemoteError {
+    let code = match r {
+        Refusal::Slashable(_) => code::DOUBLE_SIGN,
+        Refusal::NotAllowed(_) | Refusal::UnknownKey => code::NOT_ALLOWED,
+        Refusal::InvalidRequest(_) => code::INVALID,
+        Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => code::UNAVAILABLE,
+    };
+    remote(code, r.to_string())
+}
+
+/// Reads one uvarint-delimited message; `Ok(None)` at a clean end of stream.
+/// (Public for the tests' node: the other side of the same protocol.)
+pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len: u64 = 0;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        match r.read(&mut b)? {
+            0 if i == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            _ => {}
+        }
+        len |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len > MAX_FRAME {
+                return Err(std::io::Error::other(format!(
+                    "frame of {len} bytes (at most {MAX_FRAME})"
+                )));
+            }
+            let mut buf = vec![0u8; len];
+            r.read_exact(&mut buf)?;
+            return Ok(Some(buf));
+        }
+    }
+    Err(std::io::Error::other("length prefix longer than 10 bytes"))
+}
+
+/// SecretConnection's payload per encrypted frame (tendermint-p2p's
+/// `DATA_MAX_SIZE`).
+const SECRET_FRAME_DATA: usize = 1024;
+
+/// Reads a SecretConnection one whole frame at a time.
+///
+/// tendermint-p2p 0.41's `Read` panics when the caller's buffer is smaller
+/// than the decrypted frame (it copies the rest into an empty buffer). Every
+/// read here asks for a full frame's worth, and hands it out from a buffer
+/// of our own; writes pass through.
+pub struct FrameReader<S> {
+    inner: S,
+    buf: Box<[u8; SECRET_FRAME_DATA]>,
+    start: usize,
+    end: usize,
+}
+
+impl<S> FrameReader<S> {
+    /// Wraps a connection.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            buf: Box::new([0; SECRET_FRAME_DATA]),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for FrameReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameReader")
+    }
+}
+
+impl<S: Read> Read for FrameReader<S> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = self.inner.read(self.buf.as_mut_slice())?;
+        }
+        let available = self.buf.get(self.start..self.end).unwrap_or_default();
+        let n = available.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), available.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.start += n;
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for FrameReader<S> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes one uvarint-delimited message.
+pub fn write_frame(w: &mut impl Write, msg: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(msg.len() + 5);
+    let mut n = msg.len() as u64;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(msg);
+    w.write_all(&out)?;
+    w.flush()
+}
+
+/// Serves one node forever: connect, answer, reconnect with backoff and jitter.
+pub fn run_node(ctx: Context, chain: Chain, node: NodeAddr) {
+    let label = node.label();
+    let metrics = ctx.pipeline.metrics().clone();
+    let labels = vec![("chain", chain.chain_id.clone()), ("node", label.clone())];
+    let mut attempt: u32 = 0;
+    loop {
+        let started = Instant::now();
+        let outcome = match &node {
+            NodeAddr::Unix(path) => UnixStream::connect(path)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    metrics.privval_connected.get_or_create(&labels).set(1);
+                    tracing::info!(node = %label, chain = %chain.chain_id, "privval: connected");
+                    serve(&ctx, &chain, &node, s)
+                }),
+            NodeAddr::Tcp { node_id, addr } => connect_tcp(&ctx, node_id, addr).and_then(|s| {
+                metrics.privval_connected.get_or_create(&labels).set(1);
+                tracing::info!(node = %label, chain = %chain.chain_id, "privval: connected (SecretConnection)");
+                serve(&ctx, &chain, &node, s)
+            }),
+        };
+        metrics.privval_connected.get_or_create(&labels).set(0);
+        match outcome {
+            Ok(()) => tracing::info!(node = %label, "privval: the node closed the connection"),
+            Err(e) => {
+                metrics.privval_failures.get_or_create(&labels).inc();
+                tracing::warn!(node = %label, error = %e, "privval: connection failed");
+            }
+        }
+        // A session that lasted resets the backoff; quick failures double it.
+        if started.elapsed() > Duration::from_secs(10) {
+            attempt = 0;
+        }
+        let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(8));
+        let base = base.min(Duration::from_secs(10));
+        let mut r = [0u8; 2];
+        let _ = getrandom::fill(&mut r);
+        let jitter = base.mul_f64(f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) / 2.0);
+        attempt = attempt.saturating_add(1);
+        std::thread::sleep(base + jitter);
+    }
+}
+
+fn connect_tcp(
+    ctx: &Context,
+    node_id: &str,
+    addr: &str,
+) -> Result<FrameReader<tendermint_p2p::secret_connection::SecretConnection<TcpStream>>, String> {
+    use tendermint_p2p::secret_connection::{SecretConnection, Version};
+    let seed = ctx
+        .identity
+        .as_ref()
+        .ok_or("no privval identity key configured")?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    // The handshake must not hang on a silent peer; afterwards reads block
+    // (a timeout inside an encrypted frame would desynchronise the stream).
+    let control = tcp.try_clone().map_err(|e| e.to_string())?;
+    control
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let key = ed25519_consensus::SigningKey::from(**seed.as_ref());
+    let conn = SecretConnection::new(tcp, key, Version::V0_34).map_err(|e| e.to_string())?;
+    control.set_read_timeout(None).map_err(|e| e.to_string())?;
+    let peer = conn
+        .remote_pubkey()
+        .peer_id()
+        .to_string()
+        .to_ascii_lowercase();
+    if peer != node_id {
+        return Err(format!(
+            "the node at {addr} is {peer}, not the configured {node_id}: refused"
+        ));
+    }
+    Ok(FrameReader::new(conn))
+}
+
+/// Answers requests until the node goes away or misbehaves.
+fn serve(
+    ctx: &Context,
+    chain: &Chain,
+    node: &NodeAddr,
+    mut s: impl Read + Write,
+) -> Result<(), String> {
+    let identity = PeerIdentity {
+        uris: vec![node.identity()],
+        dns_names: Vec::new(),
+        fingerprint: [0; 32],
+    };
+    loop {
+        let frame = match read_frame(&mut s) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let request = super::decode_request(chain.version, &frame)
+            .map_err(|e| format!("undecodable request, disconnecting: {e}"))?;
+        let response = answer(ctx, chain, &identity, request);
+        let bytes = super::encode_response(chain.version, &response).map_err(|e| e.to_string())?;
+        write_frame(&mut s, &bytes).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Runs one item through the worker pool, waiting for its answer.
+fn sign(ctx: &Context, item: pipeline::Request) -> Result<Signature, RemoteError> {
+    let (job, rx) = Job::new(vec![item], "privval", Instant::now() + ctx.max_wait);
+    if ctx.pool.submit(job).is_err() {
+        ctx.pipeline
+            .metrics()
+            .request("privval", "any", "overloaded");
+        return Err(remote(
+            code::UNAVAILABLE,
+            "the signer is overloaded or stopping",
+        ));
+    }
+    match rx.blocking_recv().ok().and_then(|mut a| a.pop()) {
+        Some(Answer::Done(Ok(s))) => Ok(s),
+        Some(Answer::Done(Err(r))) => Err(refusal_error(&r)),
+        Some(Answer::Overloaded) | None => {
+            Err(remote(code::UNAVAILABLE, "the signer is overloaded"))
+        }
+    }
+}
+
+fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Request) -> Response {
+    let wrong_chain = |asked: &str| {
+        remote(
+            code::NOT_ALLOWED,
+            format!("this signer serves chain {}, not {asked}", chain.chain_id),
+        )
+    };
+    let client = ctx.pipeline.identify(identity);
+    let too_high = |h: i64| chain.max_height.is_some_and(|m| h > m);
+    match request {
+        Request::Ping => Response::Ping,
+        Request::PubKey { chain_id } => Response::PubKey(if chain_id == chain.chain_id {
+            Ok(chain.key)
+        } else {
+            Err(wrong_chain(&chain_id))
+        }),
+        Request::SignVote {
+            chain_id,
+            vote,
+            skip_extension_signing,
+        } => Response::SignedVote((|| {
+            if chain_id != chain.chain_id {
+                return Err(wrong_chain(&chain_id));
+            }
+            if too_high(vote.vote.height) {
+                return Err(remote(code::NOT_ALLOWED, "above this chain's max_height"));
+            }
+            let client = client
+                .clone()
+                .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))?;
+            let signature = sign(
+                ctx,
+                pipeline::Request {
+                    client,
+                    public_key: public_key_bytes(&chain.key),
+                    message: Message::CometVote {
+                        version: chain.version,
+                        chain_id: chain_id.clone(),
+                        vote: vote.vote.clone(),
+                        sign_extension: chain.sign_extensions && !skip_extension_signing,
+                    },
+                },
+            )?;
+            let Signature::CometBft {
+                signature,
+                timestamp,
+                extension_signature,
+            } = signature
+            else {
+                return Err(remote(code::INVALID, "unexpected signature kind"));
+            };
+            let mut signed = vote.vote.clone();
+            signed.timestamp = timestamp;
+            Ok(WireVote {
+                vote: signed,
+                validator_address: vote.validator_address.clone(),
+                validator_index: vote.validator_index,
+                signature,
+                extension_signature: extension_signature.unwrap_or_default(),
+            })
+        })()),
+        Request::SignProposal { chain_id, proposal } => Response::SignedProposal((|| {
+            if chain_id != chain.chain_id {
+                return Err(wrong_chain(&chain_id));
+            }
+            if too_high(proposal.proposal.height) {
+                return Err(remote(code::NOT_ALLOWED, "above this chain's max_height"));
+            }
+            let client = client
+                .clone()
+                .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))?;
+            let signature = sign(
+                ctx,
+                pipeline::Request {
+                    client,
+                    public_key: public_key_bytes(&chain.key),
+                    message: Message::CometProposal {
+                        chain_id: chain_id.clone(),
+                        proposal: proposal.proposal.clone(),
+                    },
+                },
+            )?;
+            let Signature::CometBft {
+                signature,
+                timestamp,
+                ..
+            } = signature
+            else {
+                return Err(remote(code::INVALID, "unexpected signature kind"));
+            };
+            let mut signed = proposal.proposal.clone();
+            signed.timestamp = timestamp;
+            Ok(WireProposal {
+                wire_type: proposal.wire_type,
+                proposal: signed,
+                signature,
+            })
+        })()),
+        Request::SignBytes { value } => Response::SignBytes((|| {
+            let client = client
+                .clone()
+                .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))?;
+            let signature = sign(
+                ctx,
+                pipeline::Request {
+                    client,
+                    public_key: public_key_bytes(&chain.key),
+                    message: Message::CometRaw(value),
+                },
+            )?;
+            Ok(signature.bytes().to_vec())
+        })()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_parse_and_bad_ones_say_why() {
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            NodeAddr::parse(&format!("tcp://{id}@10.0.0.1:26659")),
+            Ok(NodeAddr::Tcp {
+                node_id: id.into(),
+                addr: "10.0.0.1:26659".into()
+            })
+        );
+        assert_eq!(
+            NodeAddr::parse("unix:///run/node.sock"),
+            Ok(NodeAddr::Unix("/run/node.sock".into()))
+        );
+        assert!(NodeAddr::parse("tcp://10.0.0.1:26659").is_err());
+        assert!(NodeAddr::parse("tcp://abc@10.0.0.1:26659").is_err());
+        assert!(NodeAddr::parse("http://x").is_err());
+    }
+
+    #[test]
+    fn frames_are_uvarint_delimited() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &[7u8; 300]).unwrap_or_default();
+        assert_eq!(buf.get(..2), Some(&[0xac, 0x02][..]));
+        let mut r = buf.as_slice();
+        assert_eq!(read_frame(&mut r).unwrap_or_default(), Some(vec![7u8; 300]));
+        assert_eq!(read_frame(&mut r).unwrap_or_default(), None);
+        let huge = [0xff, 0xff, 0xff, 0x7f];
+        assert!(read_frame(&mut &huge[..]).is_err());
+    }
+}
