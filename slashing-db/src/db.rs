@@ -150,6 +150,28 @@ impl SlashingDb {
         self.exclusive(move |e| prune::prune(e, config))
     }
 
+    /// Raises the CometBFT record of (key, chain) to `record` — migration
+    /// from another signer's state (CometBFT's `priv_validator_state.json`,
+    /// tmkms's state file). A stored record at or above `record`'s position
+    /// is kept: importing never lowers protection. Returns whether it raised.
+    /// `record.sign_bytes` may be empty when the old state did not keep
+    /// them: every request at exactly that position is then refused.
+    pub fn import_cometbft_state(
+        &self,
+        key: ConsensusKey,
+        chain: ChainId,
+        record: CometRecord,
+    ) -> Result<bool, DbError> {
+        // `exclusive` runs this in one transaction of its own.
+        self.exclusive(move |e| {
+            let last = e.cometbft_last(&key, &chain)?;
+            if last.as_ref().is_some_and(|l| l.hrs >= record.hrs) {
+                return Ok(false);
+            }
+            e.cometbft_store(&key, &chain, &record).map(|()| true)
+        })
+    }
+
     /// The last CometBFT record of every (key, chain).
     pub fn cometbft_states(&self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
         self.exclusive(|e| e.cometbft_all())

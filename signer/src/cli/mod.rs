@@ -2,6 +2,7 @@
 
 mod audit;
 mod client;
+mod cometbft;
 mod dev;
 mod init;
 mod policy;
@@ -36,6 +37,9 @@ enum Command {
     /// Check an audit log's hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// CometBFT migration: import another signer's state (offline).
+    #[command(subcommand)]
+    Cometbft(cometbft::CometbftCommand),
     /// Offline work on the slashing-protection database (refuses while a daemon holds it).
     #[command(subcommand)]
     Slashing(slashing::SlashingCommand),
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Audit(c) => audit::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
+        Command::Cometbft(c) => cometbft::run(c),
     }
 }

@@ -47,7 +47,7 @@ pub enum SlashingCommand {
     },
 }
 
-fn open(path: &Path, create: bool) -> Result<SlashingDb, Box<dyn std::error::Error>> {
+pub(super) fn open(path: &Path, create: bool) -> Result<SlashingDb, Box<dyn std::error::Error>> {
     if !create && !path.exists() {
         return Err(format!("{}: no such database", path.display()).into());
     }
