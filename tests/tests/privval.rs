@@ -218,6 +218,13 @@ fn two_nodes_of_one_chain_share_signatures_and_cannot_double_sign() {
         &[(a.address(), a.identity()), (b.address(), b.identity())],
     );
     let daemon = setup.start();
+    // Not ready until a node of the chain is connected.
+    let (status, body) = daemon.http("GET", "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("privval: a chain has no node connected (two-node-chain 0/2 nodes)"),
+        "{body}"
+    );
     let mut ca = a.accept(WAIT).unwrap();
     let mut cb = b.accept(WAIT).unwrap();
     let chain = "two-node-chain";
@@ -241,6 +248,8 @@ fn two_nodes_of_one_chain_share_signatures_and_cannot_double_sign() {
         "{}",
         err.description
     );
+
+    assert_eq!(daemon.http("GET", "/readyz").0, 200);
 
     // Only the timestamp differs: the stored signature with the stored timestamp.
     let again = sign_vote(&mut cb, chain, vote(VoteType::Precommit, 10, 0, 0xaa, 2002)).unwrap();

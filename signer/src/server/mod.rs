@@ -62,6 +62,8 @@ pub struct Shared {
     http_tls: Option<Arc<ReloadableConfig>>,
     key_sources: Vec<KeySource>,
     key_reload: std::sync::Mutex<KeyReload>,
+    /// CometBFT chains and their nodes' labels, for readiness.
+    privval_nodes: Vec<(String, Vec<String>)>,
 }
 
 /// The state of the last key reload (Web3Signer's `GET /reload`).
@@ -273,9 +275,40 @@ impl Shared {
         } else {
             Ok(())
         };
-        let ready = serving.is_ok() && db.is_ok() && keys.is_ok();
-        self.pipeline.metrics().ready.set(i64::from(ready));
-        vec![("serving", serving), ("database", db), ("keys", keys)]
+        // A chain with no node connected is not signing: not ready.
+        let metrics = self.pipeline.metrics();
+        let mut privval = Ok(());
+        let mut lines = Vec::new();
+        for (chain, nodes) in &self.privval_nodes {
+            let up = nodes
+                .iter()
+                .filter(|n| {
+                    metrics
+                        .privval_connected
+                        .get_or_create(&vec![("chain", chain.clone()), ("node", (*n).clone())])
+                        .get()
+                        == 1
+                })
+                .count();
+            lines.push(format!("{chain} {up}/{} nodes", nodes.len()));
+            if up == 0 {
+                privval = Err(String::new());
+            }
+        }
+        let privval = match privval {
+            Ok(()) => Ok(()),
+            Err(_) => Err(format!(
+                "a chain has no node connected ({})",
+                lines.join(", ")
+            )),
+        };
+        let ready = serving.is_ok() && db.is_ok() && keys.is_ok() && privval.is_ok();
+        metrics.ready.set(i64::from(ready));
+        let mut checks = vec![("serving", serving), ("database", db), ("keys", keys)];
+        if !self.privval_nodes.is_empty() {
+            checks.push(("privval", privval));
+        }
+        checks
     }
 }
 
@@ -680,6 +713,19 @@ async fn serve(
         http_tls: http_tls.clone(),
         key_sources: config.keys.clone(),
         key_reload: std::sync::Mutex::new(KeyReload::default()),
+        privval_nodes: config
+            .cometbft
+            .iter()
+            .map(|c| {
+                let nodes = c
+                    .nodes
+                    .iter()
+                    .filter_map(|n| crate::api::privval::connector::NodeAddr::parse(n).ok())
+                    .map(|n| n.label())
+                    .collect();
+                (c.chain_id.clone(), nodes)
+            })
+            .collect(),
     });
     let _ = shared.readiness();
 

@@ -107,7 +107,8 @@ impl NodeAddr {
         }
     }
 
-    fn label(&self) -> String {
+    /// The node's label in logs and metrics.
+    pub fn label(&self) -> String {
         match self {
             Self::Tcp { node_id, addr } => format!("tcp://{node_id}@{addr}"),
             Self::Unix(p) => format!("unix://{}", p.display()),
