@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod audit;
+mod bench;
 mod client;
 mod cometbft;
 mod dev;
@@ -37,6 +38,8 @@ enum Command {
     /// Check an audit log's hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Benchmark a real daemon against the machine's own limits.
+    Bench(bench::BenchArgs),
     /// CometBFT migration: import another signer's state (offline).
     #[command(subcommand)]
     Cometbft(cometbft::CometbftCommand),
@@ -56,5 +59,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
         Command::Cometbft(c) => cometbft::run(c),
+        Command::Bench(a) => bench::run(a),
     }
 }
