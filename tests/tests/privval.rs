@@ -407,3 +407,57 @@ fn after_sigkill_no_height_round_step_is_ever_signed_twice() {
     }
     println!("{received} signatures received over 3 kills; no height/round/step signed twice");
 }
+
+#[test]
+fn max_height_and_vote_extension_settings_are_honoured() {
+    let setup = Setup::new();
+    let node = TestNode::tcp([10; 32], ProtocolVersion::V1).unwrap();
+    setup.enable_cometbft("ext-chain", "v1", &[(node.address(), node.identity())]);
+    // The [[cometbft]] table is the file's last: add a height limit to it.
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write("signer.toml", &format!("{config}max_height = 50\n"));
+    let daemon = setup.start();
+    let mut conn = node.accept(WAIT).unwrap();
+    let chain = "ext-chain";
+    let mut precommit = vote(VoteType::Precommit, 10, 0, 0xaa, 100);
+    precommit.vote.extension = b"ext".to_vec();
+
+    // Extensions are signed on v1 precommits for a block…
+    let signed = sign_vote(&mut conn, chain, precommit.clone()).unwrap();
+    let ext =
+        signer::cometbft::vote_extension_sign_bytes(ProtocolVersion::V1, chain, &precommit.vote)
+            .unwrap()
+            .unwrap();
+    verify(&setup, &ext, &signed.extension_signature);
+    // …unless the node asks to skip them.
+    let mut next = vote(VoteType::Precommit, 11, 0, 0xaa, 110);
+    next.vote.extension = b"ext".to_vec();
+    let asked = conn
+        .ask(&Request::SignVote {
+            chain_id: chain.into(),
+            vote: next,
+            skip_extension_signing: true,
+        })
+        .unwrap();
+    match asked {
+        Response::SignedVote(Ok(v)) => {
+            assert!(v.extension_signature.is_empty());
+            verify(
+                &setup,
+                &signer::cometbft::vote_sign_bytes(chain, &v.vote).unwrap(),
+                &v.signature,
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Above max_height: refused, and nothing recorded (a lower height still signs).
+    let high = sign_vote(&mut conn, chain, vote(VoteType::Prevote, 51, 0, 0xaa, 510)).unwrap_err();
+    assert_eq!(high.code, code::NOT_ALLOWED);
+    assert!(
+        high.description.contains("max_height"),
+        "{}",
+        high.description
+    );
+    assert!(sign_vote(&mut conn, chain, vote(VoteType::Prevote, 50, 0, 0xaa, 500)).is_ok());
+    drop(daemon);
+}
