@@ -310,11 +310,37 @@ impl Drop for AuditSink {
     }
 }
 
+/// A value replaced as a whole (policy, keys): readers take a snapshot that
+/// stays valid while a reload swaps in the next one.
+#[derive(Debug)]
+struct Swap<T>(RwLock<Arc<T>>);
+
+impl<T> Swap<T> {
+    fn new(v: T) -> Self {
+        Self(RwLock::new(Arc::new(v)))
+    }
+
+    fn load(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, v: T) {
+        let v = Arc::new(v);
+        match self.0.write() {
+            Ok(mut slot) => *slot = v,
+            Err(poisoned) => *poisoned.into_inner() = v,
+        }
+    }
+}
+
 /// The pipeline's state.
 #[derive(Debug)]
 pub struct Pipeline {
-    policy: RwLock<Arc<Policy>>,
-    keys: RwLock<Arc<Keyring>>,
+    policy: Swap<Policy>,
+    keys: Swap<Keyring>,
     db: SlashingDb,
     audit: AuditSink,
     network: Network,
@@ -420,8 +446,8 @@ impl Pipeline {
         network: Network,
     ) -> Result<Self, crate::audit::AuditError> {
         Ok(Self {
-            policy: RwLock::new(Arc::new(policy)),
-            keys: RwLock::new(Arc::new(keys)),
+            policy: Swap::new(policy),
+            keys: Swap::new(keys),
             db,
             audit: AuditSink::new(audit)?,
             network,
@@ -448,38 +474,24 @@ impl Pipeline {
 
     /// The loaded keys.
     pub fn keys(&self) -> Arc<Keyring> {
-        match self.keys.read() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.keys.load()
     }
 
     /// Replaces the loaded keys (a reload). Batches already running finish
     /// with the keys they started with; the old keys are dropped (and
     /// zeroized) when the last of them ends.
     pub fn set_keys(&self, keys: Keyring) {
-        let keys = Arc::new(keys);
-        match self.keys.write() {
-            Ok(mut k) => *k = keys,
-            Err(poisoned) => *poisoned.into_inner() = keys,
-        }
+        self.keys.store(keys);
     }
 
     /// The policy in force.
     pub fn policy(&self) -> Arc<Policy> {
-        match self.policy.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.policy.load()
     }
 
     /// Replaces the policy (after it loaded and linted cleanly).
     pub fn set_policy(&self, policy: Policy) {
-        let policy = Arc::new(policy);
-        match self.policy.write() {
-            Ok(mut p) => *p = policy,
-            Err(poisoned) => *poisoned.into_inner() = policy,
-        }
+        self.policy.store(policy);
     }
 
     /// The policy client a verified certificate belongs to, under the policy in force.

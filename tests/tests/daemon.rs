@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use proto::v1 as pb;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use signer::crypto::bls::BlsSecretKey;
 use slashing_db::SlashingDb;
 use tests::daemon::{BLS_SECRET, GVR, Setup};
@@ -286,31 +286,20 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
 
 /// Handshakes with raw rustls (no HTTP/2) and returns the server's alert, if any.
 fn handshake(setup: &Setup, addr: std::net::SocketAddr, cert: Option<&str>) -> Result<(), String> {
-    signer::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(setup.path("tls/ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match cert {
-        Some(name) => {
-            let chain = CertificateDer::pem_file_iter(setup.path(&format!("tls/{name}.pem")))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let key = PrivateKeyDer::from_pem_file(setup.path(&format!("tls/{name}.key"))).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let (pem, key) = cert.map_or_else(Default::default, |name| {
+        (
+            setup.path(&format!("tls/{name}.pem")),
+            setup.path(&format!("tls/{name}.key")),
+        )
+    });
+    let config = tests::daemon::client_config(
+        &setup.path("tls/ca.pem"),
+        cert.map(|_| (pem.as_path(), key.as_path())),
+        b"h2",
+    )
+    .unwrap();
     let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     let io = |e: std::io::Error| {

@@ -427,7 +427,18 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
         )
     };
     let client = ctx.pipeline.identify(identity);
-    let too_high = |h: i64| chain.max_height.is_some_and(|m| h > m);
+    // What every signing request must pass before it is queued.
+    let admit = |chain_id: &str, height: Option<i64>| -> Result<String, RemoteError> {
+        if chain_id != chain.chain_id {
+            return Err(wrong_chain(chain_id));
+        }
+        if height.is_some_and(|h| chain.max_height.is_some_and(|m| h > m)) {
+            return Err(remote(code::NOT_ALLOWED, "above this chain's max_height"));
+        }
+        client
+            .clone()
+            .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))
+    };
     match request {
         Request::Ping => Response::Ping,
         Request::PubKey { chain_id } => Response::PubKey(if chain_id == chain.chain_id {
@@ -440,15 +451,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             vote,
             skip_extension_signing,
         } => Response::SignedVote((|| {
-            if chain_id != chain.chain_id {
-                return Err(wrong_chain(&chain_id));
-            }
-            if too_high(vote.vote.height) {
-                return Err(remote(code::NOT_ALLOWED, "above this chain's max_height"));
-            }
-            let client = client
-                .clone()
-                .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))?;
+            let client = admit(&chain_id, Some(vote.vote.height))?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
@@ -481,15 +484,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             })
         })()),
         Request::SignProposal { chain_id, proposal } => Response::SignedProposal((|| {
-            if chain_id != chain.chain_id {
-                return Err(wrong_chain(&chain_id));
-            }
-            if too_high(proposal.proposal.height) {
-                return Err(remote(code::NOT_ALLOWED, "above this chain's max_height"));
-            }
-            let client = client
-                .clone()
-                .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))?;
+            let client = admit(&chain_id, Some(proposal.proposal.height))?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
@@ -518,9 +513,8 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             })
         })()),
         Request::SignBytes { value } => Response::SignBytes((|| {
-            let client = client
-                .clone()
-                .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))?;
+            // The request names no chain: the connection's is implied.
+            let client = admit(&chain.chain_id, None)?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
