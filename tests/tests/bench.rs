@@ -14,7 +14,16 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = std::process::Command::new(tests::daemon::signer_bin())
-        .args(["bench", "--heights", "5", "--warmup", "1", "--json"])
+        .args([
+            "bench",
+            "--heights",
+            "5",
+            "--warmup",
+            "1",
+            "--validators",
+            "20",
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
@@ -26,29 +35,55 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
     );
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let variants: Vec<&str> = rows
+    let names: Vec<String> = rows
         .iter()
-        .map(|r| r["variant"].as_str().unwrap())
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["scenario"].as_str().unwrap(),
+                r["variant"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
-        variants,
+        names,
         [
-            "grpc p50",
-            "grpc p99",
-            "grpc p999",
-            "privval p50",
-            "privval p99",
-            "privval p999"
+            "eth2-burst signbatch rate",
+            "eth2-burst signbatch p50",
+            "eth2-burst signbatch p99",
+            "eth2-burst signbatch db commits",
+            "eth2-burst signbatch loadgen cpu",
+            "eth2-burst 64 conns rate",
+            "eth2-burst 64 conns p50",
+            "eth2-burst 64 conns p99",
+            "eth2-burst 64 conns db commits",
+            "eth2-burst 64 conns loadgen cpu",
+            "cometbft-votes grpc p50",
+            "cometbft-votes grpc p99",
+            "cometbft-votes grpc p999",
+            "cometbft-votes privval p50",
+            "cometbft-votes privval p99",
+            "cometbft-votes privval p999",
         ]
     );
     for r in &rows {
-        assert_eq!(r["scenario"], "cometbft-votes");
-        assert_eq!(r["unit"], "µs");
-        assert!(r["figure"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(r["baseline"].as_f64().unwrap() > 0.0, "{r}");
-        for key in ["ratio", "target", "met"] {
+        for key in [
+            "scenario", "variant", "figure", "unit", "baseline", "ratio", "target", "met",
+        ] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
+        assert!(r["figure"].as_f64().is_some(), "{r}");
     }
+    // Every rate is positive, with a baseline and a verdict on its target.
+    for r in rows
+        .iter()
+        .filter(|r| r["variant"].as_str().unwrap().ends_with("rate"))
+    {
+        assert!(r["figure"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["baseline"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["met"].is_boolean(), "{r}");
+    }
+    // The SignBatch variant's 20 attestations are one call: one commit.
+    assert_eq!(rows[3]["figure"].as_f64(), Some(1.0), "{}", rows[3]);
     assert!(stdout.contains("mean µs per request by stage"), "{stdout}");
 }

@@ -10,7 +10,15 @@
 //!   `fdatasync` of a small write plus one raw Ed25519 signature, measured
 //!   here on the same disk.
 //!
-//! The remaining scenarios of the benchmark issue (eth2 bursts, many
+//! - `eth2-burst`: `--validators` BLS keys (default 10,000, loaded from a
+//!   Web3Signer raw-key directory) each ask for one attestation of a new
+//!   epoch: through `SignBatch` (256 per call, 8 calls in flight on one
+//!   connection), then through single `Sign` calls over 64 connections.
+//!   Figures: signatures/s, p50/p99 latency per call, database commits, the
+//!   load generator's CPU time. Baseline: raw BLS signing on every core in
+//!   this process.
+//!
+//! The remaining scenarios of the benchmark issue (the HTTP burst, many
 //! chains, start-up) join this command.
 
 use std::io::{BufRead, BufReader, Write};
@@ -38,6 +46,9 @@ pub struct BenchArgs {
     /// database's write-ahead log reaches its steady size).
     #[arg(long, default_value_t = 500)]
     warmup: i64,
+    /// eth2-burst: validators, each asking for one attestation per variant.
+    #[arg(long, default_value_t = 10_000)]
+    validators: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -146,8 +157,22 @@ fn baseline(dir: &Path, rounds: usize) -> Result<f64, Box<dyn std::error::Error>
     Ok(percentile(&times, 0.5))
 }
 
-/// Writes a dev setup for the benchmark and starts the daemon on it.
-fn start(node: &TcpListener, node_seed: [u8; 32]) -> Result<Daemon, Box<dyn std::error::Error>> {
+/// The benchmark's validator `i`: a deterministic BLS secret (below the
+/// group order: the first byte is small).
+fn validator_secret(i: usize) -> [u8; 32] {
+    use sha2::Digest;
+    let mut s: [u8; 32] = sha2::Sha256::digest(format!("signer bench validator {i}")).into();
+    s[0] = 0x10;
+    s
+}
+
+/// Writes a dev setup for the benchmark (plus `validators` BLS keys in a
+/// Web3Signer key directory, the fast-loading raw form) and starts the daemon.
+fn start(
+    node: &TcpListener,
+    node_seed: [u8; 32],
+    validators: &[Vec<u8>],
+) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     super::init::create_dev(&dir)?;
@@ -162,16 +187,35 @@ fn start(node: &TcpListener, node_seed: [u8; 32]) -> Result<Daemon, Box<dyn std:
         .to_bytes();
     let id = node_id(&node_pk);
     std::fs::write(dir.join("keys/privval-identity.hex"), "42".repeat(32))?;
+    std::fs::create_dir_all(dir.join("keys/w3s"))?;
+    let mut docs = String::new();
+    for i in 0..validators.len() {
+        docs.push_str(&format!(
+            "---\ntype: \"file-raw\"\nkeyType: \"BLS\"\nprivateKey: \"0x{}\"\n",
+            hex::encode(validator_secret(i))
+        ));
+    }
+    std::fs::write(dir.join("keys/w3s/validators.yaml"), docs)?;
     let config = std::fs::read_to_string(dir.join("signer.toml"))?
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9100", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0");
     let config = format!(
-        "{config}\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"bench-privval\"\nprotocol = \"v0.38\"\nkey = \"0x{ed}\"\nnodes = [\"tcp://{id}@{}\"]\n",
+        "{config}\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"bench-privval\"\nprotocol = \"v0.38\"\nkey = \"0x{ed}\"\nnodes = [\"tcp://{id}@{}\"]\n",
         node.local_addr()?
     );
     std::fs::write(dir.join("signer.toml"), config)?;
-    let policy = std::fs::read_to_string(dir.join("policy.toml"))?;
+    let mut policy = std::fs::read_to_string(dir.join("policy.toml"))?;
+    if !validators.is_empty() {
+        let keys: Vec<String> = validators
+            .iter()
+            .map(|k| format!("\"0x{}\"", hex::encode(k)))
+            .collect();
+        policy.push_str(&format!(
+            "\n[key_groups.bench-validators]\nkeys = [{}]\n\n[[grant]]\nclients = [\"dev\"]\noperations = [\"eth2.attestation\"]\nkey_groups = [\"bench-validators\"]\nnetworks = [\"dev-eth\"]\n",
+            keys.join(", ")
+        ));
+    }
     std::fs::write(
         dir.join("policy.toml"),
         format!(
@@ -315,6 +359,253 @@ fn privval_votes(
     Ok(times)
 }
 
+/// Raw BLS signing rate of this machine: every core signing, no I/O.
+fn bls_baseline() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_thread = 400;
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..cores {
+            s.spawn(move || {
+                if let Ok(k) = signer::crypto::bls::BlsSecretKey::from_bytes(&validator_secret(t)) {
+                    for i in 0..per_thread {
+                        std::hint::black_box(k.sign(&[i as u8; 32]));
+                    }
+                }
+            });
+        }
+    });
+    (cores * per_thread) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// CPU seconds this process has used (user + system), from /proc (100 Hz ticks).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the parenthesised name: state, ppid, …; utime and stime are
+    // fields 14 and 15, the 12th and 13th here (the state is not a number).
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn metric(metrics: SocketAddr, series: &str) -> f64 {
+    use std::io::Read;
+    let mut body = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
+        let _ = write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let _ = s.read_to_string(&mut body);
+    }
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn attestation_request(key: &[u8], target: u64) -> pb::SignRequest {
+    let cp = |epoch| pb::Checkpoint {
+        epoch,
+        root: vec![0x77; 32],
+    };
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(pb::ForkInfo {
+                fork: Some(pb::Fork {
+                    previous_version: vec![0; 4],
+                    current_version: vec![0; 4],
+                    epoch: 0,
+                }),
+                genesis_validators_root: vec![0; 32],
+            }),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::Attestation(
+                pb::AttestationData {
+                    slot: target * 32,
+                    index: 0,
+                    beacon_block_root: vec![0x55; 32],
+                    source: Some(cp(target - 1)),
+                    target: Some(cp(target)),
+                },
+            )),
+        })),
+    }
+}
+
+/// One eth2-burst variant's measurements.
+struct Burst {
+    rate: f64,
+    latencies: Vec<Duration>,
+    commits: f64,
+    loadgen_cpu: f64,
+}
+
+/// Every validator's attestation for `target`, in SignBatch calls of 256
+/// (8 in flight on one connection).
+async fn burst_batches(
+    d: &Daemon,
+    keys: &[Vec<u8>],
+    target: u64,
+) -> Result<Burst, Box<dyn std::error::Error>> {
+    let tls = signer::client::ClientTls::dev(&d.dir)
+        .config()
+        .map_err(|e| e.to_string())?;
+    let c = signer::client::connect(d.grpc, "localhost", tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches: Vec<pb::SignBatchRequest> = keys
+        .chunks(256)
+        .map(|chunk| pb::SignBatchRequest {
+            requests: chunk
+                .iter()
+                .map(|k| attestation_request(k, target))
+                .collect(),
+        })
+        .collect();
+    let commits = metric(d.metrics, "signer_db_commits");
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for b in batches {
+        let mut c = c.clone();
+        let permit = sem.clone().acquire_owned().await?;
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = c.sign_batch(b).await.map(|r| r.into_inner());
+            drop(permit);
+            r.map(|r| (t.elapsed(), r))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut signed = 0usize;
+    for t in tasks {
+        let (lat, r) = t.await??;
+        latencies.push(lat);
+        signed += r
+            .responses
+            .iter()
+            .filter(|x| matches!(x.outcome, Some(pb::sign_response::Outcome::Signature(_))))
+            .count();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if signed != keys.len() {
+        return Err(format!("SignBatch: {signed} of {} signed", keys.len()).into());
+    }
+    Ok(Burst {
+        rate: signed as f64 / wall,
+        latencies,
+        commits: metric(d.metrics, "signer_db_commits") - commits,
+        loadgen_cpu: cpu_seconds() - cpu,
+    })
+}
+
+/// Every validator's attestation for `target`, as single `Sign` calls over
+/// 64 connections.
+async fn burst_single(
+    d: &Daemon,
+    keys: &[Vec<u8>],
+    target: u64,
+) -> Result<Burst, Box<dyn std::error::Error>> {
+    let tls = signer::client::ClientTls::dev(&d.dir)
+        .config()
+        .map_err(|e| e.to_string())?;
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        clients.push(
+            signer::client::connect(d.grpc, "localhost", tls.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let requests: std::sync::Arc<Vec<pb::SignRequest>> = std::sync::Arc::new(
+        keys.iter()
+            .map(|k| attestation_request(k, target))
+            .collect(),
+    );
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let commits = metric(d.metrics, "signer_db_commits");
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let (requests, next) = (requests.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut signed = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(r) = requests.get(i) else { break };
+                let t = Instant::now();
+                let out = c.sign(r.clone()).await?.into_inner();
+                lat.push(t.elapsed());
+                if matches!(out.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
+                    signed += 1;
+                }
+            }
+            Ok::<_, tonic::Status>((lat, signed))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut signed = 0;
+    for t in tasks {
+        let (l, n) = t.await??;
+        latencies.extend(l);
+        signed += n;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if signed != keys.len() {
+        return Err(format!("Sign: {signed} of {} signed", keys.len()).into());
+    }
+    Ok(Burst {
+        rate: signed as f64 / wall,
+        latencies,
+        commits: metric(d.metrics, "signer_db_commits") - commits,
+        loadgen_cpu: cpu_seconds() - cpu,
+    })
+}
+
+fn burst_rows(variant: &'static str, mut b: Burst, base: f64, target: f64) -> Vec<Row> {
+    b.latencies.sort();
+    let row = |figure, unit, value, baseline, target| Row {
+        scenario: "eth2-burst",
+        variant,
+        figure,
+        unit,
+        value,
+        baseline,
+        target,
+    };
+    vec![
+        row(
+            "rate",
+            "sig/s",
+            b.rate,
+            Some(base),
+            Some((format!("≥ {target} × baseline"), b.rate >= target * base)),
+        ),
+        row(
+            "p50",
+            "ms",
+            percentile(&b.latencies, 0.5) / 1000.0,
+            None,
+            None,
+        ),
+        row(
+            "p99",
+            "ms",
+            percentile(&b.latencies, 0.99) / 1000.0,
+            None,
+            None,
+        ),
+        row("db commits", "", b.commits, None, None),
+        row("loadgen cpu", "s", b.loadgen_cpu, None, None),
+    ]
+}
+
 fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<Row> {
     times.sort();
     let p50 = percentile(&times, 0.5);
@@ -342,43 +633,86 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
 
 pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     signer::tls::install_crypto_provider();
-    match a.scenario.as_deref() {
-        None | Some("cometbft-votes") => {}
+    let (votes, burst) = match a.scenario.as_deref() {
+        None => (true, true),
+        Some("cometbft-votes") => (true, false),
+        Some("eth2-burst") => (false, true),
         Some(other) => {
-            return Err(format!("unknown scenario {other:?} (available: cometbft-votes)").into());
+            return Err(format!(
+                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes)"
+            )
+            .into());
         }
-    }
+    };
+    let validators: Vec<Vec<u8>> = if burst {
+        (0..a.validators)
+            .map(|i| {
+                signer::crypto::bls::BlsSecretKey::from_bytes(&validator_secret(i))
+                    .map(|k| k.public_key().to_bytes().to_vec())
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let node_seed = [0x33; 32];
     let node = TcpListener::bind("127.0.0.1:0")?;
-    let daemon = start(&node, node_seed)?;
-    let base = baseline(&daemon.dir, 1000)?;
-    let ks: Value = serde_json::from_slice(&std::fs::read(daemon.dir.join("keys/ed25519.json"))?)?;
-    let ed = hex::decode(ks.get("pubkey").and_then(Value::as_str).unwrap_or_default())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let daemon = start(&node, node_seed, &validators)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
-    let grpc = runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights))?;
-    let grpc_stages = stage_means(daemon.metrics);
-    let privval = privval_votes(&node, node_seed, a.warmup, a.heights)?;
-    let all_stages = stage_means(daemon.metrics);
-    let mut rows = rows_for("grpc", grpc, base);
-    rows.extend(rows_for("privval", privval, base));
+    let mut rows = Vec::new();
+    let mut stage_reports = Vec::new();
+    if burst {
+        let base = bls_baseline();
+        let batches = runtime.block_on(burst_batches(&daemon, &validators, 1))?;
+        rows.extend(burst_rows("signbatch", batches, base, 0.85));
+        stage_reports.push(("eth2-burst", stage_means(daemon.metrics)));
+        let single = runtime.block_on(burst_single(&daemon, &validators, 2))?;
+        rows.extend(burst_rows("64 conns", single, base, 0.70));
+    }
+    if !votes {
+        return report(&a, rows, stage_reports, &daemon);
+    }
+    let base = baseline(&daemon.dir, 1000)?;
 
+    let ks: Value = serde_json::from_slice(&std::fs::read(daemon.dir.join("keys/ed25519.json"))?)?;
+    let ed = hex::decode(ks.get("pubkey").and_then(Value::as_str).unwrap_or_default())?;
+    let grpc = runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights))?;
+    stage_reports.push(("cometbft-votes gRPC", stage_means(daemon.metrics)));
+    let privval = privval_votes(&node, node_seed, a.warmup, a.heights)?;
+    rows.extend(rows_for("grpc", grpc, base));
+    rows.extend(rows_for("privval", privval, base));
+    report(&a, rows, stage_reports, &daemon)
+}
+
+fn report(
+    a: &BenchArgs,
+    rows: Vec<Row>,
+    stage_reports: Vec<(&str, Vec<(String, f64)>)>,
+    daemon: &Daemon,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
     println!(
-        "{:<16} {:<8} {:<6} {:>10} {:>10} {:>7}  target",
+        "{:<14} {:<10} {:<11} {:>14} {:>14} {:>6}  target",
         "scenario", "variant", "figure", "value", "baseline", "ratio"
     );
+    // Small figures keep two decimals; large ones none.
+    let num = |v: f64, unit: &str| {
+        if v.abs() < 10.0 && v.fract() != 0.0 {
+            format!("{v:.2} {unit}")
+        } else {
+            format!("{v:.0} {unit}")
+        }
+    };
     for r in &rows {
         let ratio = r.baseline.map(|b| r.value / b);
         println!(
-            "{:<16} {:<8} {:<6} {:>8.0}{} {:>8.0}{} {:>7}  {}",
+            "{:<14} {:<10} {:<11} {:>14} {:>14} {:>6}  {}",
             r.scenario,
             r.variant,
             r.figure,
-            r.value,
-            r.unit,
-            r.baseline.unwrap_or(0.0),
-            r.unit,
+            num(r.value, r.unit),
+            r.baseline.map_or("-".into(), |b| num(b, r.unit)),
             ratio.map_or("-".into(), |x| format!("{x:.2}")),
             r.target.as_ref().map_or("-".into(), |(t, met)| format!(
                 "{t} ({})",
@@ -386,23 +720,21 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             ))
         );
     }
-    let show = |name: &str, stages: &[(String, f64)]| {
+    for (name, stages) in &stage_reports {
         let parts: Vec<String> = stages
             .iter()
             .map(|(s, us)| format!("{s} {us:.0}"))
             .collect();
         println!(
-            "mean µs per request by stage ({name}): {}",
+            "mean µs per request by stage (after {name}): {}",
             parts.join(", ")
         );
-    };
-    show("gRPC variant", &grpc_stages);
-    show("both variants", &all_stages);
+    }
     println!(
-        "baseline: one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, same disk ({})",
+        "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({})",
         daemon.dir.display()
     );
-    if let Some(path) = a.json {
+    if let Some(path) = &a.json {
         let v: Vec<Value> = rows
             .iter()
             .map(|r| {
