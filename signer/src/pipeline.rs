@@ -192,9 +192,39 @@ impl Keyring {
         self.keys.is_empty()
     }
 
+    /// Adds many keys, deriving their public keys on every core (a BLS
+    /// public key costs ~60 µs: 100,000 keys would take 6 s on one).
+    pub fn extend(&mut self, keys: Vec<SecretKey>) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = keys.len().div_ceil(threads).max(1);
+        let derived: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = keys
+                .chunks(chunk)
+                .map(|c| s.spawn(move || c.iter().map(SecretKey::public_key).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        if derived.len() != keys.len() {
+            // A deriving thread died: fall back to one at a time.
+            for key in keys {
+                self.insert(key);
+            }
+            return;
+        }
+        self.keys.extend(derived.into_iter().zip(keys));
+    }
+
     /// Every key.
     pub fn iter(&self) -> impl Iterator<Item = &SecretKey> {
         self.keys.values()
+    }
+
+    /// Every key with its public key (computed once, at load).
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &SecretKey)> {
+        self.keys.iter().map(|(pk, k)| (pk.as_slice(), k))
     }
 
     /// True when a key with this public key is loaded.
@@ -504,12 +534,11 @@ impl Pipeline {
         let policy = self.policy();
         let keys = self.keys();
         let mut out: Vec<KeyInfo> = keys
-            .iter()
-            .filter_map(|k| {
-                let public_key = k.public_key();
-                let operations = policy.granted_operations(client, &public_key);
+            .entries()
+            .filter_map(|(public_key, k)| {
+                let operations = policy.granted_operations(client, public_key);
                 (!operations.is_empty()).then(|| KeyInfo {
-                    public_key,
+                    public_key: public_key.to_vec(),
                     scheme: k.scheme().key_type(),
                     operations,
                 })

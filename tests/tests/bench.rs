@@ -22,6 +22,8 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "1",
             "--validators",
             "20",
+            "--startup-keys",
+            "5",
             "--json",
         ])
         .arg(&json)
@@ -64,6 +66,8 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "cometbft-votes privval p50",
             "cometbft-votes privval p99",
             "cometbft-votes privval p999",
+            "startup 5 keys ready",
+            "startup 5 keys rss",
         ]
     );
     for r in &rows {

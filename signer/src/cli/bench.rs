@@ -18,8 +18,11 @@
 //!   load generator's CPU time. Baseline: raw BLS signing on every core in
 //!   this process.
 //!
+//! - `startup`: time from process start to `ready`, and resident memory
+//!   then, with `--startup-keys` BLS keys (default 10,000 and 100,000).
+//!
 //! The remaining scenarios of the benchmark issue (the HTTP burst, many
-//! chains, start-up) join this command.
+//! chains) join this command.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -49,6 +52,9 @@ pub struct BenchArgs {
     /// eth2-burst: validators, each asking for one attestation per variant.
     #[arg(long, default_value_t = 10_000)]
     validators: usize,
+    /// startup: the key counts to start with (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
+    startup_keys: Vec<usize>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -359,6 +365,80 @@ fn privval_votes(
     Ok(times)
 }
 
+/// Start-up with `n` BLS keys (raw Web3Signer key files, the fast-loading
+/// form): seconds from process start to `ready`, and resident memory then.
+fn startup(n: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("signer-bench-startup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    super::init::create_dev(&dir)?;
+    std::fs::create_dir_all(dir.join("keys/w3s"))?;
+    let mut docs = String::with_capacity(n * 120);
+    for i in 0..n {
+        docs.push_str(&format!(
+            "---\ntype: \"file-raw\"\nkeyType: \"BLS\"\nprivateKey: \"0x{}\"\n",
+            hex::encode(validator_secret(i))
+        ));
+    }
+    std::fs::write(dir.join("keys/w3s/validators.yaml"), docs)?;
+    // Only these keys (the dev setup's scrypt keystores would dominate).
+    std::fs::write(
+        dir.join("signer.toml"),
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\n[tls]\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\nclient_cas = [\"tls/ca.pem\"]\n\n[policy]\nfile = \"policy.toml\"\n\n[slashing]\ndatabase = \"data/slashing.sqlite\"\n\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n",
+    )?;
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--config"])
+        .arg(dir.join("signer.toml"))
+        .env("SIGNER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let ready = started.elapsed().as_secs_f64();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !line.starts_with("ready ") {
+        return Err(format!("start-up with {n} keys failed: {line:?}").into());
+    }
+    Ok((ready, rss_kib / 1024.0))
+}
+
+fn startup_rows(n: usize, ready: f64, rss_mib: f64) -> Vec<Row> {
+    let variant: &'static str = Box::leak(format!("{n} keys").into_boxed_str());
+    let big = n >= 100_000;
+    vec![
+        Row {
+            scenario: "startup",
+            variant,
+            figure: "ready",
+            unit: "s",
+            value: ready,
+            baseline: None,
+            target: big.then(|| ("≤ 10 s".to_owned(), ready <= 10.0)),
+        },
+        Row {
+            scenario: "startup",
+            variant,
+            figure: "rss",
+            unit: "MiB",
+            value: rss_mib,
+            baseline: None,
+            target: big.then(|| ("≤ 256 MiB".to_owned(), rss_mib <= 256.0)),
+        },
+    ]
+}
+
 /// Raw BLS signing rate of this machine: every core signing, no I/O.
 fn bls_baseline() -> f64 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -633,17 +713,25 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
 
 pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     signer::tls::install_crypto_provider();
-    let (votes, burst) = match a.scenario.as_deref() {
-        None => (true, true),
-        Some("cometbft-votes") => (true, false),
-        Some("eth2-burst") => (false, true),
+    let (votes, burst, start_up) = match a.scenario.as_deref() {
+        None => (true, true, true),
+        Some("cometbft-votes") => (true, false, false),
+        Some("eth2-burst") => (false, true, false),
+        Some("startup") => (false, false, true),
         Some(other) => {
             return Err(format!(
-                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes)"
+                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, startup)"
             )
             .into());
         }
     };
+    let mut startup_results = Vec::new();
+    if start_up {
+        for &n in &a.startup_keys {
+            let (ready, rss) = startup(n)?;
+            startup_results.extend(startup_rows(n, ready, rss));
+        }
+    }
     let validators: Vec<Vec<u8>> = if burst {
         (0..a.validators)
             .map(|i| {
@@ -672,6 +760,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         rows.extend(burst_rows("64 conns", single, base, 0.70));
     }
     if !votes {
+        rows.extend(startup_results);
         return report(&a, rows, stage_reports, &daemon);
     }
     let base = baseline(&daemon.dir, 1000)?;
@@ -683,6 +772,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let privval = privval_votes(&node, node_seed, a.warmup, a.heights)?;
     rows.extend(rows_for("grpc", grpc, base));
     rows.extend(rows_for("privval", privval, base));
+    rows.extend(startup_results);
     report(&a, rows, stage_reports, &daemon)
 }
 

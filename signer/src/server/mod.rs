@@ -344,11 +344,11 @@ fn record_expiry(metrics: &Metrics, files: &tls::TlsFiles) {
 
 /// Every configured key that loads, and why each that did not.
 pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
-    let mut ring = Keyring::default();
+    let mut loaded = Vec::new();
     let mut errors = Vec::new();
     let mut add = |key: SecretKey, from: &Path| {
         tracing::debug!(file = %from.display(), scheme = key.scheme().key_type(), "key loaded");
-        ring.insert(key);
+        loaded.push(key);
     };
     let file_key = |path: &Path, password_file: &Path| -> Result<SecretKey, String> {
         let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -391,6 +391,8 @@ pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
             }
         }
     }
+    let mut ring = Keyring::default();
+    ring.extend(loaded);
     (ring, errors)
 }
 
@@ -446,8 +448,9 @@ fn start_privval(
         let key_bytes = hex::decode(c.key.trim_start_matches("0x"))
             .map_err(|_| format!("cometbft {}: key is not hex", c.chain_id))?;
         let key = keys
-            .iter()
-            .find(|k| k.public_key() == key_bytes)
+            .entries()
+            .find(|(pk, _)| *pk == key_bytes.as_slice())
+            .map(|(_, k)| k)
             .and_then(connector::pub_key_of)
             .ok_or_else(|| {
                 format!(
