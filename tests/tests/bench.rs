@@ -24,6 +24,10 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "20",
             "--startup-keys",
             "5",
+            "--chains",
+            "2",
+            "--chain-heights",
+            "3",
             "--json",
         ])
         .arg(&json)
@@ -60,6 +64,10 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "eth2-burst 64 conns p99",
             "eth2-burst 64 conns db commits",
             "eth2-burst 64 conns loadgen cpu",
+            "many-chains grpc rate",
+            "many-chains grpc p99",
+            "many-chains grpc db commits",
+            "many-chains grpc loadgen cpu",
             "cometbft-votes grpc p50",
             "cometbft-votes grpc p99",
             "cometbft-votes grpc p999",

@@ -21,8 +21,11 @@
 //! - `startup`: time from process start to `ready`, and resident memory
 //!   then, with `--startup-keys` BLS keys (default 10,000 and 100,000).
 //!
-//! The remaining scenarios of the benchmark issue (the HTTP burst, many
-//! chains) join this command.
+//! - `many-chains`: `--chains` Ed25519 keys on as many chain ids, one gRPC
+//!   client each voting as fast as answers come. Figures: signatures/s,
+//!   p99. Baseline: raw Ed25519 signing on every core in this process.
+//!
+//! The HTTP burst of the benchmark issue is still to come.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -55,6 +58,12 @@ pub struct BenchArgs {
     /// startup: the key counts to start with (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
     startup_keys: Vec<usize>,
+    /// many-chains: chains (one Ed25519 key and one client each).
+    #[arg(long, default_value_t = 64)]
+    chains: usize,
+    /// many-chains: heights each client votes at (two votes each).
+    #[arg(long, default_value_t = 500)]
+    chain_heights: i64,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -178,6 +187,7 @@ fn start(
     node: &TcpListener,
     node_seed: [u8; 32],
     validators: &[Vec<u8>],
+    chains: usize,
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -202,16 +212,53 @@ fn start(
         ));
     }
     std::fs::write(dir.join("keys/w3s/validators.yaml"), docs)?;
+    // many-chains: one Ed25519 key file per chain (a cheap KDF: throwaway keys).
+    let mut chain_keys = String::new();
+    let mut chain_pks = Vec::new();
+    for i in 0..chains {
+        let seed = chain_seed(i);
+        let key = signer::backend::soft::SecretKey::from_secret(
+            signer::backend::soft::Scheme::Ed25519,
+            &seed,
+        )?;
+        chain_pks.push(format!("\"0x{}\"", hex::encode(key.public_key())));
+        let file = signer::backend::soft::write_key_file(
+            &key,
+            &seed,
+            "bench",
+            signer::backend::soft::keystore::Kdf::Pbkdf2 { rounds: 1 },
+            "bench chain key",
+        )?;
+        std::fs::write(dir.join(format!("keys/chain-{i}.json")), file)?;
+        std::fs::write(dir.join(format!("keys/chain-{i}.pass")), "bench")?;
+        chain_keys.push_str(&format!(
+            "\n[[keys]]\ntype = \"file\"\npath = \"keys/chain-{i}.json\"\npassword_file = \"keys/chain-{i}.pass\"\n"
+        ));
+    }
     let config = std::fs::read_to_string(dir.join("signer.toml"))?
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9100", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0");
     let config = format!(
-        "{config}\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"bench-privval\"\nprotocol = \"v0.38\"\nkey = \"0x{ed}\"\nnodes = [\"tcp://{id}@{}\"]\n",
+        "{config}{chain_keys}\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"bench-privval\"\nprotocol = \"v0.38\"\nkey = \"0x{ed}\"\nnodes = [\"tcp://{id}@{}\"]\n",
         node.local_addr()?
     );
     std::fs::write(dir.join("signer.toml"), config)?;
     let mut policy = std::fs::read_to_string(dir.join("policy.toml"))?;
+    if chains > 0 {
+        let mut nets = Vec::new();
+        for i in 0..chains {
+            policy.push_str(&format!(
+                "\n[networks.bench-chain-{i}]\nchain_id = \"bench-chain-{i}\"\n"
+            ));
+            nets.push(format!("\"bench-chain-{i}\""));
+        }
+        policy.push_str(&format!(
+            "\n[key_groups.bench-chains]\nkeys = [{}]\n\n[[grant]]\nclients = [\"dev\"]\noperations = [\"cometbft.consensus\"]\nkey_groups = [\"bench-chains\"]\nnetworks = [{}]\n",
+            chain_pks.join(", "),
+            nets.join(", ")
+        ));
+    }
     if !validators.is_empty() {
         let keys: Vec<String> = validators
             .iter()
@@ -437,6 +484,105 @@ fn startup_rows(n: usize, ready: f64, rss_mib: f64) -> Vec<Row> {
             target: big.then(|| ("≤ 256 MiB".to_owned(), rss_mib <= 256.0)),
         },
     ]
+}
+
+/// The seed of the many-chains scenario's key for chain `i`.
+fn chain_seed(i: usize) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("signer bench chain key {i}")).into()
+}
+
+/// Raw Ed25519 signing rate of this machine: every core signing, no I/O.
+fn ed25519_baseline() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_thread = 20_000;
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..cores {
+            s.spawn(move || {
+                if let Ok(k) = signer::crypto::ed25519::Ed25519SecretKey::from_seed(&chain_seed(t))
+                {
+                    for i in 0..per_thread {
+                        std::hint::black_box(k.sign(&(i as u64).to_le_bytes()));
+                    }
+                }
+            });
+        }
+    });
+    (cores * per_thread) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One connection per chain, each voting (prevote, precommit) at `heights`
+/// heights as fast as answers come.
+async fn many_chains(
+    d: &Daemon,
+    keys: &[Vec<u8>],
+    heights: i64,
+) -> Result<Burst, Box<dyn std::error::Error>> {
+    let tls = signer::client::ClientTls::dev(&d.dir)
+        .config()
+        .map_err(|e| e.to_string())?;
+    let mut clients = Vec::new();
+    for _ in keys {
+        clients.push(
+            signer::client::connect(d.grpc, "localhost", tls.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let commits = metric(d.metrics, "signer_db_commits");
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, (mut c, key)) in clients.into_iter().zip(keys.iter().cloned()).enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(2 * heights as usize);
+            for h in 1..=heights {
+                for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
+                    let req = pb::SignRequest {
+                        public_key: key.clone(),
+                        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
+                            chain_id: format!("bench-chain-{i}"),
+                            version: pb::CometBftVersion::V038 as i32,
+                            r#type: kind as i32,
+                            height: h,
+                            round: 0,
+                            block_id: Some(pb::BlockId {
+                                hash: vec![0xab; 32],
+                                part_set_total: 1,
+                                part_set_hash: vec![0xcd; 32],
+                            }),
+                            timestamp: Some(pb::Timestamp {
+                                seconds: 1_700_000_000 + h,
+                                nanos: 0,
+                            }),
+                            extension: Vec::new(),
+                        })),
+                    };
+                    let t = Instant::now();
+                    let out = c.sign(req).await?.into_inner();
+                    lat.push(t.elapsed());
+                    if !matches!(out.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
+                        return Err(tonic::Status::internal(format!(
+                            "chain {i} height {h}: {out:?}"
+                        )));
+                    }
+                }
+            }
+            Ok::<_, tonic::Status>(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    Ok(Burst {
+        rate: latencies.len() as f64 / wall,
+        latencies,
+        commits: metric(d.metrics, "signer_db_commits") - commits,
+        loadgen_cpu: cpu_seconds() - cpu,
+    })
 }
 
 /// Raw BLS signing rate of this machine: every core signing, no I/O.
@@ -713,14 +859,15 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
 
 pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     signer::tls::install_crypto_provider();
-    let (votes, burst, start_up) = match a.scenario.as_deref() {
-        None => (true, true, true),
-        Some("cometbft-votes") => (true, false, false),
-        Some("eth2-burst") => (false, true, false),
-        Some("startup") => (false, false, true),
+    let (votes, burst, start_up, chains) = match a.scenario.as_deref() {
+        None => (true, true, true, true),
+        Some("cometbft-votes") => (true, false, false, false),
+        Some("eth2-burst") => (false, true, false, false),
+        Some("startup") => (false, false, true, false),
+        Some("many-chains") => (false, false, false, true),
         Some(other) => {
             return Err(format!(
-                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, startup)"
+                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, many-chains, startup)"
             )
             .into());
         }
@@ -744,7 +891,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let node_seed = [0x33; 32];
     let node = TcpListener::bind("127.0.0.1:0")?;
-    let daemon = start(&node, node_seed, &validators)?;
+    let daemon = start(
+        &node,
+        node_seed,
+        &validators,
+        if chains { a.chains } else { 0 },
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -758,6 +910,38 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         stage_reports.push(("eth2-burst", stage_means(daemon.metrics)));
         let single = runtime.block_on(burst_single(&daemon, &validators, 2))?;
         rows.extend(burst_rows("64 conns", single, base, 0.70));
+    }
+    if chains {
+        let base = ed25519_baseline();
+        let keys: Vec<Vec<u8>> = (0..a.chains)
+            .map(|i| {
+                signer::crypto::ed25519::Ed25519SecretKey::from_seed(&chain_seed(i))
+                    .map(|k| k.public_key().to_vec())
+            })
+            .collect::<Result<_, _>>()?;
+        let mut r = runtime.block_on(many_chains(&daemon, &keys, a.chain_heights))?;
+        stage_reports.push(("many-chains", stage_means(daemon.metrics)));
+        r.latencies.sort();
+        let (rate, p99) = (r.rate, percentile(&r.latencies, 0.99) / 1000.0);
+        let row = |figure, unit, value, baseline, target| Row {
+            scenario: "many-chains",
+            variant: "grpc",
+            figure,
+            unit,
+            value,
+            baseline,
+            target,
+        };
+        rows.push(row(
+            "rate",
+            "sig/s",
+            rate,
+            Some(base),
+            Some(("≥ 20000 sig/s".to_owned(), rate >= 20_000.0)),
+        ));
+        rows.push(row("p99", "ms", p99, None, None));
+        rows.push(row("db commits", "", r.commits, None, None));
+        rows.push(row("loadgen cpu", "s", r.loadgen_cpu, None, None));
     }
     if !votes {
         rows.extend(startup_results);
