@@ -25,7 +25,8 @@
 //!   client each voting as fast as answers come. Figures: signatures/s,
 //!   p99. Baseline: raw Ed25519 signing on every core in this process.
 //!
-//! The HTTP burst of the benchmark issue is still to come.
+//! - `eth2-burst-http`: the same burst through the Web3Signer HTTP API, 64
+//!   keep-alive HTTPS connections (runs with `eth2-burst`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -85,6 +86,7 @@ struct Daemon {
     child: Child,
     grpc: SocketAddr,
     metrics: SocketAddr,
+    http: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -301,10 +303,12 @@ fn start(
     };
     let grpc = addr("grpc=")?;
     let metrics = addr("metrics=")?;
+    let http = addr("http=").ok();
     Ok(Daemon {
         child,
         grpc,
         metrics,
+        http,
         dir,
     })
 }
@@ -579,6 +583,111 @@ async fn many_chains(
     let wall = started.elapsed().as_secs_f64();
     Ok(Burst {
         rate: latencies.len() as f64 / wall,
+        latencies,
+        commits: metric(d.metrics, "signer_db_commits") - commits,
+        loadgen_cpu: cpu_seconds() - cpu,
+    })
+}
+
+/// Every validator's attestation for `target` through the Web3Signer HTTP
+/// API: 64 keep-alive HTTPS connections, requests pre-built as JSON.
+async fn burst_http(
+    d: &Daemon,
+    keys: &[Vec<u8>],
+    target: u64,
+) -> Result<Burst, Box<dyn std::error::Error>> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let http = d.http.ok_or("the daemon has no HTTP listener")?;
+    let mut tls = (*signer::client::ClientTls::dev(&d.dir)
+        .config()
+        .map_err(|e| e.to_string())?)
+    .clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let mut senders = Vec::new();
+    for _ in 0..64 {
+        let tcp = tokio::net::TcpStream::connect(http).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        let stream = connector.connect(name, tcp).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        senders.push(sender);
+    }
+    let bodies: std::sync::Arc<Vec<(String, Bytes)>> = std::sync::Arc::new(
+        keys.iter()
+            .map(|k| {
+                let body = json!({
+                    "type": "ATTESTATION",
+                    "fork_info": {
+                        "fork": {"previous_version": "0x00000000", "current_version": "0x00000000", "epoch": "0"},
+                        "genesis_validators_root": format!("0x{}", "00".repeat(32)),
+                    },
+                    "attestation": {
+                        "slot": (target * 32).to_string(), "index": "0",
+                        "beacon_block_root": format!("0x{}", "55".repeat(32)),
+                        "source": {"epoch": (target - 1).to_string(), "root": format!("0x{}", "77".repeat(32))},
+                        "target": {"epoch": target.to_string(), "root": format!("0x{}", "77".repeat(32))},
+                    },
+                });
+                (
+                    format!("/api/v1/eth2/sign/0x{}", hex::encode(k)),
+                    Bytes::from(body.to_string()),
+                )
+            })
+            .collect(),
+    );
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let commits = metric(d.metrics, "signer_db_commits");
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut sender in senders {
+        let (bodies, next) = (bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut signed = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((path, body)) = bodies.get(i) else {
+                    break;
+                };
+                let req = hyper::Request::post(path.as_str())
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| e.to_string())?;
+                let t = Instant::now();
+                let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+                let ok = resp.status() == hyper::StatusCode::OK;
+                let _ = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                lat.push(t.elapsed());
+                if ok {
+                    signed += 1;
+                }
+            }
+            Ok::<_, String>((lat, signed))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut signed = 0;
+    for t in tasks {
+        let (l, n) = t.await??;
+        latencies.extend(l);
+        signed += n;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if signed != keys.len() {
+        return Err(format!("HTTP: {signed} of {} signed", keys.len()).into());
+    }
+    Ok(Burst {
+        rate: signed as f64 / wall,
         latencies,
         commits: metric(d.metrics, "signer_db_commits") - commits,
         loadgen_cpu: cpu_seconds() - cpu,
@@ -862,7 +971,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (votes, burst, start_up, chains) = match a.scenario.as_deref() {
         None => (true, true, true, true),
         Some("cometbft-votes") => (true, false, false, false),
-        Some("eth2-burst") => (false, true, false, false),
+        Some("eth2-burst" | "eth2-burst-http") => (false, true, false, false),
         Some("startup") => (false, false, true, false),
         Some("many-chains") => (false, false, false, true),
         Some(other) => {
@@ -910,6 +1019,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         stage_reports.push(("eth2-burst", stage_means(daemon.metrics)));
         let single = runtime.block_on(burst_single(&daemon, &validators, 2))?;
         rows.extend(burst_rows("64 conns", single, base, 0.70));
+        let http = runtime.block_on(burst_http(&daemon, &validators, 3))?;
+        let mut http_rows = burst_rows("64 conns", http, base, 0.70);
+        for r in &mut http_rows {
+            r.scenario = "eth2-burst-http";
+        }
+        rows.extend(http_rows);
     }
     if chains {
         let base = ed25519_baseline();
