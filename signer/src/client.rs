@@ -1,5 +1,5 @@
-//! A `signer.v1` client over mutual TLS (for `signer client`, the tests and
-//! the benchmark). TLS 1.3, the server verified against a given CA, our
+//! A `signer.v1` client over mutual TLS, and sample requests (for `signer
+//! client`, the tests and the benchmark). TLS 1.3, the server verified against a given CA, our
 //! certificate presented; tonic runs HTTP/2 over the stream we connect.
 
 use std::net::SocketAddr;
@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
+use proto::v1 as pb;
 use proto::v1::signer_client::SignerClient;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -85,4 +86,66 @@ pub async fn connect(
         }))
         .await?;
     Ok(SignerClient::new(channel))
+}
+
+/// An attestation from `source` to `target` on the dev network (genesis
+/// validators root and fork versions zero), the beacon block root filled
+/// with `block` (vary it to make a conflicting vote).
+pub fn dev_attestation(public_key: &[u8], source: u64, target: u64, block: u8) -> pb::SignRequest {
+    let cp = |epoch| pb::Checkpoint {
+        epoch,
+        root: vec![0; 32],
+    };
+    pb::SignRequest {
+        public_key: public_key.to_vec(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(pb::ForkInfo {
+                fork: Some(pb::Fork {
+                    previous_version: vec![0; 4],
+                    current_version: vec![0; 4],
+                    epoch: 0,
+                }),
+                genesis_validators_root: vec![0; 32],
+            }),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::Attestation(
+                pb::AttestationData {
+                    slot: target * 32,
+                    index: 0,
+                    beacon_block_root: vec![block; 32],
+                    source: Some(cp(source)),
+                    target: Some(cp(target)),
+                },
+            )),
+        })),
+    }
+}
+
+/// A CometBFT v0.38 vote for the block whose hashes are filled with `block`,
+/// timestamped `seconds`.
+pub fn vote_request(
+    public_key: &[u8],
+    chain_id: &str,
+    kind: pb::VoteType,
+    (height, round): (i64, i32),
+    block: u8,
+    seconds: i64,
+) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: public_key.to_vec(),
+        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
+            chain_id: chain_id.to_owned(),
+            version: pb::CometBftVersion::V038 as i32,
+            r#type: kind as i32,
+            height,
+            round,
+            block_id: Some(pb::BlockId {
+                hash: vec![block; 32],
+                part_set_total: 1,
+                part_set_hash: vec![block; 32],
+            }),
+            timestamp: Some(pb::Timestamp { seconds, nanos: 0 }),
+            extension: Vec::new(),
+        })),
+    }
 }

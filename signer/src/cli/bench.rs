@@ -90,9 +90,8 @@ struct Daemon {
     dir: PathBuf,
 }
 
-/// Mean time per request in each pipeline stage, from the daemon's own
-/// metrics (sum / count of `signer_stage_seconds`), in µs.
-fn stage_means(metrics: SocketAddr) -> Vec<(String, f64)> {
+/// The daemon's `/metrics` text.
+fn scrape(metrics: SocketAddr) -> String {
     use std::io::Read;
     let mut body = String::new();
     if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
@@ -102,19 +101,114 @@ fn stage_means(metrics: SocketAddr) -> Vec<(String, f64)> {
         );
         let _ = s.read_to_string(&mut body);
     }
-    let value = |series: &str| -> Option<f64> {
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-    };
+    body
+}
+
+/// The value of one series (`name{labels}` exactly as exported) in `body`.
+fn series(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One metric's current value (0 when absent).
+fn metric(metrics: SocketAddr, name: &str) -> f64 {
+    series(&scrape(metrics), name).unwrap_or(0.0)
+}
+
+/// Mean time per request in each pipeline stage, from the daemon's own
+/// metrics (sum / count of `signer_stage_seconds`), in µs.
+fn stage_means(metrics: SocketAddr) -> Vec<(String, f64)> {
+    let body = scrape(metrics);
     signer::metrics::STAGES
         .iter()
         .filter_map(|stage| {
-            let sum = value(&format!("signer_stage_seconds_sum{{stage=\"{stage}\"}}"))?;
-            let count = value(&format!("signer_stage_seconds_count{{stage=\"{stage}\"}}"))?;
+            let sum = series(
+                &body,
+                &format!("signer_stage_seconds_sum{{stage=\"{stage}\"}}"),
+            )?;
+            let count = series(
+                &body,
+                &format!("signer_stage_seconds_count{{stage=\"{stage}\"}}"),
+            )?;
             (count > 0.0).then(|| ((*stage).to_owned(), sum / count * 1e6))
         })
         .collect()
+}
+
+/// `n` gRPC clients of the dev client certificate, one connection each.
+async fn connect_clients(
+    d: &Daemon,
+    n: usize,
+) -> Result<
+    Vec<proto::v1::signer_client::SignerClient<tonic::transport::Channel>>,
+    Box<dyn std::error::Error>,
+> {
+    let tls = signer::client::ClientTls::dev(&d.dir)
+        .config()
+        .map_err(|e| e.to_string())?;
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(
+            signer::client::connect(d.grpc, "localhost", tls.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(clients)
+}
+
+/// A load-generating task: its latencies and the signatures it received.
+type Task = tokio::task::JoinHandle<Result<(Vec<Duration>, usize), String>>;
+
+/// What a throughput variant measures around its run: database commits,
+/// the load generator's CPU, wall time.
+struct Window {
+    commits: f64,
+    cpu: f64,
+    started: Instant,
+}
+
+impl Window {
+    fn open(d: &Daemon) -> Self {
+        Self {
+            commits: metric(d.metrics, "signer_db_commits"),
+            cpu: cpu_seconds(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Joins the variant's tasks (each: latencies, signatures received) and
+    /// checks that all `expected` were signed.
+    async fn close(
+        self,
+        d: &Daemon,
+        what: &str,
+        tasks: Vec<Task>,
+        expected: usize,
+    ) -> Result<Burst, Box<dyn std::error::Error>> {
+        let mut latencies = Vec::new();
+        let mut signed = 0;
+        for t in tasks {
+            let (l, n) = t.await??;
+            latencies.extend(l);
+            signed += n;
+        }
+        let wall = self.started.elapsed().as_secs_f64();
+        if signed != expected {
+            return Err(format!("{what}: {signed} of {expected} signed").into());
+        }
+        Ok(Burst {
+            rate: signed as f64 / wall,
+            latencies,
+            commits: metric(d.metrics, "signer_db_commits") - self.commits,
+            loadgen_cpu: cpu_seconds() - self.cpu,
+        })
+    }
+}
+
+fn is_signed(r: &pb::SignResponse) -> bool {
+    matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_)))
 }
 
 impl Drop for Daemon {
@@ -319,42 +413,24 @@ async fn grpc_votes(
     warmup: i64,
     heights: i64,
 ) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let tls = signer::client::ClientTls::dev(&d.dir)
-        .config()
-        .map_err(|e| e.to_string())?;
-    let mut c = signer::client::connect(d.grpc, "localhost", tls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut c = connect_clients(d, 1).await?.pop().ok_or("no client")?;
     let mut times = Vec::with_capacity(2 * heights as usize);
     for h in 1..=warmup + heights {
         for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
-            let v = vote(VoteType::Prevote, h);
-            let req = pb::SignRequest {
-                public_key: ed.clone(),
-                message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
-                    chain_id: "signer-dev-1".into(),
-                    version: pb::CometBftVersion::V038 as i32,
-                    r#type: kind as i32,
-                    height: h,
-                    round: 0,
-                    block_id: Some(pb::BlockId {
-                        hash: v.block_id.hash,
-                        part_set_total: 1,
-                        part_set_hash: v.block_id.part_set_hash,
-                    }),
-                    timestamp: Some(pb::Timestamp {
-                        seconds: v.timestamp.seconds,
-                        nanos: 0,
-                    }),
-                    extension: Vec::new(),
-                })),
-            };
+            let req = signer::client::vote_request(
+                &ed,
+                "signer-dev-1",
+                kind,
+                (h, 0),
+                0xab,
+                1_700_000_000 + h,
+            );
             let started = Instant::now();
             let r = c.sign(req).await?.into_inner();
             if h > warmup {
                 times.push(started.elapsed());
             }
-            if !matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
+            if !is_signed(&r) {
                 return Err(format!("height {h}: not signed: {r:?}").into());
             }
         }
@@ -523,70 +599,37 @@ async fn many_chains(
     keys: &[Vec<u8>],
     heights: i64,
 ) -> Result<Burst, Box<dyn std::error::Error>> {
-    let tls = signer::client::ClientTls::dev(&d.dir)
-        .config()
-        .map_err(|e| e.to_string())?;
-    let mut clients = Vec::new();
-    for _ in keys {
-        clients.push(
-            signer::client::connect(d.grpc, "localhost", tls.clone())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    let commits = metric(d.metrics, "signer_db_commits");
-    let cpu = cpu_seconds();
-    let started = Instant::now();
+    let clients = connect_clients(d, keys.len()).await?;
+    let window = Window::open(d);
     let mut tasks = Vec::new();
     for (i, (mut c, key)) in clients.into_iter().zip(keys.iter().cloned()).enumerate() {
+        let chain = format!("bench-chain-{i}");
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(2 * heights as usize);
             for h in 1..=heights {
                 for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
-                    let req = pb::SignRequest {
-                        public_key: key.clone(),
-                        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
-                            chain_id: format!("bench-chain-{i}"),
-                            version: pb::CometBftVersion::V038 as i32,
-                            r#type: kind as i32,
-                            height: h,
-                            round: 0,
-                            block_id: Some(pb::BlockId {
-                                hash: vec![0xab; 32],
-                                part_set_total: 1,
-                                part_set_hash: vec![0xcd; 32],
-                            }),
-                            timestamp: Some(pb::Timestamp {
-                                seconds: 1_700_000_000 + h,
-                                nanos: 0,
-                            }),
-                            extension: Vec::new(),
-                        })),
-                    };
+                    let req = signer::client::vote_request(
+                        &key,
+                        &chain,
+                        kind,
+                        (h, 0),
+                        0xab,
+                        1_700_000_000 + h,
+                    );
                     let t = Instant::now();
-                    let out = c.sign(req).await?.into_inner();
+                    let out = c.sign(req).await.map_err(|e| e.to_string())?.into_inner();
                     lat.push(t.elapsed());
-                    if !matches!(out.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
-                        return Err(tonic::Status::internal(format!(
-                            "chain {i} height {h}: {out:?}"
-                        )));
+                    if !is_signed(&out) {
+                        return Err(format!("chain {i} height {h}: {out:?}"));
                     }
                 }
             }
-            Ok::<_, tonic::Status>(lat)
+            let n = lat.len();
+            Ok((lat, n))
         }));
     }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    let wall = started.elapsed().as_secs_f64();
-    Ok(Burst {
-        rate: latencies.len() as f64 / wall,
-        latencies,
-        commits: metric(d.metrics, "signer_db_commits") - commits,
-        loadgen_cpu: cpu_seconds() - cpu,
-    })
+    let expected = 2 * keys.len() * usize::try_from(heights).unwrap_or(0);
+    window.close(d, "many-chains", tasks, expected).await
 }
 
 /// Every validator's attestation for `target` through the Web3Signer HTTP
@@ -640,9 +683,7 @@ async fn burst_http(
             .collect(),
     );
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let commits = metric(d.metrics, "signer_db_commits");
-    let cpu = cpu_seconds();
-    let started = Instant::now();
+    let window = Window::open(d);
     let mut tasks = Vec::new();
     for mut sender in senders {
         let (bodies, next) = (bodies.clone(), next.clone());
@@ -672,26 +713,10 @@ async fn burst_http(
                     signed += 1;
                 }
             }
-            Ok::<_, String>((lat, signed))
+            Ok((lat, signed))
         }));
     }
-    let mut latencies = Vec::new();
-    let mut signed = 0;
-    for t in tasks {
-        let (l, n) = t.await??;
-        latencies.extend(l);
-        signed += n;
-    }
-    let wall = started.elapsed().as_secs_f64();
-    if signed != keys.len() {
-        return Err(format!("HTTP: {signed} of {} signed", keys.len()).into());
-    }
-    Ok(Burst {
-        rate: signed as f64 / wall,
-        latencies,
-        commits: metric(d.metrics, "signer_db_commits") - commits,
-        loadgen_cpu: cpu_seconds() - cpu,
-    })
+    window.close(d, "HTTP", tasks, keys.len()).await
 }
 
 /// Raw BLS signing rate of this machine: every core signing, no I/O.
@@ -724,52 +749,6 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-fn metric(metrics: SocketAddr, series: &str) -> f64 {
-    use std::io::Read;
-    let mut body = String::new();
-    if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
-        let _ = write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        );
-        let _ = s.read_to_string(&mut body);
-    }
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn attestation_request(key: &[u8], target: u64) -> pb::SignRequest {
-    let cp = |epoch| pb::Checkpoint {
-        epoch,
-        root: vec![0x77; 32],
-    };
-    pb::SignRequest {
-        public_key: key.to_vec(),
-        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
-            fork_info: Some(pb::ForkInfo {
-                fork: Some(pb::Fork {
-                    previous_version: vec![0; 4],
-                    current_version: vec![0; 4],
-                    epoch: 0,
-                }),
-                genesis_validators_root: vec![0; 32],
-            }),
-            signing_root: Vec::new(),
-            message: Some(pb::eth2_request::Message::Attestation(
-                pb::AttestationData {
-                    slot: target * 32,
-                    index: 0,
-                    beacon_block_root: vec![0x55; 32],
-                    source: Some(cp(target - 1)),
-                    target: Some(cp(target)),
-                },
-            )),
-        })),
-    }
-}
-
 /// One eth2-burst variant's measurements.
 struct Burst {
     rate: f64,
@@ -785,24 +764,17 @@ async fn burst_batches(
     keys: &[Vec<u8>],
     target: u64,
 ) -> Result<Burst, Box<dyn std::error::Error>> {
-    let tls = signer::client::ClientTls::dev(&d.dir)
-        .config()
-        .map_err(|e| e.to_string())?;
-    let c = signer::client::connect(d.grpc, "localhost", tls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let c = connect_clients(d, 1).await?.pop().ok_or("no client")?;
     let batches: Vec<pb::SignBatchRequest> = keys
         .chunks(256)
         .map(|chunk| pb::SignBatchRequest {
             requests: chunk
                 .iter()
-                .map(|k| attestation_request(k, target))
+                .map(|k| signer::client::dev_attestation(k, target - 1, target, 0x55))
                 .collect(),
         })
         .collect();
-    let commits = metric(d.metrics, "signer_db_commits");
-    let cpu = cpu_seconds();
-    let started = Instant::now();
+    let window = Window::open(d);
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
     let mut tasks = Vec::new();
     for b in batches {
@@ -810,32 +782,16 @@ async fn burst_batches(
         let permit = sem.clone().acquire_owned().await?;
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let r = c.sign_batch(b).await.map(|r| r.into_inner());
+            let r = c.sign_batch(b).await.map_err(|e| e.to_string());
             drop(permit);
-            r.map(|r| (t.elapsed(), r))
+            let r = r?.into_inner();
+            Ok((
+                vec![t.elapsed()],
+                r.responses.iter().filter(|x| is_signed(x)).count(),
+            ))
         }));
     }
-    let mut latencies = Vec::new();
-    let mut signed = 0usize;
-    for t in tasks {
-        let (lat, r) = t.await??;
-        latencies.push(lat);
-        signed += r
-            .responses
-            .iter()
-            .filter(|x| matches!(x.outcome, Some(pb::sign_response::Outcome::Signature(_))))
-            .count();
-    }
-    let wall = started.elapsed().as_secs_f64();
-    if signed != keys.len() {
-        return Err(format!("SignBatch: {signed} of {} signed", keys.len()).into());
-    }
-    Ok(Burst {
-        rate: signed as f64 / wall,
-        latencies,
-        commits: metric(d.metrics, "signer_db_commits") - commits,
-        loadgen_cpu: cpu_seconds() - cpu,
-    })
+    window.close(d, "SignBatch", tasks, keys.len()).await
 }
 
 /// Every validator's attestation for `target`, as single `Sign` calls over
@@ -845,26 +801,14 @@ async fn burst_single(
     keys: &[Vec<u8>],
     target: u64,
 ) -> Result<Burst, Box<dyn std::error::Error>> {
-    let tls = signer::client::ClientTls::dev(&d.dir)
-        .config()
-        .map_err(|e| e.to_string())?;
-    let mut clients = Vec::new();
-    for _ in 0..64 {
-        clients.push(
-            signer::client::connect(d.grpc, "localhost", tls.clone())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
+    let clients = connect_clients(d, 64).await?;
     let requests: std::sync::Arc<Vec<pb::SignRequest>> = std::sync::Arc::new(
         keys.iter()
-            .map(|k| attestation_request(k, target))
+            .map(|k| signer::client::dev_attestation(k, target - 1, target, 0x55))
             .collect(),
     );
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let commits = metric(d.metrics, "signer_db_commits");
-    let cpu = cpu_seconds();
-    let started = Instant::now();
+    let window = Window::open(d);
     let mut tasks = Vec::new();
     for mut c in clients {
         let (requests, next) = (requests.clone(), next.clone());
@@ -875,32 +819,20 @@ async fn burst_single(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(r) = requests.get(i) else { break };
                 let t = Instant::now();
-                let out = c.sign(r.clone()).await?.into_inner();
+                let out = c
+                    .sign(r.clone())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
                 lat.push(t.elapsed());
-                if matches!(out.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
+                if is_signed(&out) {
                     signed += 1;
                 }
             }
-            Ok::<_, tonic::Status>((lat, signed))
+            Ok((lat, signed))
         }));
     }
-    let mut latencies = Vec::new();
-    let mut signed = 0;
-    for t in tasks {
-        let (l, n) = t.await??;
-        latencies.extend(l);
-        signed += n;
-    }
-    let wall = started.elapsed().as_secs_f64();
-    if signed != keys.len() {
-        return Err(format!("Sign: {signed} of {} signed", keys.len()).into());
-    }
-    Ok(Burst {
-        rate: signed as f64 / wall,
-        latencies,
-        commits: metric(d.metrics, "signer_db_commits") - commits,
-        loadgen_cpu: cpu_seconds() - cpu,
-    })
+    window.close(d, "Sign", tasks, keys.len()).await
 }
 
 fn burst_rows(variant: &'static str, mut b: Burst, base: f64, target: f64) -> Vec<Row> {

@@ -171,33 +171,7 @@ pub fn run(a: ClientArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         .await
                         .map_err(|e: Box<dyn std::error::Error>| e)?,
                 };
-                let cp = |epoch| pb::Checkpoint {
-                    epoch,
-                    root: vec![0; 32],
-                };
-                let request = pb::SignRequest {
-                    public_key,
-                    message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
-                        fork_info: Some(pb::ForkInfo {
-                            fork: Some(pb::Fork {
-                                previous_version: vec![0; 4],
-                                current_version: vec![0; 4],
-                                epoch: 0,
-                            }),
-                            genesis_validators_root: vec![0; 32],
-                        }),
-                        signing_root: Vec::new(),
-                        message: Some(pb::eth2_request::Message::Attestation(
-                            pb::AttestationData {
-                                slot: target * 32,
-                                index: 0,
-                                beacon_block_root: vec![block; 32],
-                                source: Some(cp(source)),
-                                target: Some(cp(target)),
-                            },
-                        )),
-                    })),
-                };
+                let request = signer::client::dev_attestation(&public_key, source, target, block);
                 print(c.sign(request).await?.into_inner())
             }
             ClientCommand::SignVote {
@@ -213,26 +187,14 @@ pub fn run(a: ClientArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         .await
                         .map_err(|e: Box<dyn std::error::Error>| e)?,
                 };
-                let request = pb::SignRequest {
-                    public_key,
-                    message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
-                        chain_id,
-                        version: pb::CometBftVersion::V038 as i32,
-                        r#type: pb::VoteType::Prevote as i32,
-                        height,
-                        round,
-                        block_id: Some(pb::BlockId {
-                            hash: vec![block; 32],
-                            part_set_total: 1,
-                            part_set_hash: vec![block; 32],
-                        }),
-                        timestamp: Some(pb::Timestamp {
-                            seconds: 1_700_000_000,
-                            nanos: 0,
-                        }),
-                        extension: Vec::new(),
-                    })),
-                };
+                let request = signer::client::vote_request(
+                    &public_key,
+                    &chain_id,
+                    pb::VoteType::Prevote,
+                    (height, round),
+                    block,
+                    1_700_000_000,
+                );
                 print(c.sign(request).await?.into_inner())
             }
         };
