@@ -38,6 +38,9 @@ pub struct Config {
     /// The Ethereum network's parameters requests do not carry.
     #[serde(default)]
     pub ethereum: Ethereum,
+    /// PKCS#11 tokens (HSMs) that hold keys.
+    #[serde(default)]
+    pub pkcs11: Option<crate::backend::pkcs11::Pkcs11Config>,
     /// Where keys come from.
     #[serde(default)]
     pub keys: Vec<KeySource>,
@@ -260,6 +263,26 @@ pub enum KeySource {
     PrivValidatorKey {
         /// The file.
         path: PathBuf,
+    },
+    /// An Ed25519 or secp256k1 key pair inside PKCS#11 tokens.
+    Pkcs11 {
+        /// `CKA_LABEL`…
+        #[serde(default)]
+        label: Option<String>,
+        /// …or `CKA_ID` (hex).
+        #[serde(default)]
+        id: Option<String>,
+        /// The `[[pkcs11.tokens]]` holding it (default: all), tried in this order.
+        #[serde(default)]
+        tokens: Vec<String>,
+    },
+    /// A BLS key sealed under a token's AES key (`signer keys seal`).
+    Pkcs11Sealed {
+        /// The sealed key file.
+        path: PathBuf,
+        /// Tokens that may unseal it (default: all).
+        #[serde(default)]
+        tokens: Vec<String>,
     },
 }
 
@@ -493,6 +516,13 @@ impl Config {
                 });
             }
         }
+        if let Some(p) = &mut c.pkcs11 {
+            for t in &mut p.tokens {
+                if let Some(f) = &mut t.pin_file {
+                    resolve(&base, f);
+                }
+            }
+        }
         for k in &mut c.keys {
             match k {
                 KeySource::File {
@@ -502,9 +532,10 @@ impl Config {
                     resolve(&base, path);
                     resolve(&base, password_file);
                 }
-                KeySource::Web3signerDir { path } | KeySource::PrivValidatorKey { path } => {
-                    resolve(&base, path)
-                }
+                KeySource::Web3signerDir { path }
+                | KeySource::PrivValidatorKey { path }
+                | KeySource::Pkcs11Sealed { path, .. } => resolve(&base, path),
+                KeySource::Pkcs11 { .. } => {}
             }
         }
         Ok(c)

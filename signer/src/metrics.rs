@@ -15,6 +15,10 @@
 //! - `certificate_expiry_timestamp_seconds{certificate}`: notAfter of the
 //!   server certificate and of each client CA.
 //! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0).
+//! - `backend_up{backend,name}`: 1 while an HSM token (or KMS endpoint)
+//!   answers, 0 after a failure until an operation succeeds again;
+//!   `backend_operations_total{backend,name,outcome}` (`ok`, `error`,
+//!   `timeout`, `retried`, `skipped`) and `backend_seconds{backend,name}`.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -71,6 +75,12 @@ pub struct Metrics {
     pub privval_connected: Family<Labels, Gauge>,
     /// CometBFT node connections that failed or were refused.
     pub privval_failures: Family<Labels, Counter>,
+    /// Backend targets (HSM tokens, KMS endpoints): 1 up, 0 down.
+    pub backend_up: Family<Labels, Gauge>,
+    /// Backend operations by outcome.
+    pub backend_operations: Family<Labels, Counter>,
+    /// Backend operation latency.
+    pub backend_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// The stage histograms, resolved once: observing one is then a lookup
     /// in a short list, not a label allocation and a map lock per request.
     stage_handles: Vec<(&'static str, Histogram)>,
@@ -172,6 +182,25 @@ impl Metrics {
             "CometBFT node connections that failed, were refused or dropped",
             privval_failures.clone(),
         );
+        let backend_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "backend_up",
+            "HSM tokens and KMS endpoints: 1 answering, 0 failed until an operation succeeds",
+            backend_up.clone(),
+        );
+        let backend_operations = Family::<Labels, Counter>::default();
+        registry.register(
+            "backend_operations",
+            "Backend operations by target and outcome (ok, error, timeout, retried, skipped)",
+            backend_operations.clone(),
+        );
+        let backend_seconds: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "backend_seconds",
+            "Backend operation latency by target",
+            backend_seconds.clone(),
+        );
         let stage_handles = STAGES
             .iter()
             .map(|&name| {
@@ -182,6 +211,9 @@ impl Metrics {
             })
             .collect();
         Self {
+            backend_up,
+            backend_operations,
+            backend_seconds,
             privval_connected,
             privval_failures,
             stage_handles,

@@ -26,7 +26,7 @@ use slashing_db::{
 };
 
 use crate::audit::{AuditLog, Entry};
-use crate::backend::soft::SecretKey;
+use crate::backend::{BackendError, Key, Scheme};
 use crate::cometbft::{self, ProtocolVersion, Timestamp, Vote};
 use crate::crypto::bls::BlsSecretKey;
 use crate::eth2::{self, Network, RequestKind, SlashingFacts};
@@ -173,12 +173,13 @@ pub struct KeyInfo {
 /// Public key bytes → key.
 #[derive(Debug, Default)]
 pub struct Keyring {
-    keys: HashMap<Vec<u8>, SecretKey>,
+    keys: HashMap<Vec<u8>, Key>,
 }
 
 impl Keyring {
     /// Adds a key (a second copy of the same key replaces the first).
-    pub fn insert(&mut self, key: SecretKey) {
+    pub fn insert(&mut self, key: impl Into<Key>) {
+        let key = key.into();
         self.keys.insert(key.public_key(), key);
     }
 
@@ -194,13 +195,13 @@ impl Keyring {
 
     /// Adds many keys, deriving their public keys on every core (a BLS
     /// public key costs ~60 µs: 100,000 keys would take 6 s on one).
-    pub fn extend(&mut self, keys: Vec<SecretKey>) {
+    pub fn extend(&mut self, keys: Vec<Key>) {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = keys.len().div_ceil(threads).max(1);
         let derived: Vec<Vec<u8>> = std::thread::scope(|s| {
             let handles: Vec<_> = keys
                 .chunks(chunk)
-                .map(|c| s.spawn(move || c.iter().map(SecretKey::public_key).collect::<Vec<_>>()))
+                .map(|c| s.spawn(move || c.iter().map(Key::public_key).collect::<Vec<_>>()))
                 .collect();
             handles
                 .into_iter()
@@ -218,12 +219,12 @@ impl Keyring {
     }
 
     /// Every key.
-    pub fn iter(&self) -> impl Iterator<Item = &SecretKey> {
+    pub fn iter(&self) -> impl Iterator<Item = &Key> {
         self.keys.values()
     }
 
     /// Every key with its public key (computed once, at load).
-    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &SecretKey)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &Key)> {
         self.keys.iter().map(|(pk, k)| (pk.as_slice(), k))
     }
 
@@ -232,7 +233,7 @@ impl Keyring {
         self.keys.contains_key(public_key)
     }
 
-    fn get(&self, public_key: &[u8]) -> Result<&SecretKey, Refusal> {
+    fn get(&self, public_key: &[u8]) -> Result<&Key, Refusal> {
         self.keys.get(public_key).ok_or(Refusal::UnknownKey)
     }
 }
@@ -425,7 +426,7 @@ enum Plan<'a> {
         db: Option<usize>,
     },
     Comet {
-        key: &'a SecretKey,
+        key: &'a Key,
         operation: Operation,
         consensus_key: ConsensusKey,
         chain: ChainId,
@@ -434,7 +435,7 @@ enum Plan<'a> {
         db: usize,
     },
     Raw {
-        key: &'a SecretKey,
+        key: &'a Key,
         payload: Raw,
     },
 }
@@ -456,13 +457,19 @@ struct Prepared<'a> {
 }
 
 /// Signs with a consensus key as CometBFT verifies it.
-fn comet_sign(key: &SecretKey, msg: &[u8]) -> Result<Vec<u8>, Refusal> {
-    match key {
-        SecretKey::Ed25519(k) => Ok(k.sign(msg).to_vec()),
-        SecretKey::Secp256k1(k) => Ok(k.sign_sha256(msg).to_vec()),
-        SecretKey::Bls(_) => Err(Refusal::InvalidRequest(
-            "BLS keys do not sign CometBFT messages here".into(),
-        )),
+fn comet_sign(key: &Key, msg: &[u8]) -> Result<Vec<u8>, Refusal> {
+    key.sign_comet(msg).map_err(backend_refusal)
+}
+
+/// A backend failure as the client sees it: a key that cannot do this is
+/// the request's fault; anything else is the backend's (details are logged).
+fn backend_refusal(e: BackendError) -> Refusal {
+    match e {
+        BackendError::WrongScheme(why) => Refusal::InvalidRequest(why.into()),
+        other => {
+            tracing::warn!(error = %other, "backend could not sign");
+            Refusal::BackendUnavailable(other.to_string())
+        }
     }
 }
 
@@ -779,8 +786,8 @@ impl Pipeline {
                 plan: self
                     .authorize(policy, &r.client, Operation::CometRaw, &r.public_key, None)
                     .and_then(|()| keys.get(&r.public_key))
-                    .and_then(|key| match key {
-                        SecretKey::Bls(_) => Err(Refusal::InvalidRequest(
+                    .and_then(|key| match key.scheme() {
+                        Scheme::Bls => Err(Refusal::InvalidRequest(
                             "cometbft.raw needs an Ed25519 or secp256k1 key".into(),
                         )),
                         _ => Ok(Plan::Raw {
@@ -803,7 +810,7 @@ impl Pipeline {
                             None,
                         )?;
                         match keys.get(&r.public_key)? {
-                            key @ SecretKey::Secp256k1(_) => Ok(Plan::Raw {
+                            key if key.scheme() == Scheme::Secp256k1 => Ok(Plan::Raw {
                                 key,
                                 payload: Raw::Digest(digest),
                             }),
@@ -828,7 +835,7 @@ impl Pipeline {
                         None,
                     )
                     .and_then(|()| match keys.get(&r.public_key)? {
-                        key @ SecretKey::Ed25519(_) => Ok(Plan::Raw {
+                        key if key.scheme() == Scheme::Ed25519 => Ok(Plan::Raw {
                             key,
                             payload: Raw::Ed25519(message.clone()),
                         }),
@@ -857,7 +864,7 @@ impl Pipeline {
             &r.public_key,
             network.as_ref(),
         )?;
-        let SecretKey::Bls(key) = keys.get(&r.public_key)? else {
+        let Some(key) = keys.get(&r.public_key)?.bls() else {
             return Err(Refusal::InvalidRequest("the key is not a BLS key".into()));
         };
         let validator = BlsPublicKey::from_slice(&r.public_key).ok_or(Refusal::UnknownKey)?;
@@ -910,7 +917,7 @@ impl Pipeline {
         let network = policy::Network::CometBft(chain_id.to_owned());
         self.authorize(policy, &r.client, operation, &r.public_key, Some(&network))?;
         let key = keys.get(&r.public_key)?;
-        if matches!(key, SecretKey::Bls(_)) {
+        if key.scheme() == Scheme::Bls {
             return Err(Refusal::InvalidRequest(
                 "BLS keys do not sign CometBFT messages here".into(),
             ));
@@ -1013,18 +1020,17 @@ impl Pipeline {
                         signature: comet_sign(key, bytes)?,
                         recovery_id: None,
                     },
-                    (Raw::Digest(d), SecretKey::Secp256k1(k)) => {
-                        let s = k.sign_prehash(d);
+                    (Raw::Digest(d), key) => {
+                        let s = key.sign_secp256k1(d).map_err(backend_refusal)?;
                         Signature::Raw {
                             signature: s.rs.to_vec(),
                             recovery_id: Some(s.recovery_id),
                         }
                     }
-                    (Raw::Ed25519(m), SecretKey::Ed25519(k)) => Signature::Raw {
-                        signature: k.sign(m).to_vec(),
+                    (Raw::Ed25519(m), key) => Signature::Raw {
+                        signature: key.sign_ed25519(m).map_err(backend_refusal)?.to_vec(),
                         recovery_id: None,
                     },
-                    _ => return Err(Refusal::InvalidRequest("key and message differ".into())),
                 };
                 self.metrics.stage("backend", started.elapsed());
                 Ok(out)

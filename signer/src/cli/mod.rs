@@ -6,6 +6,7 @@ mod client;
 mod cometbft;
 mod dev;
 mod init;
+mod keys;
 mod policy;
 mod serve;
 mod slashing;
@@ -32,6 +33,9 @@ enum Command {
     Client(client::ClientArgs),
     /// Write a complete throwaway development setup (CA, certificates, keys, policy, config).
     Init(init::InitArgs),
+    /// Keys inside HSMs: generate, list, seal BLS keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Lint a policy file or explain its effective permissions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Client(a) => client::run(a),
         Command::Init(a) => init::run(a),
         Command::Audit(c) => audit::run(c),
+        Command::Keys(c) => keys::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
         Command::Cometbft(c) => cometbft::run(c),

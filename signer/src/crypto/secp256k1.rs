@@ -104,6 +104,17 @@ pub fn verify_prehash(pk: &[u8], digest: &[u8], rs: &[u8]) -> Result<(), CryptoE
         .map_err(|_| CryptoError::Verification)
 }
 
+/// The 33-byte compressed form of a SEC1 public key (compressed or not).
+pub fn compress(pk: &[u8]) -> Result<[u8; 33], CryptoError> {
+    let sec1 = verifying_key(pk)?.to_sec1_bytes();
+    let mut out = [0u8; 33];
+    out.copy_from_slice(
+        sec1.get(..33)
+            .ok_or(CryptoError::BadEncoding("secp256k1 public key"))?,
+    );
+    Ok(out)
+}
+
 /// Parses a strict-DER ECDSA signature (as HSMs and KMS return them) into `r‖s`.
 pub fn from_der(der: &[u8]) -> Result<[u8; 64], CryptoError> {
     Signature::from_der(der)

@@ -26,7 +26,9 @@ use tokio::sync::watch;
 
 use crate::api::grpc::SignerService;
 use crate::audit::AuditLog;
-use crate::backend::soft::{self, SecretKey, keystore, web3signer};
+use crate::backend::pkcs11::{Locator, Registry as Pkcs11Registry};
+use crate::backend::soft::{self, keystore, web3signer};
+use crate::backend::{Key, SecretKey};
 use crate::config::{Config, KeySource};
 use crate::metrics::Metrics;
 use crate::pipeline::{Keyring, Pipeline};
@@ -61,6 +63,8 @@ pub struct Shared {
     max_wait: Duration,
     http_tls: Option<Arc<ReloadableConfig>>,
     key_sources: Vec<KeySource>,
+    /// PKCS#11 tokens and their session pools (they outlive key reloads).
+    pkcs11: Option<Arc<Pkcs11Registry>>,
     key_reload: std::sync::Mutex<KeyReload>,
     /// CometBFT chains and their nodes' labels, for readiness.
     privval_nodes: Vec<(String, Vec<String>)>,
@@ -152,7 +156,7 @@ impl Shared {
     /// files are gone stop signing, new ones start. Sources that fail are
     /// reported (Web3Signer's "completed with errors"); what loaded is used.
     pub fn reload_keys(&self) -> Result<usize, String> {
-        let (keys, errors) = load_keys(&self.key_sources);
+        let (keys, errors) = load_keys(&self.key_sources, self.pkcs11.as_deref());
         let n = keys.len();
         record_keys(self.pipeline.metrics(), &keys);
         self.pipeline.set_keys(keys);
@@ -257,6 +261,33 @@ impl Shared {
         ReloadReport { tls, policy, keys }
     }
 
+    /// The PKCS#11 check: `Err` when some key has no token up (naming the
+    /// tokens that are down). A token down while another holds its keys
+    /// shows in `signer_backend_up`, not here.
+    fn backend_readiness(&self) -> Option<Result<(), String>> {
+        let registry = self.pkcs11.as_ref()?;
+        let down: Vec<String> = registry
+            .health()
+            .into_iter()
+            .filter_map(|(name, why)| why.map(|w| format!("token {name} down: {w}")))
+            .collect();
+        let keys = self.pipeline.keys();
+        let stranded = keys
+            .iter()
+            .filter_map(|k| k.remote())
+            .filter(|r| r.backend() == "pkcs11" && !r.servable())
+            .count();
+        let r = if stranded > 0 {
+            Err(format!(
+                "{stranded} key(s) have no token up ({})",
+                down.join("; ")
+            ))
+        } else {
+            Ok(())
+        };
+        Some(r)
+    }
+
     /// Readiness checks, each `Ok` or why not (blocking: it asks the database).
     pub fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
         let serving = if self.stopping.load(Ordering::Relaxed) {
@@ -302,9 +333,19 @@ impl Shared {
                 lines.join(", ")
             )),
         };
-        let ready = serving.is_ok() && db.is_ok() && keys.is_ok() && privval.is_ok();
+        // Keys held only by tokens that are all down cannot sign: not ready.
+        // A token down while another holds its keys is shown, not fatal.
+        let backends = self.backend_readiness();
+        let ready = serving.is_ok()
+            && db.is_ok()
+            && keys.is_ok()
+            && privval.is_ok()
+            && backends.as_ref().is_none_or(Result::is_ok);
         metrics.ready.set(i64::from(ready));
         let mut checks = vec![("serving", serving), ("database", db), ("keys", keys)];
+        if let Some(r) = backends {
+            checks.push(("pkcs11", r));
+        }
         if !self.privval_nodes.is_empty() {
             checks.push(("privval", privval));
         }
@@ -343,11 +384,11 @@ fn record_expiry(metrics: &Metrics, files: &tls::TlsFiles) {
 }
 
 /// Every configured key that loads, and why each that did not.
-pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
-    let mut loaded = Vec::new();
+pub fn load_keys(sources: &[KeySource], pkcs11: Option<&Pkcs11Registry>) -> (Keyring, Vec<String>) {
+    let mut loaded: Vec<Key> = Vec::new();
     let mut errors = Vec::new();
-    let mut add = |key: SecretKey, from: &Path| {
-        tracing::debug!(file = %from.display(), scheme = key.scheme().key_type(), "key loaded");
+    let mut add = |key: Key, from: &Path| {
+        tracing::debug!(from = %from.display(), scheme = key.scheme().key_type(), backend = key.backend(), "key loaded");
         loaded.push(key);
     };
     let file_key = |path: &Path, password_file: &Path| -> Result<SecretKey, String> {
@@ -361,7 +402,7 @@ pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
                 path,
                 password_file,
             } => match file_key(path, password_file) {
-                Ok(key) => add(key, path),
+                Ok(key) => add(key.into(), path),
                 Err(e) => errors.push(e),
             },
             KeySource::Web3signerDir { path } => match web3signer::load_dir(path) {
@@ -370,7 +411,7 @@ pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
                         errors.push(format!("{}: {e}", file.display()));
                     }
                     for (file, key) in report.keys {
-                        add(key, &file);
+                        add(key.into(), &file);
                     }
                 }
                 Err(e) => errors.push(e.to_string()),
@@ -384,9 +425,39 @@ pub fn load_keys(sources: &[KeySource]) -> (Keyring, Vec<String>) {
                 match key {
                     Ok(key) => {
                         tracing::warn!(file = %path.display(), "priv_validator_key.json is not encrypted; move the key into a key file");
-                        add(key, path);
+                        add(key.into(), path);
                     }
                     Err(e) => errors.push(format!("{}: {e}", path.display())),
+                }
+            }
+            KeySource::Pkcs11 { label, id, tokens } => {
+                let locator = match (label, id) {
+                    (Some(l), None) => Ok(Locator::Label(l.clone())),
+                    (None, Some(h)) => hex::decode(h.trim_start_matches("0x"))
+                        .map(Locator::Id)
+                        .map_err(|_| format!("pkcs11 key id {h:?} is not hex")),
+                    _ => Err("a pkcs11 key needs exactly one of label, id".to_owned()),
+                };
+                let key = locator.and_then(|l| match pkcs11 {
+                    Some(r) => r.load_key(l, tokens),
+                    None => Err("a pkcs11 key needs a [pkcs11] section".into()),
+                });
+                match key {
+                    Ok(key) => add(key, Path::new("pkcs11")),
+                    Err(e) => errors.push(e),
+                }
+            }
+            KeySource::Pkcs11Sealed { path, tokens } => {
+                let key = match pkcs11 {
+                    Some(r) => r.unseal(path, tokens),
+                    None => Err(format!(
+                        "{}: a sealed key needs a [pkcs11] section",
+                        path.display()
+                    )),
+                };
+                match key {
+                    Ok(key) => add(key, path),
+                    Err(e) => errors.push(e),
                 }
             }
         }
@@ -586,11 +657,17 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     let policy = load_policy(&policy_file).map_err(|e| format!("policy: {e}"))?;
     // At start every configured key must load: a signer running with fewer
     // keys than configured would miss duties silently.
-    let (keys, errors) = load_keys(&config.keys);
+    let metrics = Arc::new(Metrics::new());
+    let pkcs11 = match &config.pkcs11 {
+        Some(c) => Some(Arc::new(
+            Pkcs11Registry::start(c, Some(metrics.clone())).map_err(|e| format!("pkcs11: {e}"))?,
+        )),
+        None => None,
+    };
+    let (keys, errors) = load_keys(&config.keys, pkcs11.as_deref());
     if let Some(first) = errors.first() {
         return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
     }
-    let metrics = Arc::new(Metrics::new());
     record_keys(&metrics, &keys);
     tracing::info!(keys = keys.len(), "keys loaded");
     let network = config
@@ -646,9 +723,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         workers,
         pipeline.clone(),
         pool.clone(),
-        tls,
-        tls_files,
-        policy_file,
+        Loaded {
+            tls,
+            tls_files,
+            policy_file,
+            pkcs11,
+        },
     ));
     // In-flight calls have been answered; let the workers finish, then the
     // last reference to the pipeline closes the database (WAL checkpoint).
@@ -660,15 +740,27 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     result
 }
 
+/// What `run` loaded before the runtime started.
+struct Loaded {
+    tls: Arc<ReloadableConfig>,
+    tls_files: tls::TlsFiles,
+    policy_file: PathBuf,
+    pkcs11: Option<Arc<Pkcs11Registry>>,
+}
+
 async fn serve(
     config: Config,
     workers: usize,
     pipeline: Arc<Pipeline>,
     pool: Arc<Pool>,
-    tls: Arc<ReloadableConfig>,
-    tls_files: tls::TlsFiles,
-    policy_file: PathBuf,
+    loaded: Loaded,
 ) -> Result<(), BoxError> {
+    let Loaded {
+        tls,
+        tls_files,
+        policy_file,
+        pkcs11,
+    } = loaded;
     let grpc_listener = TcpListener::bind(config.server.grpc_listen)
         .await
         .map_err(|e| format!("grpc listener {}: {e}", config.server.grpc_listen))?;
@@ -715,6 +807,7 @@ async fn serve(
         max_wait,
         http_tls: http_tls.clone(),
         key_sources: config.keys.clone(),
+        pkcs11,
         key_reload: std::sync::Mutex::new(KeyReload::default()),
         privval_nodes: config
             .cometbft

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{PubKey, RemoteError, Request, Response, WireProposal, WireVote};
-use crate::backend::soft::SecretKey;
+use crate::backend::{Key, Scheme};
 use crate::cometbft::ProtocolVersion;
 use crate::pipeline::{self, Message, Refusal, Signature};
 use crate::server::pool::{Answer, Job, Pool};
@@ -156,11 +156,12 @@ impl std::fmt::Debug for Context {
 }
 
 /// The consensus public key of a loaded key, as privval sends it.
-pub fn pub_key_of(key: &SecretKey) -> Option<PubKey> {
-    match key {
-        SecretKey::Ed25519(k) => Some(PubKey::Ed25519(k.public_key())),
-        SecretKey::Secp256k1(k) => Some(PubKey::Secp256k1(k.public_key())),
-        SecretKey::Bls(_) => None,
+pub fn pub_key_of(key: &Key) -> Option<PubKey> {
+    let pk = key.public_key();
+    match key.scheme() {
+        Scheme::Ed25519 => pk.try_into().ok().map(PubKey::Ed25519),
+        Scheme::Secp256k1 => pk.try_into().ok().map(PubKey::Secp256k1),
+        Scheme::Bls => None,
     }
 }
 

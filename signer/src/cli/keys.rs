@@ -1,0 +1,217 @@
+//! `signer keys`: keys inside HSMs — generate, list, and seal BLS keys.
+//!
+//! ```text
+//! signer keys generate --backend pkcs11 --module /usr/lib/softhsm/libsofthsm2.so \
+//!     --token-label validators --pin-file hsm.pin --scheme ed25519 --label cosmoshub-val
+//! signer keys list --backend pkcs11 --module … --token-label validators --pin-file hsm.pin
+//! signer keys seal --backend pkcs11 --module … --token-label validators --pin-file hsm.pin \
+//!     --wrapping-key bls-wrap --keystore keystore.json --password-file pw --out val.sealed.json
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use signer::backend::pkcs11::{self, admin, seal, token::Selector};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a key inside the backend (sensitive, never extractable).
+    Generate {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// What to generate (`aes256`: a key that seals BLS keys).
+        #[arg(long, value_enum)]
+        scheme: GenScheme,
+        /// The key's label (`CKA_LABEL`), unique on the token.
+        #[arg(long)]
+        label: String,
+    },
+    /// List the keys the backend holds.
+    List {
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Seal a BLS key under the token's AES key (a file useless without the token).
+    Seal {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Label of the token's AES key (`keys generate --scheme aes256`).
+        #[arg(long)]
+        wrapping_key: String,
+        /// The EIP-2335 keystore to seal…
+        #[arg(long, required_unless_present = "generate", requires = "password_file")]
+        keystore: Option<PathBuf>,
+        /// …with its password file.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Or seal a fresh random BLS key.
+        #[arg(long, conflicts_with = "keystore")]
+        generate: bool,
+        /// Where to write the sealed key (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// A PKCS#11 token.
+    Pkcs11,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenScheme {
+    /// Ed25519 key pair (CometBFT consensus keys).
+    Ed25519,
+    /// secp256k1 key pair.
+    Secp256k1,
+    /// AES-256 key for sealing BLS keys.
+    Aes256,
+}
+
+/// Which token, and how to log in.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The backend.
+    #[arg(long, value_enum, default_value = "pkcs11")]
+    backend: Backend,
+    /// The PKCS#11 module (shared library).
+    #[arg(long)]
+    module: PathBuf,
+    /// The token's label…
+    #[arg(long, required_unless_present = "token_serial")]
+    token_label: Option<String>,
+    /// …or its serial number.
+    #[arg(long, conflicts_with = "token_label")]
+    token_serial: Option<String>,
+    /// The user PIN's file…
+    #[arg(long, required_unless_present = "pin_env")]
+    pin_file: Option<PathBuf>,
+    /// …or the environment variable holding it.
+    #[arg(long, conflicts_with = "pin_file")]
+    pin_env: Option<String>,
+}
+
+impl TokenArgs {
+    fn open(&self, read_write: bool) -> Result<cryptoki::session::Session, String> {
+        let Backend::Pkcs11 = self.backend;
+        let ctx = pkcs11::open_module(&self.module)?;
+        let selector = match (&self.token_label, &self.token_serial) {
+            (Some(l), _) => Selector::Label(l.clone()),
+            (None, Some(s)) => Selector::Serial(s.clone()),
+            (None, None) => return Err("give --token-label or --token-serial".into()),
+        };
+        let pin = pkcs11::read_pin(self.pin_file.as_deref(), self.pin_env.as_deref())?;
+        let token = pkcs11::Token::new(
+            "cli".into(),
+            ctx,
+            selector,
+            pin,
+            pkcs11::token::PoolSettings {
+                sessions: 1,
+                keepalive: std::time::Duration::from_secs(60),
+            },
+            None,
+        );
+        token.open_session(read_write)
+    }
+}
+
+pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match c {
+        KeysCommand::Generate {
+            token,
+            scheme,
+            label,
+        } => {
+            let session = token.open(true)?;
+            let kind = match scheme {
+                GenScheme::Ed25519 => admin::KeyKind::Ed25519,
+                GenScheme::Secp256k1 => admin::KeyKind::Secp256k1,
+                GenScheme::Aes256 => admin::KeyKind::Aes256,
+            };
+            let g = admin::generate(&session, kind, &label)?;
+            match g.public_key {
+                Some(pk) => println!(
+                    "generated {} key {label:?} id 0x{} public key 0x{}",
+                    scheme_name(scheme),
+                    hex::encode(&g.id),
+                    hex::encode(pk)
+                ),
+                None => println!("generated aes256 key {label:?} id 0x{}", hex::encode(&g.id)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List { token } => {
+            let session = token.open(false)?;
+            for k in admin::list(&session)? {
+                println!(
+                    "{:<10} {:<24} id 0x{:<16} {} {}",
+                    k.kind,
+                    format!("{:?}", k.label),
+                    hex::encode(&k.id),
+                    if k.protected {
+                        "protected  "
+                    } else {
+                        "EXTRACTABLE"
+                    },
+                    k.public_key
+                        .map(|p| format!("0x{}", hex::encode(p)))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Seal {
+            token,
+            wrapping_key,
+            keystore,
+            password_file,
+            generate,
+            out,
+        } => {
+            if out.exists() {
+                return Err(format!("{} exists; not overwriting a key file", out.display()).into());
+            }
+            let secret = match (keystore, password_file, generate) {
+                (Some(k), Some(p), false) => {
+                    let json = std::fs::read(&k).map_err(|e| format!("{}: {e}", k.display()))?;
+                    let password = signer::backend::soft::keystore::read_password_file(&p)?;
+                    let d = signer::backend::soft::keystore::decrypt(&json, &password)?;
+                    if d.key_type.as_deref().is_some_and(|t| t != "bls") {
+                        return Err("only BLS keys are sealed; Ed25519 and secp256k1 keys belong inside the token (keys generate)".into());
+                    }
+                    d.secret
+                }
+                (None, None, true) => {
+                    let mut s = Zeroizing::new(vec![0u8; 32]);
+                    // A uniformly random 32-byte string is a valid BLS scalar with
+                    // overwhelming probability; from_bytes below rejects the rest.
+                    getrandom::fill(&mut s)?;
+                    s
+                }
+                _ => return Err("give --keystore with --password-file, or --generate".into()),
+            };
+            let session = token.open(false)?;
+            let sealed = seal::seal(&session, &wrapping_key, &secret, "")?;
+            let json = serde_json::to_string_pretty(&sealed)?;
+            std::fs::write(&out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+            println!(
+                "sealed BLS key {} into {}",
+                sealed.public_key,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn scheme_name(s: GenScheme) -> &'static str {
+    match s {
+        GenScheme::Ed25519 => "ed25519",
+        GenScheme::Secp256k1 => "secp256k1",
+        GenScheme::Aes256 => "aes256",
+    }
+}
