@@ -48,8 +48,9 @@ fn write_file(path: &Path, data: &[u8], private: bool) -> Result<(), Box<dyn std
 /// A key and the secret it was made from.
 type NewKey = (SecretKey, Zeroizing<[u8; 32]>);
 
-fn random_secret(scheme: Scheme) -> Result<NewKey, Box<dyn std::error::Error>> {
-    // Retry the (astronomically rare) values that are not valid keys.
+pub(super) fn random_secret(scheme: Scheme) -> Result<NewKey, Box<dyn std::error::Error>> {
+    // Retry values that are not keys: about half of all 32-byte strings for
+    // BLS (the group order is ~0.45 × 2^256), astronomically few otherwise.
     loop {
         let mut secret = Zeroizing::new([0u8; 32]);
         getrandom::fill(secret.as_mut()).map_err(|e| e.to_string())?;

@@ -186,11 +186,8 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     d.secret
                 }
                 (None, None, true) => {
-                    let mut s = Zeroizing::new(vec![0u8; 32]);
-                    // A uniformly random 32-byte string is a valid BLS scalar with
-                    // overwhelming probability; from_bytes below rejects the rest.
-                    getrandom::fill(&mut s)?;
-                    s
+                    let (_, secret) = super::init::random_secret(signer::backend::Scheme::Bls)?;
+                    Zeroizing::new(secret.to_vec())
                 }
                 _ => return Err("give --keystore with --password-file, or --generate".into()),
             };
