@@ -10,9 +10,7 @@
 //! ([`scenario`] documents the format).
 
 #[cfg(all(not(debug_assertions), not(feature = "testing")))]
-compile_error!(
-    "hsm-sim is a fault injector for tests; a release build needs `--features testing`"
-);
+compile_error!("hsm-sim is a fault injector for tests; a release build needs `--features testing`");
 
 #[allow(unsafe_code)]
 mod pkcs11;

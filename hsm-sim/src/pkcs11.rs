@@ -40,7 +40,10 @@ fn load() -> Result<Real, String> {
     // SAFETY: a valid out-pointer, as the function expects.
     let rv = unsafe { get(&mut ptr) };
     if rv != CKR_OK || ptr.is_null() {
-        return Err(format!("{}: C_GetFunctionList returned {rv:#x}", path.display()));
+        return Err(format!(
+            "{}: C_GetFunctionList returned {rv:#x}",
+            path.display()
+        ));
     }
     // SAFETY: on success the module gives a pointer to its function list,
     // valid while the library is loaded (we keep it loaded); we copy it.

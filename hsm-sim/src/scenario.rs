@@ -200,10 +200,10 @@ fn seed() -> u64 {
 
 impl State {
     fn reload(&mut self) -> Result<(), String> {
-        let bytes = std::fs::read(&self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let scenario: Scenario = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let bytes =
+            std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let scenario: Scenario =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", self.path.display()))?;
         let mut rules = Vec::new();
         for f in &scenario.faults {
             let rv = match &f.rv {
@@ -217,7 +217,9 @@ impl State {
                 fired: 0,
             });
         }
-        self.modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        self.modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         self.scenario = scenario;
         self.rules = rules;
         self.counts.clear();
@@ -231,7 +233,9 @@ impl State {
             return;
         }
         self.checked = Instant::now();
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         if modified != self.modified
             && let Err(e) = self.reload()
         {

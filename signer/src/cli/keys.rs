@@ -28,6 +28,27 @@ pub enum KeysCommand {
         #[arg(long)]
         label: String,
     },
+    /// Import an existing Ed25519 or secp256k1 key into the token (non-extractable from then on).
+    Import {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The label to give it.
+        #[arg(long)]
+        label: String,
+        /// Our key file or an EIP-2335-style keystore…
+        #[arg(
+            long,
+            required_unless_present = "priv_validator_key",
+            requires = "password_file"
+        )]
+        key_file: Option<PathBuf>,
+        /// …with its password file.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Or CometBFT's priv_validator_key.json.
+        #[arg(long, conflicts_with = "key_file")]
+        priv_validator_key: Option<PathBuf>,
+    },
     /// List the keys the backend holds.
     List {
         #[command(flatten)]
@@ -142,6 +163,46 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ),
                 None => println!("generated aes256 key {label:?} id 0x{}", hex::encode(&g.id)),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Import {
+            token,
+            label,
+            key_file,
+            password_file,
+            priv_validator_key,
+        } => {
+            let (scheme, secret) = match (key_file, password_file, priv_validator_key) {
+                (Some(k), Some(p), None) => {
+                    let json = std::fs::read(&k).map_err(|e| format!("{}: {e}", k.display()))?;
+                    let password = signer::backend::soft::keystore::read_password_file(&p)?;
+                    let d = signer::backend::soft::keystore::decrypt(&json, &password)?;
+                    let scheme = match d.key_type.as_deref() {
+                        Some("ed25519") => signer::backend::Scheme::Ed25519,
+                        Some("secp256k1") => signer::backend::Scheme::Secp256k1,
+                        _ => return Err("only Ed25519 and secp256k1 keys are imported; BLS keys are sealed (keys seal)".into()),
+                    };
+                    (scheme, d.secret)
+                }
+                (None, None, Some(f)) => {
+                    let json = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    signer::backend::soft::cometbft::priv_validator_secret(&json)
+                        .map_err(|e| format!("{}: {e}", f.display()))?
+                }
+                _ => {
+                    return Err(
+                        "give --key-file with --password-file, or --priv-validator-key".into(),
+                    );
+                }
+            };
+            let session = token.open(true)?;
+            let g = admin::import(&session, scheme, &label, &secret)?;
+            println!(
+                "imported {} key {label:?} id 0x{} public key 0x{}",
+                scheme.key_type(),
+                hex::encode(&g.id),
+                hex::encode(g.public_key.unwrap_or_default())
+            );
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::List { token } => {

@@ -115,6 +115,19 @@ pub fn compress(pk: &[u8]) -> Result<[u8; 33], CryptoError> {
     Ok(out)
 }
 
+/// The 65-byte uncompressed SEC1 form (`04‖x‖y`) of a public key.
+pub fn uncompressed(pk: &[u8]) -> Result<[u8; 65], CryptoError> {
+    let point = verifying_key(pk)?.to_sec1_point(false);
+    let mut out = [0u8; 65];
+    out.copy_from_slice(
+        point
+            .as_bytes()
+            .get(..65)
+            .ok_or(CryptoError::BadEncoding("secp256k1 public key"))?,
+    );
+    Ok(out)
+}
+
 /// Parses a strict-DER ECDSA signature (as HSMs and KMS return them) into `r‖s`.
 pub fn from_der(der: &[u8]) -> Result<[u8; 64], CryptoError> {
     Signature::from_der(der)

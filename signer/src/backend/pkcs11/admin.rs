@@ -115,6 +115,108 @@ pub fn generate(session: &Session, kind: KeyKind, label: &str) -> Result<Generat
     Err(last)
 }
 
+/// Imports an existing Ed25519 or secp256k1 secret into the token as a
+/// sensitive, non-extractable key pair (migrating a file key into an HSM,
+/// or putting one key on the tokens of two HSMs that cannot replicate).
+/// The secret is gone from disk only when the operator deletes the file.
+pub fn import(
+    session: &Session,
+    scheme: Scheme,
+    label: &str,
+    secret: &[u8],
+) -> Result<Generated, String> {
+    if label.is_empty() {
+        return Err("a key needs a label".into());
+    }
+    if exists(session, label)? {
+        return Err(format!(
+            "the token already has an object labelled {label:?}"
+        ));
+    }
+    let key = crate::backend::SecretKey::from_secret(scheme, secret).map_err(|e| e.to_string())?;
+    let public_key = key.public_key();
+    let (key_type, params, point): (KeyType, &[&[u8]], Vec<u8>) = match scheme {
+        Scheme::Ed25519 => (
+            KeyType::EC_EDWARDS,
+            &[curves::ED25519_OID, curves::ED25519_NAME],
+            [&[0x04, 32][..], &public_key].concat(),
+        ),
+        Scheme::Secp256k1 => {
+            let full =
+                crate::crypto::secp256k1::uncompressed(&public_key).map_err(|e| e.to_string())?;
+            (
+                KeyType::EC,
+                &[curves::SECP256K1],
+                [&[0x04, 65][..], &full].concat(),
+            )
+        }
+        Scheme::Bls => return Err("BLS keys are sealed (keys seal), not imported".into()),
+    };
+    let mut id = vec![0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for p in params {
+        let common = |class| {
+            vec![
+                Attribute::Class(class),
+                Attribute::KeyType(key_type),
+                Attribute::Token(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id.clone()),
+                Attribute::EcParams(p.to_vec()),
+            ]
+        };
+        let mut private = common(ObjectClass::PRIVATE_KEY);
+        private.extend([
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Value(secret.to_vec()),
+        ]);
+        let created = session.create_object(&private);
+        // Attribute lists holding the secret are dropped right away.
+        drop(private);
+        match created {
+            Ok(private_handle) => {
+                let mut public = common(ObjectClass::PUBLIC_KEY);
+                public.extend([
+                    Attribute::Private(false),
+                    Attribute::Verify(true),
+                    Attribute::EcPoint(point.clone()),
+                ]);
+                if let Err(e) = session.create_object(&public) {
+                    let _ = session.destroy_object(private_handle);
+                    return Err(describe(&e));
+                }
+                let (_, pk) = read_public_key(session, &Locator::Id(id.clone()))?;
+                if pk != public_key {
+                    return Err(
+                        "the token reports a different public key than the imported secret's"
+                            .into(),
+                    );
+                }
+                return Ok(Generated {
+                    id,
+                    public_key: Some(pk),
+                });
+            }
+            Err(
+                e @ CkError::Pkcs11(
+                    RvError::CurveNotSupported
+                    | RvError::AttributeValueInvalid
+                    | RvError::DomainParamsInvalid,
+                    _,
+                ),
+            ) => {
+                last = describe(&e);
+            }
+            Err(e) => return Err(describe(&e)),
+        }
+    }
+    Err(last)
+}
+
 /// One key on a token, as `signer keys list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {

@@ -55,10 +55,20 @@ fn b64(v: &str, what: &'static str) -> Result<Zeroizing<Vec<u8>>, PrivValidatorK
 
 /// Reads a `priv_validator_key.json`.
 pub fn load_priv_validator_key(json: &[u8]) -> Result<SecretKey, PrivValidatorKeyError> {
+    let (scheme, secret) = priv_validator_secret(json)?;
+    SecretKey::from_secret(scheme, &secret).map_err(PrivValidatorKeyError::InvalidKey)
+}
+
+/// The scheme and secret (Ed25519 seed or secp256k1 scalar) of a
+/// `priv_validator_key.json`, after checking its public key and address
+/// (for `signer keys import`, which puts the secret into an HSM).
+pub fn priv_validator_secret(
+    json: &[u8],
+) -> Result<(Scheme, Zeroizing<Vec<u8>>), PrivValidatorKeyError> {
     let f: File = serde_json::from_slice(json)?;
     let secret = b64(&f.priv_key.value, "priv_key.value")?;
     let public = b64(&f.pub_key.value, "pub_key.value")?;
-    let key = match (f.priv_key.kind.as_str(), f.pub_key.kind.as_str()) {
+    let (scheme, key_secret) = match (f.priv_key.kind.as_str(), f.pub_key.kind.as_str()) {
         ("tendermint/PrivKeyEd25519", "tendermint/PubKeyEd25519") => {
             if secret.len() != 64 {
                 return Err(PrivValidatorKeyError::Malformed("priv_key.value"));
@@ -79,17 +89,18 @@ pub fn load_priv_validator_key(json: &[u8]) -> Result<SecretKey, PrivValidatorKe
             {
                 return Err(PrivValidatorKeyError::Mismatch("address"));
             }
-            key
+            (Scheme::Ed25519, Zeroizing::new(seed.to_vec()))
         }
         ("tendermint/PrivKeySecp256k1", "tendermint/PubKeySecp256k1") => {
             // (Its address is RIPEMD-160(SHA-256(pubkey)); not checked here.)
-            SecretKey::from_secret(Scheme::Secp256k1, &secret)
-                .map_err(PrivValidatorKeyError::InvalidKey)?
+            (Scheme::Secp256k1, secret)
         }
         (p, _) => return Err(PrivValidatorKeyError::UnsupportedType(p.to_owned())),
     };
+    let key =
+        SecretKey::from_secret(scheme, &key_secret).map_err(PrivValidatorKeyError::InvalidKey)?;
     if key.public_key() != public.as_slice() {
         return Err(PrivValidatorKeyError::Mismatch("pub_key"));
     }
-    Ok(key)
+    Ok((scheme, key_secret))
 }
