@@ -15,6 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::v1 as pb;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
     KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber, date_time_ymd,
@@ -65,6 +66,69 @@ pub fn signer_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// An attestation request on the setup's network (minimal preset, GVR of the examples).
+pub fn attestation(key: &[u8], source: u64, target: u64, block: u8) -> pb::SignRequest {
+    let cp = |epoch| pb::Checkpoint {
+        epoch,
+        root: vec![0xcc; 32],
+    };
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(fork_info()),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::Attestation(
+                pb::AttestationData {
+                    slot: target * 8,
+                    index: 0,
+                    beacon_block_root: vec![block; 32],
+                    source: Some(cp(source)),
+                    target: Some(cp(target)),
+                },
+            )),
+        })),
+    }
+}
+
+/// The setup's fork info.
+pub fn fork_info() -> pb::ForkInfo {
+    pb::ForkInfo {
+        fork: Some(pb::Fork {
+            previous_version: vec![0, 0, 0, 1],
+            current_version: vec![0, 0, 0, 1],
+            epoch: 0,
+        }),
+        genesis_validators_root: unhex(GVR),
+    }
+}
+
+/// The same attestation as Web3Signer JSON, decoded and signed by the
+/// signing core directly (not through the daemon or its converters).
+pub fn core_attestation_signature(secret: &str, source: u64, target: u64, block: u8) -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": "ATTESTATION",
+        "fork_info": {
+            "fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+            "genesis_validators_root": GVR,
+        },
+        "attestation": {
+            "slot": (target * 8).to_string(), "index": "0",
+            "beacon_block_root": format!("0x{}", hex::encode([block; 32])),
+            "source": {"epoch": source.to_string(), "root": format!("0x{}", "cc".repeat(32))},
+            "target": {"epoch": target.to_string(), "root": format!("0x{}", "cc".repeat(32))},
+        },
+    });
+    let network = signer::eth2::Network {
+        preset: signer::eth2::PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+    };
+    let s = signer::eth2::decode(body.to_string().as_bytes(), &network)
+        .unwrap_or_else(|e| panic_str(&e.to_string()));
+    let key = signer::crypto::bls::BlsSecretKey::from_bytes(&unhex(secret))
+        .unwrap_or_else(|e| panic_str(&e.to_string()));
+    key.sign(s.signing_root.as_slice()).to_bytes().to_vec()
 }
 
 /// A certificate authority.
@@ -163,6 +227,8 @@ pub struct Setup {
     pub ed25519: Vec<u8>,
     /// The secp256k1 key's public key (compressed).
     pub secp256k1: Vec<u8>,
+    /// Extra environment for the daemon (`SOFTHSM2_CONF`, `HSM_SIM_SCENARIO`).
+    pub env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -190,6 +256,7 @@ impl Setup {
             bls2: Vec::new(),
             ed25519: Vec::new(),
             secp256k1: Vec::new(),
+            env: Vec::new(),
         };
         for d in ["tls", "keys", "data"] {
             std::fs::create_dir_all(s.path(d)).unwrap_or_default();
@@ -411,7 +478,11 @@ networks = ["test-chain"]
 
     /// Starts the daemon on this setup.
     pub fn start(&self) -> Daemon {
-        Daemon::start(&self.path("signer.toml"), &self.path("daemon.log"))
+        Daemon::start_with_env(
+            &self.path("signer.toml"),
+            &self.path("daemon.log"),
+            &self.env,
+        )
     }
 }
 
@@ -431,6 +502,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `signer serve --config CONFIG` on free ports and waits for `ready`.
     pub fn start(config: &Path, log: &Path) -> Self {
+        Self::start_with_env(config, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(String, String)]) -> Self {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -445,6 +521,7 @@ impl Daemon {
                 "--metrics-listen",
                 "127.0.0.1:0",
             ])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -2,6 +2,7 @@
 //! are test helpers started by the tests under `tests/`; what they share is here.
 
 pub mod daemon;
+pub mod hsm;
 pub mod privval_node;
 
 use slashing_db::{

@@ -16,72 +16,16 @@ use std::sync::Arc;
 use proto::v1 as pb;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use signer::crypto::bls::BlsSecretKey;
 use slashing_db::SlashingDb;
-use tests::daemon::{BLS_SECRET, GVR, Setup};
-
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s.strip_prefix("0x").unwrap_or(s)).unwrap()
-}
+use tests::daemon::{BLS_SECRET, Setup, fork_info};
 
 /// An attestation request with `source → target`; `block` varies the root.
 fn attestation(key: &[u8], source: u64, target: u64, block: u8) -> pb::SignRequest {
-    let cp = |epoch| pb::Checkpoint {
-        epoch,
-        root: vec![0xcc; 32],
-    };
-    pb::SignRequest {
-        public_key: key.to_vec(),
-        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
-            fork_info: Some(fork_info()),
-            signing_root: Vec::new(),
-            message: Some(pb::eth2_request::Message::Attestation(
-                pb::AttestationData {
-                    slot: target * 8,
-                    index: 0,
-                    beacon_block_root: vec![block; 32],
-                    source: Some(cp(source)),
-                    target: Some(cp(target)),
-                },
-            )),
-        })),
-    }
+    tests::daemon::attestation(key, source, target, block)
 }
 
-fn fork_info() -> pb::ForkInfo {
-    pb::ForkInfo {
-        fork: Some(pb::Fork {
-            previous_version: vec![0, 0, 0, 1],
-            current_version: vec![0, 0, 0, 1],
-            epoch: 0,
-        }),
-        genesis_validators_root: unhex(GVR),
-    }
-}
-
-/// The same attestation as Web3Signer JSON, decoded and signed by the
-/// signing core directly (not through the daemon or its converters).
 fn core_signature(source: u64, target: u64, block: u8) -> Vec<u8> {
-    let body = serde_json::json!({
-        "type": "ATTESTATION",
-        "fork_info": {
-            "fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
-            "genesis_validators_root": GVR,
-        },
-        "attestation": {
-            "slot": (target * 8).to_string(), "index": "0",
-            "beacon_block_root": format!("0x{}", hex::encode([block; 32])),
-            "source": {"epoch": source.to_string(), "root": format!("0x{}", "cc".repeat(32))},
-            "target": {"epoch": target.to_string(), "root": format!("0x{}", "cc".repeat(32))},
-        },
-    });
-    let network = signer::eth2::Network {
-        preset: signer::eth2::PresetKind::Minimal,
-        genesis_fork_version: [0, 0, 0, 1],
-    };
-    let s = signer::eth2::decode(body.to_string().as_bytes(), &network).unwrap();
-    let key = BlsSecretKey::from_bytes(&unhex(BLS_SECRET)).unwrap();
-    key.sign(s.signing_root.as_slice()).to_bytes().to_vec()
+    tests::daemon::core_attestation_signature(BLS_SECRET, source, target, block)
 }
 
 /// Signature bytes, or the refusal's reason and evidence.
