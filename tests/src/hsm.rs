@@ -223,6 +223,8 @@ impl Sim {
         }
         .write(&self.path)
         .unwrap_or_else(|e| fail(&e.to_string()));
+        // The module looks at the file at most every 5 ms.
+        std::thread::sleep(Duration::from_millis(20));
     }
 
     /// Ends every fault.

@@ -310,9 +310,15 @@ impl RemoteKey for Pkcs11Key {
         };
         let started = Instant::now();
         let deadline = started + self.timeout;
-        // Healthy tokens first (stable: configuration order within each group).
+        // Healthy tokens first, in configuration order; a token that failed
+        // goes last, except that once its failure is HALF_OPEN_AFTER old it
+        // is tried in its place again (that is how it comes back up).
         let mut order: Vec<&Arc<Token>> = self.tokens.iter().collect();
-        order.sort_by_key(|t| !t.is_up());
+        order.sort_by_key(|t| {
+            !t.is_up()
+                && t.since_failure()
+                    .is_some_and(|d| d < token::HALF_OPEN_AFTER)
+        });
         let mut failures = Vec::new();
         for (i, t) in order.iter().enumerate() {
             let now = Instant::now();

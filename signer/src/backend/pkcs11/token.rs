@@ -124,8 +124,8 @@ pub struct PoolSettings {
 enum Down {
     /// An operation failed (the token answers): still worth trying.
     Failing,
-    /// No session could be opened, or an operation timed out: fail fast
-    /// until a session thread gets through again.
+    /// No session could be opened: fail fast until a session thread gets
+    /// through again (or, after [`HALF_OPEN_AFTER`], one request tries).
     Unreachable,
 }
 
@@ -422,10 +422,12 @@ impl Token {
 
     /// A call did not come back in time. If a session thread is inside it,
     /// that thread is written off and replaced (it leaves when the call
-    /// returns); either way the token fails fast until a session gets through.
+    /// returns). The token is down until an operation succeeds, but is not
+    /// skipped: one hung call says little about the next, and a request
+    /// that waits is bounded by its deadline anyway.
     fn timed_out(self: &Arc<Self>, waited: Duration, thread_stuck: bool) {
         self.mark_down(
-            Down::Unreachable,
+            Down::Failing,
             format!("no answer within {} ms", waited.as_millis()),
         );
         if !thread_stuck {

@@ -1,0 +1,349 @@
+//! Chaos: the daemon signing CometBFT votes with a key in SoftHSM, through
+//! hsm-sim injecting one fault per test. In each: every request gets an
+//! answer from the server (a verified signature or a typed refusal — never
+//! a hang), the daemon recovers by itself when the fault ends, readiness and
+//! metrics show the fault while it lasts, and nothing is ever signed twice
+//! (`VoteLoad` checks every signature, and after every failed sign asks for
+//! a conflicting vote at the same height/round/step, which must be refused
+//! as slashable: the decision was recorded before the HSM was asked).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::result_large_err
+)]
+
+use std::time::{Duration, Instant};
+
+use proto::v1 as pb;
+use slashing_db::SlashingDb;
+use tests::daemon::{CHAIN, Daemon, Setup};
+use tests::hsm::{Answer, Sim, SoftHsm, VoteLoad, configure_pkcs11, fault, hsm_sim_module};
+
+type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
+
+struct Chaos {
+    setup: Setup,
+    // Kept alive: its directory holds the tokens.
+    _hsm: SoftHsm,
+    sim: Sim,
+    daemon: Daemon,
+    node: Client,
+    load: VoteLoad,
+    timeout: Duration,
+}
+
+/// The setup's Ed25519 consensus key moved into SoftHSM token(s), served
+/// only from there, through hsm-sim.
+async fn chaos(tokens: &[&str], timeout_ms: u64) -> Chaos {
+    let mut setup = Setup::new();
+    let hsm = SoftHsm::new(tokens);
+    for t in tokens {
+        let pk = hsm.import(
+            t,
+            "consensus",
+            &setup.path("keys/ed25519.json"),
+            &setup.path("keys/ed25519.pass"),
+        );
+        assert_eq!(pk, setup.ed25519);
+    }
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replace(
+            "[[keys]]\ntype = \"file\"\npath = \"keys/ed25519.json\"\npassword_file = \"keys/ed25519.pass\"\n",
+            "",
+        ),
+    );
+    let sim = Sim::new(hsm.path());
+    let module = hsm_sim_module();
+    let names: Vec<String> = tokens.iter().map(|t| t.replace("tok-", "")).collect();
+    let entries: Vec<(&str, &std::path::Path, &str)> = names
+        .iter()
+        .zip(tokens)
+        .map(|(n, t)| (n.as_str(), module.as_path(), *t))
+        .collect();
+    configure_pkcs11(&setup, &hsm, timeout_ms, &entries);
+    tests::hsm::add_key(&setup, "type = \"pkcs11\"\nlabel = \"consensus\"");
+    setup.env = hsm.env();
+    setup.env.push(sim.env());
+    let daemon = setup.start();
+    let node = daemon.client(setup.client_tls("node")).await;
+    let load = VoteLoad::new(setup.ed25519.clone());
+    Chaos {
+        setup,
+        _hsm: hsm,
+        sim,
+        daemon,
+        node,
+        load,
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+impl Chaos {
+    /// `n` heights; every answer is a signature or a typed refusal.
+    async fn heights(&mut self, n: usize) -> Vec<Answer> {
+        let mut all = Vec::new();
+        for _ in 0..n {
+            for a in self.load.step(&mut self.node).await {
+                assert!(
+                    !matches!(a, Answer::NoAnswer(_)),
+                    "a request hung or failed at the transport: {a:?}\n{}",
+                    self.daemon.log()
+                );
+                all.push(a);
+            }
+        }
+        all
+    }
+
+    /// Heights until one is fully signed (the daemon recovered), within `limit`.
+    async fn until_signed(&mut self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            if self.heights(1).await == vec![Answer::Signed; 2] {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the daemon did not recover within {limit:?}\n{}",
+                self.daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn ready(&self) -> (u16, String) {
+        self.daemon.http("GET", "/readyz")
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        self.daemon.metric(series)
+    }
+
+    fn ops(&self, token: &str, outcome: &str) -> f64 {
+        self.metric(&format!(
+            "signer_backend_operations_total{{backend=\"pkcs11\",name=\"{token}\",outcome=\"{outcome}\"}}"
+        ))
+    }
+
+    fn up(&self, token: &str) -> f64 {
+        self.metric(&format!(
+            "signer_backend_up{{backend=\"pkcs11\",name=\"{token}\"}}"
+        ))
+    }
+
+    /// Stops the daemon and checks the database: the consensus key's record
+    /// is at the last height voted, and a stored signature verifies over
+    /// the stored sign bytes.
+    fn finish(self) {
+        // No answer took longer than the operation timeout allows (a
+        // liveness bound with a wide margin for a loaded machine, not a
+        // performance figure).
+        assert!(
+            self.load.slowest < self.timeout + Duration::from_secs(3),
+            "an answer took {:?} with a {:?} operation timeout",
+            self.load.slowest,
+            self.timeout
+        );
+        let last = self.load.height - 1;
+        assert!(self.daemon.stop().success());
+        let db = SlashingDb::open(
+            &self.setup.path("data/slashing.sqlite"),
+            slashing_db::Config::default(),
+        )
+        .unwrap();
+        let states = db.cometbft_states().unwrap();
+        let (_, chain, record) = states
+            .iter()
+            .find(|(k, _, _)| k.as_bytes() == self.setup.ed25519.as_slice())
+            .expect("a record for the consensus key");
+        assert_eq!(chain.as_str(), CHAIN);
+        assert_eq!(record.hrs.height.0, u64::try_from(last).unwrap());
+        if let Some(sig) = &record.signature {
+            signer::crypto::ed25519::verify(&self.setup.ed25519, &record.sign_bytes, sig).unwrap();
+        }
+        assert!(
+            !self.load.signed.is_empty(),
+            "nothing was signed: the test proved nothing"
+        );
+    }
+}
+
+fn count(answers: &[Answer], want: &Answer) -> usize {
+    answers.iter().filter(|a| *a == want).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_invalidated_every_few_calls_are_reopened_and_retried() {
+    let mut c = chaos(&["tok-a"], 2000).await;
+    let mut f = fault("C_Sign");
+    f.every = Some(7);
+    f.close_session = true;
+    f.rv = Some("CKR_SESSION_HANDLE_INVALID".into());
+    c.sim.set(vec![f], Vec::new());
+    let answers = c.heights(30).await;
+    // Every closed session was re-opened and the sign retried: all signed.
+    assert_eq!(count(&answers, &Answer::Signed), 60, "{answers:?}");
+    let sign = c.sim.count("C_Sign");
+    assert!(sign.faults >= 8, "{sign:?}");
+    assert!(c.sim.count("C_OpenSession").calls >= 8);
+    assert!(c.ops("a", "retried") >= 8.0);
+    assert_eq!(c.ready().0, 200);
+    c.sim.clear();
+    assert_eq!(count(&c.heights(5).await, &Answer::Signed), 10);
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_errors_on_a_tenth_of_signs_are_retried_and_never_double_sign() {
+    let mut c = chaos(&["tok-a"], 2000).await;
+    let mut f = fault("C_Sign");
+    f.probability = Some(0.1);
+    f.rv = Some("CKR_DEVICE_ERROR".into());
+    c.sim.set(vec![f], Vec::new());
+    let answers = c.heights(50).await;
+    let signed = count(&answers, &Answer::Signed);
+    let unavailable = count(&answers, &Answer::Refused(pb::Reason::BackendUnavailable));
+    assert_eq!(signed + unavailable, 100, "{answers:?}");
+    // One retry turns p = 0.1 into ~0.01 per request (a tenth would be
+    // ~10 failures in 100): the retry is doing its job.
+    assert!(unavailable <= 8, "{unavailable} of 100 failed");
+    let sign = c.sim.count("C_Sign");
+    assert!(sign.faults >= 3, "{sign:?}");
+    assert!(c.ops("a", "retried") >= 3.0);
+    c.sim.clear();
+    c.until_signed(Duration::from_secs(10)).await;
+    assert_eq!(count(&c.heights(5).await, &Answer::Signed), 10);
+    assert_eq!(c.ready().0, 200);
+    assert_eq!(c.up("a"), 1.0);
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_ms_on_every_sign_is_slow_but_signs() {
+    let mut c = chaos(&["tok-a"], 2000).await;
+    let mut f = fault("C_Sign");
+    f.latency_ms = 200;
+    c.sim.set(vec![f], Vec::new());
+    let answers = c.heights(4).await;
+    assert_eq!(count(&answers, &Answer::Signed), 8);
+    // The latency shows in the backend's histogram, and a slow token is
+    // still a ready one.
+    let series = "signer_backend_seconds_sum{backend=\"pkcs11\",name=\"a\"}";
+    assert!(c.metric(series) >= 8.0 * 0.2, "{}", c.metric(series));
+    assert_eq!(c.ready().0, 200);
+    assert!(c.load.slowest >= Duration::from_millis(200));
+    c.sim.clear();
+    assert_eq!(count(&c.heights(3).await, &Answer::Signed), 6);
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_that_hangs_fails_at_the_timeout_and_the_pool_replaces_its_session() {
+    let mut c = chaos(&["tok-a"], 1000).await;
+    let mut f = fault("C_Sign");
+    f.hang = true;
+    f.after = 4;
+    f.times = Some(1);
+    c.sim.set(vec![f], Vec::new());
+    let answers = c.heights(3).await;
+    // The fifth sign hung: that request (and its conflicting retry's
+    // fail-fast, if any) was refused, the rest signed.
+    let unavailable = count(&answers, &Answer::Refused(pb::Reason::BackendUnavailable));
+    assert_eq!(unavailable, 1, "{answers:?}");
+    assert_eq!(c.ops("a", "timeout"), 1.0);
+    assert!(c.daemon.log().contains("no answer within"));
+    // The hung call is still inside SoftHSM; the pool signs on without it.
+    c.until_signed(Duration::from_secs(10)).await;
+    assert_eq!(c.ready().0, 200);
+    // Ending the fault releases the hung call; its thread leaves.
+    c.sim.clear();
+    let started = Instant::now();
+    while !c.daemon.log().contains("timed out has returned") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            c.daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&c.heights(3).await, &Answer::Signed), 6);
+
+    // A token that hangs on every sign: each request is refused at the
+    // timeout, readiness is red while it lasts, and it all clears after.
+    let mut f = fault("C_Sign");
+    f.hang = true;
+    c.sim.set(vec![f], Vec::new());
+    let answers = c.heights(1).await;
+    assert_eq!(
+        answers,
+        vec![Answer::Refused(pb::Reason::BackendUnavailable); 2]
+    );
+    let (status, body) = c.ready();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no answer within"), "{body}");
+    assert_eq!(c.up("a"), 0.0);
+    c.sim.clear();
+    c.until_signed(Duration::from_secs(10)).await;
+    assert_eq!(c.ready().0, 200);
+    assert_eq!(c.up("a"), 1.0);
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_token_fails_fast_and_readiness_returns_when_it_is_back() {
+    let mut c = chaos(&["tok-a"], 2000).await;
+    assert_eq!(count(&c.heights(2).await, &Answer::Signed), 4);
+    c.sim.set(Vec::new(), vec!["tok-a".into()]);
+    // While it is out: refusals (not hangs), readiness red, the token down.
+    let answers = c.heights(5).await;
+    assert_eq!(
+        count(&answers, &Answer::Refused(pb::Reason::BackendUnavailable)),
+        10,
+        "{answers:?}"
+    );
+    let (status, body) = c.ready();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no token up"), "{body}");
+    assert_eq!(c.up("a"), 0.0);
+    // Re-inserted: the sessions re-open by themselves.
+    c.sim.clear();
+    c.until_signed(Duration::from_secs(10)).await;
+    assert_eq!(c.ready().0, 200);
+    assert_eq!(c.up("a"), 1.0);
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_of_two_tokens_failing_for_good_every_request_is_signed_by_the_other() {
+    let mut c = chaos(&["tok-a", "tok-b"], 2000).await;
+    let mut f = fault("C_Sign");
+    f.token = Some("tok-a".into());
+    f.rv = Some("CKR_DEVICE_ERROR".into());
+    c.sim.set(vec![f], Vec::new());
+    let answers = c.heights(20).await;
+    assert_eq!(count(&answers, &Answer::Signed), 40, "{answers:?}");
+    assert_eq!(c.up("a"), 0.0);
+    assert_eq!(c.up("b"), 1.0);
+    // Ready: every key still has a token up.
+    assert_eq!(c.ready().0, 200);
+    // The failed token is not asked first on every request, only retried
+    // now and then (half-open).
+    let tried_a = c.sim.count("C_Sign").faults;
+    assert!(
+        (1..20).contains(&tried_a),
+        "token a tried {tried_a} times for 40 signatures"
+    );
+    c.sim.clear();
+    let started = Instant::now();
+    while c.up("a") != 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        c.heights(1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.finish();
+}
