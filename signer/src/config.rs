@@ -449,6 +449,53 @@ impl Config {
                 ));
             }
         }
+        let token_names: Vec<&str> = c
+            .pkcs11
+            .iter()
+            .flat_map(|p| p.tokens.iter().map(|t| t.name.as_str()))
+            .collect();
+        if let Some(p) = &c.pkcs11 {
+            if p.tokens.is_empty() {
+                return Err(invalid("pkcs11.tokens", "name at least one token"));
+            }
+            for (i, t) in p.tokens.iter().enumerate() {
+                if token_names.iter().take(i).any(|n| *n == t.name) {
+                    return Err(invalid("pkcs11.tokens.name", "names must be unique"));
+                }
+                if let Err(e) = t.selector() {
+                    return Err(invalid("pkcs11.tokens", &e));
+                }
+                if t.pin_file.is_some() == t.pin_env.is_some() {
+                    return Err(invalid(
+                        "pkcs11.tokens",
+                        "give exactly one of pin_file, pin_env (the PIN never goes in this file)",
+                    ));
+                }
+            }
+        }
+        for k in &c.keys {
+            let (KeySource::Pkcs11 { tokens, .. } | KeySource::Pkcs11Sealed { tokens, .. }) = k
+            else {
+                continue;
+            };
+            if c.pkcs11.is_none() {
+                return Err(invalid("keys", "pkcs11 keys need a [pkcs11] section"));
+            }
+            if let Some(t) = tokens.iter().find(|t| !token_names.contains(&t.as_str())) {
+                return Err(invalid(
+                    "keys.tokens",
+                    &format!("no [[pkcs11.tokens]] named {t:?}"),
+                ));
+            }
+            if let KeySource::Pkcs11 { label, id, .. } = k
+                && label.is_some() == id.is_some()
+            {
+                return Err(invalid(
+                    "keys",
+                    "a pkcs11 key needs exactly one of label, id",
+                ));
+            }
+        }
         for chain in &c.cometbft {
             if crate::api::privval::connector::parse_protocol(&chain.protocol).is_none() {
                 return Err(invalid(

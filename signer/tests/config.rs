@@ -39,7 +39,41 @@ fn the_example_parses_to_what_it_shows() {
         c.ethereum.network().unwrap(),
         signer::eth2::Network::MAINNET
     );
-    assert_eq!(c.keys.len(), 3);
+    assert_eq!(c.keys.len(), 5);
+    assert_eq!(
+        c.keys[3],
+        KeySource::Pkcs11 {
+            label: Some("cosmoshub-validator".into()),
+            id: None,
+            tokens: vec!["hsm-a".into(), "hsm-b".into()],
+        }
+    );
+    assert_eq!(
+        c.keys[4],
+        KeySource::Pkcs11Sealed {
+            path: "/etc/signer/keys/validator-1.sealed.json".into(),
+            tokens: Vec::new(),
+        }
+    );
+    let p = c.pkcs11.as_ref().unwrap();
+    assert_eq!(
+        (
+            p.operation_timeout_ms,
+            p.sessions_per_token,
+            p.keepalive_secs
+        ),
+        (2000, 0, 30)
+    );
+    assert_eq!(p.tokens.len(), 2);
+    assert_eq!(
+        p.tokens[0].pin_file.as_deref(),
+        Some(Path::new("/etc/signer/hsm-a.pin"))
+    );
+    assert_eq!(
+        p.tokens[1].token_serial.as_deref(),
+        Some("9f3c1a2b4d5e6f70")
+    );
+    assert_eq!(p.tokens[1].pin_env.as_deref(), Some("SIGNER_HSM_B_PIN"));
     assert_eq!(
         c.keys[0],
         KeySource::File {
@@ -133,6 +167,34 @@ fn typos_and_bad_values_are_refused_with_the_field_named() {
             base.replace("file = \"policy.toml\"", "")
                 .replace("[policy]", ""),
             "missing field `policy`",
+        ),
+        (
+            base.replace("pin_env = \"SIGNER_HSM_B_PIN\"", "pin = \"1234\""),
+            "unknown field `pin`",
+        ),
+        (
+            base.replace("token_serial = \"9f3c1a2b4d5e6f70\"", ""),
+            "exactly one of token_label, token_serial",
+        ),
+        (
+            base.replace("pin_file = \"hsm-a.pin\"", ""),
+            "exactly one of pin_file, pin_env",
+        ),
+        (
+            base.replace("tokens = [\"hsm-a\", \"hsm-b\"]", "tokens = [\"hsm-c\"]"),
+            "no [[pkcs11.tokens]] named \"hsm-c\"",
+        ),
+        (
+            base.replace("name = \"hsm-b\"", "name = \"hsm-a\"")
+                .replace("\"hsm-a\", \"hsm-b\"", "\"hsm-a\""),
+            "names must be unique",
+        ),
+        (
+            base.replace(
+                "label = \"cosmoshub-validator\"",
+                "label = \"x\"\nid = \"01\"",
+            ),
+            "exactly one of label, id",
         ),
     ];
     for (text, want) in &cases {

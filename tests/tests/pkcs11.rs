@@ -289,7 +289,7 @@ async fn a_sealed_bls_key_signs_with_its_token_and_is_useless_without_it() {
         "type = \"pkcs11_sealed\"\npath = \"keys/bls2.sealed.json\"",
     );
     let err = start_fails(&setup, hsm.env());
-    assert!(err.contains("needs a [pkcs11] section"), "{err}");
+    assert!(err.contains("need a [pkcs11] section"), "{err}");
     // A damaged file (one ciphertext byte flipped) does not unseal either.
     let mut tampered: serde_json::Value = serde_json::from_str(&file).unwrap();
     let ct = tampered["ciphertext"].as_str().unwrap().to_owned();

@@ -447,3 +447,47 @@ fn check_private_key(session: &Session, locator: &Locator, token: &str) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec_points_are_taken_out_of_their_octet_string_or_as_they_are() {
+        let point = [7u8; 32];
+        let wrapped = [&[0x04, 32][..], &point].concat();
+        assert_eq!(strip_octet_string(&wrapped, 32), Some(&point[..]));
+        assert_eq!(strip_octet_string(&point, 32), Some(&point[..]));
+        // A wrong length inside or outside the wrapper is no point.
+        assert_eq!(strip_octet_string(&wrapped[..33], 32), None);
+        assert_eq!(strip_octet_string(&[0x04, 31, 1, 2], 32), None);
+        let mut full = [0u8; 65];
+        full[0] = 0x04;
+        let wrapped = [&[0x04, 65][..], &full].concat();
+        assert_eq!(strip_octet_string(&wrapped, 65), Some(&full[..]));
+        assert_eq!(strip_octet_string(&full, 65), Some(&full[..]));
+    }
+
+    #[test]
+    fn return_values_are_named_as_the_standard_names_them() {
+        assert_eq!(token::ckr_name(RvError::DeviceError), "CKR_DEVICE_ERROR");
+        assert_eq!(
+            token::ckr_name(RvError::SessionHandleInvalid),
+            "CKR_SESSION_HANDLE_INVALID"
+        );
+        assert_eq!(token::ckr_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+    }
+
+    #[test]
+    fn pins_come_from_exactly_one_place_and_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pin");
+        std::fs::write(&f, "1234\nignored\n").unwrap();
+        assert_eq!(read_pin(Some(&f), None).unwrap().as_str(), "1234");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(read_pin(Some(&f), None).unwrap_err().contains("empty"));
+        assert!(read_pin(None, Some("SIGNER_TEST_SURELY_UNSET_VAR")).is_err());
+        assert!(read_pin(Some(&f), Some("X")).is_err());
+        assert!(read_pin(None, None).is_err());
+    }
+}
