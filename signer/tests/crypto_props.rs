@@ -49,6 +49,19 @@ proptest! {
         prop_assert!(secp256k1::verify_prehash(&sk.public_key(), &digest, &sig.rs).is_ok());
         prop_assert_eq!(secp256k1::recovery_id(&sk.public_key(), &digest, &sig.rs), Ok(sig.recovery_id));
         prop_assert_eq!(sig.to_ethereum_bytes()[64], 27 + sig.recovery_id);
+        // Recovery is the check for signatures made elsewhere: another
+        // digest, another key or a flipped bit is refused, not given an id.
+        let mut other = digest;
+        other[0] ^= 1;
+        prop_assert!(secp256k1::recovery_id(&sk.public_key(), &other, &sig.rs).is_err());
+        let mut bad = sig.rs;
+        bad[40] ^= 1;
+        prop_assert!(secp256k1::recovery_id(&sk.public_key(), &digest, &bad).is_err());
+        let someone = Secp256k1SecretKey::from_bytes(&[9; 32]).unwrap().public_key();
+        prop_assert!(secp256k1::recovery_id(&someone, &digest, &sig.rs).is_err());
+        // A high-S copy is refused too (the caller normalises first).
+        let high = high_s(&sig.rs);
+        prop_assert_eq!(secp256k1::recovery_id(&sk.public_key(), &digest, &high), Err(signer::crypto::CryptoError::HighS));
     }
 
     #[test]
@@ -59,4 +72,18 @@ proptest! {
         let rs = sk.sign_sha256(&msg);
         prop_assert!(secp256k1::verify_prehash(&sk.public_key(), &sha2::Sha256::digest(&msg), &rs).is_ok());
     }
+}
+
+/// The same signature with s replaced by n − s.
+fn high_s(rs: &[u8; 64]) -> [u8; 64] {
+    let n =
+        hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141").unwrap();
+    let mut out = *rs;
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(n[i]) - i16::from(rs[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[32 + i] = (d + 256 * borrow) as u8;
+    }
+    out
 }

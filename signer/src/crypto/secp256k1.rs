@@ -141,11 +141,16 @@ pub fn normalize(rs: &[u8]) -> Result<[u8; 64], CryptoError> {
 }
 
 /// The recovery id that recovers `pk` from a low-S `rs` over `digest`, for a
-/// signature made elsewhere (HSM, KMS). Checks the signature on the way.
+/// signature made elsewhere (HSM, KMS). This is also the signature's check:
+/// a key recovered from (r, s) over z is Q = r⁻¹(sR − zG), and then
+/// s⁻¹(zG + rQ) = R, whose x is r — exactly ECDSA's verification equation.
+/// So no separate verify is needed (it would cost as much as a recovery).
 pub fn recovery_id(pk: &[u8], digest: &[u8], rs: &[u8]) -> Result<u8, CryptoError> {
     let key = verifying_key(pk)?;
-    verify_prehash(pk, digest, rs)?;
     let sig = signature(rs)?;
+    if sig.normalize_s() != sig {
+        return Err(CryptoError::HighS);
+    }
     for parity in [false, true] {
         let id = RecoveryId::new(parity, false);
         if VerifyingKey::recover_from_prehash(digest, &sig, id).is_ok_and(|k| k == key) {
