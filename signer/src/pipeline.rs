@@ -447,6 +447,9 @@ enum Raw {
     Ed25519(Vec<u8>),
 }
 
+/// Most remote signatures of one batch waited for at once.
+const REMOTE_LANES: usize = 16;
+
 /// An item after decoding and authorization, before the database.
 struct Prepared<'a> {
     /// The audit record's request name.
@@ -470,6 +473,13 @@ fn backend_refusal(e: BackendError) -> Refusal {
             tracing::warn!(error = %other, "backend could not sign");
             Refusal::BackendUnavailable(other.to_string())
         }
+    }
+}
+
+impl Prepared<'_> {
+    /// True when signing waits on a remote backend.
+    fn is_remote(&self) -> bool {
+        matches!(&self.plan, Ok(Plan::Comet { key, .. } | Plan::Raw { key, .. }) if key.remote().is_some())
     }
 }
 
@@ -591,10 +601,7 @@ impl Pipeline {
             }
         }
 
-        let outcomes: Vec<Outcome> = prepared
-            .iter()
-            .map(|p| self.finish(p, &mut decisions, db_failure.as_deref()))
-            .collect();
+        let outcomes = self.finish_all(&prepared, decisions, db_failure.as_deref());
 
         let entries = prepared
             .iter()
@@ -940,24 +947,85 @@ impl Pipeline {
         })
     }
 
+    /// Signs every prepared item. Items whose key is held by a remote
+    /// backend (an HSM token, KMS) wait for it rather than compute: when a
+    /// batch has several, they are signed on up to [`REMOTE_LANES`] threads
+    /// at once, so one batch can keep every session of a token busy
+    /// instead of queueing on one.
+    fn finish_all(
+        &self,
+        prepared: &[Prepared<'_>],
+        decisions: Vec<Option<Decision>>,
+        db_failure: Option<&str>,
+    ) -> Vec<Outcome> {
+        let decisions = Mutex::new(decisions);
+        let remote = prepared.iter().filter(|p| p.is_remote()).count();
+        if remote < 2 {
+            return prepared
+                .iter()
+                .map(|p| self.finish(p, &decisions, db_failure))
+                .collect();
+        }
+        let lanes = remote.min(REMOTE_LANES);
+        let mut outcomes: Vec<Option<Outcome>> = prepared.iter().map(|_| None).collect();
+        std::thread::scope(|s| {
+            let decisions = &decisions;
+            let handles: Vec<_> = (1..lanes)
+                .map(|lane| {
+                    s.spawn(move || {
+                        prepared
+                            .iter()
+                            .enumerate()
+                            .skip(lane)
+                            .step_by(lanes)
+                            .map(|(i, p)| (i, self.finish(p, decisions, db_failure)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for (i, p) in prepared.iter().enumerate().step_by(lanes) {
+                if let Some(o) = outcomes.get_mut(i) {
+                    *o = Some(self.finish(p, decisions, db_failure));
+                }
+            }
+            for h in handles {
+                if let Ok(done) = h.join() {
+                    for (i, o) in done {
+                        if let Some(slot) = outcomes.get_mut(i) {
+                            *slot = Some(o);
+                        }
+                    }
+                }
+            }
+        });
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Err(Refusal::BackendUnavailable("signing lane failed".into())))
+            })
+            .collect()
+    }
+
     /// Signs a prepared item after the database decided (or failed).
     fn finish(
         &self,
         p: &Prepared<'_>,
-        decisions: &mut [Option<Decision>],
+        decisions: &Mutex<Vec<Option<Decision>>>,
         db_failure: Option<&str>,
     ) -> Outcome {
         let plan = match &p.plan {
             Ok(plan) => plan,
             Err(r) => return Err(clone_refusal(r)),
         };
-        let mut decision = |i: usize| -> Result<Safe, Refusal> {
+        let decision = |i: usize| -> Result<Safe, Refusal> {
             if let Some(e) = db_failure {
                 return Err(Refusal::BackendUnavailable(format!(
                     "slashing database: {e}"
                 )));
             }
             decisions
+                .lock()
+                .map_err(|_| Refusal::BackendUnavailable("decision list poisoned".into()))?
                 .get_mut(i)
                 .and_then(Option::take)
                 .ok_or_else(|| {

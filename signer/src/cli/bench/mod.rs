@@ -27,12 +27,19 @@
 //!
 //! - `eth2-burst-http`: the same burst through the Web3Signer HTTP API, 64
 //!   keep-alive HTTPS connections (runs with `eth2-burst`).
+//!
+//! - `pkcs11`: raw Ed25519 and secp256k1 signatures by keys in a SoftHSM
+//!   token, through the daemon with a pool of one session and of one
+//!   session per core ([`pkcs11`]). Baseline: SoftHSM's own rate with as
+//!   many sessions, measured in the same run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+
+mod pkcs11;
 
 use clap::Args;
 use proto::v1 as pb;
@@ -65,9 +72,23 @@ pub struct BenchArgs {
     /// many-chains: heights each client votes at (two votes each).
     #[arg(long, default_value_t = 500)]
     chain_heights: i64,
+    /// pkcs11: signatures per variant through the daemon (and per raw run).
+    #[arg(long, default_value_t = 4000)]
+    pkcs11_signs: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Internal: measure SoftHSM's raw rate in a child process that has
+    /// the benchmark's SOFTHSM2_CONF (a process cannot safely change its own
+    /// environment). The value is the key's label.
+    #[arg(long, hide = true)]
+    pkcs11_raw: Option<String>,
+    #[arg(long, hide = true)]
+    pkcs11_module: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pkcs11_pin_file: Option<PathBuf>,
+    #[arg(long, hide = true, default_value_t = 1)]
+    pkcs11_sessions: usize,
 }
 
 /// One result row.
@@ -371,11 +392,18 @@ fn start(
             "{policy}\n[clients.bench-node]\nidentity = \"{id}\"\n\n[networks.bench-privval]\nchain_id = \"bench-privval\"\n\n[[grant]]\nclients = [\"bench-node\"]\noperations = [\"cometbft.consensus\"]\nkey_groups = [\"dev-ed25519\"]\nnetworks = [\"bench-privval\"]\n"
         ),
     )?;
+    spawn(dir, &[])
+}
+
+/// Starts `signer serve` on the setup in `dir` (with extra environment)
+/// and waits for its ready line.
+fn spawn(dir: PathBuf, env: &[(&str, &Path)]) -> Result<Daemon, Box<dyn std::error::Error>> {
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
         .arg(dir.join("signer.toml"))
         .env("SIGNER_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()?;
@@ -740,7 +768,12 @@ fn bls_baseline() -> f64 {
 
 /// CPU seconds this process has used (user + system), from /proc (100 Hz ticks).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds_of("self")
+}
+
+/// CPU time (user + system) of process `pid` (or `self`), in seconds.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // After the parenthesised name: state, ppid, …; utime and stime are
     // fields 14 and 15, the 12th and 13th here (the state is not a number).
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -900,18 +933,37 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
 
 pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     signer::tls::install_crypto_provider();
+    if let Some(label) = &a.pkcs11_raw {
+        return pkcs11::raw_child(&a, label);
+    }
     let (votes, burst, start_up, chains) = match a.scenario.as_deref() {
         None => (true, true, true, true),
         Some("cometbft-votes") => (true, false, false, false),
         Some("eth2-burst" | "eth2-burst-http") => (false, true, false, false),
         Some("startup") => (false, false, true, false),
         Some("many-chains") => (false, false, false, true),
+        Some("pkcs11") => {
+            let rows = pkcs11::rows(&a)?;
+            return report(&a, rows, Vec::new(), None);
+        }
         Some(other) => {
             return Err(format!(
-                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, many-chains, startup)"
+                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, many-chains, startup, pkcs11)"
             )
             .into());
         }
+    };
+    // Everything: the HSM scenario too, when SoftHSM is installed.
+    let hsm_rows = if a.scenario.is_none() {
+        match pkcs11::softhsm_module() {
+            Ok(_) => pkcs11::rows(&a)?,
+            Err(e) => {
+                println!("pkcs11: skipped ({e})");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
     };
     let mut startup_results = Vec::new();
     if start_up {
@@ -992,7 +1044,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     if !votes {
         rows.extend(startup_results);
-        return report(&a, rows, stage_reports, &daemon);
+        rows.extend(hsm_rows);
+        return report(&a, rows, stage_reports, Some(&daemon));
     }
     let base = baseline(&daemon.dir, 1000)?;
 
@@ -1004,14 +1057,15 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     rows.extend(rows_for("grpc", grpc, base));
     rows.extend(rows_for("privval", privval, base));
     rows.extend(startup_results);
-    report(&a, rows, stage_reports, &daemon)
+    rows.extend(hsm_rows);
+    report(&a, rows, stage_reports, Some(&daemon))
 }
 
 fn report(
     a: &BenchArgs,
     rows: Vec<Row>,
     stage_reports: Vec<(&str, Vec<(String, f64)>)>,
-    daemon: &Daemon,
+    daemon: Option<&Daemon>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     println!(
         "{:<14} {:<10} {:<11} {:>14} {:>14} {:>6}  target",
@@ -1051,10 +1105,17 @@ fn report(
             parts.join(", ")
         );
     }
-    println!(
-        "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({})",
-        daemon.dir.display()
-    );
+    if let Some(daemon) = daemon {
+        println!(
+            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({})",
+            daemon.dir.display()
+        );
+    }
+    if rows.iter().any(|r| r.scenario.starts_with("pkcs11")) {
+        println!(
+            "baselines: pkcs11, SoftHSM's own signing rate with as many sessions (one thread each), C_Sign in a loop, in a separate process of this benchmark"
+        );
+    }
     if let Some(path) = &a.json {
         let v: Vec<Value> = rows
             .iter()
