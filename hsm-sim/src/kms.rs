@@ -501,9 +501,11 @@ impl Kms {
                     return Err(err("ValidationException", "Message exceeds 4096 bytes"));
                 }
                 self.with_key(text(v, "KeyId")?, true, |k| {
+                    // moto answers a ValidationException here; so do we
+                    // (the cross-check test compares).
                     if !k.signing_algorithms().contains(&algorithm.as_str()) {
                         return Err(err(
-                            "InvalidKeyUsageException",
+                            "ValidationException",
                             format!("{algorithm} is not valid for {}", k.spec),
                         ));
                     }
@@ -518,8 +520,11 @@ impl Kms {
                             };
                             if op == "Verify" {
                                 use k256::ecdsa::signature::hazmat::PrehashVerifier;
+                                // Either S verifies, as with KMS (k256 alone
+                                // refuses high-S).
                                 let sig = k256::ecdsa::Signature::from_der(&b64(v, "Signature")?)
-                                    .map_err(|_| err("KMSInvalidSignatureException", ""))?;
+                                    .map_err(|_| err("KMSInvalidSignatureException", ""))?
+                                    .normalize_s();
                                 sk.verifying_key()
                                     .verify_prehash(&digest, &sig)
                                     .map_err(|_| err("KMSInvalidSignatureException", ""))?;

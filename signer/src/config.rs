@@ -41,6 +41,9 @@ pub struct Config {
     /// PKCS#11 tokens (HSMs) that hold keys.
     #[serde(default)]
     pub pkcs11: Option<crate::backend::pkcs11::Pkcs11Config>,
+    /// AWS KMS.
+    #[serde(default)]
+    pub kms: Option<crate::backend::kms::KmsConfig>,
     /// Where keys come from.
     #[serde(default)]
     pub keys: Vec<KeySource>,
@@ -284,6 +287,21 @@ pub enum KeySource {
         #[serde(default)]
         tokens: Vec<String>,
     },
+    /// A secp256k1 or Ed25519 key in AWS KMS.
+    Kms {
+        /// Key id, ARN, or `alias/NAME`.
+        key_id: String,
+    },
+    /// Every KMS key carrying all these tags.
+    KmsTags {
+        /// Tag key → value.
+        tags: std::collections::BTreeMap<String, String>,
+    },
+    /// A BLS key sealed with a KMS symmetric key (`signer keys seal --backend kms`).
+    KmsSealed {
+        /// The sealed key file.
+        path: PathBuf,
+    },
 }
 
 /// `[logging]`.
@@ -474,6 +492,13 @@ impl Config {
             }
         }
         for k in &c.keys {
+            if matches!(
+                k,
+                KeySource::Kms { .. } | KeySource::KmsTags { .. } | KeySource::KmsSealed { .. }
+            ) && c.kms.is_none()
+            {
+                return Err(invalid("keys", "kms keys need a [kms] section"));
+            }
             let (KeySource::Pkcs11 { tokens, .. } | KeySource::Pkcs11Sealed { tokens, .. }) = k
             else {
                 continue;
@@ -581,8 +606,9 @@ impl Config {
                 }
                 KeySource::Web3signerDir { path }
                 | KeySource::PrivValidatorKey { path }
-                | KeySource::Pkcs11Sealed { path, .. } => resolve(&base, path),
-                KeySource::Pkcs11 { .. } => {}
+                | KeySource::Pkcs11Sealed { path, .. }
+                | KeySource::KmsSealed { path } => resolve(&base, path),
+                KeySource::Pkcs11 { .. } | KeySource::Kms { .. } | KeySource::KmsTags { .. } => {}
             }
         }
         Ok(c)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hsm_sim::scenario::{Fault, Scenario};
 use proto::v1 as pb;
 
-use crate::daemon::{CHAIN, Setup, signer_bin};
+use crate::daemon::{CHAIN, Daemon, Setup, signer_bin};
 
 /// The user PIN of every test token.
 pub const PIN: &str = "4321";
@@ -414,5 +414,51 @@ pub fn fault(function: &str) -> Fault {
     Fault {
         function: function.into(),
         ..Fault::default()
+    }
+}
+
+/// After a fault test: no answer took longer than the operation timeout
+/// allows (a liveness bound with a wide margin for a loaded machine, not a
+/// performance figure); the daemon stops cleanly; the consensus key's record
+/// in the database is at the last height voted, and a stored signature
+/// verifies over the stored sign bytes; something was signed at all.
+pub fn stop_and_check(daemon: Daemon, setup: &Setup, load: &VoteLoad, timeout: Duration) {
+    if load.slowest >= timeout + Duration::from_secs(3) {
+        fail(&format!(
+            "an answer took {:?} with a {timeout:?} operation timeout",
+            load.slowest
+        ));
+    }
+    let last = u64::try_from(load.height - 1).unwrap_or_default();
+    if !daemon.stop().success() {
+        fail("the daemon did not stop cleanly");
+    }
+    let db = slashing_db::SlashingDb::open(
+        &setup.path("data/slashing.sqlite"),
+        slashing_db::Config::default(),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let states = db
+        .cometbft_states()
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let Some((_, chain, record)) = states
+        .iter()
+        .find(|(k, _, _)| k.as_bytes() == load.key.as_slice())
+    else {
+        fail("no record for the consensus key");
+    };
+    if chain.as_str() != CHAIN || record.hrs.height.0 != last {
+        fail(&format!(
+            "the record is at {chain:?} height {}, not {CHAIN} {last}",
+            record.hrs.height.0
+        ));
+    }
+    if let Some(sig) = &record.signature
+        && let Err(e) = signer::crypto::ed25519::verify(&load.key, &record.sign_bytes, sig)
+    {
+        fail(&format!("the stored signature does not verify: {e}"));
+    }
+    if load.signed.is_empty() {
+        fail("nothing was signed: the test proved nothing");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod hsm;
+pub mod kms;
 pub mod privval_node;
 
 use slashing_db::{

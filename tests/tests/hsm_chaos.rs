@@ -18,8 +18,7 @@
 use std::time::{Duration, Instant};
 
 use proto::v1 as pb;
-use slashing_db::SlashingDb;
-use tests::daemon::{CHAIN, Daemon, Setup};
+use tests::daemon::{Daemon, Setup};
 use tests::hsm::{Answer, Sim, SoftHsm, VoteLoad, configure_pkcs11, fault, hsm_sim_module};
 
 type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
@@ -136,40 +135,8 @@ impl Chaos {
         ))
     }
 
-    /// Stops the daemon and checks the database: the consensus key's record
-    /// is at the last height voted, and a stored signature verifies over
-    /// the stored sign bytes.
     fn finish(self) {
-        // No answer took longer than the operation timeout allows (a
-        // liveness bound with a wide margin for a loaded machine, not a
-        // performance figure).
-        assert!(
-            self.load.slowest < self.timeout + Duration::from_secs(3),
-            "an answer took {:?} with a {:?} operation timeout",
-            self.load.slowest,
-            self.timeout
-        );
-        let last = self.load.height - 1;
-        assert!(self.daemon.stop().success());
-        let db = SlashingDb::open(
-            &self.setup.path("data/slashing.sqlite"),
-            slashing_db::Config::default(),
-        )
-        .unwrap();
-        let states = db.cometbft_states().unwrap();
-        let (_, chain, record) = states
-            .iter()
-            .find(|(k, _, _)| k.as_bytes() == self.setup.ed25519.as_slice())
-            .expect("a record for the consensus key");
-        assert_eq!(chain.as_str(), CHAIN);
-        assert_eq!(record.hrs.height.0, u64::try_from(last).unwrap());
-        if let Some(sig) = &record.signature {
-            signer::crypto::ed25519::verify(&self.setup.ed25519, &record.sign_bytes, sig).unwrap();
-        }
-        assert!(
-            !self.load.signed.is_empty(),
-            "nothing was signed: the test proved nothing"
-        );
+        tests::hsm::stop_and_check(self.daemon, &self.setup, &self.load, self.timeout);
     }
 }
 

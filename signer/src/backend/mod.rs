@@ -2,13 +2,15 @@
 //!
 //! - [`soft`]: keys in local encrypted files, decrypted into process memory;
 //! - [`pkcs11`]: Ed25519 and secp256k1 keys that never leave a PKCS#11
-//!   token, and BLS keys sealed under a token's AES key (unsealed at load).
+//!   token, and BLS keys sealed under a token's AES key (unsealed at load);
+//! - [`kms`]: the same with AWS KMS.
 //!
 //! The pipeline sees one type, [`Key`]. Whatever a remote backend (HSM, KMS)
 //! returns is checked here, in one place, before it becomes a signature:
 //! Ed25519 signatures are verified, ECDSA signatures are normalised to low-S
 //! and verified, and the Ethereum recovery id is computed from the key.
 
+pub mod kms;
 pub mod locked;
 pub mod pkcs11;
 pub mod soft;
@@ -61,6 +63,11 @@ pub trait RemoteKey: Send + Sync + std::fmt::Debug {
     /// Ed25519: the signature over `payload` (pure Ed25519). secp256k1: `r‖s`
     /// (either S) over the 32-byte digest `payload`.
     fn sign_raw(&self, payload: &[u8]) -> Result<Vec<u8>, BackendError>;
+    /// secp256k1 over SHA-256(`msg`), hashed by the backend (KMS's RAW),
+    /// when it can; `None` to have the caller hash and sign the digest.
+    fn sign_sha256_message(&self, _msg: &[u8]) -> Option<Result<Vec<u8>, BackendError>> {
+        None
+    }
     /// False while no place holding the key answers (readiness).
     fn servable(&self) -> bool {
         true
@@ -186,7 +193,10 @@ impl Key {
                 match (self.local(), self) {
                     (Some(SecretKey::Secp256k1(k)), _) => Ok(k.sign_prehash(&digest).rs.to_vec()),
                     (None, Self::Remote(r)) => {
-                        let raw = r.sign_raw(&digest)?;
+                        let raw = match r.sign_sha256_message(msg) {
+                            Some(signed) => signed?,
+                            None => r.sign_raw(&digest)?,
+                        };
                         let bad = |why| BackendError::BadSignature {
                             backend: r.backend().into(),
                             why,

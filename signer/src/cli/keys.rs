@@ -6,6 +6,8 @@
 //! signer keys list --backend pkcs11 --module … --token-label validators --pin-file hsm.pin
 //! signer keys seal --backend pkcs11 --module … --token-label validators --pin-file hsm.pin \
 //!     --wrapping-key bls-wrap --keystore keystore.json --password-file pw --out val.sealed.json
+//! signer keys seal --backend kms --kms-key alias/bls-seal --keystore keystore.json \
+//!     --password-file pw --out val.kms.json
 //! ```
 
 use std::path::PathBuf;
@@ -54,13 +56,13 @@ pub enum KeysCommand {
         #[command(flatten)]
         token: TokenArgs,
     },
-    /// Seal a BLS key under the token's AES key (a file useless without the token).
+    /// Seal a BLS key under the token's AES key or a KMS key (a file useless without them).
     Seal {
         #[command(flatten)]
         token: TokenArgs,
-        /// Label of the token's AES key (`keys generate --scheme aes256`).
+        /// pkcs11: label of the token's AES key (`keys generate --scheme aes256`).
         #[arg(long)]
-        wrapping_key: String,
+        wrapping_key: Option<String>,
         /// The EIP-2335 keystore to seal…
         #[arg(long, required_unless_present = "generate", requires = "password_file")]
         keystore: Option<PathBuf>,
@@ -80,6 +82,8 @@ pub enum KeysCommand {
 pub enum Backend {
     /// A PKCS#11 token.
     Pkcs11,
+    /// AWS KMS (seal only: create KMS keys with AWS's own tools).
+    Kms,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,27 +102,39 @@ pub struct TokenArgs {
     /// The backend.
     #[arg(long, value_enum, default_value = "pkcs11")]
     backend: Backend,
-    /// The PKCS#11 module (shared library).
+    /// pkcs11: the module (shared library).
     #[arg(long)]
-    module: PathBuf,
-    /// The token's label…
-    #[arg(long, required_unless_present = "token_serial")]
+    module: Option<PathBuf>,
+    /// pkcs11: the token's label…
+    #[arg(long)]
     token_label: Option<String>,
     /// …or its serial number.
     #[arg(long, conflicts_with = "token_label")]
     token_serial: Option<String>,
-    /// The user PIN's file…
-    #[arg(long, required_unless_present = "pin_env")]
+    /// pkcs11: the user PIN's file…
+    #[arg(long)]
     pin_file: Option<PathBuf>,
     /// …or the environment variable holding it.
     #[arg(long, conflicts_with = "pin_file")]
     pin_env: Option<String>,
+    /// kms: the symmetric key that seals (id, ARN or alias/NAME).
+    #[arg(long)]
+    kms_key: Option<String>,
+    /// kms: the region (default: the AWS configuration's).
+    #[arg(long)]
+    kms_region: Option<String>,
+    /// kms: an endpoint override (VPC endpoint, test endpoint).
+    #[arg(long)]
+    kms_endpoint: Option<String>,
 }
 
 impl TokenArgs {
     fn open(&self, read_write: bool) -> Result<cryptoki::session::Session, String> {
-        let Backend::Pkcs11 = self.backend;
-        let ctx = pkcs11::open_module(&self.module)?;
+        if self.backend != Backend::Pkcs11 {
+            return Err("this command works on PKCS#11 tokens; create KMS keys with AWS's tools and name them in [[keys]]".into());
+        }
+        let module = self.module.as_deref().ok_or("--module is required")?;
+        let ctx = pkcs11::open_module(module)?;
         let selector = match (&self.token_label, &self.token_serial) {
             (Some(l), _) => Selector::Label(l.clone()),
             (None, Some(s)) => Selector::Serial(s.clone()),
@@ -252,15 +268,39 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
                 _ => return Err("give --keystore with --password-file, or --generate".into()),
             };
-            let session = token.open(false)?;
-            let sealed = seal::seal(&session, &wrapping_key, &secret, "")?;
-            let json = serde_json::to_string_pretty(&sealed)?;
+            let (public_key, json) = if token.backend == Backend::Kms {
+                let key = token
+                    .kms_key
+                    .as_deref()
+                    .ok_or("--kms-key is required with --backend kms")?;
+                let kms = signer::backend::kms::Kms::new(
+                    &signer::backend::kms::KmsConfig {
+                        region: token.kms_region.clone(),
+                        endpoint: token.kms_endpoint.clone(),
+                        operation_timeout_ms: 10_000,
+                        attempt_timeout_ms: 5_000,
+                        breaker_failures: 1000,
+                        breaker_open_ms: 1,
+                    },
+                    None,
+                )?;
+                let sealed = kms.seal_bls(key, &secret)?;
+                (
+                    sealed.public_key.clone(),
+                    serde_json::to_string_pretty(&sealed)?,
+                )
+            } else {
+                let wrapping_key =
+                    wrapping_key.ok_or("--wrapping-key is required with --backend pkcs11")?;
+                let session = token.open(false)?;
+                let sealed = seal::seal(&session, &wrapping_key, &secret, "")?;
+                (
+                    sealed.public_key.clone(),
+                    serde_json::to_string_pretty(&sealed)?,
+                )
+            };
             std::fs::write(&out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
-            println!(
-                "sealed BLS key {} into {}",
-                sealed.public_key,
-                out.display()
-            );
+            println!("sealed BLS key {public_key} into {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }

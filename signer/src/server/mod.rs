@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::api::grpc::SignerService;
 use crate::audit::AuditLog;
+use crate::backend::kms::Kms;
 use crate::backend::pkcs11::{Locator, Registry as Pkcs11Registry};
 use crate::backend::soft::{self, keystore, web3signer};
 use crate::backend::{Key, SecretKey};
@@ -63,8 +64,8 @@ pub struct Shared {
     max_wait: Duration,
     http_tls: Option<Arc<ReloadableConfig>>,
     key_sources: Vec<KeySource>,
-    /// PKCS#11 tokens and their session pools (they outlive key reloads).
-    pkcs11: Option<Arc<Pkcs11Registry>>,
+    /// Remote backends (they outlive key reloads).
+    backends: Backends,
     key_reload: std::sync::Mutex<KeyReload>,
     /// CometBFT chains and their nodes' labels, for readiness.
     privval_nodes: Vec<(String, Vec<String>)>,
@@ -156,7 +157,7 @@ impl Shared {
     /// files are gone stop signing, new ones start. Sources that fail are
     /// reported (Web3Signer's "completed with errors"); what loaded is used.
     pub fn reload_keys(&self) -> Result<usize, String> {
-        let (keys, errors) = load_keys(&self.key_sources, self.pkcs11.as_deref());
+        let (keys, errors) = load_keys(&self.key_sources, &self.backends);
         let n = keys.len();
         record_keys(self.pipeline.metrics(), &keys);
         self.pipeline.set_keys(keys);
@@ -261,31 +262,46 @@ impl Shared {
         ReloadReport { tls, policy, keys }
     }
 
-    /// The PKCS#11 check: `Err` when some key has no token up (naming the
-    /// tokens that are down). A token down while another holds its keys
-    /// shows in `signer_backend_up`, not here.
-    fn backend_readiness(&self) -> Option<Result<(), String>> {
-        let registry = self.pkcs11.as_ref()?;
-        let down: Vec<String> = registry
-            .health()
-            .into_iter()
-            .filter_map(|(name, why)| why.map(|w| format!("token {name} down: {w}")))
-            .collect();
+    /// The remote backends' checks: PKCS#11 is `Err` when some key has no
+    /// token up (naming the tokens that are down; a token down while another
+    /// holds its keys shows in `signer_backend_up`, not here); KMS is `Err`
+    /// while its circuit breaker is open.
+    fn backend_readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let mut checks = Vec::new();
         let keys = self.pipeline.keys();
-        let stranded = keys
-            .iter()
-            .filter_map(|k| k.remote())
-            .filter(|r| r.backend() == "pkcs11" && !r.servable())
-            .count();
-        let r = if stranded > 0 {
-            Err(format!(
-                "{stranded} key(s) have no token up ({})",
-                down.join("; ")
-            ))
-        } else {
-            Ok(())
+        let stranded = |backend: &str| {
+            keys.iter()
+                .filter_map(|k| k.remote())
+                .filter(|r| r.backend() == backend && !r.servable())
+                .count()
         };
-        Some(r)
+        if let Some(registry) = &self.backends.pkcs11 {
+            let down: Vec<String> = registry
+                .health()
+                .into_iter()
+                .filter_map(|(name, why)| why.map(|w| format!("token {name} down: {w}")))
+                .collect();
+            let n = stranded("pkcs11");
+            checks.push((
+                "pkcs11",
+                if n > 0 {
+                    Err(format!("{n} key(s) have no token up ({})", down.join("; ")))
+                } else {
+                    Ok(())
+                },
+            ));
+        }
+        if let Some(kms) = &self.backends.kms {
+            checks.push((
+                "kms",
+                if kms.breaker_open() {
+                    Err("KMS unreachable: circuit breaker open".into())
+                } else {
+                    Ok(())
+                },
+            ));
+        }
+        checks
     }
 
     /// Readiness checks, each `Ok` or why not (blocking: it asks the database).
@@ -340,12 +356,10 @@ impl Shared {
             && db.is_ok()
             && keys.is_ok()
             && privval.is_ok()
-            && backends.as_ref().is_none_or(Result::is_ok);
+            && backends.iter().all(|(_, r)| r.is_ok());
         metrics.ready.set(i64::from(ready));
         let mut checks = vec![("serving", serving), ("database", db), ("keys", keys)];
-        if let Some(r) = backends {
-            checks.push(("pkcs11", r));
-        }
+        checks.extend(backends);
         if !self.privval_nodes.is_empty() {
             checks.push(("privval", privval));
         }
@@ -384,7 +398,39 @@ fn record_expiry(metrics: &Metrics, files: &tls::TlsFiles) {
 }
 
 /// Every configured key that loads, and why each that did not.
-pub fn load_keys(sources: &[KeySource], pkcs11: Option<&Pkcs11Registry>) -> (Keyring, Vec<String>) {
+/// The remote backends keys may come from.
+#[derive(Debug, Default, Clone)]
+pub struct Backends {
+    /// PKCS#11 tokens and their session pools.
+    pub pkcs11: Option<Arc<Pkcs11Registry>>,
+    /// The AWS KMS client.
+    pub kms: Option<Arc<Kms>>,
+}
+
+impl Backends {
+    /// Starts what the configuration names.
+    pub fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Self, String> {
+        Ok(Self {
+            pkcs11: match &config.pkcs11 {
+                Some(c) => Some(Arc::new(
+                    Pkcs11Registry::start(c, Some(metrics.clone()))
+                        .map_err(|e| format!("pkcs11: {e}"))?,
+                )),
+                None => None,
+            },
+            kms: match &config.kms {
+                Some(c) => Some(Kms::new(c, Some(metrics.clone()))?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Loads every configured key; the keys that loaded, and what did not.
+pub fn load_keys(sources: &[KeySource], backends: &Backends) -> (Keyring, Vec<String>) {
+    let pkcs11 = backends.pkcs11.as_deref();
+    let kms = backends.kms.as_ref();
+    let need_kms = |what: &str| format!("{what}: a kms key needs a [kms] section");
     let mut loaded: Vec<Key> = Vec::new();
     let mut errors = Vec::new();
     let mut add = |key: Key, from: &Path| {
@@ -444,6 +490,45 @@ pub fn load_keys(sources: &[KeySource], pkcs11: Option<&Pkcs11Registry>) -> (Key
                 });
                 match key {
                     Ok(key) => add(key, Path::new("pkcs11")),
+                    Err(e) => errors.push(e),
+                }
+            }
+            KeySource::Kms { key_id } => {
+                match kms
+                    .ok_or_else(|| need_kms(key_id))
+                    .and_then(|k| k.load_key(key_id))
+                {
+                    Ok(key) => add(key, Path::new("kms")),
+                    Err(e) => errors.push(e),
+                }
+            }
+            KeySource::KmsTags { tags } => {
+                match kms
+                    .ok_or_else(|| need_kms("kms_tags"))
+                    .and_then(|k| k.keys_by_tags(tags))
+                {
+                    Ok(keys) if keys.is_empty() => {
+                        errors.push(format!("kms_tags {tags:?}: no key carries these tags"));
+                    }
+                    Ok(keys) => {
+                        for key in keys {
+                            add(key, Path::new("kms"));
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            KeySource::KmsSealed { path } => {
+                let key = kms
+                    .ok_or_else(|| need_kms(&path.display().to_string()))
+                    .and_then(|k| {
+                        let json = std::fs::read(path).map_err(|e| e.to_string())?;
+                        let file = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+                        k.unseal(&file)
+                    })
+                    .map_err(|e| format!("{}: {e}", path.display()));
+                match key {
+                    Ok(key) => add(key, path),
                     Err(e) => errors.push(e),
                 }
             }
@@ -658,13 +743,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     // At start every configured key must load: a signer running with fewer
     // keys than configured would miss duties silently.
     let metrics = Arc::new(Metrics::new());
-    let pkcs11 = match &config.pkcs11 {
-        Some(c) => Some(Arc::new(
-            Pkcs11Registry::start(c, Some(metrics.clone())).map_err(|e| format!("pkcs11: {e}"))?,
-        )),
-        None => None,
-    };
-    let (keys, errors) = load_keys(&config.keys, pkcs11.as_deref());
+    let backends = Backends::start(&config, &metrics)?;
+    let (keys, errors) = load_keys(&config.keys, &backends);
     if let Some(first) = errors.first() {
         return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
     }
@@ -727,7 +807,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             tls,
             tls_files,
             policy_file,
-            pkcs11,
+            backends,
         },
     ));
     // In-flight calls have been answered; let the workers finish, then the
@@ -745,7 +825,7 @@ struct Loaded {
     tls: Arc<ReloadableConfig>,
     tls_files: tls::TlsFiles,
     policy_file: PathBuf,
-    pkcs11: Option<Arc<Pkcs11Registry>>,
+    backends: Backends,
 }
 
 async fn serve(
@@ -759,7 +839,7 @@ async fn serve(
         tls,
         tls_files,
         policy_file,
-        pkcs11,
+        backends,
     } = loaded;
     let grpc_listener = TcpListener::bind(config.server.grpc_listen)
         .await
@@ -807,7 +887,7 @@ async fn serve(
         max_wait,
         http_tls: http_tls.clone(),
         key_sources: config.keys.clone(),
-        pkcs11,
+        backends,
         key_reload: std::sync::Mutex::new(KeyReload::default()),
         privval_nodes: config
             .cometbft
