@@ -39,7 +39,35 @@ fn the_example_parses_to_what_it_shows() {
         c.ethereum.network().unwrap(),
         signer::eth2::Network::MAINNET
     );
-    assert_eq!(c.keys.len(), 5);
+    assert_eq!(c.keys.len(), 8);
+    assert_eq!(
+        c.keys[5],
+        KeySource::Kms {
+            key_id: "alias/oracle-signer".into()
+        }
+    );
+    assert_eq!(
+        c.keys[6],
+        KeySource::KmsTags {
+            tags: [("chain", "cosmoshub-4"), ("role", "consensus")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into_iter()
+                .collect()
+        }
+    );
+    assert_eq!(
+        c.keys[7],
+        KeySource::KmsSealed {
+            path: "/etc/signer/keys/validator-2.kms.json".into()
+        }
+    );
+    let k = c.kms.as_ref().unwrap();
+    assert_eq!(k.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(k.endpoint, None);
+    assert_eq!(
+        (k.operation_timeout_ms, k.attempt_timeout_ms, k.breaker_failures, k.breaker_open_ms),
+        (2000, 1000, 5, 1000)
+    );
     assert_eq!(
         c.keys[3],
         KeySource::Pkcs11 {
@@ -196,6 +224,12 @@ fn typos_and_bad_values_are_refused_with_the_field_named() {
             ),
             "exactly one of label, id",
         ),
+        (base.replace("[kms]", "[kms_]"), "unknown field `kms_`"),
+        (
+            base.replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nsecret_access_key = \"x\""),
+            "unknown field `secret_access_key`",
+        ),
+
     ];
     for (text, want) in &cases {
         assert_ne!(text, &base, "the edit for {want:?} did not apply");
@@ -210,4 +244,30 @@ fn typos_and_bad_values_are_refused_with_the_field_named() {
         Config::load(Path::new("/nonexistent/signer.toml")),
         Err(ConfigError::Io { .. })
     ));
+}
+
+#[test]
+fn backend_keys_without_their_backend_section_are_refused() {
+    let minimal = r#"
+[server]
+grpc_listen = "[::1]:9000"
+metrics_listen = "[::1]:9100"
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_cas = ["ca.pem"]
+[policy]
+file = "policy.toml"
+[slashing]
+database = "db.sqlite"
+"#;
+    for (key, want) in [
+        ("type = \"kms\"\nkey_id = \"alias/x\"", "kms keys need a [kms] section"),
+        ("type = \"kms_sealed\"\npath = \"k.json\"", "kms keys need a [kms] section"),
+        ("type = \"pkcs11\"\nlabel = \"x\"", "pkcs11 keys need a [pkcs11] section"),
+    ] {
+        let text = format!("{minimal}\n[[keys]]\n{key}\n");
+        let err = Config::parse(&text, Path::new("signer.toml")).unwrap_err();
+        assert!(err.to_string().contains(want), "want {want:?}, got: {err}");
+    }
 }

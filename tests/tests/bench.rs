@@ -30,6 +30,8 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "3",
             "--pkcs11-signs",
             "8",
+            "--kms-signs",
+            "32",
             "--json",
         ])
         .arg(&json)
@@ -42,6 +44,7 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("pkcs11: skipped"), "{stdout}");
+    assert!(!stdout.contains("kms: skipped"), "{stdout}");
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let names: Vec<String> = rows
@@ -98,6 +101,14 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
         .into_iter()
         .map(String::from)
         .chain(hsm_rows)
+        .chain(
+            [
+                "kms-ed25519 1 caller p50",
+                "kms-ed25519 1 caller p99",
+                "kms-ed25519 16 callers rate",
+            ]
+            .map(String::from),
+        )
         .collect::<Vec<_>>()
     );
     for r in &rows {

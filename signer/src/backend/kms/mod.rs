@@ -549,3 +549,56 @@ fn der_to_rs(der: &[u8]) -> Result<Vec<u8>, BackendError> {
             why,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+        let len = u8::try_from(body.len()).unwrap();
+        [&[tag, len][..], body].concat()
+    }
+
+    #[test]
+    fn public_keys_are_read_from_subject_public_key_info() {
+        // Ed25519 (RFC 8410): SEQ { SEQ { OID 1.3.101.112 }, BIT STRING }.
+        let ed = [9u8; 32];
+        let spki = der(
+            0x30,
+            &[der(0x30, &der(0x06, &[0x2b, 0x65, 0x70])), der(0x03, &[&[0][..], &ed].concat())].concat(),
+        );
+        assert_eq!(parse_spki(&spki).unwrap(), (Scheme::Ed25519, ed.to_vec()));
+        // secp256k1: ecPublicKey with the curve OID; the point compressed.
+        let sk = crate::crypto::secp256k1::Secp256k1SecretKey::from_bytes(&[7; 32]).unwrap();
+        let full = crate::crypto::secp256k1::uncompressed(&sk.public_key()).unwrap();
+        let alg = [
+            der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
+            der(0x06, &[0x2b, 0x81, 0x04, 0x00, 0x0a]),
+        ]
+        .concat();
+        let spki = der(0x30, &[der(0x30, &alg), der(0x03, &[&[0][..], &full].concat())].concat());
+        assert_eq!(
+            parse_spki(&spki).unwrap(),
+            (Scheme::Secp256k1, sk.public_key().to_vec())
+        );
+        // P-256 (1.2.840.10045.3.1.7) is not secp256k1.
+        let alg = [
+            der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
+            der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
+        ]
+        .concat();
+        let spki = der(0x30, &[der(0x30, &alg), der(0x03, &[&[0][..], &full].concat())].concat());
+        assert!(parse_spki(&spki).unwrap_err().contains("not secp256k1"));
+        assert!(parse_spki(b"garbage").is_err());
+    }
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        for n in 0..10 {
+            assert!(backoff(n) <= Duration::from_millis(400));
+        }
+        assert!(backoff(0) <= Duration::from_millis(25));
+        let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(4)).collect();
+        assert!(spread.len() > 10, "no jitter: {spread:?}");
+    }
+}

@@ -28,6 +28,10 @@
 //! - `eth2-burst-http`: the same burst through the Web3Signer HTTP API, 64
 //!   keep-alive HTTPS connections (runs with `eth2-burst`).
 //!
+//! - `kms`: raw Ed25519 signatures by a key in `hsm-sim kms` through the
+//!   daemon, against the SDK's round trip to a canned-answer simulator
+//!   ([`kms`]).
+//!
 //! - `pkcs11`: raw Ed25519 and secp256k1 signatures by keys in a SoftHSM
 //!   token, through the daemon with a pool of one session and of one
 //!   session per core ([`pkcs11`]). Baseline: SoftHSM's own rate with as
@@ -39,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod kms;
 mod pkcs11;
 
 use clap::Args;
@@ -75,6 +80,9 @@ pub struct BenchArgs {
     /// pkcs11: signatures per variant through the daemon (and per raw run).
     #[arg(long, default_value_t = 4000)]
     pkcs11_signs: usize,
+    /// kms: signatures per variant.
+    #[arg(long, default_value_t = 2000)]
+    kms_signs: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -397,7 +405,10 @@ fn start(
 
 /// Starts `signer serve` on the setup in `dir` (with extra environment)
 /// and waits for its ready line.
-fn spawn(dir: PathBuf, env: &[(&str, &Path)]) -> Result<Daemon, Box<dyn std::error::Error>> {
+fn spawn(
+    dir: PathBuf,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<Daemon, Box<dyn std::error::Error>> {
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
@@ -946,25 +957,30 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let rows = pkcs11::rows(&a)?;
             return report(&a, rows, Vec::new(), None);
         }
+        Some("kms") => {
+            let rows = kms::rows(&a)?;
+            return report(&a, rows, Vec::new(), None);
+        }
         Some(other) => {
             return Err(format!(
-                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, many-chains, startup, pkcs11)"
+                "unknown scenario {other:?} (available: eth2-burst, cometbft-votes, many-chains, startup, pkcs11, kms)"
             )
             .into());
         }
     };
-    // Everything: the HSM scenario too, when SoftHSM is installed.
-    let hsm_rows = if a.scenario.is_none() {
+    // Everything: the HSM and KMS scenarios too, when SoftHSM and the KMS
+    // simulator are there.
+    let mut hsm_rows = Vec::new();
+    if a.scenario.is_none() {
         match pkcs11::softhsm_module() {
-            Ok(_) => pkcs11::rows(&a)?,
-            Err(e) => {
-                println!("pkcs11: skipped ({e})");
-                Vec::new()
-            }
+            Ok(_) => hsm_rows.extend(pkcs11::rows(&a)?),
+            Err(e) => println!("pkcs11: skipped ({e})"),
         }
-    } else {
-        Vec::new()
-    };
+        match kms::simulator() {
+            Ok(_) => hsm_rows.extend(kms::rows(&a)?),
+            Err(e) => println!("kms: skipped ({e})"),
+        }
+    }
     let mut startup_results = Vec::new();
     if start_up {
         for &n in &a.startup_keys {
@@ -1109,6 +1125,11 @@ fn report(
         println!(
             "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({})",
             daemon.dir.display()
+        );
+    }
+    if rows.iter().any(|r| r.scenario.starts_with("kms")) {
+        println!(
+            "baselines: kms, the same Sign calls from this process straight to a canned-answer KMS simulator (no crypto, no key lookup): the floor of an HTTP round trip through the AWS SDK"
         );
     }
     if rows.iter().any(|r| r.scenario.starts_with("pkcs11")) {

@@ -250,7 +250,7 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
                 hsm.pin_file.display()
             ),
         )?;
-        let daemon = spawn(dir.clone(), &[("SOFTHSM2_CONF", hsm.conf.as_path())])?;
+        let daemon = spawn(dir.clone(), &[("SOFTHSM2_CONF", hsm.conf.as_os_str())])?;
         let pid = daemon.child.id().to_string();
         for (scenario, label, pk) in &keys {
             let raw = hsm.raw_rate(label, sessions, signs)?;
