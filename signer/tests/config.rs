@@ -65,7 +65,12 @@ fn the_example_parses_to_what_it_shows() {
     assert_eq!(k.region.as_deref(), Some("eu-west-1"));
     assert_eq!(k.endpoint, None);
     assert_eq!(
-        (k.operation_timeout_ms, k.attempt_timeout_ms, k.breaker_failures, k.breaker_open_ms),
+        (
+            k.operation_timeout_ms,
+            k.attempt_timeout_ms,
+            k.breaker_failures,
+            k.breaker_open_ms
+        ),
         (2000, 1000, 5, 1000)
     );
     assert_eq!(
@@ -226,10 +231,12 @@ fn typos_and_bad_values_are_refused_with_the_field_named() {
         ),
         (base.replace("[kms]", "[kms_]"), "unknown field `kms_`"),
         (
-            base.replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nsecret_access_key = \"x\""),
+            base.replace(
+                "region = \"eu-west-1\"",
+                "region = \"eu-west-1\"\nsecret_access_key = \"x\"",
+            ),
             "unknown field `secret_access_key`",
         ),
-
     ];
     for (text, want) in &cases {
         assert_ne!(text, &base, "the edit for {want:?} did not apply");
@@ -262,9 +269,18 @@ file = "policy.toml"
 database = "db.sqlite"
 "#;
     for (key, want) in [
-        ("type = \"kms\"\nkey_id = \"alias/x\"", "kms keys need a [kms] section"),
-        ("type = \"kms_sealed\"\npath = \"k.json\"", "kms keys need a [kms] section"),
-        ("type = \"pkcs11\"\nlabel = \"x\"", "pkcs11 keys need a [pkcs11] section"),
+        (
+            "type = \"kms\"\nkey_id = \"alias/x\"",
+            "kms keys need a [kms] section",
+        ),
+        (
+            "type = \"kms_sealed\"\npath = \"k.json\"",
+            "kms keys need a [kms] section",
+        ),
+        (
+            "type = \"pkcs11\"\nlabel = \"x\"",
+            "pkcs11 keys need a [pkcs11] section",
+        ),
     ] {
         let text = format!("{minimal}\n[[keys]]\n{key}\n");
         let err = Config::parse(&text, Path::new("signer.toml")).unwrap_err();

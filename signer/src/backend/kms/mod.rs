@@ -565,7 +565,11 @@ mod tests {
         let ed = [9u8; 32];
         let spki = der(
             0x30,
-            &[der(0x30, &der(0x06, &[0x2b, 0x65, 0x70])), der(0x03, &[&[0][..], &ed].concat())].concat(),
+            &[
+                der(0x30, &der(0x06, &[0x2b, 0x65, 0x70])),
+                der(0x03, &[&[0][..], &ed].concat()),
+            ]
+            .concat(),
         );
         assert_eq!(parse_spki(&spki).unwrap(), (Scheme::Ed25519, ed.to_vec()));
         // secp256k1: ecPublicKey with the curve OID; the point compressed.
@@ -576,7 +580,10 @@ mod tests {
             der(0x06, &[0x2b, 0x81, 0x04, 0x00, 0x0a]),
         ]
         .concat();
-        let spki = der(0x30, &[der(0x30, &alg), der(0x03, &[&[0][..], &full].concat())].concat());
+        let spki = der(
+            0x30,
+            &[der(0x30, &alg), der(0x03, &[&[0][..], &full].concat())].concat(),
+        );
         assert_eq!(
             parse_spki(&spki).unwrap(),
             (Scheme::Secp256k1, sk.public_key().to_vec())
@@ -587,7 +594,10 @@ mod tests {
             der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
         ]
         .concat();
-        let spki = der(0x30, &[der(0x30, &alg), der(0x03, &[&[0][..], &full].concat())].concat());
+        let spki = der(
+            0x30,
+            &[der(0x30, &alg), der(0x03, &[&[0][..], &full].concat())].concat(),
+        );
         assert!(parse_spki(&spki).unwrap_err().contains("not secp256k1"));
         assert!(parse_spki(b"garbage").is_err());
     }

@@ -113,7 +113,10 @@ where
     for t in tasks {
         t.await.map_err(|e| e.to_string())??;
     }
-    Ok((latencies, (per * CALLERS) as f64 / started.elapsed().as_secs_f64()))
+    Ok((
+        latencies,
+        (per * CALLERS) as f64 / started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// The scenario's rows.
@@ -140,9 +143,8 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
             .ok_or_else(|| "CreateKey: no ARN".to_owned())
     })?;
     let der = runtime.block_on(admin.get_public_key().key_id(&arn).send())?;
-    let (_, public_key) = signer::backend::kms::parse_spki(
-        der.public_key().ok_or("no public key")?.as_ref(),
-    )?;
+    let (_, public_key) =
+        signer::backend::kms::parse_spki(der.public_key().ok_or("no public key")?.as_ref())?;
 
     // The floor: the SDK straight to the canned endpoint.
     let floor_client = client(&canned.url);
@@ -153,7 +155,9 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
             client
                 .sign()
                 .key_id(arn)
-                .message(Blob::new([&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()].concat()))
+                .message(Blob::new(
+                    [&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()].concat(),
+                ))
                 .message_type(MessageType::Raw)
                 .signing_algorithm(SigningAlgorithmSpec::Ed25519Sha512)
                 .send()
@@ -184,8 +188,10 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         hex::encode(&public_key)
     ));
     std::fs::write(dir.join("policy.toml"), policy)?;
-    let env: Vec<(&str, &std::ffi::OsStr)> =
-        AWS_ENV.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))).collect();
+    let env: Vec<(&str, &std::ffi::OsStr)> = AWS_ENV
+        .iter()
+        .map(|(k, v)| (*k, std::ffi::OsStr::new(*v)))
+        .collect();
     let daemon = spawn(dir, &env)?;
     let clients = runtime.block_on(connect_clients(&daemon, CALLERS))?;
     let (lat, rate) = runtime.block_on(measure(signs, move |c, i| {
@@ -197,13 +203,18 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
                 .sign(pb::SignRequest {
                     public_key: pk,
                     message: Some(pb::sign_request::Message::RawEd25519(pb::RawEd25519 {
-                        message: [&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()].concat(),
+                        message: [&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()]
+                            .concat(),
                     })),
                 })
                 .await
                 .map_err(|e| e.to_string())?
                 .into_inner();
-            if is_signed(&r) { Ok(()) } else { Err(format!("not signed: {r:?}")) }
+            if is_signed(&r) {
+                Ok(())
+            } else {
+                Err(format!("not signed: {r:?}"))
+            }
         }
     }))?;
     drop(daemon);
@@ -217,8 +228,20 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         target: None,
     };
     Ok(vec![
-        row("1 caller", "p50", "µs", percentile(&lat, 0.5), percentile(&floor_lat, 0.5)),
-        row("1 caller", "p99", "µs", percentile(&lat, 0.99), percentile(&floor_lat, 0.99)),
+        row(
+            "1 caller",
+            "p50",
+            "µs",
+            percentile(&lat, 0.5),
+            percentile(&floor_lat, 0.5),
+        ),
+        row(
+            "1 caller",
+            "p99",
+            "µs",
+            percentile(&lat, 0.99),
+            percentile(&floor_lat, 0.99),
+        ),
         row("16 callers", "rate", "sig/s", rate, floor_rate),
     ])
 }
