@@ -476,6 +476,20 @@ networks = ["test-chain"]
         self.write_policy(&self.policy_with(&extra));
     }
 
+    /// Takes the key file `keys/NAME.json` out of the configuration (the
+    /// key is then served from elsewhere: an HSM, KMS, a sealed file).
+    pub fn drop_file_key(&self, name: &str) {
+        let config = std::fs::read_to_string(self.path("signer.toml")).unwrap_or_default();
+        let entry = format!(
+            "[[keys]]\ntype = \"file\"\npath = \"keys/{name}.json\"\npassword_file = \"keys/{name}.pass\"\n"
+        );
+        assert!(
+            config.contains(&entry),
+            "no file key {name} in the configuration"
+        );
+        self.write("signer.toml", &config.replace(&entry, ""));
+    }
+
     /// Starts the daemon on this setup.
     pub fn start(&self) -> Daemon {
         Daemon::start_with_env(

@@ -417,6 +417,133 @@ pub fn fault(function: &str) -> Fault {
     }
 }
 
+/// A daemon under a fault: its consensus client and vote load, with the
+/// checks every fault test makes.
+#[derive(Debug)]
+pub struct Voting {
+    /// The setup the daemon runs.
+    pub setup: Setup,
+    /// The daemon.
+    pub daemon: Daemon,
+    /// The `node` client.
+    pub node: pb::signer_client::SignerClient<tonic::transport::Channel>,
+    /// Votes with the consensus key.
+    pub load: VoteLoad,
+    /// The backend's operation timeout.
+    pub timeout: Duration,
+}
+
+impl Voting {
+    /// Starts the daemon on `setup`; `key` is the consensus key.
+    pub async fn start(setup: Setup, key: Vec<u8>, timeout: Duration) -> Self {
+        let daemon = setup.start();
+        let node = daemon.client(setup.client_tls("node")).await;
+        Self {
+            setup,
+            daemon,
+            node,
+            load: VoteLoad::new(key),
+            timeout,
+        }
+    }
+
+    /// `n` heights; every answer is a signature or a typed refusal.
+    pub async fn heights(&mut self, n: usize) -> Vec<Answer> {
+        let mut all = Vec::new();
+        for _ in 0..n {
+            for a in self.load.step(&mut self.node).await {
+                if matches!(a, Answer::NoAnswer(_)) {
+                    fail(&format!(
+                        "a request hung or failed at the transport: {a:?}\n{}",
+                        self.daemon.log()
+                    ));
+                }
+                all.push(a);
+            }
+        }
+        all
+    }
+
+    /// Heights until one is fully signed (the daemon recovered), within `limit`.
+    pub async fn until_signed(&mut self, limit: Duration) {
+        let started = Instant::now();
+        while self.heights(1).await != vec![Answer::Signed; 2] {
+            if started.elapsed() >= limit {
+                fail(&format!(
+                    "the daemon did not recover within {limit:?}\n{}",
+                    self.daemon.log()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `/readyz`: status and body.
+    pub fn ready(&self) -> (u16, String) {
+        self.daemon.http("GET", "/readyz")
+    }
+
+    /// One metric series.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.daemon.metric(series)
+    }
+
+    /// `signer_backend_operations_total` of `backend` with `outcome`, summed
+    /// over names (or for one name).
+    pub fn ops(&self, backend: &str, name: Option<&str>, outcome: &str) -> f64 {
+        let (_, body) = self.daemon.http("GET", "/metrics");
+        let prefix = format!("signer_backend_operations_total{{backend=\"{backend}\"");
+        let name = name.map(|n| format!("name=\"{n}\""));
+        body.lines()
+            .filter(|l| l.starts_with(&prefix) && l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter(|l| name.as_ref().is_none_or(|n| l.contains(n.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// `signer_backend_up` of one backend target.
+    pub fn up(&self, backend: &str, name: &str) -> f64 {
+        self.metric(&format!(
+            "signer_backend_up{{backend=\"{backend}\",name=\"{name}\"}}"
+        ))
+    }
+
+    /// Stops the daemon and checks what it left ([`stop_and_check`]).
+    pub fn finish(self) {
+        stop_and_check(self.daemon, &self.setup, &self.load, self.timeout);
+    }
+}
+
+/// A secp256k1 answer for Ethereum: low-S, verified by k256 over `digest`,
+/// and its recovery id recovers `public_key` (returned, for address checks).
+pub fn check_recoverable(
+    public_key: &[u8],
+    digest: &[u8; 32],
+    answer: &pb::Signature,
+) -> k256::ecdsa::VerifyingKey {
+    use k256::ecdsa::signature::hazmat::PrehashVerifier;
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+    let key = VerifyingKey::from_sec1_bytes(public_key).unwrap_or_else(|e| fail(&e.to_string()));
+    let s = Signature::from_slice(&answer.signature).unwrap_or_else(|e| fail(&e.to_string()));
+    if s.normalize_s() != s {
+        fail("a high-S signature was returned");
+    }
+    if key.verify_prehash(digest, &s).is_err() {
+        fail("the signature does not verify");
+    }
+    let id = answer
+        .recovery_id
+        .and_then(|v| u8::try_from(v).ok())
+        .and_then(RecoveryId::from_byte)
+        .unwrap_or_else(|| fail("no recovery id"));
+    let recovered =
+        VerifyingKey::recover_from_prehash(digest, &s, id).unwrap_or_else(|e| fail(&e.to_string()));
+    if recovered != key {
+        fail("the recovery id does not recover the key");
+    }
+    recovered
+}
+
 /// After a fault test: no answer took longer than the operation timeout
 /// allows (a liveness bound with a wide margin for a loaded machine, not a
 /// performance figure); the daemon stops cleanly; the consensus key's record

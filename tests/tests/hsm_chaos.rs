@@ -18,20 +18,27 @@
 use std::time::{Duration, Instant};
 
 use proto::v1 as pb;
-use tests::daemon::{Daemon, Setup};
-use tests::hsm::{Answer, Sim, SoftHsm, VoteLoad, configure_pkcs11, fault, hsm_sim_module};
-
-type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
+use tests::daemon::Setup;
+use tests::hsm::{Answer, Sim, SoftHsm, Voting, configure_pkcs11, fault, hsm_sim_module};
 
 struct Chaos {
-    setup: Setup,
+    v: Voting,
     // Kept alive: its directory holds the tokens.
     _hsm: SoftHsm,
     sim: Sim,
-    daemon: Daemon,
-    node: Client,
-    load: VoteLoad,
-    timeout: Duration,
+}
+
+impl std::ops::Deref for Chaos {
+    type Target = Voting;
+    fn deref(&self) -> &Voting {
+        &self.v
+    }
+}
+
+impl std::ops::DerefMut for Chaos {
+    fn deref_mut(&mut self) -> &mut Voting {
+        &mut self.v
+    }
 }
 
 /// The setup's Ed25519 consensus key moved into SoftHSM token(s), served
@@ -48,14 +55,7 @@ async fn chaos(tokens: &[&str], timeout_ms: u64) -> Chaos {
         );
         assert_eq!(pk, setup.ed25519);
     }
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write(
-        "signer.toml",
-        &config.replace(
-            "[[keys]]\ntype = \"file\"\npath = \"keys/ed25519.json\"\npassword_file = \"keys/ed25519.pass\"\n",
-            "",
-        ),
-    );
+    setup.drop_file_key("ed25519");
     let sim = Sim::new(hsm.path());
     let module = hsm_sim_module();
     let names: Vec<String> = tokens.iter().map(|t| t.replace("tok-", "")).collect();
@@ -68,75 +68,25 @@ async fn chaos(tokens: &[&str], timeout_ms: u64) -> Chaos {
     tests::hsm::add_key(&setup, "type = \"pkcs11\"\nlabel = \"consensus\"");
     setup.env = hsm.env();
     setup.env.push(sim.env());
-    let daemon = setup.start();
-    let node = daemon.client(setup.client_tls("node")).await;
-    let load = VoteLoad::new(setup.ed25519.clone());
+    let key = setup.ed25519.clone();
     Chaos {
-        setup,
+        v: Voting::start(setup, key, Duration::from_millis(timeout_ms)).await,
         _hsm: hsm,
         sim,
-        daemon,
-        node,
-        load,
-        timeout: Duration::from_millis(timeout_ms),
     }
 }
 
 impl Chaos {
-    /// `n` heights; every answer is a signature or a typed refusal.
-    async fn heights(&mut self, n: usize) -> Vec<Answer> {
-        let mut all = Vec::new();
-        for _ in 0..n {
-            for a in self.load.step(&mut self.node).await {
-                assert!(
-                    !matches!(a, Answer::NoAnswer(_)),
-                    "a request hung or failed at the transport: {a:?}\n{}",
-                    self.daemon.log()
-                );
-                all.push(a);
-            }
-        }
-        all
-    }
-
-    /// Heights until one is fully signed (the daemon recovered), within `limit`.
-    async fn until_signed(&mut self, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            if self.heights(1).await == vec![Answer::Signed; 2] {
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the daemon did not recover within {limit:?}\n{}",
-                self.daemon.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn ready(&self) -> (u16, String) {
-        self.daemon.http("GET", "/readyz")
-    }
-
-    fn metric(&self, series: &str) -> f64 {
-        self.daemon.metric(series)
-    }
-
     fn ops(&self, token: &str, outcome: &str) -> f64 {
-        self.metric(&format!(
-            "signer_backend_operations_total{{backend=\"pkcs11\",name=\"{token}\",outcome=\"{outcome}\"}}"
-        ))
+        self.v.ops("pkcs11", Some(token), outcome)
     }
 
     fn up(&self, token: &str) -> f64 {
-        self.metric(&format!(
-            "signer_backend_up{{backend=\"pkcs11\",name=\"{token}\"}}"
-        ))
+        self.v.up("pkcs11", token)
     }
 
     fn finish(self) {
-        tests::hsm::stop_and_check(self.daemon, &self.setup, &self.load, self.timeout);
+        self.v.finish();
     }
 }
 

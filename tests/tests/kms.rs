@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
-use k256::ecdsa::signature::hazmat::PrehashVerifier;
-use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use k256::ecdsa::VerifyingKey;
 use proto::v1 as pb;
 use sha2::Digest;
 use tests::daemon::{BLS_SECRET_2, CHAIN, Setup, attestation, core_attestation_signature};
-use tests::hsm::{Answer, VoteLoad, add_key};
+use tests::hsm::{Answer, VoteLoad, Voting, add_key, check_recoverable};
 use tests::kms::{aws_env, client, configure_kms, create_key, fault_file, moto, set_faults, sim};
 
 fn signed(r: pb::SignResponse) -> pb::Signature {
@@ -107,16 +106,11 @@ async fn kms_keys_sign_through_the_daemon_low_s_with_recovery_ids() {
 
     // secp256k1, DIGEST: 100 signatures, all low-S (the simulator returns
     // high-S half the time), verified by k256, and v recovers the address.
-    let key = VerifyingKey::from_sec1_bytes(&k1).unwrap();
-    let address = eth_address(&key);
+    let address = eth_address(&VerifyingKey::from_sec1_bytes(&k1).unwrap());
     for i in 0..100u32 {
         let digest: [u8; 32] = alloy_primitives::keccak256(i.to_be_bytes()).0;
         let got = signed(vc.sign(raw_secp(&k1, &digest)).await.unwrap().into_inner());
-        let s = Signature::from_slice(&got.signature).unwrap();
-        assert_eq!(s.normalize_s(), s, "signature {i} is high-S");
-        key.verify_prehash(&digest, &s).unwrap();
-        let id = RecoveryId::from_byte(got.recovery_id.unwrap() as u8).unwrap();
-        let recovered = VerifyingKey::recover_from_prehash(&digest, &s, id).unwrap();
+        let recovered = check_recoverable(&k1, &digest, &got);
         assert_eq!(eth_address(&recovered), address, "signature {i}");
     }
 
@@ -361,14 +355,7 @@ async fn a_kms_sealed_bls_key_signs_and_is_useless_without_decrypt() {
     let file = std::fs::read_to_string(&sealed).unwrap();
     assert!(!file.contains(BLS_SECRET_2));
 
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write(
-        "signer.toml",
-        &config.replace(
-            "[[keys]]\ntype = \"file\"\npath = \"keys/bls2.json\"\npassword_file = \"keys/bls2.pass\"\n",
-            "",
-        ),
-    );
+    setup.drop_file_key("bls2");
     configure_kms(&setup, &kms.url, "");
     add_key(
         &setup,
@@ -422,12 +409,22 @@ async fn a_kms_sealed_bls_key_signs_and_is_useless_without_decrypt() {
 /// A daemon whose consensus key is an Ed25519 key in the simulator, with a
 /// fault file.
 struct Faulty {
-    setup: Setup,
+    v: Voting,
     _kms: tests::kms::Endpoint,
     faults: std::path::PathBuf,
-    daemon: tests::daemon::Daemon,
-    node: pb::signer_client::SignerClient<tonic::transport::Channel>,
-    load: VoteLoad,
+}
+
+impl std::ops::Deref for Faulty {
+    type Target = Voting;
+    fn deref(&self) -> &Voting {
+        &self.v
+    }
+}
+
+impl std::ops::DerefMut for Faulty {
+    fn deref_mut(&mut self) -> &mut Voting {
+        &mut self.v
+    }
 }
 
 const TIMEOUT_MS: u64 = 2000;
@@ -452,64 +449,20 @@ async fn faulty() -> Faulty {
         hex::encode(&ed)
     )));
     setup.env = aws_env();
-    let daemon = setup.start();
-    let node = daemon.client(setup.client_tls("node")).await;
     Faulty {
-        setup,
+        v: Voting::start(setup, ed, Duration::from_millis(TIMEOUT_MS)).await,
         _kms: kms,
         faults,
-        daemon,
-        node,
-        load: VoteLoad::new(ed),
     }
 }
 
 impl Faulty {
-    async fn heights(&mut self, n: usize) -> Vec<Answer> {
-        let mut all = Vec::new();
-        for _ in 0..n {
-            for a in self.load.step(&mut self.node).await {
-                assert!(
-                    !matches!(a, Answer::NoAnswer(_)),
-                    "{a:?}\n{}",
-                    self.daemon.log()
-                );
-                all.push(a);
-            }
-        }
-        all
-    }
-
-    async fn until_signed(&mut self, limit: Duration) {
-        let started = Instant::now();
-        while self.heights(1).await != vec![Answer::Signed; 2] {
-            assert!(
-                started.elapsed() < limit,
-                "no recovery within {limit:?}\n{}",
-                self.daemon.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     fn ops(&self, outcome: &str) -> f64 {
-        let (_, body) = self.daemon.http("GET", "/metrics");
-        body.lines()
-            .filter(|l| {
-                l.starts_with("signer_backend_operations_total{backend=\"kms\"")
-                    && l.contains(&format!("outcome=\"{outcome}\""))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.v.ops("kms", None, outcome)
     }
 
     fn finish(self) {
-        tests::hsm::stop_and_check(
-            self.daemon,
-            &self.setup,
-            &self.load,
-            Duration::from_millis(TIMEOUT_MS),
-        );
+        self.v.finish();
     }
 }
 

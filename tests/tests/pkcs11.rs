@@ -10,11 +10,11 @@
     clippy::result_large_err
 )]
 
-use k256::ecdsa::signature::hazmat::PrehashVerifier;
-use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use proto::v1 as pb;
 use tests::daemon::{BLS_SECRET_2, Setup, attestation, core_attestation_signature};
-use tests::hsm::{Answer, SoftHsm, VoteLoad, add_key, configure_pkcs11, softhsm_module};
+use tests::hsm::{
+    Answer, SoftHsm, VoteLoad, add_key, check_recoverable, configure_pkcs11, softhsm_module,
+};
 
 fn hsm_policy(setup: &Setup, ed: &[u8], k1: &[u8]) -> String {
     setup.policy_with(&format!(
@@ -109,7 +109,6 @@ async fn keys_generated_in_softhsm_sign_through_the_daemon_and_verify() {
 
     // 200 secp256k1 signatures: every one low-S, verified by k256 directly,
     // and its recovery id recovers the token's key.
-    let key = VerifyingKey::from_sec1_bytes(&k1).unwrap();
     for i in 0u32..200 {
         let digest: [u8; 32] =
             <sha2::Sha256 as sha2::Digest>::digest(format!("digest {i}").as_bytes()).into();
@@ -124,15 +123,7 @@ async fn keys_generated_in_softhsm_sign_through_the_daemon_and_verify() {
             .unwrap()
             .into_inner(),
         );
-        let s = Signature::from_slice(&got.signature).unwrap();
-        assert_eq!(s.normalize_s(), s, "signature {i} is high-S");
-        key.verify_prehash(&digest, &s).unwrap();
-        let id = RecoveryId::from_byte(u8::try_from(got.recovery_id.unwrap()).unwrap()).unwrap();
-        assert_eq!(
-            VerifyingKey::recover_from_prehash(&digest, &s, id).unwrap(),
-            key,
-            "signature {i}: the recovery id does not recover the key"
-        );
+        check_recoverable(&k1, &digest, &got);
     }
     assert_eq!(
         daemon.metric("signer_backend_up{backend=\"pkcs11\",name=\"a\"}"),
@@ -154,15 +145,8 @@ async fn an_imported_key_signs_like_its_file_and_unknown_labels_stop_the_start()
         &setup.path("keys/ed25519.pass"),
     );
     assert_eq!(ed, setup.ed25519);
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    // Serve it from the token only (the file entry removed).
-    setup.write(
-        "signer.toml",
-        &config.replace(
-            "[[keys]]\ntype = \"file\"\npath = \"keys/ed25519.json\"\npassword_file = \"keys/ed25519.pass\"\n",
-            "",
-        ),
-    );
+    // Serve it from the token only.
+    setup.drop_file_key("ed25519");
     configure_pkcs11(&setup, &hsm, 2000, &[("a", &softhsm_module(), "tok-a")]);
     add_key(&setup, "type = \"pkcs11\"\nlabel = \"moved-ed\"");
     setup.env = hsm.env();
@@ -232,14 +216,7 @@ async fn a_sealed_bls_key_signs_with_its_token_and_is_useless_without_it() {
         "the secret is in the file"
     );
 
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write(
-        "signer.toml",
-        &config.replace(
-            "[[keys]]\ntype = \"file\"\npath = \"keys/bls2.json\"\npassword_file = \"keys/bls2.pass\"\n",
-            "",
-        ),
-    );
+    setup.drop_file_key("bls2");
     let plain = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
     configure_pkcs11(&setup, &hsm, 2000, &[("a", &softhsm_module(), "tok-a")]);
     add_key(
