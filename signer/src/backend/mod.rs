@@ -92,6 +92,14 @@ impl From<SecretKey> for Key {
     }
 }
 
+/// A remote backend's answer that is not a valid signature by its key.
+fn bad_answer(r: &dyn RemoteKey, why: CryptoError) -> BackendError {
+    BackendError::BadSignature {
+        backend: r.backend().into(),
+        why,
+    }
+}
+
 impl Key {
     /// The secret, when it is in process memory.
     fn local(&self) -> Option<&SecretKey> {
@@ -104,19 +112,19 @@ impl Key {
 
     /// Which scheme.
     pub fn scheme(&self) -> Scheme {
-        match (self.local(), self) {
-            (Some(k), _) => k.scheme(),
-            (None, Self::Remote(r)) => r.scheme(),
-            (None, _) => Scheme::Bls,
+        match self {
+            Self::Local(k) => k.scheme(),
+            Self::Unsealed(k, _) => k.scheme(),
+            Self::Remote(r) => r.scheme(),
         }
     }
 
     /// The public key (see [`SecretKey::public_key`] for the encodings).
     pub fn public_key(&self) -> Vec<u8> {
-        match (self.local(), self) {
-            (Some(k), _) => k.public_key(),
-            (None, Self::Remote(r)) => r.public_key().to_vec(),
-            (None, _) => Vec::new(),
+        match self {
+            Self::Local(k) => k.public_key(),
+            Self::Unsealed(k, _) => k.public_key(),
+            Self::Remote(r) => r.public_key().to_vec(),
         }
     }
 
@@ -151,10 +159,7 @@ impl Key {
             (Some(SecretKey::Ed25519(k)), _) => Ok(k.sign(msg)),
             (None, Self::Remote(r)) if r.scheme() == Scheme::Ed25519 => {
                 let sig = r.sign_raw(msg)?;
-                let bad = |why| BackendError::BadSignature {
-                    backend: r.backend().into(),
-                    why,
-                };
+                let bad = |why| bad_answer(r.as_ref(), why);
                 ed25519::verify(r.public_key(), msg, &sig).map_err(bad)?;
                 <[u8; 64]>::try_from(sig.as_slice())
                     .map_err(|_| bad(CryptoError::BadEncoding("Ed25519 signature")))
@@ -169,10 +174,7 @@ impl Key {
             (Some(SecretKey::Secp256k1(k)), _) => Ok(k.sign_prehash(digest)),
             (None, Self::Remote(r)) if r.scheme() == Scheme::Secp256k1 => {
                 let raw = r.sign_raw(digest)?;
-                let bad = |why| BackendError::BadSignature {
-                    backend: r.backend().into(),
-                    why,
-                };
+                let bad = |why| bad_answer(r.as_ref(), why);
                 let rs = secp256k1::normalize(&raw).map_err(bad)?;
                 // `recovery_id` verifies the signature on the way.
                 let recovery_id =
@@ -197,10 +199,7 @@ impl Key {
                             Some(signed) => signed?,
                             None => r.sign_raw(&digest)?,
                         };
-                        let bad = |why| BackendError::BadSignature {
-                            backend: r.backend().into(),
-                            why,
-                        };
+                        let bad = |why| bad_answer(r.as_ref(), why);
                         let rs = secp256k1::normalize(&raw).map_err(bad)?;
                         secp256k1::verify_prehash(r.public_key(), &digest, &rs).map_err(bad)?;
                         Ok(rs.to_vec())

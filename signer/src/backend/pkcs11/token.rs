@@ -161,8 +161,6 @@ pub struct Token {
     settings: PoolSettings,
     jobs: mpsc::Sender<Job>,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
-    /// Session threads alive (stuck ones included until they return).
-    live: AtomicUsize,
     /// Threads written off after a timeout and not yet returned.
     stuck: AtomicUsize,
     health: Mutex<Health>,
@@ -203,7 +201,6 @@ impl Token {
             settings,
             jobs,
             queue: Arc::new(Mutex::new(queue)),
-            live: AtomicUsize::new(0),
             stuck: AtomicUsize::new(0),
             health: Mutex::new(Health {
                 down: None,
@@ -223,15 +220,10 @@ impl Token {
 
     fn spawn_session(self: &Arc<Self>) {
         let me = Arc::clone(self);
-        self.live.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name(format!("pkcs11-{}", self.name))
-            .spawn(move || {
-                me.session_loop();
-                me.live.fetch_sub(1, Ordering::SeqCst);
-            });
+            .spawn(move || me.session_loop());
         if let Err(e) = spawned {
-            self.live.fetch_sub(1, Ordering::SeqCst);
             tracing::error!(token = %self.name, error = %e, "cannot start a PKCS#11 session thread");
         }
     }
@@ -286,7 +278,15 @@ impl Token {
                         self.recovered_unreachable();
                     }
                     Err(e) => {
-                        self.mark_down(Down::Unreachable, format!("cannot open a session: {e}"));
+                        let why = format!("cannot open a session: {e}");
+                        self.mark_down(Down::Unreachable, why.clone());
+                        // Whoever is waiting gets the reason now, not at
+                        // their deadline.
+                        if let Ok(queue) = self.queue.try_lock() {
+                            while let Ok(job) = queue.try_recv() {
+                                let _ = job.reply.send(Err(why.clone()));
+                            }
+                        }
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
