@@ -459,6 +459,28 @@ struct Prepared<'a> {
     plan: Result<Plan<'a>, Refusal>,
 }
 
+/// True when a key of `scheme` can perform `op`.
+fn applies_to(op: Operation, scheme: Scheme) -> bool {
+    match op {
+        Operation::CometVote | Operation::CometProposal | Operation::CometRaw => {
+            matches!(scheme, Scheme::Ed25519 | Scheme::Secp256k1)
+        }
+        Operation::RawSecp256k1 => scheme == Scheme::Secp256k1,
+        Operation::RawEd25519 => scheme == Scheme::Ed25519,
+        Operation::Eth2Block
+        | Operation::Eth2Attestation
+        | Operation::Eth2AggregationSlot
+        | Operation::Eth2AggregateAndProof
+        | Operation::Eth2RandaoReveal
+        | Operation::Eth2SyncCommitteeMessage
+        | Operation::Eth2SyncCommitteeSelectionProof
+        | Operation::Eth2SyncCommitteeContribution
+        | Operation::Eth2ValidatorRegistration
+        | Operation::Eth2VoluntaryExit
+        | Operation::Eth2Deposit => scheme == Scheme::Bls,
+    }
+}
+
 /// Signs with a consensus key as CometBFT verifies it.
 fn comet_sign(key: &Key, msg: &[u8]) -> Result<Vec<u8>, Refusal> {
     key.sign_comet(msg).map_err(backend_refusal)
@@ -553,7 +575,14 @@ impl Pipeline {
         let mut out: Vec<KeyInfo> = keys
             .entries()
             .filter_map(|(public_key, k)| {
-                let operations = policy.granted_operations(client, public_key);
+                // What the policy grants and the key's scheme can do (a
+                // grant may name operations for several schemes).
+                let scheme = k.scheme();
+                let operations: Vec<Operation> = policy
+                    .granted_operations(client, public_key)
+                    .into_iter()
+                    .filter(|op| applies_to(*op, scheme))
+                    .collect();
                 (!operations.is_empty()).then(|| KeyInfo {
                     public_key: public_key.to_vec(),
                     scheme: k.scheme().key_type(),

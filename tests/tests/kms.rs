@@ -98,6 +98,18 @@ async fn kms_keys_sign_through_the_daemon_low_s_with_recovery_ids() {
         .await
         .unwrap()
         .into_inner();
+    // Each listed with the operations its scheme can do (the grant names
+    // both raw operations for both keys).
+    for k in &listed.keys {
+        let want: &[&str] = if k.public_key == k1 {
+            &["raw.secp256k1"]
+        } else if k.public_key == ed {
+            &["raw.ed25519"]
+        } else {
+            continue;
+        };
+        assert_eq!(k.operations, want, "{k:?}");
+    }
     let mut got: Vec<Vec<u8>> = listed.keys.into_iter().map(|k| k.public_key).collect();
     let mut want = vec![setup.bls.clone(), k1.clone(), ed.clone()];
     got.sort();
