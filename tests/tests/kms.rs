@@ -74,6 +74,37 @@ async fn kms_keys_sign_through_the_daemon_low_s_with_recovery_ids() {
     let k1 = public_key(&c, &k1_arn).await;
     let ed = public_key(&c, &ed_arn).await;
 
+    // The operator's view: every key, its scheme, public key and tags.
+    let out = std::process::Command::new(tests::daemon::signer_bin())
+        .args([
+            "keys",
+            "list",
+            "--backend",
+            "kms",
+            "--kms-endpoint",
+            &kms.url,
+        ])
+        .envs(aws_env())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listing.lines().count(), 3, "{listing}");
+    for (arn, pk, tags) in [(&k1_arn, &k1, "[]"), (&ed_arn, &ed, "[role=consensus]")] {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(arn.as_str()))
+            .unwrap_or_else(|| panic!("{arn} not listed:\n{listing}"));
+        assert!(
+            line.contains(&hex::encode(pk)) && line.ends_with(tags),
+            "{line}"
+        );
+    }
+
     let mut setup = Setup::new();
     configure_kms(&setup, &kms.url, "");
     add_key(&setup, "type = \"kms\"\nkey_id = \"alias/oracle\"");

@@ -51,7 +51,7 @@ pub enum KeysCommand {
         #[arg(long, conflicts_with = "key_file")]
         priv_validator_key: Option<PathBuf>,
     },
-    /// List the keys the backend holds.
+    /// List the keys the backend holds (KMS: every key, its scheme, public key and tags).
     List {
         #[command(flatten)]
         token: TokenArgs,
@@ -129,6 +129,21 @@ pub struct TokenArgs {
 }
 
 impl TokenArgs {
+    /// A KMS client for one-off commands (long timeouts, no breaker).
+    fn kms(&self) -> Result<std::sync::Arc<signer::backend::kms::Kms>, String> {
+        signer::backend::kms::Kms::new(
+            &signer::backend::kms::KmsConfig {
+                region: self.kms_region.clone(),
+                endpoint: self.kms_endpoint.clone(),
+                operation_timeout_ms: 10_000,
+                attempt_timeout_ms: 5_000,
+                breaker_failures: u32::MAX,
+                breaker_open_ms: 1,
+            },
+            None,
+        )
+    }
+
     fn open(&self, read_write: bool) -> Result<cryptoki::session::Session, String> {
         if self.backend != Backend::Pkcs11 {
             return Err("this command works on PKCS#11 tokens; create KMS keys with AWS's tools and name them in [[keys]]".into());
@@ -221,6 +236,17 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        KeysCommand::List { token } if token.backend == Backend::Kms => {
+            for k in token.kms()?.list()? {
+                let tags: Vec<String> = k.tags.iter().map(|(t, v)| format!("{t}={v}")).collect();
+                let (kind, pk) = match &k.key {
+                    Some((scheme, pk)) => (scheme.key_type(), format!("0x{}", hex::encode(pk))),
+                    None => ("other", String::new()),
+                };
+                println!("{kind:<10} {} {pk} [{}]", k.arn, tags.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         KeysCommand::List { token } => {
             let session = token.open(false)?;
             for k in admin::list(&session)? {
@@ -273,18 +299,7 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     .kms_key
                     .as_deref()
                     .ok_or("--kms-key is required with --backend kms")?;
-                let kms = signer::backend::kms::Kms::new(
-                    &signer::backend::kms::KmsConfig {
-                        region: token.kms_region.clone(),
-                        endpoint: token.kms_endpoint.clone(),
-                        operation_timeout_ms: 10_000,
-                        attempt_timeout_ms: 5_000,
-                        breaker_failures: 1000,
-                        breaker_open_ms: 1,
-                    },
-                    None,
-                )?;
-                let sealed = kms.seal_bls(key, &secret)?;
+                let sealed = token.kms()?.seal_bls(key, &secret)?;
                 (
                     sealed.public_key.clone(),
                     serde_json::to_string_pretty(&sealed)?,

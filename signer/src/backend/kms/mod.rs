@@ -361,15 +361,8 @@ impl Kms {
         })))
     }
 
-    /// Every key carrying all of `tags` (key and value), like Web3Signer's
-    /// tag filters.
-    pub fn keys_by_tags(
-        self: &Arc<Self>,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<Vec<Key>, String> {
-        if tags.is_empty() {
-            return Err("kms_tags: give at least one tag".into());
-        }
+    /// Every key's ARN (ListKeys, all pages).
+    fn all_keys(&self) -> Result<Vec<String>, String> {
         let mut ids = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -388,32 +381,58 @@ impl Kms {
             );
             marker = page.next_marker().map(str::to_owned);
             if !page.truncated() || marker.is_none() {
-                break;
+                return Ok(ids);
             }
         }
+    }
+
+    /// A key's tags.
+    fn tags(&self, id: &str) -> Result<BTreeMap<String, String>, String> {
+        let deadline = Instant::now() + self.timeout();
+        let key = id.to_owned();
+        let out = self
+            .call(id, deadline, move |c| {
+                let key = key.clone();
+                async move { c.list_resource_tags().key_id(key).send().await }
+            })
+            .map_err(|e| format!("kms ListResourceTags {id}: {e}"))?;
+        Ok(out
+            .tags()
+            .iter()
+            .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+            .collect())
+    }
+
+    /// Every key carrying all of `tags` (key and value), like Web3Signer's
+    /// tag filters.
+    pub fn keys_by_tags(
+        self: &Arc<Self>,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Key>, String> {
+        if tags.is_empty() {
+            return Err("kms_tags: give at least one tag".into());
+        }
         let mut keys = Vec::new();
-        for id in ids {
-            let deadline = Instant::now() + self.timeout();
-            let key = id.clone();
-            let out = self
-                .call(&id, deadline, move |c| {
-                    let key = key.clone();
-                    async move { c.list_resource_tags().key_id(key).send().await }
-                })
-                .map_err(|e| format!("kms ListResourceTags {id}: {e}"))?;
-            let have: BTreeMap<&str, &str> = out
-                .tags()
-                .iter()
-                .map(|t| (t.tag_key(), t.tag_value()))
-                .collect();
-            if tags
-                .iter()
-                .all(|(k, v)| have.get(k.as_str()) == Some(&v.as_str()))
-            {
+        for id in self.all_keys()? {
+            let have = self.tags(&id)?;
+            if tags.iter().all(|(k, v)| have.get(k) == Some(v)) {
                 keys.push(self.load_key(&id)?);
             }
         }
         Ok(keys)
+    }
+
+    /// Every key the caller may list, with its scheme and public key when it
+    /// is a signing key we can use, and its tags (`signer keys list`).
+    pub fn list(&self) -> Result<Vec<Listed>, String> {
+        self.all_keys()?
+            .into_iter()
+            .map(|arn| {
+                let tags = self.tags(&arn)?;
+                let key = self.describe(&arn).ok().map(|(_, s, pk)| (s, pk));
+                Ok(Listed { arn, key, tags })
+            })
+            .collect()
     }
 
     fn sign(
@@ -478,6 +497,17 @@ pub fn parse_spki(der: &[u8]) -> Result<(Scheme, Vec<u8>), String> {
         }
         other => Err(format!("key algorithm {other} is neither Ed25519 nor EC")),
     }
+}
+
+/// A key as `signer keys list --backend kms` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its ARN.
+    pub arn: String,
+    /// Scheme and public key, for Ed25519 and secp256k1 signing keys.
+    pub key: Option<(Scheme, Vec<u8>)>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A key in KMS.
