@@ -83,22 +83,32 @@ pub fn generate(session: &Session, kind: KeyKind, label: &str) -> Result<Generat
         ),
         _ => (Mechanism::EccKeyPairGen, &[curves::SECP256K1]),
     };
-    let mut last = String::new();
-    // Tokens disagree on how to name Ed25519: try the OID, then the name.
-    for p in params {
+    first_accepted(params, |p| {
         let mut public = common(false);
         public.extend([Attribute::Verify(true), Attribute::EcParams(p.to_vec())]);
         let mut private = common(true);
         private.extend(secret_attrs.iter().cloned());
         private.push(Attribute::Sign(true));
-        match session.generate_key_pair(&mechanism, &public, &private) {
-            Ok(_) => {
-                let (_, pk) = read_public_key(session, &Locator::Id(id.clone()))?;
-                return Ok(Generated {
-                    id,
-                    public_key: Some(pk),
-                });
-            }
+        session.generate_key_pair(&mechanism, &public, &private)
+    })?;
+    let (_, pk) = read_public_key(session, &Locator::Id(id.clone()))?;
+    Ok(Generated {
+        id,
+        public_key: Some(pk),
+    })
+}
+
+/// Tokens disagree on how to name a curve in `CKA_EC_PARAMS` (Ed25519: the
+/// RFC 8410 OID or the `edwards25519` string): runs `attempt` with each
+/// encoding until the token accepts one; the result and the encoding used.
+fn first_accepted<'p, T>(
+    params: &[&'p [u8]],
+    mut attempt: impl FnMut(&[u8]) -> Result<T, CkError>,
+) -> Result<(T, &'p [u8]), String> {
+    let mut last = "no curve encoding to try".to_owned();
+    for p in params {
+        match attempt(p) {
+            Ok(v) => return Ok((v, p)),
             Err(
                 e @ CkError::Pkcs11(
                     RvError::CurveNotSupported
@@ -106,9 +116,7 @@ pub fn generate(session: &Session, kind: KeyKind, label: &str) -> Result<Generat
                     | RvError::DomainParamsInvalid,
                     _,
                 ),
-            ) => {
-                last = describe(&e);
-            }
+            ) => last = describe(&e),
             Err(e) => return Err(describe(&e)),
         }
     }
@@ -154,19 +162,18 @@ pub fn import(
     };
     let mut id = vec![0u8; 8];
     getrandom::fill(&mut id).map_err(|e| e.to_string())?;
-    let mut last = String::new();
-    for p in params {
-        let common = |class| {
-            vec![
-                Attribute::Class(class),
-                Attribute::KeyType(key_type),
-                Attribute::Token(true),
-                Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Id(id.clone()),
-                Attribute::EcParams(p.to_vec()),
-            ]
-        };
-        let mut private = common(ObjectClass::PRIVATE_KEY);
+    let common = |class, p: &[u8]| {
+        vec![
+            Attribute::Class(class),
+            Attribute::KeyType(key_type),
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+            Attribute::EcParams(p.to_vec()),
+        ]
+    };
+    let (private_handle, p) = first_accepted(params, |p| {
+        let mut private = common(ObjectClass::PRIVATE_KEY, p);
         private.extend([
             Attribute::Private(true),
             Attribute::Sensitive(true),
@@ -174,47 +181,27 @@ pub fn import(
             Attribute::Sign(true),
             Attribute::Value(secret.to_vec()),
         ]);
-        let created = session.create_object(&private);
-        // Attribute lists holding the secret are dropped right away.
-        drop(private);
-        match created {
-            Ok(private_handle) => {
-                let mut public = common(ObjectClass::PUBLIC_KEY);
-                public.extend([
-                    Attribute::Private(false),
-                    Attribute::Verify(true),
-                    Attribute::EcPoint(point.clone()),
-                ]);
-                if let Err(e) = session.create_object(&public) {
-                    let _ = session.destroy_object(private_handle);
-                    return Err(describe(&e));
-                }
-                let (_, pk) = read_public_key(session, &Locator::Id(id.clone()))?;
-                if pk != public_key {
-                    return Err(
-                        "the token reports a different public key than the imported secret's"
-                            .into(),
-                    );
-                }
-                return Ok(Generated {
-                    id,
-                    public_key: Some(pk),
-                });
-            }
-            Err(
-                e @ CkError::Pkcs11(
-                    RvError::CurveNotSupported
-                    | RvError::AttributeValueInvalid
-                    | RvError::DomainParamsInvalid,
-                    _,
-                ),
-            ) => {
-                last = describe(&e);
-            }
-            Err(e) => return Err(describe(&e)),
-        }
+        // The attribute list holding the secret is dropped when this returns.
+        session.create_object(&private)
+    })?;
+    let mut public = common(ObjectClass::PUBLIC_KEY, p);
+    public.extend([
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::EcPoint(point),
+    ]);
+    if let Err(e) = session.create_object(&public) {
+        let _ = session.destroy_object(private_handle);
+        return Err(describe(&e));
     }
-    Err(last)
+    let (_, pk) = read_public_key(session, &Locator::Id(id.clone()))?;
+    if pk != public_key {
+        return Err("the token reports a different public key than the imported secret's".into());
+    }
+    Ok(Generated {
+        id,
+        public_key: Some(pk),
+    })
 }
 
 /// One key on a token, as `signer keys list` shows it.
