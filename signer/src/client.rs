@@ -88,6 +88,26 @@ pub async fn connect(
     Ok(SignerClient::new(channel))
 }
 
+/// A `raw.ed25519` request: pure Ed25519 over `message`.
+pub fn raw_ed25519_request(public_key: &[u8], message: Vec<u8>) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: public_key.to_vec(),
+        message: Some(pb::sign_request::Message::RawEd25519(pb::RawEd25519 {
+            message,
+        })),
+    }
+}
+
+/// A `raw.secp256k1` request: ECDSA over a 32-byte digest the caller computed.
+pub fn raw_secp256k1_request(public_key: &[u8], digest: Vec<u8>) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: public_key.to_vec(),
+        message: Some(pb::sign_request::Message::RawSecp256k1(pb::RawSecp256k1 {
+            digest,
+        })),
+    }
+}
+
 /// An attestation from `source` to `target` on the dev network (genesis
 /// validators root and fork versions zero), the beacon block root filled
 /// with `block` (vary it to make a conflicting vote).

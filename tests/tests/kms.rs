@@ -37,12 +37,7 @@ fn refused(r: pb::SignResponse) -> pb::Reason {
 }
 
 fn raw_secp(pk: &[u8], digest: &[u8; 32]) -> pb::SignRequest {
-    pb::SignRequest {
-        public_key: pk.to_vec(),
-        message: Some(pb::sign_request::Message::RawSecp256k1(pb::RawSecp256k1 {
-            digest: digest.to_vec(),
-        })),
-    }
+    signer::client::raw_secp256k1_request(pk, digest.to_vec())
 }
 
 async fn public_key(c: &aws_sdk_kms::Client, id: &str) -> Vec<u8> {
@@ -160,15 +155,10 @@ async fn kms_keys_sign_through_the_daemon_low_s_with_recovery_ids() {
     // Ed25519, RAW: raw bytes and consensus votes (checked in VoteLoad).
     let msg = b"kms ed25519".to_vec();
     let got = signed(
-        vc.sign(pb::SignRequest {
-            public_key: ed.clone(),
-            message: Some(pb::sign_request::Message::RawEd25519(pb::RawEd25519 {
-                message: msg.clone(),
-            })),
-        })
-        .await
-        .unwrap()
-        .into_inner(),
+        vc.sign(signer::client::raw_ed25519_request(&ed, msg.clone()))
+            .await
+            .unwrap()
+            .into_inner(),
     );
     signer::crypto::ed25519::verify(&ed, &msg, &got.signature).unwrap();
     let mut load = VoteLoad::new(ed.clone());

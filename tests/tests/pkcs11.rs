@@ -89,15 +89,10 @@ async fn keys_generated_in_softhsm_sign_through_the_daemon_and_verify() {
     // Ed25519 raw: verified by the signing core.
     let message = b"hsm raw message".to_vec();
     let sig = raw_outcome(
-        vc.sign(pb::SignRequest {
-            public_key: ed.clone(),
-            message: Some(pb::sign_request::Message::RawEd25519(pb::RawEd25519 {
-                message: message.clone(),
-            })),
-        })
-        .await
-        .unwrap()
-        .into_inner(),
+        vc.sign(signer::client::raw_ed25519_request(&ed, message.clone()))
+            .await
+            .unwrap()
+            .into_inner(),
     );
     signer::crypto::ed25519::verify(&ed, &message, &sig.signature).unwrap();
 
@@ -113,15 +108,10 @@ async fn keys_generated_in_softhsm_sign_through_the_daemon_and_verify() {
         let digest: [u8; 32] =
             <sha2::Sha256 as sha2::Digest>::digest(format!("digest {i}").as_bytes()).into();
         let got = raw_outcome(
-            vc.sign(pb::SignRequest {
-                public_key: k1.clone(),
-                message: Some(pb::sign_request::Message::RawSecp256k1(pb::RawSecp256k1 {
-                    digest: digest.to_vec(),
-                })),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
+            vc.sign(signer::client::raw_secp256k1_request(&k1, digest.to_vec()))
+                .await
+                .unwrap()
+                .into_inner(),
         );
         check_recoverable(&k1, &digest, &got);
     }

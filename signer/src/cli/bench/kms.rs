@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
-use proto::v1 as pb;
 
 use super::{BenchArgs, Row, connect_clients, is_signed, percentile, spawn};
 
@@ -200,13 +199,10 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         async move {
             let client = client.as_mut().ok_or("no client")?;
             let r = client
-                .sign(pb::SignRequest {
-                    public_key: pk,
-                    message: Some(pb::sign_request::Message::RawEd25519(pb::RawEd25519 {
-                        message: [&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()]
-                            .concat(),
-                    })),
-                })
+                .sign(signer::client::raw_ed25519_request(
+                    &pk,
+                    [&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()].concat(),
+                ))
                 .await
                 .map_err(|e| e.to_string())?
                 .into_inner();

@@ -326,15 +326,10 @@ async fn through_daemon(
                     &[7; 24],
                 ]
                 .concat();
-                pb::SignRequest {
-                    public_key: public_key.to_vec(),
-                    message: Some(if ed {
-                        pb::sign_request::Message::RawEd25519(pb::RawEd25519 { message: payload })
-                    } else {
-                        pb::sign_request::Message::RawSecp256k1(pb::RawSecp256k1 {
-                            digest: payload,
-                        })
-                    }),
+                if ed {
+                    signer::client::raw_ed25519_request(public_key, payload)
+                } else {
+                    signer::client::raw_secp256k1_request(public_key, payload)
                 }
             })
             .collect();
