@@ -17,7 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use crate::decide::decide;
 use crate::engine::Engine;
 use crate::error::DbError;
-use crate::record::{CometRecord, Decision, Proposal};
+use crate::record::{Decision, Proposal};
 use crate::types::{ChainId, ConsensusKey};
 
 /// Counters kept by the leaders.
@@ -304,16 +304,8 @@ impl Writer {
                 sign_bytes,
                 signature,
             } => {
-                if let Some(last) = self.engine.cometbft_last(key, chain)?
-                    && last.sign_bytes == *sign_bytes
-                    && last.signature.is_none()
-                {
-                    let r = CometRecord {
-                        signature: Some(signature.clone()),
-                        ..last
-                    };
-                    self.engine.cometbft_store(key, chain, &r)?;
-                }
+                self.engine
+                    .cometbft_attach_signature(key, chain, sign_bytes, signature)?;
                 Ok(Vec::new())
             }
         }

@@ -339,6 +339,9 @@ fn cometbft_reserve_returns_the_stored_bytes_and_signature() {
     // A signature for bytes that are not the recorded ones is ignored.
     t.db.record_cometbft_signature(comet_key(1), chain(c), later.clone(), vec![0x66; 64])
         .unwrap();
+    // So is a second signature for the recorded bytes: the first one stays.
+    t.db.record_cometbft_signature(comet_key(1), chain(c), first.clone(), vec![0x77; 64])
+        .unwrap();
     match t.db.check_and_record(comet(1, c, later)).unwrap() {
         Ok(Safe::Reserve {
             stored,

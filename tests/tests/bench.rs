@@ -75,20 +75,34 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "eth2-burst signbatch p99",
             "eth2-burst signbatch db commits",
             "eth2-burst signbatch loadgen cpu",
+            "eth2-burst signbatch daemon cpu",
+            "eth2-burst signbatch wall",
             "eth2-burst 64 conns rate",
             "eth2-burst 64 conns p50",
             "eth2-burst 64 conns p99",
             "eth2-burst 64 conns db commits",
             "eth2-burst 64 conns loadgen cpu",
+            "eth2-burst 64 conns daemon cpu",
+            "eth2-burst 64 conns wall",
             "eth2-burst-http 64 conns rate",
             "eth2-burst-http 64 conns p50",
             "eth2-burst-http 64 conns p99",
             "eth2-burst-http 64 conns db commits",
             "eth2-burst-http 64 conns loadgen cpu",
+            "eth2-burst-http 64 conns daemon cpu",
+            "eth2-burst-http 64 conns wall",
             "many-chains grpc rate",
             "many-chains grpc p99",
             "many-chains grpc db commits",
             "many-chains grpc loadgen cpu",
+            "many-chains grpc daemon cpu",
+            "many-chains grpc wall",
+            "many-chains privval rate",
+            "many-chains privval p99",
+            "many-chains privval db commits",
+            "many-chains privval loadgen cpu",
+            "many-chains privval daemon cpu",
+            "many-chains privval wall",
             "cometbft-votes grpc p50",
             "cometbft-votes grpc p99",
             "cometbft-votes grpc p999",
@@ -130,5 +144,23 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
     }
     // The SignBatch variant's 20 attestations are one call: one commit.
     assert_eq!(rows[3]["figure"].as_f64(), Some(1.0), "{}", rows[3]);
-    assert!(stdout.contains("mean µs per request by stage"), "{stdout}");
+    // Each variant reports the stage means of its own requests.
+    for variant in [
+        "eth2-burst signbatch",
+        "eth2-burst 64 conns",
+        "eth2-burst-http",
+        "many-chains grpc",
+        "many-chains privval",
+        "cometbft-votes grpc",
+        "cometbft-votes privval",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("mean µs per request by stage ({variant}):")))
+            .unwrap_or_else(|| panic!("no stage means for {variant}: {stdout}"));
+        assert!(
+            line.contains("slashing_db") && line.contains("total"),
+            "{line}"
+        );
+    }
 }

@@ -391,10 +391,15 @@ fn serve(
             Ok(None) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         };
+        let started = Instant::now();
         let request = super::decode_request(chain.version, &frame)
             .map_err(|e| format!("undecodable request, disconnecting: {e}"))?;
+        let signs = !matches!(request, Request::PubKey { .. } | Request::Ping);
         let response = answer(ctx, chain, &identity, request);
         let bytes = super::encode_response(chain.version, &response).map_err(|e| e.to_string())?;
+        if signs {
+            ctx.pipeline.metrics().stage("total", started.elapsed());
+        }
         write_frame(&mut s, &bytes).map_err(|e| e.to_string())?;
     }
 }

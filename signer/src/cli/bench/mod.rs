@@ -21,9 +21,11 @@
 //! - `startup`: time from process start to `ready`, and resident memory
 //!   then, with `--startup-keys` BLS keys (default 10,000 and 100,000).
 //!
-//! - `many-chains`: `--chains` Ed25519 keys on as many chain ids, one gRPC
-//!   client each voting as fast as answers come. Figures: signatures/s,
-//!   p99. Baseline: raw Ed25519 signing on every core in this process.
+//! - `many-chains`: `--chains` Ed25519 keys on as many chain ids, each
+//!   chain voting as fast as answers come, through gRPC (a client each) and
+//!   through the privval connector (a node each) ([`chains`]). Figures:
+//!   signatures/s, p99. Baseline: raw Ed25519 signing on every core in this
+//!   process.
 //!
 //! - `eth2-burst-http`: the same burst through the Web3Signer HTTP API, 64
 //!   keep-alive HTTPS connections (runs with `eth2-burst`).
@@ -43,6 +45,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod chains;
+mod h2client;
 mod kms;
 mod pkcs11;
 
@@ -145,24 +149,48 @@ fn metric(metrics: SocketAddr, name: &str) -> f64 {
     series(&scrape(metrics), name).unwrap_or(0.0)
 }
 
-/// Mean time per request in each pipeline stage, from the daemon's own
-/// metrics (sum / count of `signer_stage_seconds`), in µs.
-fn stage_means(metrics: SocketAddr) -> Vec<(String, f64)> {
-    let body = scrape(metrics);
-    signer::metrics::STAGES
-        .iter()
-        .filter_map(|stage| {
-            let sum = series(
-                &body,
-                &format!("signer_stage_seconds_sum{{stage=\"{stage}\"}}"),
-            )?;
-            let count = series(
-                &body,
-                &format!("signer_stage_seconds_count{{stage=\"{stage}\"}}"),
-            )?;
-            (count > 0.0).then(|| ((*stage).to_owned(), sum / count * 1e6))
-        })
-        .collect()
+/// Per-stage mean times per request, in µs, as reported.
+type StageMeans = Vec<(String, f64)>;
+
+/// A variant's name and its per-stage means.
+type StageReport = (String, StageMeans);
+
+/// The daemon's per-stage totals (`signer_stage_seconds` sum and count),
+/// so that a variant reports the means of its own requests only.
+struct Stages(Vec<(&'static str, f64, f64)>);
+
+impl Stages {
+    fn scrape(metrics: SocketAddr) -> Self {
+        let body = scrape(metrics);
+        Self(
+            signer::metrics::STAGES
+                .iter()
+                .map(|stage| {
+                    let get = |what| {
+                        series(
+                            &body,
+                            &format!("signer_stage_seconds_{what}{{stage=\"{stage}\"}}"),
+                        )
+                        .unwrap_or(0.0)
+                    };
+                    (*stage, get("sum"), get("count"))
+                })
+                .collect(),
+        )
+    }
+
+    /// Mean time per request in each stage between `before` and now.
+    fn means_since(before: &Self, metrics: SocketAddr) -> StageMeans {
+        let now = Self::scrape(metrics);
+        now.0
+            .iter()
+            .zip(&before.0)
+            .filter_map(|((stage, sum, count), (_, sum0, count0))| {
+                let n = count - count0;
+                (n > 0.0).then(|| ((*stage).to_owned(), (sum - sum0) / n * 1e6))
+            })
+            .collect()
+    }
 }
 
 /// `n` gRPC clients of the dev client certificate, one connection each.
@@ -187,6 +215,26 @@ async fn connect_clients(
     Ok(clients)
 }
 
+/// `n` load-generator clients of the dev client certificate (see
+/// [`h2client`]), one connection each.
+async fn connect_h2(
+    d: &Daemon,
+    n: usize,
+) -> Result<Vec<h2client::Client>, Box<dyn std::error::Error>> {
+    let tls = signer::client::ClientTls::dev(&d.dir)
+        .config()
+        .map_err(|e| e.to_string())?;
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(
+            h2client::Client::connect(d.grpc, tls.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(clients)
+}
+
 /// A load-generating task: its latencies and the signatures it received.
 type Task = tokio::task::JoinHandle<Result<(Vec<Duration>, usize), String>>;
 
@@ -195,6 +243,8 @@ type Task = tokio::task::JoinHandle<Result<(Vec<Duration>, usize), String>>;
 struct Window {
     commits: f64,
     cpu: f64,
+    daemon_cpu: f64,
+    stages: Stages,
     started: Instant,
 }
 
@@ -203,6 +253,8 @@ impl Window {
         Self {
             commits: metric(d.metrics, "signer_db_commits"),
             cpu: cpu_seconds(),
+            daemon_cpu: cpu_seconds_of(&d.child.id().to_string()),
+            stages: Stages::scrape(d.metrics),
             started: Instant::now(),
         }
     }
@@ -216,10 +268,25 @@ impl Window {
         tasks: Vec<Task>,
         expected: usize,
     ) -> Result<Burst, Box<dyn std::error::Error>> {
+        let mut results = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            results.push(t.await?);
+        }
+        self.finish(d, what, results, expected)
+    }
+
+    /// The same for results already joined (load generated by threads).
+    fn finish(
+        self,
+        d: &Daemon,
+        what: &str,
+        results: Vec<Result<(Vec<Duration>, usize), String>>,
+        expected: usize,
+    ) -> Result<Burst, Box<dyn std::error::Error>> {
         let mut latencies = Vec::new();
         let mut signed = 0;
-        for t in tasks {
-            let (l, n) = t.await??;
+        for r in results {
+            let (l, n) = r?;
             latencies.extend(l);
             signed += n;
         }
@@ -232,6 +299,9 @@ impl Window {
             latencies,
             commits: metric(d.metrics, "signer_db_commits") - self.commits,
             loadgen_cpu: cpu_seconds() - self.cpu,
+            daemon_cpu: cpu_seconds_of(&d.child.id().to_string()) - self.daemon_cpu,
+            wall,
+            stages: Stages::means_since(&self.stages, d.metrics),
         })
     }
 }
@@ -312,7 +382,7 @@ fn start(
     node: &TcpListener,
     node_seed: [u8; 32],
     validators: &[Vec<u8>],
-    chains: usize,
+    chain_nodes: &[SocketAddr],
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -340,8 +410,9 @@ fn start(
     // many-chains: one Ed25519 key file per chain (a cheap KDF: throwaway keys).
     let mut chain_keys = String::new();
     let mut chain_pks = Vec::new();
-    for i in 0..chains {
-        let seed = chain_seed(i);
+    let mut cometbft = String::new();
+    for (i, node) in chain_nodes.iter().enumerate() {
+        let seed = chains::chain_seed(i);
         let key = signer::backend::soft::SecretKey::from_secret(
             signer::backend::soft::Scheme::Ed25519,
             &seed,
@@ -359,27 +430,32 @@ fn start(
         chain_keys.push_str(&format!(
             "\n[[keys]]\ntype = \"file\"\npath = \"keys/chain-{i}.json\"\npassword_file = \"keys/chain-{i}.pass\"\n"
         ));
+        cometbft.push_str(&format!(
+            "\n[[cometbft]]\nchain_id = \"{}\"\nprotocol = \"v0.38\"\nkey = \"0x{}\"\nnodes = [\"tcp://{id}@{node}\"]\n",
+            chains::chain_id(i),
+            hex::encode(key.public_key())
+        ));
     }
     let config = std::fs::read_to_string(dir.join("signer.toml"))?
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9100", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0");
     let config = format!(
-        "{config}{chain_keys}\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"bench-privval\"\nprotocol = \"v0.38\"\nkey = \"0x{ed}\"\nnodes = [\"tcp://{id}@{}\"]\n",
+        "{config}{chain_keys}\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n\n[privval]\nidentity_key = \"keys/privval-identity.hex\"\n\n[[cometbft]]\nchain_id = \"bench-privval\"\nprotocol = \"v0.38\"\nkey = \"0x{ed}\"\nnodes = [\"tcp://{id}@{}\"]\n{cometbft}",
         node.local_addr()?
     );
     std::fs::write(dir.join("signer.toml"), config)?;
     let mut policy = std::fs::read_to_string(dir.join("policy.toml"))?;
-    if chains > 0 {
+    if !chain_nodes.is_empty() {
         let mut nets = Vec::new();
-        for i in 0..chains {
+        for i in 0..chain_nodes.len() {
             policy.push_str(&format!(
                 "\n[networks.bench-chain-{i}]\nchain_id = \"bench-chain-{i}\"\n"
             ));
             nets.push(format!("\"bench-chain-{i}\""));
         }
         policy.push_str(&format!(
-            "\n[key_groups.bench-chains]\nkeys = [{}]\n\n[[grant]]\nclients = [\"dev\"]\noperations = [\"cometbft.consensus\"]\nkey_groups = [\"bench-chains\"]\nnetworks = [{}]\n",
+            "\n[key_groups.bench-chains]\nkeys = [{}]\n\n[[grant]]\nclients = [\"dev\", \"bench-node\"]\noperations = [\"cometbft.consensus\"]\nkey_groups = [\"bench-chains\"]\nnetworks = [{}]\n",
             chain_pks.join(", "),
             nets.join(", ")
         ));
@@ -451,21 +527,25 @@ async fn grpc_votes(
     ed: Vec<u8>,
     warmup: i64,
     heights: i64,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let mut c = connect_clients(d, 1).await?.pop().ok_or("no client")?;
+) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
+    let mut c = connect_h2(d, 1).await?.pop().ok_or("no client")?;
     let mut times = Vec::with_capacity(2 * heights as usize);
+    let mut stages = None;
     for h in 1..=warmup + heights {
+        if h == warmup + 1 {
+            stages = Some(Stages::scrape(d.metrics));
+        }
         for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
-            let req = signer::client::vote_request(
+            let req = h2client::frame(&signer::client::vote_request(
                 &ed,
                 "signer-dev-1",
                 kind,
                 (h, 0),
                 0xab,
                 1_700_000_000 + h,
-            );
+            ));
             let started = Instant::now();
-            let r = c.sign(req).await?.into_inner();
+            let r = c.sign(req).await.map_err(|e| e.to_string())?;
             if h > warmup {
                 times.push(started.elapsed());
             }
@@ -474,35 +554,48 @@ async fn grpc_votes(
             }
         }
     }
-    Ok(times)
+    let stages = stages.map_or_else(Vec::new, |s| Stages::means_since(&s, d.metrics));
+    Ok((times, stages))
 }
 
-fn privval_votes(
-    node: &TcpListener,
-    node_seed: [u8; 32],
-    warmup: i64,
-    heights: i64,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    node.set_nonblocking(false)?;
-    // The signer dialed at start and may have given up on a handshake that
-    // waited for the gRPC variant: take connections until one completes.
-    let mut conn = None;
+/// A benchmark node's end of the signer's privval connection.
+type NodeConn =
+    FrameReader<tendermint_p2p::secret_connection::SecretConnection<std::net::TcpStream>>;
+
+/// Takes the signer's privval connection on `node`. The signer dials at
+/// start and may have given up on a handshake nobody answered in time:
+/// takes connections until one completes.
+fn accept_signer(node: &TcpListener, node_seed: [u8; 32]) -> Result<NodeConn, String> {
+    node.set_nonblocking(false).map_err(|e| e.to_string())?;
     for _ in 0..50 {
-        let (tcp, _) = node.accept()?;
-        tcp.set_nodelay(true)?;
+        let (tcp, _) = node.accept().map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         if let Ok(c) = tendermint_p2p::secret_connection::SecretConnection::new(
             tcp,
             ed25519_consensus::SigningKey::from(node_seed),
             tendermint_p2p::secret_connection::Version::V0_34,
         ) {
-            conn = Some(c);
-            break;
+            return Ok(FrameReader::new(c));
         }
     }
-    let mut conn = FrameReader::new(conn.ok_or("the signer never completed a handshake")?);
+    Err("the signer never completed a handshake".into())
+}
+
+fn privval_votes(
+    d: &Daemon,
+    node: &TcpListener,
+    node_seed: [u8; 32],
+    warmup: i64,
+    heights: i64,
+) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
+    let mut conn = accept_signer(node, node_seed)?;
     let version = ProtocolVersion::V0_38;
     let mut times = Vec::with_capacity(2 * heights as usize);
+    let mut stages = None;
     for h in 1..=warmup + heights {
+        if h == warmup + 1 {
+            stages = Some(Stages::scrape(d.metrics));
+        }
         for kind in [VoteType::Prevote, VoteType::Precommit] {
             let request = Request::SignVote {
                 chain_id: "bench-privval".into(),
@@ -528,7 +621,8 @@ fn privval_votes(
             }
         }
     }
-    Ok(times)
+    let stages = stages.map_or_else(Vec::new, |s| Stages::means_since(&s, d.metrics));
+    Ok((times, stages))
 }
 
 /// Start-up with `n` BLS keys (raw Web3Signer key files, the fast-loading
@@ -603,72 +697,6 @@ fn startup_rows(n: usize, ready: f64, rss_mib: f64) -> Vec<Row> {
             target: big.then(|| ("≤ 256 MiB".to_owned(), rss_mib <= 256.0)),
         },
     ]
-}
-
-/// The seed of the many-chains scenario's key for chain `i`.
-fn chain_seed(i: usize) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(format!("signer bench chain key {i}")).into()
-}
-
-/// Raw Ed25519 signing rate of this machine: every core signing, no I/O.
-fn ed25519_baseline() -> f64 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let per_thread = 20_000;
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..cores {
-            s.spawn(move || {
-                if let Ok(k) = signer::crypto::ed25519::Ed25519SecretKey::from_seed(&chain_seed(t))
-                {
-                    for i in 0..per_thread {
-                        std::hint::black_box(k.sign(&(i as u64).to_le_bytes()));
-                    }
-                }
-            });
-        }
-    });
-    (cores * per_thread) as f64 / started.elapsed().as_secs_f64()
-}
-
-/// One connection per chain, each voting (prevote, precommit) at `heights`
-/// heights as fast as answers come.
-async fn many_chains(
-    d: &Daemon,
-    keys: &[Vec<u8>],
-    heights: i64,
-) -> Result<Burst, Box<dyn std::error::Error>> {
-    let clients = connect_clients(d, keys.len()).await?;
-    let window = Window::open(d);
-    let mut tasks = Vec::new();
-    for (i, (mut c, key)) in clients.into_iter().zip(keys.iter().cloned()).enumerate() {
-        let chain = format!("bench-chain-{i}");
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(2 * heights as usize);
-            for h in 1..=heights {
-                for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
-                    let req = signer::client::vote_request(
-                        &key,
-                        &chain,
-                        kind,
-                        (h, 0),
-                        0xab,
-                        1_700_000_000 + h,
-                    );
-                    let t = Instant::now();
-                    let out = c.sign(req).await.map_err(|e| e.to_string())?.into_inner();
-                    lat.push(t.elapsed());
-                    if !is_signed(&out) {
-                        return Err(format!("chain {i} height {h}: {out:?}"));
-                    }
-                }
-            }
-            let n = lat.len();
-            Ok((lat, n))
-        }));
-    }
-    let expected = 2 * keys.len() * usize::try_from(heights).unwrap_or(0);
-    window.close(d, "many-chains", tasks, expected).await
 }
 
 /// Every validator's attestation for `target` through the Web3Signer HTTP
@@ -799,6 +827,11 @@ struct Burst {
     latencies: Vec<Duration>,
     commits: f64,
     loadgen_cpu: f64,
+    /// The daemon's CPU time (user + system) during the run.
+    daemon_cpu: f64,
+    wall: f64,
+    /// Mean µs per request in each pipeline stage, this variant's requests only.
+    stages: StageMeans,
 }
 
 /// Every validator's attestation for `target`, in SignBatch calls of 256
@@ -845,10 +878,17 @@ async fn burst_single(
     keys: &[Vec<u8>],
     target: u64,
 ) -> Result<Burst, Box<dyn std::error::Error>> {
-    let clients = connect_clients(d, 64).await?;
-    let requests: std::sync::Arc<Vec<pb::SignRequest>> = std::sync::Arc::new(
+    let clients = connect_h2(d, 64).await?;
+    let requests: std::sync::Arc<Vec<hyper::body::Bytes>> = std::sync::Arc::new(
         keys.iter()
-            .map(|k| signer::client::dev_attestation(k, target - 1, target, 0x55))
+            .map(|k| {
+                h2client::frame(&signer::client::dev_attestation(
+                    k,
+                    target - 1,
+                    target,
+                    0x55,
+                ))
+            })
             .collect(),
     );
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -863,11 +903,7 @@ async fn burst_single(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(r) = requests.get(i) else { break };
                 let t = Instant::now();
-                let out = c
-                    .sign(r.clone())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner();
+                let out = c.sign(r.clone()).await.map_err(|e| e.to_string())?;
                 lat.push(t.elapsed());
                 if is_signed(&out) {
                     signed += 1;
@@ -914,6 +950,8 @@ fn burst_rows(variant: &'static str, mut b: Burst, base: f64, target: f64) -> Ve
         ),
         row("db commits", "", b.commits, None, None),
         row("loadgen cpu", "s", b.loadgen_cpu, None, None),
+        row("daemon cpu", "s", b.daemon_cpu, None, None),
+        row("wall", "s", b.wall, None, None),
     ]
 }
 
@@ -1000,11 +1038,16 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let node_seed = [0x33; 32];
     let node = TcpListener::bind("127.0.0.1:0")?;
+    let chain_nodes = if chains {
+        Some(chains::ChainNodes::listen(a.chains, node_seed)?)
+    } else {
+        None
+    };
     let daemon = start(
         &node,
         node_seed,
         &validators,
-        if chains { a.chains } else { 0 },
+        chain_nodes.as_ref().map_or(&[][..], |n| &n.addrs[..]),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1015,48 +1058,23 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if burst {
         let base = bls_baseline();
         let batches = runtime.block_on(burst_batches(&daemon, &validators, 1))?;
+        stage_reports.push(("eth2-burst signbatch".into(), batches.stages.clone()));
         rows.extend(burst_rows("signbatch", batches, base, 0.85));
-        stage_reports.push(("eth2-burst", stage_means(daemon.metrics)));
         let single = runtime.block_on(burst_single(&daemon, &validators, 2))?;
+        stage_reports.push(("eth2-burst 64 conns".into(), single.stages.clone()));
         rows.extend(burst_rows("64 conns", single, base, 0.70));
         let http = runtime.block_on(burst_http(&daemon, &validators, 3))?;
+        stage_reports.push(("eth2-burst-http".into(), http.stages.clone()));
         let mut http_rows = burst_rows("64 conns", http, base, 0.70);
         for r in &mut http_rows {
             r.scenario = "eth2-burst-http";
         }
         rows.extend(http_rows);
     }
-    if chains {
-        let base = ed25519_baseline();
-        let keys: Vec<Vec<u8>> = (0..a.chains)
-            .map(|i| {
-                signer::crypto::ed25519::Ed25519SecretKey::from_seed(&chain_seed(i))
-                    .map(|k| k.public_key().to_vec())
-            })
-            .collect::<Result<_, _>>()?;
-        let mut r = runtime.block_on(many_chains(&daemon, &keys, a.chain_heights))?;
-        stage_reports.push(("many-chains", stage_means(daemon.metrics)));
-        r.latencies.sort();
-        let (rate, p99) = (r.rate, percentile(&r.latencies, 0.99) / 1000.0);
-        let row = |figure, unit, value, baseline, target| Row {
-            scenario: "many-chains",
-            variant: "grpc",
-            figure,
-            unit,
-            value,
-            baseline,
-            target,
-        };
-        rows.push(row(
-            "rate",
-            "sig/s",
-            rate,
-            Some(base),
-            Some(("≥ 20000 sig/s".to_owned(), rate >= 20_000.0)),
-        ));
-        rows.push(row("p99", "ms", p99, None, None));
-        rows.push(row("db commits", "", r.commits, None, None));
-        rows.push(row("loadgen cpu", "s", r.loadgen_cpu, None, None));
+    if let Some(nodes) = chain_nodes {
+        let (chain_rows, stages) = chains::rows(&runtime, &daemon, nodes, a.chain_heights)?;
+        rows.extend(chain_rows);
+        stage_reports.extend(stages);
     }
     if !votes {
         rows.extend(startup_results);
@@ -1067,9 +1085,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let ks: Value = serde_json::from_slice(&std::fs::read(daemon.dir.join("keys/ed25519.json"))?)?;
     let ed = hex::decode(ks.get("pubkey").and_then(Value::as_str).unwrap_or_default())?;
-    let grpc = runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights))?;
-    stage_reports.push(("cometbft-votes gRPC", stage_means(daemon.metrics)));
-    let privval = privval_votes(&node, node_seed, a.warmup, a.heights)?;
+    let (grpc, stages) = runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights))?;
+    stage_reports.push(("cometbft-votes grpc".into(), stages));
+    let (privval, stages) = privval_votes(&daemon, &node, node_seed, a.warmup, a.heights)?;
+    stage_reports.push(("cometbft-votes privval".into(), stages));
     rows.extend(rows_for("grpc", grpc, base));
     rows.extend(rows_for("privval", privval, base));
     rows.extend(startup_results);
@@ -1080,7 +1099,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
 fn report(
     a: &BenchArgs,
     rows: Vec<Row>,
-    stage_reports: Vec<(&str, Vec<(String, f64)>)>,
+    stage_reports: Vec<StageReport>,
     daemon: Option<&Daemon>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     println!(
@@ -1117,7 +1136,7 @@ fn report(
             .map(|(s, us)| format!("{s} {us:.0}"))
             .collect();
         println!(
-            "mean µs per request by stage (after {name}): {}",
+            "mean µs per request by stage ({name}): {}",
             parts.join(", ")
         );
     }
