@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 
-use super::{BenchArgs, Row, connect_clients, is_signed, percentile, spawn};
+use super::{BenchArgs, Row, connect_h2, h2client, is_signed, percentile, spawn};
 
 const CALLERS: usize = 16;
 
@@ -192,20 +192,19 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         .map(|(k, v)| (*k, std::ffi::OsStr::new(*v)))
         .collect();
     let daemon = spawn(dir, &env)?;
-    let clients = runtime.block_on(connect_clients(&daemon, CALLERS))?;
+    let clients = runtime.block_on(connect_h2(&daemon, CALLERS))?;
     let (lat, rate) = runtime.block_on(measure(signs, move |c, i| {
         let mut client = clients.get(c).cloned();
         let pk = public_key.clone();
         async move {
             let client = client.as_mut().ok_or("no client")?;
             let r = client
-                .sign(signer::client::raw_ed25519_request(
+                .sign(h2client::frame(&signer::client::raw_ed25519_request(
                     &pk,
                     [&(c as u32).to_be_bytes()[..], &(i as u32).to_be_bytes()].concat(),
-                ))
+                )))
                 .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
+                .map_err(|e| e.to_string())?;
             if is_signed(&r) {
                 Ok(())
             } else {

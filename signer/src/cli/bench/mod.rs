@@ -193,28 +193,6 @@ impl Stages {
     }
 }
 
-/// `n` gRPC clients of the dev client certificate, one connection each.
-async fn connect_clients(
-    d: &Daemon,
-    n: usize,
-) -> Result<
-    Vec<proto::v1::signer_client::SignerClient<tonic::transport::Channel>>,
-    Box<dyn std::error::Error>,
-> {
-    let tls = signer::client::ClientTls::dev(&d.dir)
-        .config()
-        .map_err(|e| e.to_string())?;
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        clients.push(
-            signer::client::connect(d.grpc, "localhost", tls.clone())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    Ok(clients)
-}
-
 /// `n` load-generator clients of the dev client certificate (see
 /// [`h2client`]), one connection each.
 async fn connect_h2(
@@ -841,14 +819,16 @@ async fn burst_batches(
     keys: &[Vec<u8>],
     target: u64,
 ) -> Result<Burst, Box<dyn std::error::Error>> {
-    let c = connect_clients(d, 1).await?.pop().ok_or("no client")?;
-    let batches: Vec<pb::SignBatchRequest> = keys
+    let c = connect_h2(d, 1).await?.pop().ok_or("no client")?;
+    let batches: Vec<hyper::body::Bytes> = keys
         .chunks(256)
-        .map(|chunk| pb::SignBatchRequest {
-            requests: chunk
-                .iter()
-                .map(|k| signer::client::dev_attestation(k, target - 1, target, 0x55))
-                .collect(),
+        .map(|chunk| {
+            h2client::frame(&pb::SignBatchRequest {
+                requests: chunk
+                    .iter()
+                    .map(|k| signer::client::dev_attestation(k, target - 1, target, 0x55))
+                    .collect(),
+            })
         })
         .collect();
     let window = Window::open(d);
@@ -861,7 +841,7 @@ async fn burst_batches(
             let t = Instant::now();
             let r = c.sign_batch(b).await.map_err(|e| e.to_string());
             drop(permit);
-            let r = r?.into_inner();
+            let r = r?;
             Ok((
                 vec![t.elapsed()],
                 r.responses.iter().filter(|x| is_signed(x)).count(),

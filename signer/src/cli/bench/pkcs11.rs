@@ -23,7 +23,7 @@ use cryptoki::object::{Attribute, ObjectClass};
 use proto::v1 as pb;
 use signer::backend::pkcs11::{self, Token, token};
 
-use super::{BenchArgs, Row, connect_clients, cpu_seconds, cpu_seconds_of, is_signed, spawn};
+use super::{BenchArgs, Row, connect_h2, cpu_seconds, cpu_seconds_of, h2client, is_signed, spawn};
 
 const TOKEN: &str = "bench";
 const PIN: &str = "1234";
@@ -313,7 +313,7 @@ async fn through_daemon(
     batch: usize,
     signs: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let clients = connect_clients(d, connections).await?;
+    let clients = connect_h2(d, connections).await?;
     let per = (signs / connections / batch).max(1) * batch;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -335,12 +335,9 @@ async fn through_daemon(
             .collect();
         tasks.push(tokio::spawn(async move {
             if batch == 1 {
-                for r in requests {
-                    let answer = client
-                        .sign(r)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .into_inner();
+                let framed: Vec<_> = requests.iter().map(h2client::frame).collect();
+                for r in framed {
+                    let answer = client.sign(r).await.map_err(|e| e.to_string())?;
                     if !is_signed(&answer) {
                         return Err(format!("not signed: {answer:?}"));
                     }
@@ -354,10 +351,9 @@ async fn through_daemon(
                     return Ok(());
                 }
                 let answer = client
-                    .sign_batch(pb::SignBatchRequest { requests: items })
+                    .sign_batch(h2client::frame(&pb::SignBatchRequest { requests: items }))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner();
+                    .map_err(|e| e.to_string())?;
                 if let Some(bad) = answer.responses.iter().find(|r| !is_signed(r)) {
                     return Err(format!("not signed: {bad:?}"));
                 }
