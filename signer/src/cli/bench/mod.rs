@@ -38,6 +38,11 @@
 //!   token, through the daemon with a pool of one session and of one
 //!   session per core ([`pkcs11`]). Baseline: SoftHSM's own rate with as
 //!   many sessions, measured in the same run.
+//!
+//! The gRPC load comes from [`h2client`] (HEADERS and DATA of a call in one
+//! write, less CPU on the shared cores than tonic's client); the privval
+//! load from nodes on this process's threads speaking the signer's own
+//! privval codec over tendermint-p2p's SecretConnection.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
