@@ -900,44 +900,52 @@ async fn burst_single(
     window.close(d, "Sign", tasks, keys.len()).await
 }
 
-fn burst_rows(variant: &'static str, mut b: Burst, base: f64, target: f64) -> Vec<Row> {
-    b.latencies.sort();
-    let row = |figure, unit, value, baseline, target| Row {
-        scenario: "eth2-burst",
+fn burst_rows(variant: &'static str, b: Burst, base: f64, target: f64) -> Vec<Row> {
+    let verdict = (format!("≥ {target} × baseline"), b.rate >= target * base);
+    b.rows(
+        "eth2-burst",
         variant,
-        figure,
-        unit,
-        value,
-        baseline,
-        target,
-    };
-    vec![
-        row(
-            "rate",
-            "sig/s",
-            b.rate,
-            Some(base),
-            Some((format!("≥ {target} × baseline"), b.rate >= target * base)),
-        ),
-        row(
-            "p50",
-            "ms",
-            percentile(&b.latencies, 0.5) / 1000.0,
-            None,
-            None,
-        ),
-        row(
-            "p99",
-            "ms",
-            percentile(&b.latencies, 0.99) / 1000.0,
-            None,
-            None,
-        ),
-        row("db commits", "", b.commits, None, None),
-        row("loadgen cpu", "s", b.loadgen_cpu, None, None),
-        row("daemon cpu", "s", b.daemon_cpu, None, None),
-        row("wall", "s", b.wall, None, None),
-    ]
+        base,
+        verdict,
+        &[("p50", 0.5), ("p99", 0.99)],
+    )
+}
+
+impl Burst {
+    /// A throughput variant's rows: the rate against `base` with its target
+    /// (text, met), the latency `percentiles` (ms), database commits, the
+    /// load generator's and the daemon's CPU, and the wall time.
+    fn rows(
+        mut self,
+        scenario: &'static str,
+        variant: &'static str,
+        base: f64,
+        target: (String, bool),
+        percentiles: &[(&'static str, f64)],
+    ) -> Vec<Row> {
+        self.latencies.sort();
+        let row = |figure, unit, value, baseline, target| Row {
+            scenario,
+            variant,
+            figure,
+            unit,
+            value,
+            baseline,
+            target,
+        };
+        let mut rows = vec![row("rate", "sig/s", self.rate, Some(base), Some(target))];
+        for &(figure, p) in percentiles {
+            let ms = percentile(&self.latencies, p) / 1000.0;
+            rows.push(row(figure, "ms", ms, None, None));
+        }
+        rows.extend([
+            row("db commits", "", self.commits, None, None),
+            row("loadgen cpu", "s", self.loadgen_cpu, None, None),
+            row("daemon cpu", "s", self.daemon_cpu, None, None),
+            row("wall", "s", self.wall, None, None),
+        ]);
+        rows
+    }
 }
 
 fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<Row> {
