@@ -104,6 +104,15 @@ pub fn fork_info() -> pb::ForkInfo {
     }
 }
 
+/// The signature of an answer that must be one (panics on a refusal).
+#[allow(clippy::panic, clippy::expect_used)]
+pub fn signature_of(r: pb::SignResponse) -> pb::Signature {
+    match r.outcome.expect("an outcome") {
+        pb::sign_response::Outcome::Signature(s) => s,
+        pb::sign_response::Outcome::Refusal(r) => panic!("refused: {r:?}"),
+    }
+}
+
 /// The same attestation as Web3Signer JSON, decoded and signed by the
 /// signing core directly (not through the daemon or its converters).
 pub fn core_attestation_signature(secret: &str, source: u64, target: u64, block: u8) -> Vec<u8> {
@@ -488,6 +497,29 @@ networks = ["test-chain"]
             "no file key {name} in the configuration"
         );
         self.write("signer.toml", &config.replace(&entry, ""));
+    }
+
+    /// Grants client `vc` Ethereum duties by `bls2` (configured by the test
+    /// from a sealed source), starts the daemon, and checks that an
+    /// attestation is signed exactly as the signing core signs it.
+    #[allow(clippy::unwrap_used)]
+    pub async fn check_bls2_signs(&self) {
+        self.write_policy(&self.policy_with(&format!(
+            "\n[key_groups.sealed]\nkeys = [\"0x{}\"]\n\n[[grant]]\nclients = [\"vc\"]\noperations = [\"eth2.duties\"]\nkey_groups = [\"sealed\"]\nnetworks = [\"test-eth\"]\n",
+            hex::encode(&self.bls2)
+        )));
+        let daemon = self.start();
+        let mut vc = daemon.client(self.client_tls("vc")).await;
+        let got = signature_of(
+            vc.sign(attestation(&self.bls2, 1, 2, 7))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        assert_eq!(
+            got.signature,
+            core_attestation_signature(BLS_SECRET_2, 1, 2, 7)
+        );
     }
 
     /// Starts the daemon on this setup.

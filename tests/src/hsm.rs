@@ -288,6 +288,26 @@ pub enum Answer {
     NoAnswer(String),
 }
 
+type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
+
+/// An Ed25519 key held outside the daemon (HSM, KMS) signs a raw message
+/// for `vc` (verified by the signing core) and three heights of CometBFT
+/// votes for `node` (each verified by [`VoteLoad`]).
+#[allow(clippy::unwrap_used)]
+pub async fn check_remote_ed25519(vc: &mut Client, node: &mut Client, key: &[u8], message: &[u8]) {
+    let got = crate::daemon::signature_of(
+        vc.sign(signer::client::raw_ed25519_request(key, message.to_vec()))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    signer::crypto::ed25519::verify(key, message, &got.signature).unwrap();
+    let mut load = VoteLoad::new(key.to_vec());
+    for _ in 0..3 {
+        assert_eq!(load.step(node).await, vec![Answer::Signed; 2]);
+    }
+}
+
 /// CometBFT votes with one Ed25519 consensus key, each signature checked.
 #[derive(Debug)]
 pub struct VoteLoad {

@@ -88,6 +88,19 @@ impl Chaos {
     fn finish(self) {
         self.v.finish();
     }
+
+    /// While the fault lasts: readiness red saying `why`, token `tok-a`
+    /// down. Once it is cleared: signing again, ready, the token up.
+    async fn down_then_back(&mut self, why: &str) {
+        let (status, body) = self.ready();
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains(why), "{body}");
+        assert_eq!(self.up("a"), 0.0);
+        self.sim.clear();
+        self.until_signed(Duration::from_secs(10)).await;
+        assert_eq!(self.ready().0, 200);
+        assert_eq!(self.up("a"), 1.0);
+    }
 }
 
 fn count(answers: &[Answer], want: &Answer) -> usize {
@@ -200,14 +213,7 @@ async fn a_sign_that_hangs_fails_at_the_timeout_and_the_pool_replaces_its_sessio
         answers,
         vec![Answer::Refused(pb::Reason::BackendUnavailable); 2]
     );
-    let (status, body) = c.ready();
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("no answer within"), "{body}");
-    assert_eq!(c.up("a"), 0.0);
-    c.sim.clear();
-    c.until_signed(Duration::from_secs(10)).await;
-    assert_eq!(c.ready().0, 200);
-    assert_eq!(c.up("a"), 1.0);
+    c.down_then_back("no answer within").await;
     c.finish();
 }
 
@@ -223,15 +229,8 @@ async fn a_removed_token_fails_fast_and_readiness_returns_when_it_is_back() {
         10,
         "{answers:?}"
     );
-    let (status, body) = c.ready();
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("no token up"), "{body}");
-    assert_eq!(c.up("a"), 0.0);
     // Re-inserted: the sessions re-open by themselves.
-    c.sim.clear();
-    c.until_signed(Duration::from_secs(10)).await;
-    assert_eq!(c.ready().0, 200);
-    assert_eq!(c.up("a"), 1.0);
+    c.down_then_back("no token up").await;
     c.finish();
 }
 

@@ -18,16 +18,9 @@ use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
 use k256::ecdsa::VerifyingKey;
 use proto::v1 as pb;
 use sha2::Digest;
-use tests::daemon::{BLS_SECRET_2, CHAIN, Setup, attestation, core_attestation_signature};
-use tests::hsm::{Answer, VoteLoad, Voting, add_key, check_recoverable};
+use tests::daemon::{BLS_SECRET_2, CHAIN, Setup, signature_of};
+use tests::hsm::{Answer, Voting, add_key, check_recoverable, check_remote_ed25519};
 use tests::kms::{aws_env, client, configure_kms, create_key, fault_file, moto, set_faults, sim};
-
-fn signed(r: pb::SignResponse) -> pb::Signature {
-    match r.outcome.expect("an outcome") {
-        pb::sign_response::Outcome::Signature(s) => s,
-        pb::sign_response::Outcome::Refusal(r) => panic!("refused: {r:?}"),
-    }
-}
 
 fn refused(r: pb::SignResponse) -> pb::Reason {
     match r.outcome.expect("an outcome") {
@@ -147,24 +140,13 @@ async fn kms_keys_sign_through_the_daemon_low_s_with_recovery_ids() {
     let address = eth_address(&VerifyingKey::from_sec1_bytes(&k1).unwrap());
     for i in 0..100u32 {
         let digest: [u8; 32] = alloy_primitives::keccak256(i.to_be_bytes()).0;
-        let got = signed(vc.sign(raw_secp(&k1, &digest)).await.unwrap().into_inner());
+        let got = signature_of(vc.sign(raw_secp(&k1, &digest)).await.unwrap().into_inner());
         let recovered = check_recoverable(&k1, &digest, &got);
         assert_eq!(eth_address(&recovered), address, "signature {i}");
     }
 
     // Ed25519, RAW: raw bytes and consensus votes (checked in VoteLoad).
-    let msg = b"kms ed25519".to_vec();
-    let got = signed(
-        vc.sign(signer::client::raw_ed25519_request(&ed, msg.clone()))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
-    signer::crypto::ed25519::verify(&ed, &msg, &got.signature).unwrap();
-    let mut load = VoteLoad::new(ed.clone());
-    for _ in 0..3 {
-        assert_eq!(load.step(&mut node).await, vec![Answer::Signed; 2]);
-    }
+    check_remote_ed25519(&mut vc, &mut node, &ed, b"kms ed25519").await;
     assert_eq!(
         daemon.metric("signer_backend_up{backend=\"kms\",name=\"endpoint\"}"),
         1.0
@@ -202,7 +184,7 @@ async fn through_moto_secp256k1_signs_on_the_raw_path_and_a_wrong_digest_answer_
             1,
             1_700_000_000,
         );
-        let got = signed(node.sign(req).await.unwrap().into_inner());
+        let got = signature_of(node.sign(req).await.unwrap().into_inner());
         let vote = signer::cometbft::Vote {
             kind: signer::cometbft::VoteType::Prevote,
             height,
@@ -394,24 +376,8 @@ async fn a_kms_sealed_bls_key_signs_and_is_useless_without_decrypt() {
         &setup,
         "type = \"kms_sealed\"\npath = \"keys/bls2.kms.json\"",
     );
-    setup.write_policy(&setup.policy_with(&format!(
-        "\n[key_groups.sealed]\nkeys = [\"0x{}\"]\n\n[[grant]]\nclients = [\"vc\"]\noperations = [\"eth2.duties\"]\nkey_groups = [\"sealed\"]\nnetworks = [\"test-eth\"]\n",
-        hex::encode(&setup.bls2)
-    )));
     setup.env = aws_env();
-    let daemon = setup.start();
-    let mut vc = daemon.client(setup.client_tls("vc")).await;
-    let got = signed(
-        vc.sign(attestation(&setup.bls2, 1, 2, 7))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
-    assert_eq!(
-        got.signature,
-        core_attestation_signature(BLS_SECRET_2, 1, 2, 7)
-    );
-    drop(daemon);
+    setup.check_bls2_signs().await;
 
     let start_fails = |setup: &Setup| {
         let out = std::process::Command::new(tests::daemon::signer_bin())

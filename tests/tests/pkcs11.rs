@@ -10,10 +10,10 @@
     clippy::result_large_err
 )]
 
-use proto::v1 as pb;
-use tests::daemon::{BLS_SECRET_2, Setup, attestation, core_attestation_signature};
+use tests::daemon::{Setup, signature_of};
 use tests::hsm::{
-    Answer, SoftHsm, VoteLoad, add_key, check_recoverable, configure_pkcs11, softhsm_module,
+    Answer, SoftHsm, VoteLoad, add_key, check_recoverable, check_remote_ed25519, configure_pkcs11,
+    softhsm_module,
 };
 
 fn hsm_policy(setup: &Setup, ed: &[u8], k1: &[u8]) -> String {
@@ -39,13 +39,6 @@ key_groups = ["hsm-raw"]
         ed = hex::encode(ed),
         k1 = hex::encode(k1),
     ))
-}
-
-fn raw_outcome(r: pb::SignResponse) -> pb::Signature {
-    match r.outcome.expect("an outcome") {
-        pb::sign_response::Outcome::Signature(s) => s,
-        pb::sign_response::Outcome::Refusal(r) => panic!("refused: {r:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,28 +79,15 @@ async fn keys_generated_in_softhsm_sign_through_the_daemon_and_verify() {
     let mut vc = daemon.client(setup.client_tls("vc")).await;
     let mut node = daemon.client(setup.client_tls("node")).await;
 
-    // Ed25519 raw: verified by the signing core.
-    let message = b"hsm raw message".to_vec();
-    let sig = raw_outcome(
-        vc.sign(signer::client::raw_ed25519_request(&ed, message.clone()))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
-    signer::crypto::ed25519::verify(&ed, &message, &sig.signature).unwrap();
-
-    // CometBFT consensus votes with the HSM key (checked inside VoteLoad).
-    let mut load = VoteLoad::new(ed.clone());
-    for _ in 0..3 {
-        assert_eq!(load.step(&mut node).await, vec![Answer::Signed; 2]);
-    }
+    // Ed25519: raw bytes verified by the signing core, CometBFT votes.
+    check_remote_ed25519(&mut vc, &mut node, &ed, b"hsm raw message").await;
 
     // 200 secp256k1 signatures: every one low-S, verified by k256 directly,
     // and its recovery id recovers the token's key.
     for i in 0u32..200 {
         let digest: [u8; 32] =
             <sha2::Sha256 as sha2::Digest>::digest(format!("digest {i}").as_bytes()).into();
-        let got = raw_outcome(
+        let got = signature_of(
             vc.sign(signer::client::raw_secp256k1_request(&k1, digest.to_vec()))
                 .await
                 .unwrap()
@@ -213,24 +193,8 @@ async fn a_sealed_bls_key_signs_with_its_token_and_is_useless_without_it() {
         &setup,
         "type = \"pkcs11_sealed\"\npath = \"keys/bls2.sealed.json\"",
     );
-    setup.write_policy(&setup.policy_with(&format!(
-        "\n[key_groups.sealed]\nkeys = [\"0x{}\"]\n\n[[grant]]\nclients = [\"vc\"]\noperations = [\"eth2.duties\"]\nkey_groups = [\"sealed\"]\nnetworks = [\"test-eth\"]\n",
-        hex::encode(&setup.bls2)
-    )));
     setup.env = hsm.env();
-    let daemon = setup.start();
-    let mut vc = daemon.client(setup.client_tls("vc")).await;
-    let got = raw_outcome(
-        vc.sign(attestation(&setup.bls2, 1, 2, 7))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
-    assert_eq!(
-        got.signature,
-        core_attestation_signature(BLS_SECRET_2, 1, 2, 7)
-    );
-    drop(daemon);
+    setup.check_bls2_signs().await;
 
     // The same file with another token of the same label holding an AES
     // key of the same label (an attacker's copy of the setup): no.
