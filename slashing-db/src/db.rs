@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::engine::Engine;
+use crate::engine::postgres::{PostgresEngine, PostgresOptions};
 use crate::engine::sqlite::{SqliteEngine, SqliteOptions};
 use crate::error::DbError;
 use crate::interchange::{self, ImportSummary, Interchange, InterchangeError};
@@ -57,6 +58,13 @@ impl SlashingDb {
     /// Opens (or creates) the SQLite database at `path`.
     pub fn open(path: &Path, config: Config) -> Result<Self, DbError> {
         let engine = SqliteEngine::open(path, &config.sqlite)?;
+        Self::with_engine(Box::new(engine), &config)
+    }
+
+    /// Connects to the shared PostgreSQL database (creating or migrating
+    /// its schema), for several signer instances on the same keys.
+    pub fn open_postgres(opts: &PostgresOptions, config: Config) -> Result<Self, DbError> {
+        let engine = PostgresEngine::open(opts)?;
         Self::with_engine(Box::new(engine), &config)
     }
 

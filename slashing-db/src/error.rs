@@ -211,6 +211,53 @@ pub enum DbError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The shared database could not be reached, or the connection was lost
+    /// or stalled before the transaction committed. Nothing was recorded; the
+    /// engine reconnects on the next call.
+    #[error("slashing database unavailable while {context}: {detail}")]
+    Unavailable {
+        /// What was being done.
+        context: &'static str,
+        /// What went wrong (refused, reset, timed out, …).
+        detail: String,
+    },
+    /// The connection was lost (or stalled past its deadline) during `COMMIT`:
+    /// the decision may or may not be durable. It is a refusal — nothing may
+    /// be signed for it — and the next attempt decides again from what the
+    /// database holds.
+    #[error("slashing database commit outcome unknown (connection lost during COMMIT): {detail}")]
+    CommitOutcomeUnknown {
+        /// What happened to the connection.
+        detail: String,
+    },
+    /// Two transactions (of this or another signer instance) waited on each
+    /// other, or serialisation failed; the transaction was rolled back and may
+    /// be retried as a whole.
+    #[error("slashing database conflict while {context} (retry): {detail}")]
+    Contended {
+        /// What was being done.
+        context: &'static str,
+        /// The server's message.
+        detail: String,
+    },
+    /// The shared database refused us at connect (authentication, TLS,
+    /// unknown database, not a primary) — a configuration problem.
+    #[error("cannot use slashing database {target}: {detail}")]
+    Connect {
+        /// Which server(s) and database.
+        target: String,
+        /// The reason, as the server or the TLS layer gave it.
+        detail: String,
+    },
+    /// The shared database does not make commits durable enough to protect
+    /// keys (`fsync = off`, or no synchronous standby when one is required).
+    #[error("slashing database {target} is not durable enough: {detail}")]
+    NotDurable {
+        /// Which server(s) and database.
+        target: String,
+        /// Which setting, and what to do.
+        detail: String,
+    },
     /// Any other engine error, with what was being done.
     #[error("{context}: {source}")]
     Engine {
@@ -262,6 +309,25 @@ impl DbError {
             Self::DiskFull => Self::DiskFull,
             Self::ReadOnly => Self::ReadOnly,
             Self::Poisoned(s) => Self::Poisoned(s.clone()),
+            Self::Unavailable { context, detail } => Self::Unavailable {
+                context,
+                detail: detail.clone(),
+            },
+            Self::CommitOutcomeUnknown { detail } => Self::CommitOutcomeUnknown {
+                detail: detail.clone(),
+            },
+            Self::Contended { context, detail } => Self::Contended {
+                context,
+                detail: detail.clone(),
+            },
+            Self::Connect { target, detail } => Self::Connect {
+                target: target.clone(),
+                detail: detail.clone(),
+            },
+            Self::NotDurable { target, detail } => Self::NotDurable {
+                target: target.clone(),
+                detail: detail.clone(),
+            },
             Self::EngineIo { context, source } => Self::EngineIo {
                 context,
                 source: text(source.as_ref()),
@@ -277,5 +343,15 @@ impl DbError {
     /// reported an I/O failure mid-commit). See [`DbError::Poisoned`].
     pub fn is_io_failure(&self) -> bool {
         matches!(self, Self::EngineIo { .. })
+    }
+
+    /// True when the database could not be reached or did not answer in
+    /// time: nothing is wrong with the request, and a later attempt may
+    /// succeed once the database is back (clients: "unavailable, retry").
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::CommitOutcomeUnknown { .. } | Self::Contended { .. }
+        )
     }
 }

@@ -164,7 +164,19 @@ impl GroupCommit {
             Ok(w) => w,
             Err(_) => return batch.iter().map(|_| Err(poisoned_lock())).collect(),
         };
-        match w.try_batch(batch) {
+        // A deadlock or serialisation failure against another signer
+        // instance (PostgreSQL) rolled the whole batch back: decide it again.
+        let mut result = w.try_batch(batch);
+        for _ in 0..3 {
+            match &result {
+                Err(DbError::Contended { .. }) => {
+                    let _ = w.engine.rollback();
+                    result = w.try_batch(batch);
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(answers) => {
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
                 let n: usize = answers.iter().map(|a| a.as_ref().map_or(0, Vec::len)).sum();

@@ -138,7 +138,7 @@ fn file_with_history() -> (tempfile::TempDir, PathBuf, Interchange) {
     let t = TempDb::new(Some(GENESIS));
     let before = seed(&t);
     let path = t.path();
-    let TempDb { dir, db } = t;
+    let TempDb { dir, db, .. } = t;
     db.close();
     (dir, path, before)
 }

@@ -16,7 +16,7 @@ use std::fs;
 use serde::Deserialize;
 use slashing_db::*;
 
-use common::TempDb;
+use common::{ENGINES, TempDb};
 
 #[derive(Deserialize)]
 struct TestFile {
@@ -95,6 +95,7 @@ fn load_files() -> Vec<(String, TestFile)> {
 }
 
 fn import(
+    engine: &str,
     db: &SlashingDb,
     genesis: GenesisRoot,
     file: Interchange,
@@ -103,7 +104,7 @@ fn import(
     match mode {
         Mode::Direct => db.import_interchange(file),
         Mode::RoundTrip => {
-            let scratch = TempDb::new(Some(genesis));
+            let scratch = TempDb::of(engine, Some(genesis));
             scratch.db.import_interchange(file)?;
             let exported = scratch.db.export_interchange()?;
             // Through bytes, as a file would travel.
@@ -114,19 +115,25 @@ fn import(
     }
 }
 
-fn run(mode: Mode) -> Counts {
+fn run(engine: &str, mode: Mode) -> Counts {
     let mut counts = Counts::default();
     let mut failures = Vec::new();
     for (file_name, t) in load_files() {
         counts.files += 1;
-        let under_test = TempDb::new(Some(t.genesis_validators_root));
+        let under_test = TempDb::of(engine, Some(t.genesis_validators_root));
         for (i, step) in t.steps.iter().enumerate() {
             counts.steps += 1;
             let file: Interchange = serde_json::from_value(step.interchange.clone())
                 .unwrap_or_else(|e| {
                     panic!("{file_name} step {i}: interchange does not parse: {e}")
                 });
-            let imported = import(&under_test.db, t.genesis_validators_root, file, mode);
+            let imported = import(
+                engine,
+                &under_test.db,
+                t.genesis_validators_root,
+                file,
+                mode,
+            );
             if imported.is_ok() != step.should_succeed {
                 failures.push(format!(
                     "{file_name} ({}) step {i}: import {imported:?}, expected success={} (slashable data: {})",
@@ -170,12 +177,12 @@ fn run(mode: Mode) -> Counts {
     }
     assert!(
         failures.is_empty(),
-        "{} EIP-3076 checks failed ({mode:?}):\n{}",
+        "{} EIP-3076 checks failed ({engine}, {mode:?}):\n{}",
         failures.len(),
         failures.join("\n")
     );
     println!(
-        "EIP-3076 interchange vectors ({mode:?}): {} files, {} steps, {} blocks, {} attestations — all as expected",
+        "EIP-3076 interchange vectors ({engine}, {mode:?}): {} files, {} steps, {} blocks, {} attestations — all as expected",
         counts.files, counts.steps, counts.blocks, counts.attestations
     );
     counts
@@ -192,21 +199,37 @@ const EXPECTED: Counts = Counts {
 
 #[test]
 fn eip3076_vectors_complete_strategy() {
-    assert_eq!(run(Mode::Direct), EXPECTED);
+    assert_eq!(run("sqlite", Mode::Direct), EXPECTED);
 }
 
 #[test]
 fn eip3076_vectors_round_tripped_through_export() {
-    assert_eq!(run(Mode::RoundTrip), EXPECTED);
+    assert_eq!(run("sqlite", Mode::RoundTrip), EXPECTED);
+}
+
+#[test]
+fn eip3076_vectors_complete_strategy_postgres() {
+    assert_eq!(run("postgres", Mode::Direct), EXPECTED);
+}
+
+#[test]
+fn eip3076_vectors_round_tripped_through_export_postgres() {
+    assert_eq!(run("postgres", Mode::RoundTrip), EXPECTED);
 }
 
 /// Export is stable and complete: importing an export into an empty database
 /// and exporting again gives the same file, for every vector's final state.
 #[test]
 fn export_import_export_is_a_fixed_point() {
+    for engine in ENGINES {
+        fixed_point(engine);
+    }
+}
+
+fn fixed_point(engine: &str) {
     let mut n = 0;
     for (file_name, t) in load_files() {
-        let a = TempDb::new(Some(t.genesis_validators_root));
+        let a = TempDb::of(engine, Some(t.genesis_validators_root));
         for step in &t.steps {
             let _ =
                 a.db.import_interchange(serde_json::from_value(step.interchange.clone()).unwrap());
@@ -214,12 +237,12 @@ fn export_import_export_is_a_fixed_point() {
         let Ok(first) = a.db.export_interchange() else {
             continue;
         };
-        let b = TempDb::new(None);
+        let b = TempDb::of(engine, None);
         b.db.import_interchange(first.clone()).unwrap();
         let second = b.db.export_interchange().unwrap();
         assert_eq!(
             first, second,
-            "{file_name}: export → import → export changed the history"
+            "{engine}: {file_name}: export → import → export changed the history"
         );
         n += 1;
     }

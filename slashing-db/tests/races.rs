@@ -72,7 +72,7 @@ fn exactly_one_valid(rounds: &[Vec<Decision>], refusals: &[&str]) {
 
 #[test]
 fn racing_double_block_proposals() {
-    let TempDb { dir, db } = TempDb::new(Some(GENESIS));
+    let TempDb { dir, db, .. } = TempDb::new(Some(GENESIS));
     let db = Arc::new(db);
     let rounds = race(&db, |round, i| block(pk(1), 100 + round, root(i as u8 + 1)));
     exactly_one_valid(&rounds, &["double_block_proposal"]);

@@ -1,6 +1,6 @@
 //! Every rule, as tables of steps with the expected answer per step. The
-//! tables run against each engine in `engines()` (today SQLite; a PostgreSQL
-//! engine joins the list and must pass the same tables).
+//! tables run against each engine in `engines()`: SQLite and PostgreSQL (a
+//! real server the harness starts), from the same tables.
 
 #![allow(
     clippy::unwrap_used,
@@ -38,7 +38,10 @@ fn classify(d: &Decision) -> Expect {
 }
 
 fn engines() -> Vec<(&'static str, TempDb)> {
-    vec![("sqlite", TempDb::new(Some(GENESIS)))]
+    ENGINES
+        .iter()
+        .map(|e| (*e, TempDb::of(e, Some(GENESIS))))
+        .collect()
 }
 
 fn run_table(name: &str, steps: &[(Proposal, Expect)]) {
@@ -129,50 +132,52 @@ fn attestations() {
 
 #[test]
 fn refusals_carry_the_conflicting_record_as_evidence() {
-    let t = TempDb::new(Some(GENESIS));
-    let v = pk(1);
-    t.db.check_and_record(block(v, 7, root(A)))
-        .unwrap()
-        .unwrap();
-    t.db.check_and_record(att(v, 3, 8, root(A)))
-        .unwrap()
-        .unwrap();
-    let prev_block = SignedBlock {
-        slot: Slot(7),
-        signing_root: Some(root(A)),
-    };
-    let prev_att = SignedAttestation {
-        source: Epoch(3),
-        target: Epoch(8),
-        signing_root: Some(root(A)),
-    };
-    assert_eq!(
-        t.db.check_and_record(block(v, 7, root(B))).unwrap(),
-        Err(NotSafe::DoubleBlockProposal { prev: prev_block })
-    );
-    assert_eq!(
-        t.db.check_and_record(att(v, 3, 8, root(B))).unwrap(),
-        Err(NotSafe::DoubleVote {
-            prev: prev_att.clone()
-        })
-    );
-    assert_eq!(
-        t.db.check_and_record(att(v, 2, 9, root(B))).unwrap(),
-        Err(NotSafe::SurroundingVote {
-            prev: prev_att.clone()
-        })
-    );
-    assert_eq!(
-        t.db.check_and_record(att(v, 4, 7, root(B))).unwrap(),
-        Err(NotSafe::SurroundedVote { prev: prev_att })
-    );
-    assert_eq!(
-        t.db.check_and_record(block(v, 6, root(B))).unwrap(),
-        Err(NotSafe::BlockBelowLowWatermark {
-            slot: Slot(6),
-            low_watermark: Slot(7)
-        })
-    );
+    for engine in ENGINES {
+        let t = TempDb::of(engine, Some(GENESIS));
+        let v = pk(1);
+        t.db.check_and_record(block(v, 7, root(A)))
+            .unwrap()
+            .unwrap();
+        t.db.check_and_record(att(v, 3, 8, root(A)))
+            .unwrap()
+            .unwrap();
+        let prev_block = SignedBlock {
+            slot: Slot(7),
+            signing_root: Some(root(A)),
+        };
+        let prev_att = SignedAttestation {
+            source: Epoch(3),
+            target: Epoch(8),
+            signing_root: Some(root(A)),
+        };
+        assert_eq!(
+            t.db.check_and_record(block(v, 7, root(B))).unwrap(),
+            Err(NotSafe::DoubleBlockProposal { prev: prev_block })
+        );
+        assert_eq!(
+            t.db.check_and_record(att(v, 3, 8, root(B))).unwrap(),
+            Err(NotSafe::DoubleVote {
+                prev: prev_att.clone()
+            })
+        );
+        assert_eq!(
+            t.db.check_and_record(att(v, 2, 9, root(B))).unwrap(),
+            Err(NotSafe::SurroundingVote {
+                prev: prev_att.clone()
+            })
+        );
+        assert_eq!(
+            t.db.check_and_record(att(v, 4, 7, root(B))).unwrap(),
+            Err(NotSafe::SurroundedVote { prev: prev_att })
+        );
+        assert_eq!(
+            t.db.check_and_record(block(v, 6, root(B))).unwrap(),
+            Err(NotSafe::BlockBelowLowWatermark {
+                slot: Slot(6),
+                low_watermark: Slot(7)
+            })
+        );
+    }
 }
 
 #[test]
@@ -193,50 +198,55 @@ fn one_database_protects_one_network() {
         );
     }
     // Without a configured root, the first request pins it.
-    let t = TempDb::new(None);
-    assert_eq!(t.db.genesis_root().unwrap(), None);
-    assert_eq!(t.db.check_and_record(p.clone()).unwrap(), Ok(Safe::Valid));
-    assert_eq!(t.db.genesis_root().unwrap(), Some(other));
-    assert_eq!(
-        t.db.check_and_record(block(pk(1), 2, root(A))).unwrap(),
-        Err(NotSafe::WrongGenesisRoot {
-            expected: other,
-            got: GENESIS
-        })
-    );
+    for engine in ENGINES {
+        let t = TempDb::of(engine, None);
+        assert_eq!(t.db.genesis_root().unwrap(), None);
+        assert_eq!(t.db.check_and_record(p.clone()).unwrap(), Ok(Safe::Valid));
+        assert_eq!(t.db.genesis_root().unwrap(), Some(other));
+        assert_eq!(
+            t.db.check_and_record(block(pk(1), 2, root(A))).unwrap(),
+            Err(NotSafe::WrongGenesisRoot {
+                expected: other,
+                got: GENESIS
+            }),
+            "{engine}"
+        );
+    }
 }
 
 #[test]
 fn a_batch_is_decided_in_order_and_allows_at_most_one_of_a_conflict() {
-    let t = TempDb::new(Some(GENESIS));
-    let v = pk(1);
-    let answers =
-        t.db.check_and_record_batch(vec![
-            block(v, 5, root(A)),
-            block(v, 5, root(B)),
-            att(v, 1, 2, root(A)),
-            att(v, 0, 3, root(A)),
-            att(v, 1, 2, root(A)),
-            block(pk(2), 5, root(B)),
-        ])
-        .unwrap();
-    let got: Vec<Expect> = answers.iter().map(classify).collect();
-    assert_eq!(
-        got,
-        [
-            Valid,
-            Refused("double_block_proposal"),
-            Valid,
-            Refused("surrounding_vote"),
-            SameData,
-            Valid
-        ]
-    );
-    assert_eq!(
-        t.db.stats().commits,
-        1,
-        "one durable commit for the whole batch"
-    );
+    for engine in ENGINES {
+        let t = TempDb::of(engine, Some(GENESIS));
+        let v = pk(1);
+        let answers =
+            t.db.check_and_record_batch(vec![
+                block(v, 5, root(A)),
+                block(v, 5, root(B)),
+                att(v, 1, 2, root(A)),
+                att(v, 0, 3, root(A)),
+                att(v, 1, 2, root(A)),
+                block(pk(2), 5, root(B)),
+            ])
+            .unwrap();
+        let got: Vec<Expect> = answers.iter().map(classify).collect();
+        assert_eq!(
+            got,
+            [
+                Valid,
+                Refused("double_block_proposal"),
+                Valid,
+                Refused("surrounding_vote"),
+                SameData,
+                Valid
+            ]
+        );
+        assert_eq!(
+            t.db.stats().commits,
+            1,
+            "one durable commit for the whole batch"
+        );
+    }
 }
 
 /// CometBFT: the double-sign rule of CometBFT's own file signer.
@@ -312,56 +322,58 @@ fn cometbft_height_round_step() {
 
 #[test]
 fn cometbft_reserve_returns_the_stored_bytes_and_signature() {
-    let t = TempDb::new(None);
-    let c = "cosmoshub-4";
-    let first = vote_bytes(2, 7, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
-    assert_eq!(
-        t.db.check_and_record(comet(1, c, first.clone())).unwrap(),
-        Ok(Safe::Valid)
-    );
-    // Timestamp-only change before the signature is stored: re-sign the stored bytes.
-    let later = vote_bytes(2, 7, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 2000, c);
-    match t.db.check_and_record(comet(1, c, later.clone())).unwrap() {
-        Ok(Safe::Reserve {
-            stored,
-            timestamp_only: true,
-        }) => {
-            assert_eq!(
-                stored.sign_bytes, first,
-                "the stored timestamp is served, not the new one"
-            );
-            assert_eq!(stored.signature, None);
+    for engine in ENGINES {
+        let t = TempDb::of(engine, None);
+        let c = "cosmoshub-4";
+        let first = vote_bytes(2, 7, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
+        assert_eq!(
+            t.db.check_and_record(comet(1, c, first.clone())).unwrap(),
+            Ok(Safe::Valid)
+        );
+        // Timestamp-only change before the signature is stored: re-sign the stored bytes.
+        let later = vote_bytes(2, 7, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 2000, c);
+        match t.db.check_and_record(comet(1, c, later.clone())).unwrap() {
+            Ok(Safe::Reserve {
+                stored,
+                timestamp_only: true,
+            }) => {
+                assert_eq!(
+                    stored.sign_bytes, first,
+                    "the stored timestamp is served, not the new one"
+                );
+                assert_eq!(stored.signature, None);
+            }
+            other => panic!("expected a timestamp-only re-serve, got {other:?}"),
         }
-        other => panic!("expected a timestamp-only re-serve, got {other:?}"),
+        t.db.record_cometbft_signature(comet_key(1), chain(c), first.clone(), vec![0x5a; 64])
+            .unwrap();
+        // A signature for bytes that are not the recorded ones is ignored.
+        t.db.record_cometbft_signature(comet_key(1), chain(c), later.clone(), vec![0x66; 64])
+            .unwrap();
+        // So is a second signature for the recorded bytes: the first one stays.
+        t.db.record_cometbft_signature(comet_key(1), chain(c), first.clone(), vec![0x77; 64])
+            .unwrap();
+        match t.db.check_and_record(comet(1, c, later)).unwrap() {
+            Ok(Safe::Reserve {
+                stored,
+                timestamp_only: true,
+            }) => {
+                assert_eq!(stored.sign_bytes, first);
+                assert_eq!(stored.signature, Some(vec![0x5a; 64]));
+            }
+            other => panic!("expected a timestamp-only re-serve, got {other:?}"),
+        }
+        let states = t.db.cometbft_states().unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(
+            states[0].2.hrs,
+            Hrs {
+                height: Height(7),
+                round: 0,
+                step: Step::Precommit
+            }
+        );
     }
-    t.db.record_cometbft_signature(comet_key(1), chain(c), first.clone(), vec![0x5a; 64])
-        .unwrap();
-    // A signature for bytes that are not the recorded ones is ignored.
-    t.db.record_cometbft_signature(comet_key(1), chain(c), later.clone(), vec![0x66; 64])
-        .unwrap();
-    // So is a second signature for the recorded bytes: the first one stays.
-    t.db.record_cometbft_signature(comet_key(1), chain(c), first.clone(), vec![0x77; 64])
-        .unwrap();
-    match t.db.check_and_record(comet(1, c, later)).unwrap() {
-        Ok(Safe::Reserve {
-            stored,
-            timestamp_only: true,
-        }) => {
-            assert_eq!(stored.sign_bytes, first);
-            assert_eq!(stored.signature, Some(vec![0x5a; 64]));
-        }
-        other => panic!("expected a timestamp-only re-serve, got {other:?}"),
-    }
-    let states = t.db.cometbft_states().unwrap();
-    assert_eq!(states.len(), 1);
-    assert_eq!(
-        states[0].2.hrs,
-        Hrs {
-            height: Height(7),
-            round: 0,
-            step: Step::Precommit
-        }
-    );
 }
 
 #[test]
@@ -376,7 +388,10 @@ fn cometbft_sign_bytes_must_name_the_chain_they_are_for() {
 /// History for the pruning tests: blocks at slots 10..=30 and attestations
 /// (t-1, t) for t in 10..=30, recorded in one batch.
 fn history(t: &TempDb) {
-    let v = pk(1);
+    history_of(t, pk(1));
+}
+
+fn history_of(t: &TempDb, v: BlsPublicKey) {
     let mut batch: Vec<Proposal> = (10..=30).map(|s| block(v, s, root(A))).collect();
     batch.extend((10..=30).map(|t| att(v, t - 1, t, root(A))));
     for d in t.db.check_and_record_batch(batch).unwrap() {
@@ -386,87 +401,101 @@ fn history(t: &TempDb) {
 
 #[test]
 fn pruning_deletes_old_history_and_raises_watermarks() {
-    let t = TempDb::new(Some(GENESIS));
-    history(&t);
-    let summary =
-        t.db.prune(PruneConfig {
-            keep_slots: 5,
-            keep_epochs: 5,
-        })
-        .unwrap();
-    assert_eq!(
-        summary,
-        PruneSummary {
-            blocks: 15,
-            attestations: 15
-        }
-    );
-    let t = t.reopen();
-    let v = pk(1);
-    let exported = t.db.export_interchange().unwrap();
-    let blocks: Vec<u64> = exported.data[0]
-        .signed_blocks
-        .iter()
-        .map(|b| b.slot)
-        .collect();
-    // Slot 24 is the watermark (highest deleted), exported as a root-less record.
-    assert_eq!(blocks, [24, 25, 26, 27, 28, 29, 30]);
-    assert_eq!(exported.data[0].signed_blocks[0].signing_root, None);
-    let targets: Vec<u64> = exported.data[0]
-        .signed_attestations
-        .iter()
-        .map(|a| a.target_epoch)
-        .collect();
-    assert_eq!(targets, [24, 25, 26, 27, 28, 29, 30]);
-    let want = [
-        (block(v, 12, root(A)), Refused("block_below_low_watermark")),
-        (block(v, 24, root(A)), Refused("block_below_low_watermark")),
-        (block(v, 25, root(B)), Refused("double_block_proposal")),
-        (block(v, 25, root(A)), SameData),
-        (block(v, 31, root(B)), Valid),
-        (
-            att(v, 23, 24, root(B)),
-            Refused("source_below_low_watermark"),
-        ),
-        (
-            att(v, 24, 24, root(B)),
-            Refused("target_below_low_watermark"),
-        ),
-        (att(v, 5, 40, root(B)), Refused("surrounding_vote")),
-        (att(v, 30, 31, root(B)), Valid),
-    ];
-    for (i, (p, e)) in want.iter().enumerate() {
+    for engine in ENGINES {
+        let t = TempDb::of(engine, Some(GENESIS));
+        history(&t);
+        let summary =
+            t.db.prune(PruneConfig {
+                keep_slots: 5,
+                keep_epochs: 5,
+            })
+            .unwrap();
         assert_eq!(
-            classify(&t.db.check_and_record(p.clone()).unwrap()),
-            *e,
-            "after prune, step {i}: {p:?}"
+            summary,
+            PruneSummary {
+                blocks: 15,
+                attestations: 15
+            }
         );
+        let t = t.reopen();
+        let v = pk(1);
+        let exported = t.db.export_interchange().unwrap();
+        let blocks: Vec<u64> = exported.data[0]
+            .signed_blocks
+            .iter()
+            .map(|b| b.slot)
+            .collect();
+        // Slot 24 is the watermark (highest deleted), exported as a root-less record.
+        assert_eq!(blocks, [24, 25, 26, 27, 28, 29, 30]);
+        assert_eq!(exported.data[0].signed_blocks[0].signing_root, None);
+        let targets: Vec<u64> = exported.data[0]
+            .signed_attestations
+            .iter()
+            .map(|a| a.target_epoch)
+            .collect();
+        assert_eq!(targets, [24, 25, 26, 27, 28, 29, 30]);
+        let want = [
+            (block(v, 12, root(A)), Refused("block_below_low_watermark")),
+            (block(v, 24, root(A)), Refused("block_below_low_watermark")),
+            (block(v, 25, root(B)), Refused("double_block_proposal")),
+            (block(v, 25, root(A)), SameData),
+            (block(v, 31, root(B)), Valid),
+            (
+                att(v, 23, 24, root(B)),
+                Refused("source_below_low_watermark"),
+            ),
+            (
+                att(v, 24, 24, root(B)),
+                Refused("target_below_low_watermark"),
+            ),
+            (att(v, 5, 40, root(B)), Refused("surrounding_vote")),
+            (att(v, 30, 31, root(B)), Valid),
+        ];
+        for (i, (p, e)) in want.iter().enumerate() {
+            assert_eq!(
+                classify(&t.db.check_and_record(p.clone()).unwrap()),
+                *e,
+                "after prune, step {i}: {p:?}"
+            );
+        }
     }
 }
 
-/// The property behind pruning: on fresh copies of the same history, every
-/// message refused before pruning is refused after it, and by a database that
-/// imported the pruned export.
+/// The property behind pruning: on copies of the same history, every message
+/// refused before pruning is refused after it, and by a database that
+/// imported the pruned export. Each probe has a validator of its own (with
+/// the same history), so one set of three databases serves all probes.
 #[test]
 fn pruning_never_makes_a_refused_message_signable() {
-    let v = pk(1);
+    #[derive(Clone, Copy)]
+    enum Probe {
+        Block(u64, u8),
+        Att(u64, u64, u8),
+    }
+    let make = |p: Probe, v: BlsPublicKey| match p {
+        Probe::Block(slot, r) => block(v, slot, root(r)),
+        Probe::Att(s, t, r) => att(v, s, t, root(r)),
+    };
     let mut probes = Vec::new();
     for slot in (0..=34).step_by(2) {
-        probes.push(block(v, slot, root(A)));
-        probes.push(block(v, slot, root(B)));
+        probes.push(Probe::Block(slot, A));
+        probes.push(Probe::Block(slot, B));
     }
     for source in (0..=33).step_by(3) {
         for target in (source..=35).step_by(4) {
-            probes.push(att(v, source, target, root(A)));
-            probes.push(att(v, source, target, root(B)));
+            probes.push(Probe::Att(source, target, A));
+            probes.push(Probe::Att(source, target, B));
         }
     }
-    let (mut refused, mut stricter) = (0, 0);
-    for p in &probes {
-        let full = TempDb::new(Some(GENESIS));
-        history(&full);
-        let pruned = TempDb::new(Some(GENESIS));
-        history(&pruned);
+    assert!(probes.len() < 255, "one validator (pk) per probe");
+    let validator = |i: usize| pk(u8::try_from(i + 1).unwrap());
+    for engine in ENGINES {
+        let full = TempDb::of(engine, Some(GENESIS));
+        let pruned = TempDb::of(engine, Some(GENESIS));
+        for (i, _) in probes.iter().enumerate() {
+            history_of(&full, validator(i));
+            history_of(&pruned, validator(i));
+        }
         pruned
             .db
             .prune(PruneConfig {
@@ -474,123 +503,134 @@ fn pruning_never_makes_a_refused_message_signable() {
                 keep_epochs: 5,
             })
             .unwrap();
-        let imported = TempDb::new(None);
+        let imported = TempDb::of(engine, None);
         imported
             .db
             .import_interchange(pruned.db.export_interchange().unwrap())
             .unwrap();
-        let before = full.db.check_and_record(p.clone()).unwrap();
-        let after = pruned.db.check_and_record(p.clone()).unwrap();
-        let elsewhere = imported.db.check_and_record(p.clone()).unwrap();
-        if before.is_err() {
-            refused += 1;
-            assert!(
-                after.is_err(),
-                "{p:?}: refused before pruning ({before:?}) but {after:?} after"
-            );
-            assert!(
-                elsewhere.is_err(),
-                "{p:?}: refused before pruning ({before:?}) but {elsewhere:?} after export"
-            );
-        } else if after.is_err() {
-            stricter += 1;
+        let (mut refused, mut stricter) = (0, 0);
+        for (i, probe) in probes.iter().enumerate() {
+            let p = make(*probe, validator(i));
+            let before = full.db.check_and_record(p.clone()).unwrap();
+            let after = pruned.db.check_and_record(p.clone()).unwrap();
+            let elsewhere = imported.db.check_and_record(p.clone()).unwrap();
+            if before.is_err() {
+                refused += 1;
+                assert!(
+                    after.is_err(),
+                    "{engine}: {p:?}: refused before pruning ({before:?}) but {after:?} after"
+                );
+                assert!(
+                    elsewhere.is_err(),
+                    "{engine}: {p:?}: refused before pruning ({before:?}) but {elsewhere:?} after export"
+                );
+            } else if after.is_err() {
+                stricter += 1;
+            }
         }
+        println!(
+            "pruning property ({engine}): {} probes, {refused} refused before and after, {stricter} newly refused",
+            probes.len()
+        );
+        assert!(
+            refused > 50 && stricter > 0,
+            "the probes must exercise both sides"
+        );
+        full.close_and_check();
+        pruned.close_and_check();
+        imported.close_and_check();
     }
-    println!(
-        "pruning property: {} probes, {refused} refused before and after, {stricter} newly refused",
-        probes.len()
-    );
-    assert!(
-        refused > 50 && stricter > 0,
-        "the probes must exercise both sides"
-    );
 }
 
 #[test]
 fn import_merges_conflicting_roots_into_unknown() {
-    let t = TempDb::new(Some(GENESIS));
-    let v = pk(1);
-    t.db.check_and_record(block(v, 10, root(A)))
-        .unwrap()
-        .unwrap();
-    t.db.check_and_record(att(v, 1, 2, root(A)))
-        .unwrap()
-        .unwrap();
-    let file = format!(
-        r#"{{"metadata": {{"interchange_format_version": "5", "genesis_validators_root": "{}"}},
-            "data": [{{"pubkey": "{}",
-                      "signed_blocks": [{{"slot": "10", "signing_root": "{}"}}, {{"slot": "12"}}],
-                      "signed_attestations": [{{"source_epoch": "1", "target_epoch": "2", "signing_root": "{}"}}]}}]}}"#,
-        GENESIS,
-        v,
-        root(B),
-        root(A)
-    );
-    let summary =
-        t.db.import_interchange(Interchange::from_reader(file.as_bytes()).unwrap())
+    for engine in ENGINES {
+        let t = TempDb::of(engine, Some(GENESIS));
+        let v = pk(1);
+        t.db.check_and_record(block(v, 10, root(A)))
+            .unwrap()
             .unwrap();
-    assert_eq!(
-        summary,
-        ImportSummary {
-            validators: 1,
-            blocks: 2,
-            attestations: 1
-        }
-    );
-    // Slot 10 now has two known roots: nothing may be signed there any more.
-    assert_eq!(
-        classify(&t.db.check_and_record(block(v, 10, root(A))).unwrap()),
-        Refused("double_block_proposal")
-    );
-    // Identical attestation: still a repeat.
-    assert_eq!(
-        classify(&t.db.check_and_record(att(v, 1, 2, root(A))).unwrap()),
-        SameData
-    );
-    assert_eq!(
-        classify(&t.db.check_and_record(block(v, 12, root(A))).unwrap()),
-        Refused("double_block_proposal")
-    );
+        t.db.check_and_record(att(v, 1, 2, root(A)))
+            .unwrap()
+            .unwrap();
+        let file = format!(
+            r#"{{"metadata": {{"interchange_format_version": "5", "genesis_validators_root": "{}"}},
+                "data": [{{"pubkey": "{}",
+                          "signed_blocks": [{{"slot": "10", "signing_root": "{}"}}, {{"slot": "12"}}],
+                          "signed_attestations": [{{"source_epoch": "1", "target_epoch": "2", "signing_root": "{}"}}]}}]}}"#,
+            GENESIS,
+            v,
+            root(B),
+            root(A)
+        );
+        let summary =
+            t.db.import_interchange(Interchange::from_reader(file.as_bytes()).unwrap())
+                .unwrap();
+        assert_eq!(
+            summary,
+            ImportSummary {
+                validators: 1,
+                blocks: 2,
+                attestations: 1
+            }
+        );
+        // Slot 10 now has two known roots: nothing may be signed there any more.
+        assert_eq!(
+            classify(&t.db.check_and_record(block(v, 10, root(A))).unwrap()),
+            Refused("double_block_proposal")
+        );
+        // Identical attestation: still a repeat.
+        assert_eq!(
+            classify(&t.db.check_and_record(att(v, 1, 2, root(A))).unwrap()),
+            SameData
+        );
+        assert_eq!(
+            classify(&t.db.check_and_record(block(v, 12, root(A))).unwrap()),
+            Refused("double_block_proposal")
+        );
+    }
 }
 
 /// Storing a signature does not wait for a commit (it is not needed for
 /// safety), yet the next read sees it and closing does not lose it.
 #[test]
 fn cometbft_signatures_ride_the_next_commit_and_survive_close() {
-    let t = TempDb::new(None);
-    let c = "chain-s";
-    let bytes = vote_bytes(1, 9, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
-    t.db.check_and_record(comet(1, c, bytes.clone()))
-        .unwrap()
-        .unwrap();
-    let commits = t.db.stats().commits;
-    t.db.record_cometbft_signature(comet_key(1), chain(c), bytes.clone(), vec![0x11; 64])
-        .unwrap();
-    assert_eq!(
-        t.db.stats().commits,
-        commits,
-        "recording the signature must not commit on the caller's time"
-    );
-    // An exclusive read sees it.
-    assert_eq!(
-        t.db.cometbft_states().unwrap()[0].2.signature,
-        Some(vec![0x11; 64])
-    );
+    for engine in ENGINES {
+        let t = TempDb::of(engine, None);
+        let c = "chain-s";
+        let bytes = vote_bytes(1, 9, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
+        t.db.check_and_record(comet(1, c, bytes.clone()))
+            .unwrap()
+            .unwrap();
+        let commits = t.db.stats().commits;
+        t.db.record_cometbft_signature(comet_key(1), chain(c), bytes.clone(), vec![0x11; 64])
+            .unwrap();
+        assert_eq!(
+            t.db.stats().commits,
+            commits,
+            "recording the signature must not commit on the caller's time"
+        );
+        // An exclusive read sees it.
+        assert_eq!(
+            t.db.cometbft_states().unwrap()[0].2.signature,
+            Some(vec![0x11; 64])
+        );
 
-    // Queued, then closed before anything else commits: still stored.
-    let next = vote_bytes(2, 9, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
-    t.db.check_and_record(comet(1, c, next.clone()))
-        .unwrap()
-        .unwrap();
-    t.db.record_cometbft_signature(comet_key(1), chain(c), next.clone(), vec![0x22; 64])
-        .unwrap();
-    let t = t.reopen();
-    match t.db.check_and_record(comet(1, c, next)).unwrap() {
-        Ok(Safe::Reserve {
-            stored,
-            timestamp_only: false,
-        }) => assert_eq!(stored.signature, Some(vec![0x22; 64])),
-        other => panic!("expected the stored signature, got {other:?}"),
+        // Queued, then closed before anything else commits: still stored.
+        let next = vote_bytes(2, 9, 0, b"block-hash-aaaaaaaaaaaaaaaaaaaaa!", 1000, c);
+        t.db.check_and_record(comet(1, c, next.clone()))
+            .unwrap()
+            .unwrap();
+        t.db.record_cometbft_signature(comet_key(1), chain(c), next.clone(), vec![0x22; 64])
+            .unwrap();
+        let t = t.reopen();
+        match t.db.check_and_record(comet(1, c, next)).unwrap() {
+            Ok(Safe::Reserve {
+                stored,
+                timestamp_only: false,
+            }) => assert_eq!(stored.signature, Some(vec![0x22; 64])),
+            other => panic!("expected the stored signature, got {other:?}"),
+        }
+        t.close_and_check();
     }
-    t.close_and_check();
 }

@@ -4,6 +4,7 @@
 //! inside one transaction. A PostgreSQL engine implements the same trait and
 //! runs the same test suite (`tests/scenarios.rs` is generic over engines).
 
+pub mod postgres;
 mod schema;
 pub mod sqlite;
 

@@ -28,36 +28,105 @@ pub fn root(n: u8) -> SigningRoot {
     SigningRoot([n; 32])
 }
 
-/// A fresh database in its own temporary directory.
+pub mod pg;
+
+use std::sync::{Arc, Mutex, Weak};
+
+/// Which engine a [`TempDb`] runs on.
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite,
+    /// A schema of its own on a shared test cluster.
+    Postgres(Arc<pg::PgCluster>, String),
+}
+
+/// The test cluster of this process, started on first use and stopped when
+/// the last database using it is dropped.
+pub fn cluster() -> Arc<pg::PgCluster> {
+    static CLUSTER: Mutex<Weak<pg::PgCluster>> = Mutex::new(Weak::new());
+    let mut slot = CLUSTER.lock().unwrap();
+    if let Some(c) = slot.upgrade() {
+        return c;
+    }
+    let c = Arc::new(pg::PgCluster::start(""));
+    *slot = Arc::downgrade(&c);
+    c
+}
+
+/// Options for a PostgreSQL engine on `schema` of `cluster`.
+pub fn pg_options(cluster: &pg::PgCluster, schema: &str) -> PostgresOptions {
+    PostgresOptions::new(cluster.config(schema))
+}
+
+/// A fresh database: SQLite in its own temporary directory, or PostgreSQL in
+/// a fresh schema.
 pub struct TempDb {
     pub dir: tempfile::TempDir,
     pub db: SlashingDb,
+    pub backend: Backend,
 }
 
 impl TempDb {
     pub fn new(genesis: Option<GenesisRoot>) -> Self {
+        Self::on(&Backend::Sqlite, genesis)
+    }
+
+    /// A fresh PostgreSQL-backed database.
+    pub fn postgres(genesis: Option<GenesisRoot>) -> Self {
+        let c = cluster();
+        let schema = c.new_schema();
+        Self::on(&Backend::Postgres(c, schema), genesis)
+    }
+
+    /// A fresh database of the named engine (`sqlite` or `postgres`).
+    pub fn of(engine: &str, genesis: Option<GenesisRoot>) -> Self {
+        match engine {
+            "sqlite" => Self::new(genesis),
+            "postgres" => Self::postgres(genesis),
+            other => panic!("unknown engine {other}"),
+        }
+    }
+
+    fn on(backend: &Backend, genesis: Option<GenesisRoot>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = SlashingDb::open(
-            &dir.path().join("slashing.sqlite"),
-            Config {
-                genesis_root: genesis,
-                ..Config::default()
-            },
-        )
-        .unwrap();
-        Self { dir, db }
+        let config = Config {
+            genesis_root: genesis,
+            ..Config::default()
+        };
+        let db = open_backend(backend, dir.path(), config).unwrap();
+        Self {
+            dir,
+            db,
+            backend: backend.clone(),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("slashing.sqlite")
     }
 
-    /// Closes and reopens the same file (as after a restart).
+    /// Closes and reopens the same database (as after a restart).
     pub fn reopen(self) -> Self {
-        let Self { dir, db } = self;
+        let Self { dir, db, backend } = self;
         db.close();
-        let db = SlashingDb::open(&dir.path().join("slashing.sqlite"), Config::default()).unwrap();
-        Self { dir, db }
+        let db = open_backend(&backend, dir.path(), Config::default()).unwrap();
+        Self { dir, db, backend }
+    }
+
+    /// Another handle on the same database (another signer instance). Only
+    /// PostgreSQL allows it; SQLite is exclusive.
+    pub fn another(&self, config: Config) -> Result<SlashingDb, DbError> {
+        open_backend(&self.backend, self.dir.path(), config)
+    }
+}
+
+/// The engines every rule suite runs on.
+pub const ENGINES: [&str; 2] = ["sqlite", "postgres"];
+
+fn open_backend(backend: &Backend, dir: &Path, config: Config) -> Result<SlashingDb, DbError> {
+    match backend {
+        Backend::Sqlite => SlashingDb::open(&dir.join("slashing.sqlite"), config),
+        Backend::Postgres(c, schema) => SlashingDb::open_postgres(&pg_options(c, schema), config),
     }
 }
 
@@ -233,10 +302,35 @@ pub fn assert_consistent(path: &Path) {
 }
 
 impl TempDb {
-    /// Closes the database and checks the file with [`assert_consistent`].
+    /// Closes the database and checks it: the SQLite file with
+    /// [`assert_consistent`], a PostgreSQL schema with [`assert_consistent_pg`].
     pub fn close_and_check(self) {
         let path = self.path();
-        self.db.close();
-        assert_consistent(&path);
+        let Self { dir, db, backend } = self;
+        db.close();
+        match backend {
+            Backend::Sqlite => assert_consistent(&path),
+            Backend::Postgres(c, schema) => assert_consistent_pg(&c, &schema),
+        }
+        drop(dir);
     }
+}
+
+/// The PostgreSQL form of [`assert_consistent`]: every row's references
+/// exist, and the stored minimums equal the real minimums of the history.
+pub fn assert_consistent_pg(c: &pg::PgCluster, schema: &str) {
+    let stale = c.psql_in(
+        "slashing",
+        &format!(
+            "SET search_path = {schema};
+             SELECT string_agg(id::text, ',') FROM validators v WHERE
+                min_slot IS DISTINCT FROM (SELECT min(slot) FROM signed_blocks WHERE validator_id = v.id)
+             OR min_source_epoch IS DISTINCT FROM (SELECT min(source_epoch) FROM signed_attestations WHERE validator_id = v.id)
+             OR min_target_epoch IS DISTINCT FROM (SELECT min(target_epoch) FROM signed_attestations WHERE validator_id = v.id)"
+        ),
+    );
+    assert!(
+        stale.is_empty(),
+        "validators {stale} have stale minimums in schema {schema}"
+    );
 }

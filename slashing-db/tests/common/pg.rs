@@ -1,0 +1,313 @@
+//! A real PostgreSQL for tests: `initdb` into a temporary directory, the
+//! server started as a child process on a free loopback port (as the
+//! `postgres` user when the tests run as root — PostgreSQL refuses to run as
+//! root), a role with a password, and one fresh schema per test database.
+//! Nothing is mocked. If PostgreSQL is not installed, tests fail with a
+//! message saying what to install (`scripts/test` installs it).
+//!
+//! Shared by the slashing-db tests and (through `#[path]`) the end-to-end
+//! tests of the `tests` crate.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The login the tests' signer uses, and its password.
+pub const USER: &str = "signer";
+pub const PASSWORD: &str = "signer-test-password";
+
+/// A running PostgreSQL cluster; stopped (SIGKILL of the postmaster, then
+/// its directory removed) when dropped.
+pub struct PgCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub bin: PathBuf,
+    /// Run server programs as this user (when the tests run as root).
+    pub run_as: Option<String>,
+    server: Option<Child>,
+    next_schema: AtomicU32,
+}
+
+/// The directory with `initdb`, `postgres` and `psql`: `$PG_BIN`, else the
+/// newest `/usr/lib/postgresql/<version>/bin` (Debian), else `PATH`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        && out.status.success()
+    {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if let Some(dir) = p.parent() {
+            return dir.to_owned();
+        }
+    }
+    panic!(
+        "PostgreSQL server programs (initdb, postgres) not found: install Debian's `postgresql` \
+         package (scripts/test does), or set PG_BIN to the directory holding them"
+    );
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    l.local_addr().expect("local address").port()
+}
+
+impl PgCluster {
+    /// `initdb` and start a new cluster. `extra` lines go to postgresql.conf.
+    pub fn start(extra: &str) -> Self {
+        let bin = bin_dir();
+        let root = unsafe_is_root();
+        let run_as = root.then(|| "postgres".to_owned());
+        // On tmpfs when there is one: the rule suites run thousands of
+        // durable commits, and fsync on tmpfs costs nothing. (The engine
+        // still refuses fsync = off; the crash tests use a real disk.)
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("signer-pg-");
+        let dir = match std::env::var_os("SIGNER_PG_TEST_DIR") {
+            Some(d) => builder.tempdir_in(d),
+            None if Path::new("/dev/shm").is_dir() => builder.tempdir_in("/dev/shm"),
+            None => builder.tempdir(),
+        }
+        .expect("temp dir");
+        if let Some(user) = &run_as {
+            chown_to(dir.path(), user);
+        }
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("superuser-password");
+        std::fs::write(&pwfile, "postgres-test-password\n").expect("writing pwfile");
+        if let Some(user) = &run_as {
+            chown_to(&pwfile, user);
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["--no-sync", "-E", "UTF8", "--locale=C"]);
+        run_checked(as_user(initdb, run_as.as_deref()), "initdb");
+        let port = free_port();
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             fsync = on\nsynchronous_commit = on\nmax_connections = 200\nshared_buffers = 32MB\n\
+             logging_collector = off\n{extra}\n",
+            dir.path().display()
+        );
+        append(&data.join("postgresql.conf"), &conf);
+        let mut cluster = Self {
+            dir,
+            port,
+            bin,
+            run_as,
+            server: None,
+            next_schema: AtomicU32::new(0),
+        };
+        cluster.launch();
+        cluster.psql(&format!("CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'"));
+        cluster.psql(&format!("CREATE DATABASE slashing OWNER {USER}"));
+        cluster
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the server (after `start`, or after `kill`/`stop`).
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("server log");
+        let mut cmd = Command::new(self.bin.join("postgres"));
+        cmd.arg("-D").arg(self.data_dir());
+        let mut cmd = as_user(cmd, self.run_as.as_deref());
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.server = Some(cmd.spawn().expect("starting postgres"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.server.as_mut().map(Child::try_wait) {
+                panic!(
+                    "postgres exited ({status}) at start; log:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not become ready in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs the postmaster (its backends exit when they notice).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Backends of a killed postmaster linger briefly; wait for the data
+        // directory's lock to go so a restart can take it.
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid_file.exists() && Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&pid_file)
+                && let Some(pid) = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs SQL as the superuser over the Unix socket, returning stdout.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]);
+        let out = run_checked(as_user(cmd, self.run_as.as_deref()), "psql");
+        String::from_utf8_lossy(&out).trim().to_owned()
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    /// A fresh, empty schema of the `slashing` database, owned by [`USER`].
+    pub fn new_schema(&self) -> String {
+        let n = self.next_schema.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}_{n}", std::process::id());
+        self.psql_in(
+            "slashing",
+            &format!("CREATE SCHEMA {name} AUTHORIZATION {USER};"),
+        );
+        name
+    }
+
+    /// A connection config for [`USER`] over TCP, using `schema`.
+    pub fn config(&self, schema: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1")
+            .port(self.port)
+            .user(USER)
+            .password(PASSWORD)
+            .dbname("slashing")
+            .options(format!("-c search_path={schema}"));
+        c
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    // No libc in this crate's tests: ask `id`.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn chown_to(path: &Path, user: &str) {
+    run_checked(
+        {
+            let mut c = Command::new("chown");
+            c.arg(format!("{user}:")).arg(path);
+            c
+        },
+        "chown",
+    );
+}
+
+/// Runs `cmd` as `user` through setpriv, which execs (no fork in between)
+/// and makes the program die with the test process that started it, so a
+/// test that panics or is killed leaves no server behind.
+fn as_user(cmd: Command, user: Option<&str>) -> Command {
+    let mut c = Command::new("setpriv");
+    if let Some(user) = user {
+        c.arg(format!("--reuid={user}"))
+            .arg(format!("--regid={user}"))
+            .arg("--init-groups");
+    }
+    c.arg("--pdeathsig=KILL")
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    c
+}
+
+fn run_checked(mut cmd: Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {what} ({cmd:?}): {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("opening postgresql.conf");
+    f.write_all(text.as_bytes())
+        .expect("writing postgresql.conf");
+}
