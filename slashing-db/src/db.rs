@@ -190,6 +190,12 @@ impl SlashingDb {
         self.exclusive(|e| e.genesis_root())
     }
 
+    /// The durability a shared (PostgreSQL) database gives, read from the
+    /// server now; `None` for SQLite (every commit fsyncs the local file).
+    pub fn durability(&self) -> Result<Option<crate::Durability>, DbError> {
+        self.exclusive(|e| e.durability())
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> Stats {
         Stats {

@@ -41,7 +41,7 @@ mod types;
 mod writer;
 
 pub use db::{Config, SlashingDb, Stats};
-pub use engine::postgres::{Durability, PostgresEngine, PostgresOptions};
+pub use engine::postgres::{Durability, PG_SCHEMA_VERSION, PostgresEngine, PostgresOptions};
 pub use engine::sqlite::{SqliteEngine, SqliteOptions};
 pub use engine::{Engine, SCHEMA_VERSION};
 pub use error::{DbError, NotSafe};

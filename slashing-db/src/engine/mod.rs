@@ -193,4 +193,11 @@ pub trait Engine: Send {
     }
     /// Every CometBFT record.
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
+
+    /// How durable a commit of this engine is, for engines whose durability
+    /// depends on a server's settings (PostgreSQL). `None`: a local file
+    /// whose commits fsync (SQLite).
+    fn durability(&mut self) -> Result<Option<postgres::Durability>, DbError> {
+        Ok(None)
+    }
 }

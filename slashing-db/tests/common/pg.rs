@@ -147,6 +147,8 @@ impl PgCluster {
         let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D").arg(self.data_dir());
         let mut cmd = as_user(cmd, self.run_as.as_deref());
+        // A process group of its own, so `kill` can take every backend too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -174,26 +176,26 @@ impl PgCluster {
         }
     }
 
-    /// SIGKILLs the postmaster (its backends exit when they notice).
+    /// SIGKILLs the server — the postmaster and every backend, as a crash
+    /// of its host would — and waits until none is left.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Backends of a killed postmaster linger briefly; wait for the data
-        // directory's lock to go so a restart can take it.
-        let pid_file = self.data_dir().join("postmaster.pid");
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = child.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while pid_file.exists() && Instant::now() < deadline {
-            if let Ok(text) = std::fs::read_to_string(&pid_file)
-                && let Some(pid) = text
-                    .lines()
-                    .next()
-                    .and_then(|l| l.trim().parse::<i32>().ok())
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
-                break;
-            }
+        while Command::new("kill")
+            .args(["-0", "--", &group])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "postgres backends outlived SIGKILL for 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

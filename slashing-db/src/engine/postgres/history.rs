@@ -629,6 +629,10 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    fn durability(&mut self) -> Result<Option<super::Durability>, DbError> {
+        PostgresEngine::durability(self).map(Some)
+    }
+
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
         let rows = self.query(
             "reading CometBFT state",

@@ -282,6 +282,10 @@ impl PostgresEngine {
             Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
             _ => ours,
         };
+        if self.opts.tls.is_some() {
+            // Never fall back to plaintext when TLS is configured.
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         config
             .options(options)
             .application_name("signer")

@@ -1,0 +1,350 @@
+//! What only the shared engine has to get right: several handles (signer
+//! instances) on one database, a server that restarts under them, and
+//! configurations that must be refused at open — each against a real
+//! PostgreSQL started by the harness.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::pg::PgCluster;
+use common::*;
+use slashing_db::*;
+
+fn pinned() -> Config {
+    Config {
+        genesis_root: Some(GENESIS),
+        ..Config::default()
+    }
+}
+
+/// `n` handles on one fresh schema, as `n` signer instances would hold.
+fn instances(c: &Arc<PgCluster>, n: usize) -> (String, Vec<SlashingDb>) {
+    let schema = c.new_schema();
+    let dbs = (0..n)
+        .map(|_| SlashingDb::open_postgres(&pg_options(c, &schema), pinned()).unwrap())
+        .collect();
+    (schema, dbs)
+}
+
+/// Races `make(i)` from `per` threads on each of `dbs` at once, `rounds`
+/// times; returns how many were `Valid` in each round.
+fn race(
+    dbs: &[SlashingDb],
+    per: usize,
+    rounds: u64,
+    make: impl Fn(u64, usize) -> Proposal + Sync,
+) -> Vec<usize> {
+    let mut valid_per_round = Vec::new();
+    for round in 0..rounds {
+        let barrier = Barrier::new(dbs.len() * per);
+        let valid = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for (d, db) in dbs.iter().enumerate() {
+                for t in 0..per {
+                    // Built here, so a bad table panics this thread rather
+                    // than leave the others waiting at the barrier.
+                    let p = make(round, d * per + t);
+                    let (barrier, valid) = (&barrier, &valid);
+                    s.spawn(move || {
+                        barrier.wait();
+                        match db.check_and_record(p).unwrap() {
+                            Ok(Safe::Valid) => {
+                                valid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Ok(other) => panic!("round {round}: unexpected {other:?}"),
+                            Err(
+                                NotSafe::DoubleBlockProposal { .. }
+                                | NotSafe::DoubleVote { .. }
+                                | NotSafe::SurroundingVote { .. }
+                                | NotSafe::SurroundedVote { .. }
+                                | NotSafe::ConflictingSignBytes { .. }
+                                | NotSafe::BlockBelowLowWatermark { .. }
+                                | NotSafe::TargetBelowLowWatermark { .. },
+                            ) => {}
+                            Err(other) => panic!("round {round}: unexpected refusal {other:?}"),
+                        }
+                    });
+                }
+            }
+        });
+        valid_per_round.push(valid.into_inner());
+    }
+    valid_per_round
+}
+
+#[test]
+fn three_instances_racing_conflicting_messages_sign_exactly_one_per_round() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 3);
+    let rounds = 8;
+    // 3 instances × 8 threads: 24 different blocks for one slot per round.
+    let blocks = race(&dbs, 8, rounds, |r, i| {
+        block(pk(1), 100 + r, root(u8::try_from(i + 1).unwrap()))
+    });
+    // Different attestations for one target (double votes) ...
+    let votes = race(&dbs, 8, rounds, |r, i| {
+        att(
+            pk(2),
+            10 * r,
+            10 * r + 5,
+            root(u8::try_from(i + 1).unwrap()),
+        )
+    });
+    // ... and a chain of surrounding votes on a fresh validator per round.
+    let surround = race(&dbs, 8, rounds, |r, i| {
+        let i = i as u64;
+        att(pk(10 + r as u8), 30 - i, 31 + i, root(1))
+    });
+    // CometBFT: different prevotes at one height.
+    let comet = race(&dbs, 8, rounds, |r, i| {
+        let h = i64::try_from(r + 1).unwrap();
+        comet(
+            1,
+            "chain-ha",
+            vote_bytes(1, h, 0, &[u8::try_from(i + 1).unwrap(); 32], 1, "chain-ha"),
+        )
+    });
+    for (what, got) in [
+        ("blocks", blocks),
+        ("double votes", votes),
+        ("surrounds", surround),
+        ("CometBFT", comet),
+    ] {
+        println!("{what}: valid per round {got:?}");
+        assert!(
+            got.iter().all(|&n| n == 1),
+            "{what}: exactly one of 24 racing requests over 3 instances may be signed each round, got {got:?}"
+        );
+    }
+    // What the database holds agrees: one block per slot, one vote per target.
+    let exported = dbs[0].export_interchange().unwrap();
+    for v in &exported.data {
+        let mut slots: Vec<u64> = v.signed_blocks.iter().map(|b| b.slot).collect();
+        slots.dedup();
+        assert_eq!(slots.len(), v.signed_blocks.len());
+    }
+    drop(dbs);
+    assert_consistent_pg(&c, &schema);
+}
+
+#[test]
+fn instances_starting_at_the_same_instant_on_an_empty_database_create_one_schema() {
+    let c = cluster();
+    for _ in 0..3 {
+        let schema = c.new_schema();
+        let n = 6;
+        let barrier = Barrier::new(n);
+        let opened: Vec<Result<SlashingDb, DbError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let (barrier, c, schema) = (&barrier, &c, &schema);
+                    s.spawn(move || {
+                        barrier.wait();
+                        SlashingDb::open_postgres(&pg_options(c, schema), pinned())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for o in &opened {
+            assert!(o.is_ok(), "an instance failed to open: {o:?}");
+        }
+        let version = c.psql_in(
+            "slashing",
+            &format!("SELECT version FROM {schema}.signer_schema"),
+        );
+        assert_eq!(version, PG_SCHEMA_VERSION.to_string());
+        let tables = c.psql_in(
+            "slashing",
+            &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"),
+        );
+        assert_eq!(tables, "6", "one set of tables");
+    }
+}
+
+#[test]
+fn a_database_of_another_network_is_refused_at_open_and_left_as_it_was() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 1);
+    dbs[0]
+        .check_and_record(block(pk(1), 1, root(1)))
+        .unwrap()
+        .unwrap();
+    drop(dbs);
+    let other = GenesisRoot([0x99; 32]);
+    let err = SlashingDb::open_postgres(
+        &pg_options(&c, &schema),
+        Config {
+            genesis_root: Some(other),
+            ..Config::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DbError::GenesisRootMismatch { stored, configured } if stored == GENESIS && configured == other),
+        "{err:?}"
+    );
+    let blocks = c.psql_in(
+        "slashing",
+        &format!("SELECT count(*) FROM {schema}.signed_blocks"),
+    );
+    assert_eq!(blocks, "1");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 1);
+    drop(dbs);
+    c.psql_in(
+        "slashing",
+        &format!("UPDATE {schema}.signer_schema SET version = 99"),
+    );
+    let err = SlashingDb::open_postgres(&pg_options(&c, &schema), pinned()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::SchemaTooNew {
+                found: 99,
+                supported: PG_SCHEMA_VERSION
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("upgrade the signer"), "{err}");
+    let version = c.psql_in(
+        "slashing",
+        &format!("SELECT version FROM {schema}.signer_schema"),
+    );
+    assert_eq!(version, "99");
+}
+
+#[test]
+fn foreign_tables_are_not_taken_for_a_slashing_database() {
+    let c = cluster();
+    let schema = c.new_schema();
+    c.psql_in(
+        "slashing",
+        &format!(
+            "CREATE TABLE {schema}.validators (x int); GRANT ALL ON {schema}.validators TO signer"
+        ),
+    );
+    let err = SlashingDb::open_postgres(&pg_options(&c, &schema), pinned()).unwrap_err();
+    assert!(matches!(err, DbError::Corrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("not a database this signer created"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_refused_with_the_servers_reason() {
+    let c = cluster();
+    let schema = c.new_schema();
+    let mut opts = pg_options(&c, &schema);
+    opts.config.password("not-the-password");
+    let err = SlashingDb::open_postgres(&opts, pinned()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DbError::Connect { .. }), "{err:?}");
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(
+        !text.contains("not-the-password"),
+        "the password must not be echoed: {text}"
+    );
+}
+
+#[test]
+fn tls_required_but_the_server_has_none_is_refused() {
+    let c = cluster();
+    let schema = c.new_schema();
+    let mut opts = pg_options(&c, &schema);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    opts.tls = Some(Arc::new(tls));
+    let err = SlashingDb::open_postgres(&opts, pinned()).unwrap_err();
+    assert!(matches!(err, DbError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[test]
+fn fsync_off_is_always_refused() {
+    let c = PgCluster::start("fsync = off");
+    let schema = c.new_schema();
+    let err = SlashingDb::open_postgres(&pg_options(&c, &schema), pinned()).unwrap_err();
+    assert!(matches!(err, DbError::NotDurable { .. }), "{err:?}");
+    assert!(err.to_string().contains("fsync = off"), "{err}");
+    // Nothing was written: not even the schema.
+    let tables = c.psql_in(
+        "slashing",
+        &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"),
+    );
+    assert_eq!(tables, "0");
+}
+
+#[test]
+fn requiring_synchronous_replication_without_a_standby_is_refused() {
+    let c = cluster();
+    let schema = c.new_schema();
+    let mut opts = pg_options(&c, &schema);
+    opts.require_synchronous_replication = true;
+    let err = SlashingDb::open_postgres(&opts, pinned()).unwrap_err();
+    assert!(matches!(err, DbError::NotDurable { .. }), "{err:?}");
+    assert!(err.to_string().contains("no synchronous standby"), "{err}");
+    // Without the requirement the same server serves, and says how durable it is.
+    let db = SlashingDb::open_postgres(&pg_options(&c, &schema), pinned()).unwrap();
+    let d = db
+        .durability()
+        .unwrap()
+        .expect("PostgreSQL reports durability");
+    assert!(d.fsync && d.primary);
+    assert_eq!(d.level(), "local");
+}
+
+/// The server goes away under a serving handle: every request is refused
+/// (never a hang, never a signature), and once the server is back the same
+/// handle decides again from what the database holds.
+#[test]
+fn a_server_restart_is_refused_then_survived_without_reopening() {
+    let mut c = PgCluster::start("");
+    let schema = c.new_schema();
+    let mut opts = pg_options(&c, &schema);
+    opts.statement_timeout = Duration::from_secs(2);
+    opts.connect_timeout = Duration::from_secs(2);
+    let db = SlashingDb::open_postgres(&opts, pinned()).unwrap();
+    assert_eq!(
+        db.check_and_record(att(pk(1), 1, 2, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+    c.kill();
+    for target in 3..6 {
+        let err = db
+            .check_and_record(att(pk(1), target - 1, target, root(1)))
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+    }
+    c.launch();
+    // Recorded before the kill: still protected.
+    assert!(matches!(
+        db.check_and_record(att(pk(1), 1, 2, root(2))).unwrap(),
+        Err(NotSafe::DoubleVote { .. })
+    ));
+    // Refused while down: nothing was recorded, so it is decided afresh.
+    assert_eq!(
+        db.check_and_record(att(pk(1), 2, 3, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+}
