@@ -193,8 +193,16 @@ pub struct PolicyFile {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slashing {
-    /// The SQLite database file.
-    pub database: PathBuf,
+    /// `sqlite` (one instance, a local file: the default) or `postgres`
+    /// (a shared database for several instances: high availability).
+    #[serde(default)]
+    pub engine: SlashingEngine,
+    /// The SQLite database file (engine `sqlite` only).
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+    /// The shared database (engine `postgres` only).
+    #[serde(default)]
+    pub postgres: Option<Postgres>,
     /// Pin the Ethereum network (`0x` + 64 hex); otherwise the first request or import pins it.
     #[serde(default)]
     pub genesis_validators_root: Option<String>,
@@ -205,6 +213,72 @@ pub struct Slashing {
 
 fn yes() -> bool {
     true
+}
+
+/// `[slashing] engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlashingEngine {
+    /// A local SQLite file, owned by one signer process.
+    #[default]
+    Sqlite,
+    /// A shared PostgreSQL database (several signer instances).
+    Postgres,
+}
+
+/// `[slashing.postgres]`: the shared slashing database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// `postgresql://user@host1:5432,host2:5432/db?target_session_attrs=read-write`
+    /// (no password, no `ssl*` options: see the fields below).
+    pub url: String,
+    /// A file holding the password (a systemd credential, a mounted secret).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// `verify-full` (the default: the server's certificate must chain to
+    /// `ca_file` and name the host dialled) or `disable` (only for a Unix
+    /// socket or a loopback address).
+    #[serde(default)]
+    pub tls: PostgresTls,
+    /// PEM roots that sign the server's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The longest one statement or COMMIT may take; past it the request is
+    /// refused and the connection dropped.
+    #[serde(default = "pg_statement_timeout")]
+    pub statement_timeout_ms: u64,
+    /// The longest connecting may take.
+    #[serde(default = "pg_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Refuse to start (and report not ready) unless a synchronous standby
+    /// acknowledges every commit. Asynchronous replication can lose
+    /// acknowledged decisions on failover — a double signature waiting to
+    /// happen.
+    #[serde(default)]
+    pub require_synchronous_replication: bool,
+}
+
+fn pg_statement_timeout() -> u64 {
+    5_000
+}
+
+fn pg_connect_timeout() -> u64 {
+    10_000
+}
+
+/// `[slashing.postgres] tls`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresTls {
+    /// Verify the chain and the host name (libpq's `verify-full`).
+    #[default]
+    VerifyFull,
+    /// No TLS (Unix sockets and loopback only).
+    Disable,
 }
 
 /// `[ethereum]`.
@@ -375,6 +449,89 @@ pub enum ConfigError {
     },
 }
 
+/// `[slashing]`: one engine, its own fields only, and a PostgreSQL
+/// connection that can be neither plaintext over a network nor carry its
+/// password in the file.
+fn check_slashing(s: &Slashing, has_audit: bool) -> Result<(), (&'static str, String)> {
+    match s.engine {
+        SlashingEngine::Sqlite => {
+            if s.database.is_none() {
+                return Err((
+                    "slashing.database",
+                    "engine sqlite needs the database file (e.g. database = \"data/slashing.sqlite\")"
+                        .into(),
+                ));
+            }
+            if s.postgres.is_some() {
+                return Err((
+                    "slashing.postgres",
+                    "[slashing.postgres] is set but engine is sqlite: set engine = \"postgres\" or remove the section".into(),
+                ));
+            }
+        }
+        SlashingEngine::Postgres => {
+            if s.database.is_some() {
+                return Err((
+                    "slashing.database",
+                    "engine postgres keeps no local database file: remove database (to move an \
+                     existing SQLite history, use `signer slashing migrate`)"
+                        .into(),
+                ));
+            }
+            let Some(pg) = &s.postgres else {
+                return Err((
+                    "slashing.postgres",
+                    "engine postgres needs a [slashing.postgres] section with url".into(),
+                ));
+            };
+            if !has_audit {
+                return Err((
+                    "audit.file",
+                    "with engine postgres there is no database directory to put the audit log \
+                     beside: set [audit] file"
+                        .into(),
+                ));
+            }
+            if !s.integrity_check_on_open {
+                return Err((
+                    "slashing.integrity_check_on_open",
+                    "an SQLite setting; remove it with engine postgres".into(),
+                ));
+            }
+            let opts = slashing_db::PostgresOptions::from_url(&pg.url)
+                .map_err(|e| ("slashing.postgres.url", e))?;
+            if pg.password_file.is_some() && pg.password_env.is_some() {
+                return Err((
+                    "slashing.postgres",
+                    "give password_file or password_env, not both".into(),
+                ));
+            }
+            match pg.tls {
+                PostgresTls::VerifyFull if pg.ca_file.is_none() => {
+                    return Err((
+                        "slashing.postgres.ca_file",
+                        "tls = \"verify-full\" needs ca_file: the PEM roots that sign the server's certificate".into(),
+                    ));
+                }
+                PostgresTls::Disable if !opts.only_local_hosts() => {
+                    return Err((
+                        "slashing.postgres.tls",
+                        format!(
+                            "tls = \"disable\" is allowed only for Unix sockets and loopback; {} is reached over a network: use verify-full with ca_file",
+                            opts.target()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if pg.statement_timeout_ms == 0 || pg.connect_timeout_ms == 0 {
+                return Err(("slashing.postgres", "timeouts must be above 0 ms".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
         *p = base.join(&*p);
@@ -422,6 +579,8 @@ impl Config {
                 "name at least one CA: without one every client is refused",
             ));
         }
+        check_slashing(&c.slashing, c.audit.is_some())
+            .map_err(|(field, message)| invalid(field, &message))?;
         if let Some(root) = &c.slashing.genesis_validators_root {
             let ok = root
                 .strip_prefix("0x")
@@ -559,7 +718,17 @@ impl Config {
         c.tls.client_cas.iter_mut().for_each(|p| resolve(&base, p));
         c.tls.crls.iter_mut().for_each(|p| resolve(&base, p));
         resolve(&base, &mut c.policy.file);
-        resolve(&base, &mut c.slashing.database);
+        if let Some(db) = &mut c.slashing.database {
+            resolve(&base, db);
+        }
+        if let Some(pg) = &mut c.slashing.postgres {
+            for p in [&mut pg.password_file, &mut pg.ca_file]
+                .into_iter()
+                .flatten()
+            {
+                resolve(&base, p);
+            }
+        }
         if let Some(Http {
             known_clients_file: Some(p),
             ..
@@ -582,7 +751,9 @@ impl Config {
         match &mut c.audit {
             Some(a) => resolve(&base, &mut a.file),
             None => {
-                let dir = c.slashing.database.parent().unwrap_or(Path::new("."));
+                // Checked at parse: with PostgreSQL [audit] file is required.
+                let db = c.slashing.database.as_deref().unwrap_or(Path::new("."));
+                let dir = db.parent().unwrap_or(Path::new("."));
                 c.audit = Some(Audit {
                     file: dir.join("audit.jsonl"),
                 });

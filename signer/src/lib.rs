@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
+pub mod storage;
 pub mod tls;

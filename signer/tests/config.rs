@@ -30,9 +30,10 @@ fn the_example_parses_to_what_it_shows() {
     assert_eq!(c.tls.client_cas, [Path::new("/etc/signer/tls/ca.pem")]);
     assert_eq!(c.policy.file, Path::new("/etc/signer/policy.toml"));
     assert_eq!(
-        c.slashing.database,
-        Path::new("/etc/signer/data/slashing.sqlite")
+        c.slashing.database.as_deref(),
+        Some(Path::new("/etc/signer/data/slashing.sqlite"))
     );
+    assert_eq!(c.slashing.engine, signer::config::SlashingEngine::Sqlite);
     assert!(c.slashing.integrity_check_on_open);
     assert_eq!(c.ethereum.preset, Preset::Mainnet);
     assert_eq!(
@@ -121,6 +122,116 @@ fn the_example_parses_to_what_it_shows() {
         }
     );
     assert_eq!(c.logging.format, LogFormat::Human);
+}
+
+/// The example with its PostgreSQL section switched on instead of SQLite.
+fn postgres_example() -> String {
+    let mut text = String::new();
+    let mut in_pg = false;
+    for line in example().lines() {
+        if line == "# [slashing.postgres]" {
+            in_pg = true;
+        }
+        if in_pg && line.is_empty() {
+            in_pg = false;
+        }
+        let line = match line {
+            l if in_pg && l.starts_with("# # ") => continue,
+            l if in_pg => l.strip_prefix("# ").unwrap_or(l),
+            "engine = \"sqlite\"" => "engine = \"postgres\"",
+            l if l.starts_with("database = ") || l.starts_with("integrity_check_on_open") => {
+                continue;
+            }
+            l => l,
+        };
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn the_examples_postgres_section_parses() {
+    let c = Config::parse(&postgres_example(), Path::new("/etc/signer/signer.toml")).unwrap();
+    assert_eq!(c.slashing.engine, signer::config::SlashingEngine::Postgres);
+    assert_eq!(c.slashing.database, None);
+    let pg = c.slashing.postgres.as_ref().unwrap();
+    assert_eq!(pg.tls, signer::config::PostgresTls::VerifyFull);
+    assert_eq!(
+        pg.ca_file.as_deref(),
+        Some(Path::new("/etc/signer/tls/postgres-ca.pem"))
+    );
+    assert!(pg.require_synchronous_replication);
+    assert_eq!(
+        (pg.statement_timeout_ms, pg.connect_timeout_ms),
+        (5000, 10000)
+    );
+}
+
+#[test]
+fn postgres_settings_that_would_leak_or_weaken_are_refused() {
+    let base = postgres_example();
+    let url = "url = \"postgresql://signer@db-a.internal:5432,db-b.internal:5432/slashing?target_session_attrs=read-write\"";
+    assert!(base.contains(url));
+    let cases: Vec<(String, &str)> = vec![
+        (
+            base.replace("signer@db-a", "signer:hunter2@db-a"),
+            "carries a password",
+        ),
+        (
+            base.replace("read-write\"", "read-write&sslmode=verify-full\""),
+            "`sslmode` in the connection string",
+        ),
+        (
+            base.replace("tls = \"verify-full\"", "tls = \"disable\""),
+            "allowed only for Unix sockets and loopback",
+        ),
+        (
+            base.replace("ca_file = \"tls/postgres-ca.pem\"", ""),
+            "needs ca_file",
+        ),
+        (
+            base.replace("\nengine = \"postgres\"", "\nengine = \"sqlite\""),
+            "slashing.database",
+        ),
+        (
+            base.replace(
+                "\nengine = \"postgres\"",
+                "\nengine = \"postgres\"\ndatabase = \"x.sqlite\"",
+            ),
+            "keeps no local database file",
+        ),
+        (
+            base.replace("file = \"data/audit.jsonl\"", "")
+                .replace("[audit]", ""),
+            "set [audit] file",
+        ),
+        (
+            base.replace(
+                "password_file = \"/run/credentials/signer.service/pg-password\"",
+                "password_file = \"p\"\npassword_env = \"P\"",
+            ),
+            "not both",
+        ),
+        (
+            base.replace("statement_timeout_ms = 5000", "statement_timeout_ms = 0"),
+            "above 0 ms",
+        ),
+        (
+            base.replace("url = ", "password = \"x\"\nurl = "),
+            "unknown field `password`",
+        ),
+    ];
+    for (text, want) in &cases {
+        assert_ne!(text, &base, "the edit for {want:?} did not apply");
+        let err = Config::parse(text, Path::new("signer.toml")).unwrap_err();
+        assert!(err.to_string().contains(want), "want {want:?}, got: {err}");
+    }
+    // Plaintext is fine where it never crosses a network.
+    let local = base
+        .replace("tls = \"verify-full\"", "tls = \"disable\"")
+        .replace("db-a.internal:5432,db-b.internal:5432", "127.0.0.1:5432");
+    Config::parse(&local, Path::new("signer.toml")).unwrap();
 }
 
 #[test]

@@ -4,6 +4,15 @@
 pub mod daemon;
 pub mod hsm;
 pub mod kms;
+/// Real PostgreSQL clusters for tests (the harness slashing-db's tests use).
+#[path = "../../slashing-db/tests/common/pg.rs"]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+pub mod pg;
 pub mod privval_node;
 
 use slashing_db::{

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use slashing_db::{GenesisRoot, SlashingDb, SqliteOptions};
+use slashing_db::GenesisRoot;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -754,17 +754,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         .ethereum
         .network()
         .ok_or("ethereum: invalid genesis_fork_version")?;
-    let db = SlashingDb::open(
-        &config.slashing.database,
-        slashing_db::Config {
-            genesis_root: genesis_root(&config)?,
-            sqlite: SqliteOptions {
-                integrity_check: config.slashing.integrity_check_on_open,
-            },
-            ..slashing_db::Config::default()
-        },
-    )
-    .map_err(|e| format!("slashing database: {e}"))?;
+    let db = crate::storage::open(&config.slashing, genesis_root(&config)?)
+        .map_err(|e| format!("slashing database: {e}"))?;
     let audit_file = config
         .audit
         .as_ref()

@@ -72,6 +72,17 @@ fn free_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
+impl std::fmt::Debug for PgCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PgCluster({}, port {})",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+}
+
 impl PgCluster {
     /// `initdb` and start a new cluster. `extra` lines go to postgresql.conf.
     pub fn start(extra: &str) -> Self {

@@ -134,7 +134,7 @@ impl Engine for PostgresEngine {
             });
         };
         let deadline = self.opts.statement_timeout;
-        let out = self.rt.block_on(async {
+        let out = super::block(&self.rt, async {
             tokio::time::timeout(deadline, client.batch_execute("COMMIT")).await
         });
         self.in_tx = false;

@@ -81,6 +81,65 @@ impl std::fmt::Debug for PostgresOptions {
 }
 
 impl PostgresOptions {
+    /// Options from a `postgresql://` URL or a `key=value` connection
+    /// string (several hosts, `target_session_attrs=read-write`, timeouts as
+    /// tokio-postgres reads them). Refused: a password in the string (give
+    /// it with [`PostgresOptions::set_password`] from a file or the
+    /// environment), and libpq's `ssl*` options (TLS is configured with
+    /// [`PostgresOptions::tls`], always verifying the server's name).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        for libpq_only in ["sslmode", "sslrootcert", "sslcert", "sslkey", "passfile"] {
+            if url.contains(libpq_only) {
+                return Err(format!(
+                    "`{libpq_only}` in the connection string: TLS and credentials are set with \
+                     [slashing.postgres] tls, ca_file and password_file / password_env"
+                ));
+            }
+        }
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+        if config.get_password().is_some() {
+            return Err(
+                "the connection string carries a password: remove it and give the password \
+                 with password_file or password_env"
+                    .into(),
+            );
+        }
+        if config.get_hosts().is_empty() {
+            return Err("the connection string names no host".into());
+        }
+        if config.get_user().is_none() {
+            return Err("the connection string names no user (postgresql://USER@host/db)".into());
+        }
+        Ok(Self::new(config))
+    }
+
+    /// Sets the password (read by the caller from a file or the environment).
+    pub fn set_password(&mut self, password: &[u8]) {
+        self.config.password(password);
+    }
+
+    /// `host[,host…]:port/dbname`, for messages (never the password).
+    pub fn target(&self) -> String {
+        describe(&self.config)
+    }
+
+    /// True when every host is a Unix socket or a loopback address — the
+    /// only places a connection without TLS is allowed to go.
+    pub fn only_local_hosts(&self) -> bool {
+        use tokio_postgres::config::Host;
+        self.config.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
+    }
+
     /// Options with default timeouts (5 s per statement, 10 s to connect)
     /// and no TLS.
     pub fn new(config: tokio_postgres::Config) -> Self {
@@ -296,7 +355,7 @@ impl PostgresEngine {
         let target = self.target.clone();
         let deadline = self.opts.connect_timeout;
         let tls = self.opts.tls.clone();
-        let connected = self.rt.block_on(async move {
+        let connected = block(&self.rt, async move {
             let attempt = async {
                 match tls {
                     Some(tls) => {
@@ -349,9 +408,9 @@ impl PostgresEngine {
             });
         };
         let deadline = self.opts.statement_timeout;
-        let out = self
-            .rt
-            .block_on(async { tokio::time::timeout(deadline, f(client)).await });
+        let out = block(&self.rt, async {
+            tokio::time::timeout(deadline, f(client)).await
+        });
         match out {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.fail(context, &e)),
@@ -435,6 +494,22 @@ impl PostgresEngine {
     /// Statements without parameters or results (transaction control, DDL).
     fn batch(&mut self, context: &'static str, sql: &'static str) -> Result<(), DbError> {
         self.run(context, async |c| c.batch_execute(sql).await)
+    }
+}
+
+/// Runs `fut` on the engine's own runtime. Worker threads (the signing
+/// path) call in directly; a caller already inside a multi-thread tokio
+/// runtime (start-up, readiness probes) first leaves it with
+/// `block_in_place`, since one runtime may not block inside another.
+fn block<F: std::future::Future>(rt: &tokio::runtime::Runtime, fut: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| rt.block_on(fut))
+        }
+        // A current-thread runtime cannot lend its thread: the caller must
+        // use a worker thread (documented on `SlashingDb`).
+        _ => rt.block_on(fut),
     }
 }
 

@@ -1,0 +1,141 @@
+//! High availability end to end: several `signer serve` processes with the
+//! same keys on one real PostgreSQL database (started by the harness), driven
+//! over real mutual TLS.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use tests::daemon::{Daemon, Setup, attestation};
+use tests::pg::{PASSWORD, PgCluster, USER};
+
+type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
+
+/// Writes `signer-<name>.toml`: the setup's config with the shared database
+/// (password from a file, plaintext on loopback) and an audit log of its own.
+fn instance_config(setup: &Setup, pg: &PgCluster, schema: &str, name: &str) -> std::path::PathBuf {
+    let base = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write("data/pg-password", &format!("{PASSWORD}\n"));
+    let url = format!(
+        "postgresql://{USER}@127.0.0.1:{}/slashing?options=-c%20search_path%3D{schema}",
+        pg.port
+    );
+    let shared = format!(
+        "[slashing]\nengine = \"postgres\"\n\n[slashing.postgres]\nurl = \"{url}\"\n\
+         password_file = \"data/pg-password\"\ntls = \"disable\"\nstatement_timeout_ms = 3000\n\
+         connect_timeout_ms = 3000\n\n[audit]\nfile = \"data/audit-{name}.jsonl\"\n"
+    );
+    let text = base.replace("[slashing]\ndatabase = \"data/slashing.sqlite\"\n", &shared);
+    assert_ne!(text, base, "the setup's [slashing] section changed shape");
+    let file = format!("signer-{name}.toml");
+    setup.write(&file, &text);
+    setup.path(&file)
+}
+
+async fn ask(c: &mut Client, r: pb::SignRequest) -> Result<Vec<u8>, pb::Reason> {
+    match c.sign(r).await.unwrap().into_inner().outcome.unwrap() {
+        pb::sign_response::Outcome::Signature(s) => Ok(s.signature),
+        pb::sign_response::Outcome::Refusal(r) => Err(r.reason()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database_sign_one_of_32_conflicting_requests_per_round() {
+    let pg = PgCluster::start("");
+    let schema = pg.new_schema();
+    let setup = Setup::new();
+    // All three start at once on the empty database (one creates the schema).
+    let configs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| instance_config(&setup, &pg, &schema, n))
+        .collect();
+    let daemons: Vec<Daemon> = std::thread::scope(|s| {
+        let handles: Vec<_> = configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let log = setup.path(&format!("daemon-{i}.log"));
+                s.spawn(move || Daemon::start(c, &log))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let tls = setup.client_tls("vc");
+    let mut clients = Vec::new();
+    for i in 0..32 {
+        clients.push(daemons[i % 3].client(tls.clone()).await);
+    }
+    for round in 0..5u64 {
+        let target = 10 + round;
+        let barrier = Arc::new(tokio::sync::Barrier::new(32));
+        let mut tasks = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let mut c = c.clone();
+            let req = attestation(&setup.bls, round, target, i as u8);
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                ask(&mut c, req).await
+            }));
+        }
+        let mut signed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => signed += 1,
+                Err(why) => assert_eq!(why, pb::Reason::Slashable, "round {round}"),
+            }
+        }
+        assert_eq!(
+            signed, 1,
+            "round {round}: exactly one of 32 requests over 3 instances"
+        );
+    }
+    for d in daemons {
+        assert!(d.stop().success());
+    }
+    let rows = pg.psql_in(
+        "slashing",
+        &format!("SELECT count(*) FROM {schema}.signed_attestations"),
+    );
+    assert_eq!(rows, "5", "one attestation per round recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_resumes() {
+    let mut pg = PgCluster::start("");
+    let schema = pg.new_schema();
+    let setup = Setup::new();
+    let config = instance_config(&setup, &pg, &schema, "a");
+    let daemon = Daemon::start(&config, &setup.path("daemon.log"));
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    ask(&mut vc, attestation(&setup.bls, 0, 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(daemon.http("GET", "/readyz").0, 200);
+
+    pg.kill();
+    for t in 2..5 {
+        let got = ask(&mut vc, attestation(&setup.bls, t - 1, t, 1)).await;
+        assert_eq!(got, Err(pb::Reason::BackendUnavailable), "target {t}");
+    }
+    let log = daemon.log();
+    assert!(!log.contains("panicked"), "{log}");
+
+    pg.launch();
+    // Recorded before: still refused as slashable; new work signs again,
+    // on the same process (no restart).
+    assert_eq!(
+        ask(&mut vc, attestation(&setup.bls, 0, 1, 2)).await,
+        Err(pb::Reason::Slashable)
+    );
+    ask(&mut vc, attestation(&setup.bls, 1, 2, 1))
+        .await
+        .unwrap();
+    assert!(daemon.stop().success());
+}
