@@ -191,7 +191,9 @@ impl SlashingDb {
     }
 
     /// The durability a shared (PostgreSQL) database gives, read from the
-    /// server now; `None` for SQLite (every commit fsyncs the local file).
+    /// server now and checked against what was required at open
+    /// (readiness asks this); `None` for SQLite (every commit fsyncs the
+    /// local file).
     pub fn durability(&self) -> Result<Option<crate::Durability>, DbError> {
         self.exclusive(|e| e.durability())
     }

@@ -124,6 +124,9 @@ async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_res
         let got = ask(&mut vc, attestation(&setup.bls, t - 1, t, 1)).await;
         assert_eq!(got, Err(pb::Reason::BackendUnavailable), "target {t}");
     }
+    let (status, body) = daemon.http("GET", "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("slashing database unavailable"), "{body}");
     let log = daemon.log();
     assert!(!log.contains("panicked"), "{log}");
 
@@ -138,4 +141,113 @@ async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_res
         .await
         .unwrap();
     assert!(daemon.stop().success());
+}
+
+fn signer(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(tests::daemon::signer_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
+    let pg = PgCluster::start("");
+    let schema = pg.new_schema();
+    let setup = Setup::new();
+    // History on SQLite, as a single signer made it.
+    let daemon = setup.start();
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    for t in 1..=20 {
+        ask(&mut vc, attestation(&setup.bls, t - 1, t, 1))
+            .await
+            .unwrap();
+    }
+    assert!(daemon.stop().success());
+
+    let config = instance_config(&setup, &pg, &schema, "a");
+    let sqlite = setup.path("data/slashing.sqlite");
+    let (ok, out) = signer(&[
+        "slashing".as_ref(),
+        "migrate".as_ref(),
+        "--from".as_ref(),
+        sqlite.as_os_str(),
+        "--to-config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("migrated and verified: 0 blocks, 20 attestations"),
+        "{out}"
+    );
+    let (ok, out) = signer(&[
+        "slashing".as_ref(),
+        "inspect".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("durability:   local"), "{out}");
+    assert!(out.contains("20 attestations"), "{out}");
+
+    // Everything SQLite refused, the instance on PostgreSQL refuses.
+    let daemon = Daemon::start(&config, &setup.path("daemon-pg.log"));
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    for t in 1..=20 {
+        assert_eq!(
+            ask(&mut vc, attestation(&setup.bls, t - 1, t, 2)).await,
+            Err(pb::Reason::Slashable),
+            "double vote at target {t}"
+        );
+    }
+    assert_eq!(
+        ask(&mut vc, attestation(&setup.bls, 0, 25, 1)).await,
+        Err(pb::Reason::Slashable),
+        "surrounding vote"
+    );
+    ask(&mut vc, attestation(&setup.bls, 20, 21, 1))
+        .await
+        .unwrap();
+    assert!(daemon.stop().success());
+
+    // A history of another network is refused before anything is written.
+    let foreign = setup.path("data/foreign.json");
+    std::fs::write(
+        &foreign,
+        format!(
+            r#"{{"metadata": {{"interchange_format_version": "5", "genesis_validators_root": "0x{}"}}, "data": []}}"#,
+            "99".repeat(32)
+        ),
+    )
+    .unwrap();
+    let other_sqlite = setup.path("data/other.sqlite");
+    let (ok, out) = signer(&[
+        "slashing".as_ref(),
+        "import".as_ref(),
+        "--db".as_ref(),
+        other_sqlite.as_os_str(),
+        foreign.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = signer(&[
+        "slashing".as_ref(),
+        "migrate".as_ref(),
+        "--from".as_ref(),
+        other_sqlite.as_os_str(),
+        "--to-config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("genesis validators root"), "{out}");
+    let rows = pg.psql_in(
+        "slashing",
+        &format!("SELECT count(*) FROM {schema}.signed_attestations"),
+    );
+    assert_eq!(rows, "21", "nothing written by the refused migration");
 }

@@ -1,6 +1,8 @@
-//! `signer slashing import|export|prune|inspect --db PATH`: offline work on
-//! the slashing-protection database. The database is locked by whoever has it
-//! open, so these refuse to run while a daemon holds it.
+//! `signer slashing import|export|prune|inspect --db PATH | --config FILE`
+//! and `signer slashing migrate`. An SQLite file is locked by whoever has it
+//! open, so these refuse to run while a daemon holds it; the shared
+//! PostgreSQL database (`--config`) takes them while instances serve, each
+//! one transaction under the same per-key locks as signing.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,30 +10,40 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use slashing_db::{Config, DbError, GenesisRoot, Interchange, PruneConfig, SlashingDb};
 
+/// Which database: an SQLite file, or the `[slashing]` section of a
+/// configuration file (SQLite or the shared PostgreSQL database).
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The SQLite database file.
+    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    db: Option<PathBuf>,
+    /// The daemon's configuration: its [slashing] section names the database
+    /// (needed for PostgreSQL; safe while instances are serving).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SlashingCommand {
     /// Merge an EIP-3076 interchange file into the database (atomically).
     Import {
-        /// The database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// The interchange file.
         file: PathBuf,
     },
     /// Write the complete history as an EIP-3076 interchange file.
     Export {
-        /// The database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// Where to write (standard output if absent).
         #[arg(long)]
         output: Option<PathBuf>,
     },
     /// Delete old history, raising watermarks so that nothing becomes signable.
     Prune {
-        /// The database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// Attestations older than this many epochs before each validator's newest are deleted.
         #[arg(long)]
         keep_epochs: u64,
@@ -39,11 +51,21 @@ pub enum SlashingCommand {
         #[arg(long)]
         keep_slots: u64,
     },
-    /// Summarise what the database protects.
+    /// Summarise what the database protects (and, for PostgreSQL, how durable it is).
     Inspect {
-        /// The database file.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Copy an SQLite history into the database a configuration names (the
+    /// shared PostgreSQL one), then check that every record arrived. Refused
+    /// if the target protects another network. Stop the SQLite signer first.
+    Migrate {
+        /// The SQLite database file to copy from.
         #[arg(long)]
-        db: PathBuf,
+        from: PathBuf,
+        /// The configuration whose [slashing] section is the target.
+        #[arg(long)]
+        to_config: PathBuf,
     },
 }
 
@@ -61,20 +83,44 @@ pub(super) fn open(path: &Path, create: bool) -> Result<SlashingDb, Box<dyn std:
     })
 }
 
+fn open_target(
+    t: &Target,
+    create: bool,
+) -> Result<(String, SlashingDb), Box<dyn std::error::Error>> {
+    match (&t.db, &t.config) {
+        (Some(db), _) => Ok((db.display().to_string(), open(db, create)?)),
+        (None, Some(config)) => open_config(config),
+        (None, None) => Err("give --db FILE or --config FILE".into()),
+    }
+}
+
+fn open_config(config: &Path) -> Result<(String, SlashingDb), Box<dyn std::error::Error>> {
+    let c = signer::config::Config::load(config)?;
+    let name = match (&c.slashing.database, &c.slashing.postgres) {
+        (Some(db), _) => db.display().to_string(),
+        (None, Some(pg)) => slashing_db::PostgresOptions::from_url(&pg.url)
+            .map(|o| o.target())
+            .unwrap_or_default(),
+        (None, None) => String::new(),
+    };
+    let db = signer::storage::open(&c.slashing, None).map_err(|e| format!("{name}: {e}"))?;
+    Ok((name, db))
+}
+
 pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match c {
-        SlashingCommand::Import { db, file } => {
+        SlashingCommand::Import { target, file } => {
             let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let interchange = Interchange::from_reader(f)?;
-            let db = open(&db, true)?;
+            let (_, db) = open_target(&target, true)?;
             let s = db.import_interchange(interchange)?;
             println!(
                 "imported {} validator entries: {} blocks, {} attestations",
                 s.validators, s.blocks, s.attestations
             );
         }
-        SlashingCommand::Export { db, output } => {
-            let db = open(&db, false)?;
+        SlashingCommand::Export { target, output } => {
+            let (_, db) = open_target(&target, false)?;
             let interchange = db.export_interchange()?;
             match output {
                 Some(path) => {
@@ -91,11 +137,11 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         SlashingCommand::Prune {
-            db,
+            target,
             keep_epochs,
             keep_slots,
         } => {
-            let db = open(&db, false)?;
+            let (_, db) = open_target(&target, false)?;
             let s = db.prune(PruneConfig {
                 keep_slots,
                 keep_epochs,
@@ -105,10 +151,21 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 s.blocks, s.attestations
             );
         }
-        SlashingCommand::Inspect { db } => {
-            let path = db.clone();
-            let db = open(&db, false)?;
-            println!("database:     {}", path.display());
+        SlashingCommand::Migrate { from, to_config } => migrate(&from, &to_config)?,
+        SlashingCommand::Inspect { target } => {
+            let (name, db) = open_target(&target, false)?;
+            println!("database:     {name}");
+            match db.durability() {
+                Ok(None) => println!("durability:   local file, fsync on every commit (SQLite)"),
+                Ok(Some(d)) => println!(
+                    "durability:   {} (fsync {}, synchronous standbys {}, synchronous_standby_names {:?})",
+                    d.level(),
+                    if d.fsync { "on" } else { "off" },
+                    d.synchronous_standbys,
+                    d.synchronous_standby_names
+                ),
+                Err(e) => println!("durability:   NOT ACCEPTABLE: {e}"),
+            }
             let pinned = db.genesis_root()?;
             match pinned {
                 Some(GenesisRoot(r)) => {
@@ -143,4 +200,109 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies `from` (SQLite) into the target of `to_config`, then checks that
+/// every source record is covered there.
+fn migrate(from: &Path, to_config: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let source = open(from, false)?;
+    let pinned = source.genesis_root()?;
+    let c = signer::config::Config::load(to_config)?;
+    // Opening pinned to the source's network refuses a target that protects
+    // another one, before anything is written.
+    let target = signer::storage::open(&c.slashing, pinned).map_err(|e| format!("target: {e}"))?;
+    let mut eth = (0usize, 0usize);
+    if pinned.is_some() {
+        let history = source.export_interchange()?;
+        eprintln!(
+            "copying {} validators ({} blocks, {} attestations) …",
+            history.data.len(),
+            history
+                .data
+                .iter()
+                .map(|v| v.signed_blocks.len())
+                .sum::<usize>(),
+            history
+                .data
+                .iter()
+                .map(|v| v.signed_attestations.len())
+                .sum::<usize>()
+        );
+        target.import_interchange(history.clone())?;
+        let copied = target.export_interchange()?;
+        eth = verify_copy(&history, &copied)?;
+    }
+    let states = source.cometbft_states()?;
+    let mut comet = 0;
+    for (key, chain, record) in states {
+        target.import_cometbft_state(key.clone(), chain.clone(), record.clone())?;
+        let now = target
+            .cometbft_states()?
+            .into_iter()
+            .find(|(k, c, _)| *k == key && *c == chain)
+            .map(|(_, _, r)| r.hrs);
+        if now.is_none_or(|hrs| hrs < record.hrs) {
+            return Err(format!(
+                "CometBFT {} on {chain}: the target is below the source's {} after the copy",
+                hex::encode(key.as_bytes()),
+                record.hrs
+            )
+            .into());
+        }
+        comet += 1;
+    }
+    println!(
+        "migrated and verified: {} blocks, {} attestations, {comet} CometBFT positions; \
+         every record of {} is protected by the target",
+        eth.0,
+        eth.1,
+        from.display()
+    );
+    Ok(())
+}
+
+/// Every block slot and attestation target of `source` is in `copy` with the
+/// same root or an unknown one (stricter): nothing the source refuses
+/// becomes signable.
+fn verify_copy(
+    source: &Interchange,
+    copy: &Interchange,
+) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+    use std::collections::HashMap;
+    let by_key: HashMap<_, _> = copy.data.iter().map(|v| (v.pubkey, v)).collect();
+    let (mut blocks, mut atts) = (0, 0);
+    for v in &source.data {
+        let t = by_key
+            .get(&v.pubkey)
+            .ok_or_else(|| format!("validator {} missing after the copy", v.pubkey))?;
+        for b in &v.signed_blocks {
+            let ok = t.signed_blocks.iter().any(|x| {
+                x.slot == b.slot && (x.signing_root == b.signing_root || x.signing_root.is_none())
+            });
+            if !ok {
+                return Err(format!(
+                    "validator {}: block at slot {} missing after the copy",
+                    v.pubkey, b.slot
+                )
+                .into());
+            }
+            blocks += 1;
+        }
+        for a in &v.signed_attestations {
+            let ok = t.signed_attestations.iter().any(|x| {
+                x.target_epoch == a.target_epoch
+                    && x.source_epoch >= a.source_epoch
+                    && (x.signing_root == a.signing_root || x.signing_root.is_none())
+            });
+            if !ok {
+                return Err(format!(
+                    "validator {}: attestation {}→{} missing after the copy",
+                    v.pubkey, a.source_epoch, a.target_epoch
+                )
+                .into());
+            }
+            atts += 1;
+        }
+    }
+    Ok((blocks, atts))
 }

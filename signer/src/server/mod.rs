@@ -311,10 +311,13 @@ impl Shared {
         } else {
             Ok(())
         };
+        // SQLite: a transaction on the file. PostgreSQL: a round trip that
+        // also re-reads the server's durability (a failover to a server
+        // without a synchronous standby turns readiness red).
         let db = self
             .pipeline
             .db()
-            .genesis_root()
+            .durability()
             .map(|_| ())
             .map_err(|e| e.to_string());
         let keys = if self.pipeline.keys().is_empty() {

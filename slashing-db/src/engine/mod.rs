@@ -195,8 +195,11 @@ pub trait Engine: Send {
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
 
     /// How durable a commit of this engine is, for engines whose durability
-    /// depends on a server's settings (PostgreSQL). `None`: a local file
-    /// whose commits fsync (SQLite).
+    /// depends on a server's settings (PostgreSQL), read now and checked:
+    /// [`DbError::NotDurable`] when the server no longer gives what the
+    /// engine was opened to require (fsync off, a standby now, no
+    /// synchronous standby when one is required). `None`: a local file whose
+    /// commits fsync (SQLite).
     fn durability(&mut self) -> Result<Option<postgres::Durability>, DbError> {
         Ok(None)
     }

@@ -630,7 +630,9 @@ impl Engine for PostgresEngine {
     }
 
     fn durability(&mut self) -> Result<Option<super::Durability>, DbError> {
-        PostgresEngine::durability(self).map(Some)
+        let d = PostgresEngine::durability(self)?;
+        self.check_durability(&d)?;
+        Ok(Some(d))
     }
 
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
