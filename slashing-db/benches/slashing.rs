@@ -9,6 +9,11 @@
 //!    M attestations each (default 10,000 × 1,000), and the one-caller rate on
 //!    the resulting database.
 //!
+//! With `-- --engine postgres` instead: a PostgreSQL cluster started in the
+//! target directory (same disk), its baseline (one autocommit `INSERT`, i.e.
+//! one round trip and one durable commit, in a loop from one client), and
+//! figures 2 and 3 on the PostgreSQL engine.
+//!
 //! No assertions: figures and ratios go to `docs/performance.md`.
 
 #![allow(
@@ -30,7 +35,11 @@ use slashing_db::*;
 
 const GENESIS: GenesisRoot = GenesisRoot([0x42; 32]);
 
+#[path = "../tests/common/pg.rs"]
+mod pg;
+
 struct Args {
+    postgres: bool,
     validators: u64,
     attestations: u64,
     seconds: f64,
@@ -38,6 +47,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        postgres: false,
         validators: 10_000,
         attestations: 1_000,
         seconds: 3.0,
@@ -50,6 +60,7 @@ fn args() -> Args {
             "--validators" => a.validators = next.parse().expect("--validators N"),
             "--attestations" => a.attestations = next.parse().expect("--attestations M"),
             "--seconds" => a.seconds = next.parse().expect("--seconds S"),
+            "--engine" => a.postgres = next == "postgres",
             _ => {
                 i += 1;
                 continue; // cargo passes --bench
@@ -210,8 +221,108 @@ fn fmt_rate(r: f64) -> String {
     out + "/s"
 }
 
+/// One autocommit INSERT per round trip, for `secs`: durable commits/s.
+fn raw_pg_commits(c: &pg::PgCluster, schema: &str, secs: f64) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = c
+            .config(schema)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute("SET synchronous_commit = on; CREATE TABLE raw_commits (n bigint)")
+            .await
+            .unwrap();
+        let st = client
+            .prepare("INSERT INTO raw_commits VALUES ($1)")
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut n = 0i64;
+        while start.elapsed().as_secs_f64() < secs {
+            client.execute(&st, &[&n]).await.unwrap();
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+fn postgres_figures(base: &Path, secs: f64) {
+    // On the target directory's disk, like the SQLite figures.
+    let cluster = pg::PgCluster::start_in(base, "");
+    println!(
+        "postgres: cluster in {} (port {})",
+        cluster.dir.path().display(),
+        cluster.port
+    );
+    let raw_schema = cluster.new_schema();
+    let raw = raw_pg_commits(&cluster, &raw_schema, secs);
+    line(
+        "raw INSERT + COMMIT round trip",
+        fmt_rate(raw),
+        "-".into(),
+        "-",
+        "-",
+        "-",
+    );
+    let schema = cluster.new_schema();
+    let opts = PostgresOptions::new(cluster.config(&schema));
+    let db = SlashingDb::open_postgres(
+        &opts,
+        Config {
+            genesis_root: Some(GENESIS),
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    one_caller(&db, 1, 64, 0.5);
+    let single = one_caller(&db, 1_000, 64, secs);
+    let ratio = single / raw;
+    line(
+        "decisions/s, 1 caller (postgres)",
+        fmt_rate(single),
+        fmt_rate(raw),
+        &format!("{ratio:.2}"),
+        "≥ 0.80×",
+        if ratio >= 0.8 { "yes" } else { "no" },
+    );
+    let db = Arc::new(db);
+    let (rate, commits, decisions) = many_callers(&db, 64, 200);
+    line(
+        "decisions/s, 64 callers (postgres)",
+        fmt_rate(rate),
+        fmt_rate(raw),
+        &format!("{:.1}", rate / raw),
+        "≥ 20,000/s",
+        if rate >= 20_000.0 { "yes" } else { "no" },
+    );
+    println!(
+        "    {decisions} decisions in {commits} commits: {:.1} decisions per commit",
+        decisions as f64 / commits as f64
+    );
+}
+
 fn main() {
     let a = args();
+    if a.postgres {
+        let base: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(&base).unwrap();
+        line(
+            "figure",
+            "value".into(),
+            "baseline".into(),
+            "ratio",
+            "target",
+            "met",
+        );
+        postgres_figures(&base, a.seconds);
+        return;
+    }
     let base: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();

@@ -86,6 +86,16 @@ impl std::fmt::Debug for PgCluster {
 impl PgCluster {
     /// `initdb` and start a new cluster. `extra` lines go to postgresql.conf.
     pub fn start(extra: &str) -> Self {
+        Self::start_at(None, extra)
+    }
+
+    /// [`PgCluster::start`] with the data directory under `dir` (a real disk,
+    /// for measurements), not on tmpfs.
+    pub fn start_in(dir: &Path, extra: &str) -> Self {
+        Self::start_at(Some(dir), extra)
+    }
+
+    fn start_at(under: Option<&Path>, extra: &str) -> Self {
         let bin = bin_dir();
         let root = unsafe_is_root();
         let run_as = root.then(|| "postgres".to_owned());
@@ -94,7 +104,10 @@ impl PgCluster {
         // still refuses fsync = off; the crash tests use a real disk.)
         let mut builder = tempfile::Builder::new();
         builder.prefix("signer-pg-");
-        let dir = match std::env::var_os("SIGNER_PG_TEST_DIR") {
+        let dir = match under
+            .map(Path::to_owned)
+            .or_else(|| std::env::var_os("SIGNER_PG_TEST_DIR").map(PathBuf::from))
+        {
             Some(d) => builder.tempdir_in(d),
             None if Path::new("/dev/shm").is_dir() => builder.tempdir_in("/dev/shm"),
             None => builder.tempdir(),
