@@ -252,6 +252,36 @@ fn raw_pg_commits(c: &pg::PgCluster, schema: &str, secs: f64) -> f64 {
     })
 }
 
+/// Rows 2 and 3 for `db`: one caller (after a warm-up that registers the
+/// validators), then 64 callers with `per_caller` decisions each.
+fn decision_rows(db: SlashingDb, raw: f64, what: &str, per_caller: u64, secs: f64) {
+    one_caller(&db, 1, 64, 0.5);
+    let single = one_caller(&db, 1_000, 64, secs);
+    let ratio = single / raw;
+    line(
+        &format!("decisions/s, 1 caller ({what})"),
+        fmt_rate(single),
+        fmt_rate(raw),
+        &format!("{ratio:.2}"),
+        "≥ 0.80×",
+        if ratio >= 0.8 { "yes" } else { "no" },
+    );
+    let db = Arc::new(db);
+    let (rate, commits, decisions) = many_callers(&db, 64, per_caller);
+    line(
+        &format!("decisions/s, 64 callers ({what})"),
+        fmt_rate(rate),
+        fmt_rate(raw),
+        &format!("{:.1}", rate / raw),
+        "≥ 20,000/s",
+        if rate >= 20_000.0 { "yes" } else { "no" },
+    );
+    println!(
+        "    {decisions} decisions in {commits} commits: {:.1} decisions per commit",
+        decisions as f64 / commits as f64
+    );
+}
+
 fn postgres_figures(base: &Path, secs: f64) {
     // On the target directory's disk, like the SQLite figures.
     let cluster = pg::PgCluster::start_in(base, "");
@@ -280,31 +310,7 @@ fn postgres_figures(base: &Path, secs: f64) {
         },
     )
     .unwrap();
-    one_caller(&db, 1, 64, 0.5);
-    let single = one_caller(&db, 1_000, 64, secs);
-    let ratio = single / raw;
-    line(
-        "decisions/s, 1 caller (postgres)",
-        fmt_rate(single),
-        fmt_rate(raw),
-        &format!("{ratio:.2}"),
-        "≥ 0.80×",
-        if ratio >= 0.8 { "yes" } else { "no" },
-    );
-    let db = Arc::new(db);
-    let (rate, commits, decisions) = many_callers(&db, 64, 200);
-    line(
-        "decisions/s, 64 callers (postgres)",
-        fmt_rate(rate),
-        fmt_rate(raw),
-        &format!("{:.1}", rate / raw),
-        "≥ 20,000/s",
-        if rate >= 20_000.0 { "yes" } else { "no" },
-    );
-    println!(
-        "    {decisions} decisions in {commits} commits: {:.1} decisions per commit",
-        decisions as f64 / commits as f64
-    );
+    decision_rows(db, raw, "postgres", 200, secs);
 }
 
 fn main() {
@@ -354,33 +360,7 @@ fn main() {
     let db_path = dir.path().join("decisions.sqlite");
     let db = open(&db_path);
     // Warm up: register the validators, grow the WAL to its steady size.
-    one_caller(&db, 1, 64, 0.5);
-    let single = one_caller(&db, 1_000, 64, a.seconds);
-    let ratio = single / raw;
-    line(
-        "decisions/s, 1 caller",
-        fmt_rate(single),
-        fmt_rate(raw),
-        &format!("{ratio:.2}"),
-        "≥ 0.80×",
-        if ratio >= 0.8 { "yes" } else { "no" },
-    );
-
-    let db = Arc::new(db);
-    let (rate, commits, decisions) = many_callers(&db, 64, 1_000);
-    line(
-        "decisions/s, 64 callers (group commit)",
-        fmt_rate(rate),
-        fmt_rate(raw),
-        &format!("{:.1}", rate / raw),
-        "≥ 20,000/s",
-        if rate >= 20_000.0 { "yes" } else { "no" },
-    );
-    println!(
-        "    {decisions} decisions in {commits} commits: {:.1} decisions per fsync",
-        decisions as f64 / commits as f64
-    );
-    drop(db);
+    decision_rows(db, raw, "group commit", 1_000, a.seconds);
 
     let json = dir.path().join("interchange.json");
     let t = Instant::now();
