@@ -93,6 +93,46 @@ pub fn attestation(key: &[u8], source: u64, target: u64, block: u8) -> pb::SignR
 }
 
 /// The setup's fork info.
+/// Round `r` of `rounds`: every client asks at the same moment for its own
+/// attestation (source `r`, target `10 + r`, a different block each) — all
+/// conflicting. Returns, per round, how many were signed and the reasons of
+/// the refusals.
+pub async fn race_conflicting_attestations(
+    clients: &[pb::signer_client::SignerClient<tonic::transport::Channel>],
+    key: &[u8],
+    rounds: u64,
+) -> Vec<(usize, Vec<pb::Reason>)> {
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let barrier = Arc::new(tokio::sync::Barrier::new(clients.len()));
+        let mut tasks = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let mut c = c.clone();
+            let req = attestation(key, round, 10 + round, u8::try_from(i).unwrap_or(u8::MAX));
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                c.sign(req).await
+            }));
+        }
+        let (mut signed, mut refused) = (0, Vec::new());
+        for t in tasks {
+            let answer = t
+                .await
+                .unwrap_or_else(|e| panic_str(&e.to_string()))
+                .unwrap_or_else(|e| panic_str(&e.to_string()))
+                .into_inner();
+            match answer.outcome {
+                Some(pb::sign_response::Outcome::Signature(_)) => signed += 1,
+                Some(pb::sign_response::Outcome::Refusal(r)) => refused.push(r.reason()),
+                None => panic_str("an answer without an outcome"),
+            }
+        }
+        out.push((signed, refused));
+    }
+    out
+}
+
 pub fn fork_info() -> pb::ForkInfo {
     pb::ForkInfo {
         fork: Some(pb::Fork {

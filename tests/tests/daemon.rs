@@ -17,7 +17,7 @@ use proto::v1 as pb;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use slashing_db::SlashingDb;
-use tests::daemon::{BLS_SECRET, Setup, fork_info};
+use tests::daemon::{BLS_SECRET, Setup, fork_info, race_conflicting_attestations};
 
 /// An attestation request with `source → target`; `block` varies the root.
 fn attestation(key: &[u8], source: u64, target: u64, block: u8) -> pb::SignRequest {
@@ -303,27 +303,13 @@ async fn thirty_two_conflicting_requests_on_separate_connections_yield_one_signa
     for _ in 0..32 {
         clients.push(daemon.client(tls.clone()).await);
     }
-    for round in 0..5u64 {
-        let target = 10 + round;
-        let barrier = Arc::new(tokio::sync::Barrier::new(32));
-        let mut tasks = Vec::new();
-        for (i, c) in clients.iter().enumerate() {
-            let mut c = c.clone();
-            let req = attestation(&setup.bls, round, target, i as u8);
-            let barrier = barrier.clone();
-            tasks.push(tokio::spawn(async move {
-                barrier.wait().await;
-                ask(&mut c, req).await
-            }));
-        }
-        let mut signed = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(_) => signed += 1,
-                Err((why, _)) => assert_eq!(why, pb::Reason::Slashable),
-            }
-        }
-        assert_eq!(signed, 1, "round {round}");
+    let rounds = race_conflicting_attestations(&clients, &setup.bls, 5).await;
+    for (round, (signed, refused)) in rounds.iter().enumerate() {
+        assert_eq!(*signed, 1, "round {round}");
+        assert!(
+            refused.iter().all(|r| *r == pb::Reason::Slashable),
+            "round {round}: {refused:?}"
+        );
     }
     assert!(daemon.stop().success());
     assert_eq!(attestations_in(&setup.path("data/slashing.sqlite")), 5);

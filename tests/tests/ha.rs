@@ -9,10 +9,8 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::Arc;
-
 use proto::v1 as pb;
-use tests::daemon::{Daemon, Setup, attestation};
+use tests::daemon::{Daemon, Setup, attestation, race_conflicting_attestations};
 use tests::pg::{PASSWORD, PgCluster, USER};
 
 type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
@@ -71,29 +69,15 @@ async fn three_instances_on_one_database_sign_one_of_32_conflicting_requests_per
     for i in 0..32 {
         clients.push(daemons[i % 3].client(tls.clone()).await);
     }
-    for round in 0..5u64 {
-        let target = 10 + round;
-        let barrier = Arc::new(tokio::sync::Barrier::new(32));
-        let mut tasks = Vec::new();
-        for (i, c) in clients.iter().enumerate() {
-            let mut c = c.clone();
-            let req = attestation(&setup.bls, round, target, i as u8);
-            let barrier = barrier.clone();
-            tasks.push(tokio::spawn(async move {
-                barrier.wait().await;
-                ask(&mut c, req).await
-            }));
-        }
-        let mut signed = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(_) => signed += 1,
-                Err(why) => assert_eq!(why, pb::Reason::Slashable, "round {round}"),
-            }
-        }
+    let rounds = race_conflicting_attestations(&clients, &setup.bls, 5).await;
+    for (round, (signed, refused)) in rounds.iter().enumerate() {
         assert_eq!(
-            signed, 1,
+            *signed, 1,
             "round {round}: exactly one of 32 requests over 3 instances"
+        );
+        assert!(
+            refused.iter().all(|r| *r == pb::Reason::Slashable),
+            "round {round}: {refused:?}"
         );
     }
     for d in daemons {
