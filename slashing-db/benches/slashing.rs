@@ -222,7 +222,9 @@ fn fmt_rate(r: f64) -> String {
 }
 
 /// One autocommit INSERT per round trip, for `secs`: durable commits/s.
-fn raw_pg_commits(c: &pg::PgCluster, schema: &str, secs: f64) -> f64 {
+/// Autocommit `insert` ($1 = a counter) after `setup`, one at a time, for
+/// `secs`: one round trip and one WAL flush each. Returns commits/s.
+fn pg_commits(c: &pg::PgCluster, schema: &str, setup: &str, insert: &str, secs: f64) -> f64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,13 +237,10 @@ fn raw_pg_commits(c: &pg::PgCluster, schema: &str, secs: f64) -> f64 {
             .unwrap();
         tokio::spawn(conn);
         client
-            .batch_execute("SET synchronous_commit = on; CREATE TABLE raw_commits (n bigint)")
+            .batch_execute(&format!("SET synchronous_commit = on; {setup}"))
             .await
             .unwrap();
-        let st = client
-            .prepare("INSERT INTO raw_commits VALUES ($1)")
-            .await
-            .unwrap();
+        let st = client.prepare(insert).await.unwrap();
         let start = Instant::now();
         let mut n = 0i64;
         while start.elapsed().as_secs_f64() < secs {
@@ -291,7 +290,13 @@ fn postgres_figures(base: &Path, secs: f64) {
         cluster.port
     );
     let raw_schema = cluster.new_schema();
-    let raw = raw_pg_commits(&cluster, &raw_schema, secs);
+    let raw = pg_commits(
+        &cluster,
+        &raw_schema,
+        "CREATE TABLE raw_commits (n bigint)",
+        "INSERT INTO raw_commits VALUES ($1)",
+        secs,
+    );
     line(
         "raw INSERT + COMMIT round trip",
         fmt_rate(raw),
@@ -300,16 +305,39 @@ fn postgres_figures(base: &Path, secs: f64) {
         "-",
         "-",
     );
+    let config = || Config {
+        genesis_root: Some(GENESIS),
+        ..Config::default()
+    };
+    // The floor the schema itself sets: the same round trip into
+    // signed_attestations (primary key, foreign key, minimum trigger).
+    let floor_schema = cluster.new_schema();
+    drop(
+        SlashingDb::open_postgres(
+            &PostgresOptions::new(cluster.config(&floor_schema)),
+            config(),
+        )
+        .unwrap(),
+    );
+    let floor = pg_commits(
+        &cluster,
+        &floor_schema,
+        "INSERT INTO validators (pubkey) VALUES (decode(repeat('ab', 48), 'hex'))",
+        "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch)
+         SELECT id, $1, $1 FROM validators",
+        secs,
+    );
+    line(
+        "  the same into signed_attestations (its triggers)",
+        fmt_rate(floor),
+        fmt_rate(raw),
+        &format!("{:.2}", floor / raw),
+        "-",
+        "-",
+    );
     let schema = cluster.new_schema();
     let opts = PostgresOptions::new(cluster.config(&schema));
-    let db = SlashingDb::open_postgres(
-        &opts,
-        Config {
-            genesis_root: Some(GENESIS),
-            ..Config::default()
-        },
-    )
-    .unwrap();
+    let db = SlashingDb::open_postgres(&opts, config()).unwrap();
     decision_rows(db, raw, "postgres", 200, secs);
 }
 

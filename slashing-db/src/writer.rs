@@ -273,6 +273,15 @@ impl Writer {
     fn try_batch(&mut self, batch: &[(Option<u64>, Work)]) -> Result<Vec<Answer>, DbError> {
         self.refuse_if_poisoned()?;
         self.engine.begin()?;
+        let proposals: Vec<&Proposal> = batch
+            .iter()
+            .filter_map(|(_, w)| match w {
+                Work::Decide(p) => Some(p.iter()),
+                Work::StoreSignature { .. } => None,
+            })
+            .flatten()
+            .collect();
+        self.engine.read_ahead(&proposals)?;
         // A caller's failure must not undo the others' work: with several
         // callers, each runs under its own savepoint. Alone, it needs none.
         let nested = batch.len() > 1;

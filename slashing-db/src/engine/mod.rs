@@ -11,7 +11,7 @@ pub mod sqlite;
 pub use schema::SCHEMA_VERSION;
 
 use crate::error::DbError;
-use crate::record::{CometRecord, SignedAttestation, SignedBlock};
+use crate::record::{CometRecord, Proposal, SignedAttestation, SignedBlock};
 use crate::rules::eth::max_bound;
 use crate::types::{BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Slot};
 
@@ -74,6 +74,15 @@ pub trait Engine: Send {
     fn in_transaction(&self) -> bool;
     /// Abandons the transaction.
     fn rollback(&mut self) -> Result<(), DbError>;
+    /// Called once right after [`Engine::begin`] with every proposal the
+    /// transaction is about to decide, so that an engine for which each
+    /// question is a network round trip can take the locks and read the
+    /// facts for all of them at once (PostgreSQL). The rules then ask their
+    /// questions as usual. Default: nothing (SQLite answers from its cache).
+    fn read_ahead(&mut self, batch: &[&Proposal]) -> Result<(), DbError> {
+        let _ = batch;
+        Ok(())
+    }
     /// Marks a point the transaction can roll back to (nested work of one caller).
     fn savepoint(&mut self) -> Result<(), DbError>;
     /// Keeps the work since the last savepoint.

@@ -29,6 +29,8 @@ pub struct PgCluster {
     pub run_as: Option<String>,
     server: Option<Child>,
     next_schema: AtomicU32,
+    /// Keeps the port ours while the server is down (see `reserve_port`).
+    _port_lock: std::fs::File,
 }
 
 /// The directory with `initdb`, `postgres` and `psql`: `$PG_BIN`, else the
@@ -67,9 +69,26 @@ pub fn bin_dir() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("local address").port()
+/// A free port that no other test process takes while the returned lock
+/// file is open. Without it, a port freed by killing a cluster can be handed
+/// to another test's cluster (tests run as parallel processes), and a client
+/// reconnecting to the killed one lands in a stranger's database.
+pub fn reserve_port() -> (u16, std::fs::File) {
+    let dir = std::env::temp_dir().join("signer-test-ports");
+    std::fs::create_dir_all(&dir).expect("creating the port lock directory");
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+        let port = l.local_addr().expect("local address").port();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .expect("opening a port lock file");
+        if f.try_lock().is_ok() {
+            return (port, f);
+        }
+    }
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -135,7 +154,7 @@ impl PgCluster {
             .arg(format!("--pwfile={}", pwfile.display()))
             .args(["--no-sync", "-E", "UTF8", "--locale=C"]);
         run_checked(as_user(initdb, run_as.as_deref()), "initdb");
-        let port = free_port();
+        let (port, port_lock) = reserve_port();
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              fsync = on\nsynchronous_commit = on\nmax_connections = 200\nshared_buffers = 32MB\n\
@@ -150,6 +169,7 @@ impl PgCluster {
             run_as,
             server: None,
             next_schema: AtomicU32::new(0),
+            _port_lock: port_lock,
         };
         cluster.launch();
         cluster.psql(&format!("CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'"));

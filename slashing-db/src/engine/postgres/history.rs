@@ -7,40 +7,51 @@
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use super::{PostgresEngine, lock_key};
+use super::PostgresEngine;
 use crate::engine::{Bounds, Engine, ValidatorId, Watermarks};
 use crate::error::DbError;
-use crate::record::{CometRecord, SignedAttestation, SignedBlock};
+use crate::record::{CometRecord, Proposal, SignedAttestation, SignedBlock};
 use crate::types::{
     BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Height, Hrs, SigningRoot, Slot, Step,
 };
 
 const GENESIS_KEY: &str = "genesis_validators_root";
 
+/// Replaces the last CometBFT record of (key, chain).
+pub(super) const COMET_STORE: &str = "INSERT INTO cometbft_state (consensus_key, chain_id, height, round, step, sign_bytes, signature)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (consensus_key, chain_id) DO UPDATE SET
+       height = excluded.height, round = excluded.round, step = excluded.step,
+       sign_bytes = excluded.sign_bytes, signature = excluded.signature";
+
+/// Attaches a signature to the record it was made for, if still the last.
+pub(super) const COMET_ATTACH: &str = "UPDATE cometbft_state SET signature = $4
+     WHERE consensus_key = $1 AND chain_id = $2 AND sign_bytes = $3 AND signature IS NULL";
+
 impl PostgresEngine {
-    fn corrupt(&self, detail: impl Into<String>) -> DbError {
+    pub(super) fn corrupt(&self, detail: impl Into<String>) -> DbError {
         DbError::Corrupt {
             path: self.target.clone().into(),
             detail: detail.into(),
         }
     }
 
-    fn col<'a, T: FromSql<'a>>(&self, row: &'a Row, i: usize) -> Result<T, DbError> {
+    pub(super) fn col<'a, T: FromSql<'a>>(&self, row: &'a Row, i: usize) -> Result<T, DbError> {
         row.try_get(i)
             .map_err(|e| self.corrupt(format!("unexpected column {i}: {e}")))
     }
 
-    fn u64_of(&self, v: i64) -> Result<u64, DbError> {
+    pub(super) fn u64_of(&self, v: i64) -> Result<u64, DbError> {
         u64::try_from(v).map_err(|_| self.corrupt(format!("negative value {v} stored")))
     }
 
-    fn opt_u64(&self, row: &Row, i: usize) -> Result<Option<u64>, DbError> {
+    pub(super) fn opt_u64(&self, row: &Row, i: usize) -> Result<Option<u64>, DbError> {
         self.col::<Option<i64>>(row, i)?
             .map(|v| self.u64_of(v))
             .transpose()
     }
 
-    fn root_of(&self, b: Option<Vec<u8>>) -> Result<Option<SigningRoot>, DbError> {
+    pub(super) fn root_of(&self, b: Option<Vec<u8>>) -> Result<Option<SigningRoot>, DbError> {
         b.map(|b| {
             SigningRoot::from_slice(&b).ok_or_else(|| self.corrupt("signing root of wrong length"))
         })
@@ -48,14 +59,30 @@ impl PostgresEngine {
     }
 
     fn att_of(&self, row: &Row) -> Result<SignedAttestation, DbError> {
+        self.att_at(row, 0)
+    }
+
+    /// `(source, target, root)` from column `at` on.
+    pub(super) fn att_at(&self, row: &Row, at: usize) -> Result<SignedAttestation, DbError> {
         Ok(SignedAttestation {
-            source: Epoch(self.u64_of(self.col(row, 0)?)?),
-            target: Epoch(self.u64_of(self.col(row, 1)?)?),
-            signing_root: self.root_of(self.col(row, 2)?)?,
+            source: Epoch(self.u64_of(self.col(row, at)?)?),
+            target: Epoch(self.u64_of(self.col(row, at + 1)?)?),
+            signing_root: self.root_of(self.col(row, at + 2)?)?,
         })
     }
 
-    fn comet_of(&self, row: &Row, at: usize) -> Result<CometRecord, DbError> {
+    /// Refuses a call the read-ahead path does not serve (a bug).
+    fn classic(&self, what: &'static str) -> Result<(), DbError> {
+        if self.ahead.is_some() {
+            return Err(DbError::Engine {
+                context: "deciding a batch",
+                source: format!("{what} inside a batch read ahead").into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn comet_of(&self, row: &Row, at: usize) -> Result<CometRecord, DbError> {
         let round: i64 = self.col(row, at + 1)?;
         let step: i16 = self.col(row, at + 2)?;
         Ok(CometRecord {
@@ -116,17 +143,47 @@ impl Engine for PostgresEngine {
         self.connect()?;
         self.locked.clear();
         self.locked_comet.clear();
+        self.ahead = None;
         // READ COMMITTED: every statement sees what committed before it, so a
-        // read after a lock sees the previous lock holder's writes.
-        self.batch(
-            "beginning transaction",
-            "BEGIN ISOLATION LEVEL READ COMMITTED",
-        )?;
+        // read after a lock sees the previous lock holder's writes. BEGIN
+        // itself goes out with the first statement (no round trip of its own).
+        self.begin_pending = true;
         self.in_tx = true;
         Ok(())
     }
 
+    fn read_ahead(&mut self, batch: &[&Proposal]) -> Result<(), DbError> {
+        self.read_ahead_batch(batch)
+    }
+
     fn commit(&mut self) -> Result<(), DbError> {
+        let ahead = self.ahead.take();
+        let pending = std::mem::take(&mut self.begin_pending);
+        // The writes held by a read-ahead batch go out with the COMMIT.
+        let mut steps = match &ahead {
+            Some(a) => match self.write_steps(a) {
+                Ok(steps) => steps,
+                Err(e) => {
+                    if pending {
+                        // Nothing was sent.
+                        self.in_tx = false;
+                    } else {
+                        let _ = self.rollback();
+                    }
+                    return Err(e);
+                }
+            },
+            None => Vec::new(),
+        };
+        if pending {
+            if steps.is_empty() {
+                // Nothing was sent and nothing is to be written.
+                self.in_tx = false;
+                return Ok(());
+            }
+            steps.insert(0, super::pipeline::Step::Control(super::pipeline::BEGIN));
+        }
+        steps.push(super::pipeline::Step::Control("COMMIT"));
         let Some(client) = self.client.as_ref() else {
             return Err(DbError::Unavailable {
                 context: "committing",
@@ -135,11 +192,19 @@ impl Engine for PostgresEngine {
         };
         let deadline = self.opts.statement_timeout;
         let out = super::block(&self.rt, async {
-            tokio::time::timeout(deadline, client.batch_execute("COMMIT")).await
+            tokio::time::timeout(deadline, super::pipeline::pipeline(client, &steps)).await
         });
         self.in_tx = false;
         self.locked.clear();
         self.locked_comet.clear();
+        // A write refused by the server aborted the transaction (its COMMIT
+        // then only rolls back): the first error is the outcome.
+        let out = out.map(|answers| {
+            answers
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(()), Err)
+        });
         match out {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e))
@@ -150,6 +215,11 @@ impl Engine for PostgresEngine {
                         .is_none_or(tokio_postgres::Client::is_closed) =>
             {
                 // The server answered: the transaction was rolled back.
+                if e.code()
+                    .is_some_and(|c| c.code() == super::batch::ASSUMPTION_FAILED)
+                {
+                    self.read_next = true;
+                }
                 self.genesis = None;
                 Err(self.fail("committing", &e))
             }
@@ -176,7 +246,8 @@ impl Engine for PostgresEngine {
         self.genesis = None;
         self.locked.clear();
         self.locked_comet.clear();
-        if !self.in_tx || self.client.is_none() {
+        self.ahead = None;
+        if std::mem::take(&mut self.begin_pending) || !self.in_tx || self.client.is_none() {
             self.in_tx = false;
             return Ok(());
         }
@@ -185,14 +256,26 @@ impl Engine for PostgresEngine {
     }
 
     fn savepoint(&mut self) -> Result<(), DbError> {
+        if let Some(a) = self.ahead.as_mut() {
+            a.savepoint();
+            return Ok(());
+        }
         self.batch("savepoint", "SAVEPOINT request")
     }
 
     fn release_savepoint(&mut self) -> Result<(), DbError> {
+        if let Some(a) = self.ahead.as_mut() {
+            a.release_savepoint();
+            return Ok(());
+        }
         self.batch("savepoint", "RELEASE SAVEPOINT request")
     }
 
     fn rollback_to_savepoint(&mut self) -> Result<(), DbError> {
+        if let Some(a) = self.ahead.as_mut() {
+            a.rollback_to_savepoint();
+            return Ok(());
+        }
         self.genesis = None;
         // Locks taken since the savepoint are released by the rollback.
         self.locked.clear();
@@ -207,6 +290,7 @@ impl Engine for PostgresEngine {
         if self.genesis.is_some() {
             return Ok(self.genesis);
         }
+        self.classic("reading the network")?;
         let row = self.query_opt(
             "reading genesis root",
             "SELECT value FROM meta WHERE key = $1",
@@ -227,6 +311,7 @@ impl Engine for PostgresEngine {
     }
 
     fn set_genesis_root(&mut self, root: &GenesisRoot) -> Result<(), DbError> {
+        self.classic("pinning the network")?;
         // Another instance may pin at the same moment: the first commit wins,
         // and whoever loses learns the pinned root here.
         self.execute(
@@ -246,6 +331,9 @@ impl Engine for PostgresEngine {
     }
 
     fn validator(&mut self, pubkey: &BlsPublicKey) -> Result<Option<ValidatorId>, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.validator(pubkey).map(|v| Some(ValidatorId(v)));
+        }
         let row = self.query_opt(
             "reading validator",
             "SELECT id FROM validators WHERE pubkey = $1 FOR UPDATE",
@@ -262,6 +350,7 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_validator(&mut self, pubkey: &BlsPublicKey) -> Result<ValidatorId, DbError> {
+        self.classic("registering a validator")?;
         // Another instance may register the same key at the same moment: the
         // insert waits for its commit and then does nothing; the lock below
         // then finds its row.
@@ -275,6 +364,7 @@ impl Engine for PostgresEngine {
     }
 
     fn validators(&mut self) -> Result<Vec<(ValidatorId, BlsPublicKey)>, DbError> {
+        self.classic("listing validators")?;
         let rows = self.query(
             "listing validators",
             "SELECT id, pubkey FROM validators ORDER BY pubkey",
@@ -291,6 +381,9 @@ impl Engine for PostgresEngine {
     }
 
     fn bounds(&mut self, v: ValidatorId) -> Result<Bounds, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.bounds(v.0);
+        }
         self.lock_validator(v)?;
         let row = self
             .query_opt(
@@ -313,6 +406,7 @@ impl Engine for PostgresEngine {
     }
 
     fn set_watermarks(&mut self, v: ValidatorId, w: &Watermarks) -> Result<(), DbError> {
+        self.classic("writing watermarks")?;
         self.lock_validator(v)?;
         let b = opt_i64("slot", w.block_slot.map(|x| x.0))?;
         let s = opt_i64("source epoch", w.source_epoch.map(|x| x.0))?;
@@ -326,6 +420,9 @@ impl Engine for PostgresEngine {
     }
 
     fn block_at(&mut self, v: ValidatorId, slot: Slot) -> Result<Option<SignedBlock>, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.block_at(v.0, slot);
+        }
         self.lock_validator(v)?;
         let s = i64_of("slot", slot.0)?;
         let row = self.query_opt(
@@ -343,6 +440,7 @@ impl Engine for PostgresEngine {
     }
 
     fn max_block_slot(&mut self, v: ValidatorId) -> Result<Option<Slot>, DbError> {
+        self.classic("reading blocks")?;
         self.lock_validator(v)?;
         let row = self
             .query_opt(
@@ -355,6 +453,10 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError> {
+        if let Some(a) = self.ahead.as_mut() {
+            a.insert_block(v.0, b);
+            return Ok(());
+        }
         self.lock_validator(v)?;
         let s = i64_of("slot", b.slot.0)?;
         self.execute(
@@ -366,6 +468,7 @@ impl Engine for PostgresEngine {
     }
 
     fn merge_block(&mut self, v: ValidatorId, b: &SignedBlock) -> Result<(), DbError> {
+        self.classic("importing a block")?;
         self.lock_validator(v)?;
         let s = i64_of("slot", b.slot.0)?;
         self.execute(
@@ -379,6 +482,7 @@ impl Engine for PostgresEngine {
     }
 
     fn blocks(&mut self, v: ValidatorId) -> Result<Vec<SignedBlock>, DbError> {
+        self.classic("reading blocks")?;
         let rows = self.query(
             "reading blocks",
             "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = $1 ORDER BY slot",
@@ -399,6 +503,7 @@ impl Engine for PostgresEngine {
         v: ValidatorId,
         slot: Slot,
     ) -> Result<(u64, Option<Slot>), DbError> {
+        self.classic("pruning")?;
         self.lock_validator(v)?;
         let s = i64_of("slot", slot.0)?;
         let row = self
@@ -418,6 +523,9 @@ impl Engine for PostgresEngine {
         v: ValidatorId,
         target: Epoch,
     ) -> Result<Option<SignedAttestation>, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.attestation_for_target(v.0, target);
+        }
         self.lock_validator(v)?;
         let t = i64_of("target epoch", target.0)?;
         self.att_query(
@@ -433,6 +541,9 @@ impl Engine for PostgresEngine {
         source: Epoch,
         target: Epoch,
     ) -> Result<Option<SignedAttestation>, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.surrounded_by(v.0, source, target);
+        }
         self.lock_validator(v)?;
         let s = i64_of("source epoch", source.0)?;
         let t = i64_of("target epoch", target.0)?;
@@ -457,6 +568,9 @@ impl Engine for PostgresEngine {
         source: Epoch,
         target: Epoch,
     ) -> Result<Option<SignedAttestation>, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.surrounding(v.0, source, target);
+        }
         self.lock_validator(v)?;
         let s = i64_of("source epoch", source.0)?;
         let t = i64_of("target epoch", target.0)?;
@@ -469,6 +583,7 @@ impl Engine for PostgresEngine {
     }
 
     fn max_target_epoch(&mut self, v: ValidatorId) -> Result<Option<Epoch>, DbError> {
+        self.classic("reading attestations")?;
         self.lock_validator(v)?;
         let row = self
             .query_opt(
@@ -481,6 +596,7 @@ impl Engine for PostgresEngine {
     }
 
     fn recount_minimums(&mut self, v: ValidatorId) -> Result<(), DbError> {
+        self.classic("pruning")?;
         self.lock_validator(v)?;
         self.execute(
             "recounting low watermarks",
@@ -495,6 +611,10 @@ impl Engine for PostgresEngine {
     }
 
     fn insert_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError> {
+        if let Some(ahead) = self.ahead.as_mut() {
+            ahead.insert_attestation(v.0, a);
+            return Ok(());
+        }
         self.lock_validator(v)?;
         let s = i64_of("source epoch", a.source.0)?;
         let t = i64_of("target epoch", a.target.0)?;
@@ -508,6 +628,7 @@ impl Engine for PostgresEngine {
     }
 
     fn merge_attestation(&mut self, v: ValidatorId, a: &SignedAttestation) -> Result<(), DbError> {
+        self.classic("importing an attestation")?;
         self.lock_validator(v)?;
         let s = i64_of("source epoch", a.source.0)?;
         let t = i64_of("target epoch", a.target.0)?;
@@ -526,6 +647,7 @@ impl Engine for PostgresEngine {
     }
 
     fn attestations(&mut self, v: ValidatorId) -> Result<Vec<SignedAttestation>, DbError> {
+        self.classic("reading attestations")?;
         let rows = self.query(
             "reading attestations",
             "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
@@ -540,6 +662,7 @@ impl Engine for PostgresEngine {
         v: ValidatorId,
         target: Epoch,
     ) -> Result<(u64, Option<(Epoch, Epoch)>), DbError> {
+        self.classic("pruning")?;
         self.lock_validator(v)?;
         let t = i64_of("target epoch", target.0)?;
         let row = self
@@ -564,9 +687,12 @@ impl Engine for PostgresEngine {
         key: &ConsensusKey,
         chain: &ChainId,
     ) -> Result<Option<CometRecord>, DbError> {
+        if let Some(a) = &self.ahead {
+            return a.cometbft_last(key, chain);
+        }
         // The row may not exist yet, so the lock is an advisory one on
         // (key, chain), held until the transaction ends.
-        let lock = lock_key(b"cometbft", &[key.as_bytes(), chain.as_str().as_bytes()]);
+        let lock = super::comet_lock_key(key, chain);
         if !self.locked_comet.contains(&lock) {
             self.query(
                 "locking CometBFT key",
@@ -590,16 +716,15 @@ impl Engine for PostgresEngine {
         chain: &ChainId,
         r: &CometRecord,
     ) -> Result<(), DbError> {
+        if let Some(a) = self.ahead.as_mut() {
+            return a.cometbft_store(key, chain, r);
+        }
         let h = i64_of("height", r.hrs.height.0)?;
         let round = i64::from(r.hrs.round);
         let step = i16::try_from(r.hrs.step.as_i64()).unwrap_or(i16::MAX);
         self.execute(
             "recording CometBFT state",
-            "INSERT INTO cometbft_state (consensus_key, chain_id, height, round, step, sign_bytes, signature)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (consensus_key, chain_id) DO UPDATE SET
-               height = excluded.height, round = excluded.round, step = excluded.step,
-               sign_bytes = excluded.sign_bytes, signature = excluded.signature",
+            COMET_STORE,
             &[
                 &key.as_bytes(),
                 &chain.as_str(),
@@ -620,10 +745,13 @@ impl Engine for PostgresEngine {
         sign_bytes: &[u8],
         signature: &[u8],
     ) -> Result<(), DbError> {
+        if let Some(a) = self.ahead.as_mut() {
+            a.attach(key, chain, sign_bytes, signature);
+            return Ok(());
+        }
         self.execute(
             "recording a CometBFT signature",
-            "UPDATE cometbft_state SET signature = $4
-             WHERE consensus_key = $1 AND chain_id = $2 AND sign_bytes = $3 AND signature IS NULL",
+            COMET_ATTACH,
             &[&key.as_bytes(), &chain.as_str(), &sign_bytes, &signature],
         )?;
         Ok(())
@@ -636,6 +764,7 @@ impl Engine for PostgresEngine {
     }
 
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
+        self.classic("reading CometBFT state")?;
         let rows = self.query(
             "reading CometBFT state",
             "SELECT consensus_key, chain_id, height, round, step, sign_bytes, signature

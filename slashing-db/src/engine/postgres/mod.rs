@@ -23,15 +23,25 @@
 //!   A COMMIT whose answer never came is [`DbError::CommitOutcomeUnknown`]:
 //!   refused, and the next attempt decides again from what the database holds.
 //!
+//! - **Few round trips.** A group-commit batch is decided in one round trip
+//!   when the facts it assumes hold (checked by the server inside the
+//!   writes), in two otherwise (`batch.rs`); import, export and pruning ask
+//!   question by question (`history.rs`). `BEGIN` always rides with the first
+//!   statement.
+//!
 //! The engine is synchronous like the writer that drives it: each engine owns
 //! a current-thread tokio runtime and blocks on it (call it from worker
 //! threads, never from inside another runtime).
 
+mod ahead;
+mod batch;
 mod history;
+mod pipeline;
 mod schema;
 mod tls;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +205,15 @@ pub struct PostgresEngine {
     locked: HashSet<i64>,
     /// CometBFT (key, chain) advisory locks this transaction holds.
     locked_comet: HashSet<i64>,
+    /// `begin` was called but `BEGIN` not sent yet: it goes out in the same
+    /// round trip as the transaction's first statement.
+    begin_pending: bool,
+    /// The batch read ahead under its locks, and its writes so far.
+    ahead: Option<ahead::Ahead>,
+    /// Validator ids by key (rows are never deleted, ids never change).
+    ids: HashMap<crate::types::BlsPublicKey, i64>,
+    /// The last batch's assumed facts did not hold: read the next one.
+    read_next: bool,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -255,6 +274,10 @@ impl PostgresEngine {
             genesis: None,
             locked: HashSet::new(),
             locked_comet: HashSet::new(),
+            begin_pending: false,
+            ahead: None,
+            ids: HashMap::new(),
+            read_next: false,
         };
         engine.connect()?;
         let d = engine.durability()?;
@@ -333,7 +356,7 @@ impl PostgresEngine {
         // server too. Keepalives find a dead peer in an idle pool.
         let ms = self.opts.statement_timeout.as_millis();
         let ours = format!(
-            "-c synchronous_commit=on -c statement_timeout={ms} -c lock_timeout={ms} \
+            "-c synchronous_commit=on -c plan_cache_mode=force_generic_plan -c statement_timeout={ms} -c lock_timeout={ms} \
              -c idle_in_transaction_session_timeout={}",
             ms.saturating_mul(4)
         );
@@ -408,8 +431,25 @@ impl PostgresEngine {
             });
         };
         let deadline = self.opts.statement_timeout;
+        let begin = std::mem::take(&mut self.begin_pending);
         let out = block(&self.rt, async {
-            tokio::time::timeout(deadline, f(client)).await
+            tokio::time::timeout(deadline, async {
+                if !begin {
+                    return f(client).await;
+                }
+                // BEGIN rides in front of the first statement: queued first
+                // (sent on its first poll), then both answers awaited.
+                let mut b = std::pin::pin!(client.batch_execute(pipeline::BEGIN));
+                let first =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(b.as_mut().poll(cx))).await;
+                let work = f(client).await;
+                match first {
+                    std::task::Poll::Ready(r) => r?,
+                    std::task::Poll::Pending => b.await?,
+                }
+                work
+            })
+            .await
         });
         match out {
             Ok(Ok(v)) => Ok(v),
@@ -424,7 +464,39 @@ impl PostgresEngine {
         }
     }
 
+    /// Runs `steps` as one pipeline (one round trip) with the statement
+    /// deadline; every answer must be a success. Sends no pending `BEGIN`
+    /// (the caller puts it in `steps` when it wants one).
+    fn run_steps(
+        &mut self,
+        context: &'static str,
+        steps: &[pipeline::Step],
+    ) -> Result<Vec<Vec<Row>>, DbError> {
+        let answers = self
+            .without_begin(|e| e.run(context, async |c| Ok(pipeline::pipeline(c, steps).await)))?;
+        let mut rows = Vec::with_capacity(answers.len());
+        for a in answers {
+            match a {
+                Ok(r) => rows.push(r),
+                Err(e) => return Err(self.fail(context, &e)),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Runs `f` without sending a pending `BEGIN` first: its statements run
+    /// outside the transaction about to start (preparing, registering keys,
+    /// reading the pinned network), which stays pending.
+    fn without_begin<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let pending = std::mem::take(&mut self.begin_pending);
+        let out = f(self);
+        self.begin_pending = pending && self.in_tx;
+        out
+    }
+
     fn drop_connection(&mut self) {
+        self.begin_pending = false;
+        self.ahead = None;
         self.client = None;
         self.statements.clear();
         self.in_tx = false;
@@ -449,7 +521,8 @@ impl PostgresEngine {
         if let Some(st) = self.statements.get(sql) {
             return Ok(st.clone());
         }
-        let st = self.run("preparing a statement", async |c| c.prepare(sql).await)?;
+        let st =
+            self.without_begin(|e| e.run("preparing a statement", async |c| c.prepare(sql).await))?;
         self.statements.insert(sql, st.clone());
         Ok(st)
     }
@@ -520,6 +593,7 @@ fn map(context: &'static str, e: &tokio_postgres::Error) -> DbError {
         let detail = format!("{} ({})", db.message(), code.code());
         if *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || code.code() == batch::ASSUMPTION_FAILED
             || *code == SqlState::LOCK_NOT_AVAILABLE
         {
             return DbError::Contended { context, detail };
@@ -588,6 +662,14 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> DbError {
 /// domain-separated name). Stable across builds and versions: instances of
 /// different versions running side by side during an upgrade must lock the
 /// same key for the same (consensus key, chain) — never change it.
+/// The advisory lock of a CometBFT (key, chain).
+pub(crate) fn comet_lock_key(
+    key: &crate::types::ConsensusKey,
+    chain: &crate::types::ChainId,
+) -> i64 {
+    lock_key(b"cometbft", &[key.as_bytes(), chain.as_str().as_bytes()])
+}
+
 pub(crate) fn lock_key(domain: &[u8], parts: &[&[u8]]) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |b: u8| {

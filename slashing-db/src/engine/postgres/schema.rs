@@ -9,10 +9,10 @@ use super::{PostgresEngine, lock_key};
 use crate::error::DbError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` takes a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE signer_schema (
@@ -118,6 +118,33 @@ CREATE TRIGGER cometbft_state_monotonic BEFORE UPDATE ON cometbft_state
         OR ((NEW.height, NEW.round, NEW.step) = (OLD.height, OLD.round, OLD.step)
             AND NEW.sign_bytes IS DISTINCT FROM OLD.sign_bytes))
     EXECUTE FUNCTION cometbft_state_monotonic();
+"#;
+
+/// Version 2: the check behind the one-round-trip decision path
+/// (`ahead.rs`): a write that assumed facts raises when they do not hold,
+/// aborting its transaction; and the attestation minimum kept by one UPDATE
+/// per row instead of two. Only functions change: instances of version 1
+/// keep working beside it during a rolling upgrade.
+const V2: &str = r#"
+CREATE OR REPLACE FUNCTION signed_attestations_min() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE validators SET
+        min_source_epoch = LEAST(min_source_epoch, NEW.source_epoch),
+        min_target_epoch = LEAST(min_target_epoch, NEW.target_epoch)
+        WHERE id = NEW.validator_id
+          AND (min_source_epoch IS NULL OR min_source_epoch > NEW.source_epoch
+               OR min_target_epoch IS NULL OR min_target_epoch > NEW.target_epoch);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION signer_expect(ok boolean, what text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF ok IS TRUE THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'slashing protection: the % history changed since it was assumed', what
+        USING ERRCODE = 'SG001';
+END $$;
 "#;
 
 /// Tables of ours: if any exists without `signer_schema`, the database holds
