@@ -348,3 +348,111 @@ fn a_server_restart_is_refused_then_survived_without_reopening() {
         Ok(Safe::Valid)
     );
 }
+
+/// The one-round-trip path decides from assumed facts (nothing recorded in
+/// the way) and the server checks them inside the write. Here every assumed
+/// fact is false — another instance wrote the history — and each request
+/// must still get exactly the refusal (or repeat) the rules give when the
+/// facts are read.
+#[test]
+fn what_one_instance_assumes_is_checked_against_what_another_wrote() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 2);
+    let (a, b) = (&dbs[0], &dbs[1]);
+    // B is warm: it knows the network and has decided before.
+    assert_eq!(
+        b.check_and_record(att(pk(9), 0, 1, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+    assert_eq!(
+        a.check_and_record(att(pk(1), 1, 10, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+    assert_eq!(
+        a.check_and_record(block(pk(1), 5, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+
+    let cases: Vec<(Proposal, &str)> = vec![
+        (att(pk(1), 1, 10, root(2)), "DoubleVote"),
+        (att(pk(1), 1, 10, root(1)), "SameData"),
+        (att(pk(1), 2, 5, root(1)), "SurroundedVote"),
+        (att(pk(1), 0, 11, root(1)), "SurroundingVote"),
+        (att(pk(1), 1, 9, root(1)), "TargetBelowLowWatermark"),
+        (block(pk(1), 5, root(2)), "DoubleBlockProposal"),
+        (block(pk(1), 5, root(1)), "SameData"),
+        (block(pk(1), 4, root(1)), "BlockBelowLowWatermark"),
+        (att(pk(1), 10, 11, root(1)), "Valid"),
+    ];
+    let name = |d: &Decision| -> String {
+        let dbg = format!("{d:?}");
+        let inner = dbg
+            .trim_start_matches("Ok(")
+            .trim_start_matches("Err(")
+            .to_string();
+        inner
+            .split(|ch: char| !ch.is_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (p, want) in &cases {
+        let got = b.check_and_record(p.clone()).unwrap();
+        assert_eq!(name(&got), *want, "{p:?} → {got:?}");
+    }
+    // A still assumes its own view: B's new record must stop it.
+    assert_eq!(
+        name(&a.check_and_record(att(pk(1), 10, 11, root(2))).unwrap()),
+        "DoubleVote"
+    );
+    // A batch where one request meets another instance's history and one is
+    // new: each gets its own answer, and the new one is recorded.
+    let answers = b
+        .check_and_record_batch(vec![att(pk(2), 3, 4, root(1)), att(pk(1), 1, 10, root(3))])
+        .unwrap();
+    assert_eq!(name(&answers[0]), "Valid");
+    assert_eq!(name(&answers[1]), "DoubleVote");
+    assert_eq!(
+        name(&a.check_and_record(att(pk(2), 3, 4, root(2))).unwrap()),
+        "DoubleVote"
+    );
+    assert_consistent_pg(&c, &schema);
+}
+
+/// A database made by the first release (schema version 1) is brought to the
+/// current version at open, history intact, and then decides on the
+/// one-round-trip path.
+#[test]
+fn a_version_1_database_is_migrated_at_open_with_its_history() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 1);
+    assert_eq!(
+        dbs[0].check_and_record(att(pk(1), 1, 2, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+    drop(dbs);
+    // Back to what version 1 had.
+    c.psql_in(
+        "slashing",
+        &format!(
+            "SET search_path = {schema};
+             DROP FUNCTION signer_expect(boolean, text);
+             UPDATE signer_schema SET version = 1;"
+        ),
+    );
+    let db = SlashingDb::open_postgres(&pg_options(&c, &schema), pinned()).unwrap();
+    let version = c.psql_in(
+        "slashing",
+        &format!("SELECT version FROM {schema}.signer_schema"),
+    );
+    assert_eq!(version, PG_SCHEMA_VERSION.to_string());
+    assert!(matches!(
+        db.check_and_record(att(pk(1), 1, 2, root(2))).unwrap(),
+        Err(NotSafe::DoubleVote { .. })
+    ));
+    assert_eq!(
+        db.check_and_record(att(pk(1), 2, 3, root(1))).unwrap(),
+        Ok(Safe::Valid)
+    );
+    assert_consistent_pg(&c, &schema);
+}
