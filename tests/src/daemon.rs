@@ -253,7 +253,7 @@ impl Ca {
 }
 
 #[allow(clippy::panic)]
-fn panic_str(s: &str) -> ! {
+pub(crate) fn panic_str(s: &str) -> ! {
     panic!("{s}")
 }
 

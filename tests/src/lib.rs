@@ -2,6 +2,7 @@
 //! are test helpers started by the tests under `tests/`; what they share is here.
 
 pub mod daemon;
+pub mod ha;
 pub mod hsm;
 pub mod kms;
 /// Real PostgreSQL clusters for tests (the harness slashing-db's tests use).

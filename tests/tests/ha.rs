@@ -11,30 +11,10 @@
 
 use proto::v1 as pb;
 use tests::daemon::{Daemon, Setup, attestation, race_conflicting_attestations};
-use tests::pg::{PASSWORD, PgCluster, USER};
+use tests::ha::instance_config;
+use tests::pg::PgCluster;
 
 type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
-
-/// Writes `signer-<name>.toml`: the setup's config with the shared database
-/// (password from a file, plaintext on loopback) and an audit log of its own.
-fn instance_config(setup: &Setup, pg: &PgCluster, schema: &str, name: &str) -> std::path::PathBuf {
-    let base = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write("data/pg-password", &format!("{PASSWORD}\n"));
-    let url = format!(
-        "postgresql://{USER}@127.0.0.1:{}/slashing?options=-c%20search_path%3D{schema}",
-        pg.port
-    );
-    let shared = format!(
-        "[slashing]\nengine = \"postgres\"\n\n[slashing.postgres]\nurl = \"{url}\"\n\
-         password_file = \"data/pg-password\"\ntls = \"disable\"\nstatement_timeout_ms = 3000\n\
-         connect_timeout_ms = 3000\n\n[audit]\nfile = \"data/audit-{name}.jsonl\"\n"
-    );
-    let text = base.replace("[slashing]\ndatabase = \"data/slashing.sqlite\"\n", &shared);
-    assert_ne!(text, base, "the setup's [slashing] section changed shape");
-    let file = format!("signer-{name}.toml");
-    setup.write(&file, &text);
-    setup.path(&file)
-}
 
 async fn ask(c: &mut Client, r: pb::SignRequest) -> Result<Vec<u8>, pb::Reason> {
     match c.sign(r).await.unwrap().into_inner().outcome.unwrap() {
@@ -51,7 +31,7 @@ async fn three_instances_on_one_database_sign_one_of_32_conflicting_requests_per
     // All three start at once on the empty database (one creates the schema).
     let configs: Vec<_> = ["a", "b", "c"]
         .iter()
-        .map(|n| instance_config(&setup, &pg, &schema, n))
+        .map(|n| instance_config(&setup, pg.port, &schema, n, 3000))
         .collect();
     let daemons: Vec<Daemon> = std::thread::scope(|s| {
         let handles: Vec<_> = configs
@@ -95,7 +75,7 @@ async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_res
     let mut pg = PgCluster::start("");
     let schema = pg.new_schema();
     let setup = Setup::new();
-    let config = instance_config(&setup, &pg, &schema, "a");
+    let config = instance_config(&setup, pg.port, &schema, "a", 3000);
     let daemon = Daemon::start(&config, &setup.path("daemon.log"));
     let mut vc = daemon.client(setup.client_tls("vc")).await;
     ask(&mut vc, attestation(&setup.bls, 0, 1, 1))
@@ -155,7 +135,7 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
     }
     assert!(daemon.stop().success());
 
-    let config = instance_config(&setup, &pg, &schema, "a");
+    let config = instance_config(&setup, pg.port, &schema, "a", 3000);
     let sqlite = setup.path("data/slashing.sqlite");
     let (ok, out) = signer(&[
         "slashing".as_ref(),

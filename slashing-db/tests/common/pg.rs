@@ -223,11 +223,32 @@ impl PgCluster {
     /// SIGKILLs the server — the postmaster and every backend, as a crash
     /// of its host would — and waits until none is left.
     pub fn kill(&mut self) {
+        self.stop_with("-KILL", true);
+    }
+
+    /// Shuts the server down as `pg_ctl stop -m fast` does (SIGINT to the
+    /// postmaster: sessions are ended, a checkpoint written).
+    pub fn stop_fast(&mut self) {
+        self.stop_with("-INT", false);
+    }
+
+    /// Shuts the server down as `pg_ctl stop -m immediate` does (SIGQUIT to
+    /// the postmaster: no checkpoint, WAL replayed at the next start).
+    pub fn stop_immediate(&mut self) {
+        self.stop_with("-QUIT", false);
+    }
+
+    fn stop_with(&mut self, signal: &str, whole_group: bool) {
         let Some(mut child) = self.server.take() else {
             return;
         };
         let group = format!("-{}", child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let target = if whole_group {
+            group.clone()
+        } else {
+            child.id().to_string()
+        };
+        let _ = Command::new("kill").args([signal, "--", &target]).status();
         let _ = child.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Command::new("kill")
@@ -238,7 +259,7 @@ impl PgCluster {
         {
             assert!(
                 Instant::now() < deadline,
-                "postgres backends outlived SIGKILL for 10 s"
+                "postgres backends outlived the postmaster ({signal}) for 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
