@@ -126,7 +126,7 @@ async fn postgres_goes_away(fault: PgFault) {
         for attempt in 0..50u64 {
             let r = client
                 .sign(tests::daemon::attestation(
-                    &keys[i],
+                    key,
                     100_000,
                     100_001 + attempt,
                     9,
