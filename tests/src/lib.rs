@@ -15,6 +15,7 @@ pub mod kms;
 )]
 pub mod pg;
 pub mod privval_node;
+pub mod proxy;
 
 use slashing_db::{
     AttestationProposal, BlockProposal, BlsPublicKey, Epoch, GenesisRoot, Proposal, SigningRoot,

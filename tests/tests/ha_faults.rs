@@ -17,6 +17,7 @@ use proto::v1 as pb;
 use tests::daemon::Setup;
 use tests::ha::{self, Instances, Load, Rng};
 use tests::pg::PgCluster;
+use tests::proxy::FaultProxy;
 
 /// Ends the load, stops the instances and runs the checker; returns the tally.
 async fn finish(load: Load, instances: Instances, pg: &PgCluster, schema: &str) -> ha::Tally {
@@ -74,6 +75,30 @@ async fn instances_sigkilled_20_times_at_random_moments_never_sign_a_conflict() 
     );
 }
 
+/// Every instance signs a fresh attestation (epochs from `base`) within a
+/// few seconds, on the same process, and is ready again.
+async fn signs_again(instances: &Instances, keys: &[Vec<u8>], base: u64) {
+    for i in 0..instances.configs.len() {
+        let key = &keys[i % keys.len()];
+        let mut client = instances.clients.read().unwrap()[i].clone().unwrap();
+        let mut ok = false;
+        for attempt in 0..50u64 {
+            let r = client
+                .sign(tests::daemon::attestation(key, base, base + 1 + attempt, 9))
+                .await
+                .unwrap()
+                .into_inner();
+            if matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "instance {i} did not sign again after the fault ended");
+        assert_eq!(instances.ready(i), 200, "instance {i} not ready again");
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum PgFault {
     Fast,
@@ -118,36 +143,7 @@ async fn postgres_goes_away(fault: PgFault) {
     })
     .await
     .unwrap();
-    // Recovery: every instance signs again (a fresh epoch far ahead).
-    let mut signed_after = 0;
-    for (i, key) in keys.iter().enumerate() {
-        let mut client = instances.clients.read().unwrap()[i].clone().unwrap();
-        let mut ok = false;
-        for attempt in 0..50u64 {
-            let r = client
-                .sign(tests::daemon::attestation(
-                    key,
-                    100_000,
-                    100_001 + attempt,
-                    9,
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            if matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            ok,
-            "instance {i} did not sign again after PostgreSQL came back"
-        );
-        signed_after += 1;
-        assert_eq!(instances.ready(i), 200, "instance {i} not ready again");
-    }
-    assert_eq!(signed_after, 2);
+    signs_again(&instances, &keys, 100_000).await;
     let tally = finish(load, instances, &pg, &schema).await;
     assert!(
         tally.refused(pb::Reason::BackendUnavailable) > 0 || tally.transport_errors > 0,
@@ -169,4 +165,50 @@ async fn postgres_immediate_shutdown_and_restart_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sigkilled_and_restarted_under_load() {
     postgres_goes_away(PgFault::Kill).await;
+}
+
+/// The network between the instances and PostgreSQL misbehaves (a proxy in
+/// between): stalled, then blackholed (bytes silently dropped), then every
+/// connection reset. Each time requests are refused within a few deadlines
+/// (never a hang, never a signature without a commit), readiness turns red,
+/// and the instances recover by themselves when the network does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_to_postgres_stalled_blackholed_and_reset_under_load() {
+    let pg = PgCluster::start("");
+    let schema = pg.new_schema();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], pg.port).into());
+    let setup = Setup::new();
+    let keys = vec![setup.bls.clone(), setup.bls2.clone()];
+    let mut rng = Rng::seeded("network");
+    let instances = Instances::start(setup, proxy.addr.port(), &schema, 2, 1000).await;
+    let load = Load::start(instances.clients.clone(), keys.clone(), 8, &mut rng);
+    for (round, fault) in ["stall", "blackhole", "reset"].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match fault {
+            "stall" => proxy.pause(),
+            "blackhole" => proxy.blackhole(),
+            _ => proxy.reset_all(),
+        }
+        if fault != "reset" {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            for i in 0..2 {
+                assert_eq!(instances.ready(i), 503, "{fault}: instance {i} still ready");
+            }
+            proxy.pass();
+        }
+        signs_again(&instances, &keys, 100_000 * (round as u64 + 1)).await;
+    }
+    let tally = finish(load, instances, &pg, &schema).await;
+    assert!(
+        tally.refused(pb::Reason::BackendUnavailable) > 0,
+        "nothing was refused while the network was down: {:?}",
+        tally.refused
+    );
+    // Deadline 1 s per statement and per connect: a refusal takes a few of
+    // them at most, never the stall's length.
+    assert!(
+        tally.slowest < Duration::from_secs(8),
+        "a call took {:?}",
+        tally.slowest
+    );
 }
