@@ -22,30 +22,38 @@ use crate::pg::{PASSWORD, PgCluster, USER};
 pub type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
 
 /// Writes `signer-<name>.toml`: the setup's config with the shared database
-/// at `127.0.0.1:port` (password from a file, plaintext on loopback,
-/// `timeout_ms` for statements and connects) and an audit log of its own.
+/// at `hosts` (`127.0.0.1:port[,127.0.0.1:port…]`, read-write sessions only;
+/// password from a file, plaintext on loopback, `timeout_ms` for statements
+/// and connects, `extra` lines in `[slashing.postgres]`) and an audit log of
+/// its own.
 pub fn instance_config(
     setup: &Setup,
-    port: u16,
+    hosts: &str,
     schema: &str,
     name: &str,
     timeout_ms: u64,
+    extra: &str,
 ) -> PathBuf {
     let base = std::fs::read_to_string(setup.path("signer.toml")).unwrap_or_default();
     setup.write("data/pg-password", &format!("{PASSWORD}\n"));
     let url = format!(
-        "postgresql://{USER}@127.0.0.1:{port}/slashing?options=-c%20search_path%3D{schema}"
+        "postgresql://{USER}@{hosts}/slashing?target_session_attrs=read-write&options=-c%20search_path%3D{schema}"
     );
     let shared = format!(
         "[slashing]\nengine = \"postgres\"\n\n[slashing.postgres]\nurl = \"{url}\"\n\
          password_file = \"data/pg-password\"\ntls = \"disable\"\nstatement_timeout_ms = {timeout_ms}\n\
-         connect_timeout_ms = {timeout_ms}\n\n[audit]\nfile = \"data/audit-{name}.jsonl\"\n"
+         connect_timeout_ms = {timeout_ms}\n{extra}\n[audit]\nfile = \"data/audit-{name}.jsonl\"\n"
     );
     let text = base.replace("[slashing]\ndatabase = \"data/slashing.sqlite\"\n", &shared);
     assert_ne!(text, base, "the setup's [slashing] section changed shape");
     let file = format!("signer-{name}.toml");
     setup.write(&file, &text);
     setup.path(&file)
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> String {
+    format!("127.0.0.1:{port}")
 }
 
 /// A small deterministic generator (xorshift64*), seeded per test so a
@@ -115,12 +123,19 @@ pub fn grant_both_bls_keys(setup: &Setup) {
 }
 
 impl Instances {
-    /// `n` instances started at the same moment on `schema` through `port`,
+    /// `n` instances started at the same moment on `schema` at `hosts`,
     /// both BLS keys granted to the client `vc`.
-    pub async fn start(setup: Setup, port: u16, schema: &str, n: usize, timeout_ms: u64) -> Self {
+    pub async fn start(
+        setup: Setup,
+        hosts: &str,
+        schema: &str,
+        n: usize,
+        timeout_ms: u64,
+        extra: &str,
+    ) -> Self {
         grant_both_bls_keys(&setup);
         let configs: Vec<PathBuf> = (0..n)
-            .map(|i| instance_config(&setup, port, schema, &format!("i{i}"), timeout_ms))
+            .map(|i| instance_config(&setup, hosts, schema, &format!("i{i}"), timeout_ms, extra))
             .collect();
         let daemons: Vec<Daemon> = std::thread::scope(|s| {
             let handles: Vec<_> = configs
@@ -200,6 +215,38 @@ impl Instances {
             assert!(!log.contains("panicked"), "{log}");
             assert!(d.stop().success(), "an instance did not exit cleanly");
         }
+    }
+}
+
+/// Every instance signs a fresh attestation (epochs from `base`) within a
+/// few seconds, on the same process, and is ready again.
+pub async fn signs_again(instances: &Instances, keys: &[Vec<u8>], base: u64) {
+    for i in 0..instances.configs.len() {
+        let key = keys.get(i % keys.len().max(1)).cloned().unwrap_or_default();
+        let mut client = instances
+            .clients
+            .read()
+            .ok()
+            .and_then(|c| c.get(i).cloned().flatten())
+            .unwrap_or_else(|| panic_str("no client"));
+        let mut ok = false;
+        for attempt in 0..50u64 {
+            let Ok(r) = client
+                .sign(attestation(&key, base, base + 1 + attempt, 9))
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let r = r.into_inner();
+            if matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "instance {i} did not sign again after the fault ended");
+        assert_eq!(instances.ready(i), 200, "instance {i} not ready again");
     }
 }
 

@@ -11,7 +11,7 @@
 
 use proto::v1 as pb;
 use tests::daemon::{Daemon, Setup, attestation, race_conflicting_attestations};
-use tests::ha::instance_config;
+use tests::ha::{instance_config, local};
 use tests::pg::PgCluster;
 
 type Client = pb::signer_client::SignerClient<tonic::transport::Channel>;
@@ -31,7 +31,7 @@ async fn three_instances_on_one_database_sign_one_of_32_conflicting_requests_per
     // All three start at once on the empty database (one creates the schema).
     let configs: Vec<_> = ["a", "b", "c"]
         .iter()
-        .map(|n| instance_config(&setup, pg.port, &schema, n, 3000))
+        .map(|n| instance_config(&setup, &local(pg.port), &schema, n, 3000, ""))
         .collect();
     let daemons: Vec<Daemon> = std::thread::scope(|s| {
         let handles: Vec<_> = configs
@@ -75,7 +75,7 @@ async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_res
     let mut pg = PgCluster::start("");
     let schema = pg.new_schema();
     let setup = Setup::new();
-    let config = instance_config(&setup, pg.port, &schema, "a", 3000);
+    let config = instance_config(&setup, &local(pg.port), &schema, "a", 3000, "");
     let daemon = Daemon::start(&config, &setup.path("daemon.log"));
     let mut vc = daemon.client(setup.client_tls("vc")).await;
     ask(&mut vc, attestation(&setup.bls, 0, 1, 1))
@@ -135,7 +135,7 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
     }
     assert!(daemon.stop().success());
 
-    let config = instance_config(&setup, pg.port, &schema, "a", 3000);
+    let config = instance_config(&setup, &local(pg.port), &schema, "a", 3000, "");
     let sqlite = setup.path("data/slashing.sqlite");
     let (ok, out) = signer(&[
         "slashing".as_ref(),

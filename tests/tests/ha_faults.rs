@@ -55,7 +55,7 @@ async fn instances_sigkilled_20_times_at_random_moments_never_sign_a_conflict() 
     let setup = Setup::new();
     let keys = vec![setup.bls.clone(), setup.bls2.clone()];
     let mut rng = Rng::seeded("sigkill");
-    let mut instances = Instances::start(setup, pg.port, &schema, 3, 2000).await;
+    let mut instances = Instances::start(setup, &ha::local(pg.port), &schema, 3, 2000, "").await;
     let load = Load::start(instances.clients.clone(), keys, 12, &mut rng);
     let mut kills = 0;
     for _ in 0..20 {
@@ -75,30 +75,6 @@ async fn instances_sigkilled_20_times_at_random_moments_never_sign_a_conflict() 
     );
 }
 
-/// Every instance signs a fresh attestation (epochs from `base`) within a
-/// few seconds, on the same process, and is ready again.
-async fn signs_again(instances: &Instances, keys: &[Vec<u8>], base: u64) {
-    for i in 0..instances.configs.len() {
-        let key = &keys[i % keys.len()];
-        let mut client = instances.clients.read().unwrap()[i].clone().unwrap();
-        let mut ok = false;
-        for attempt in 0..50u64 {
-            let r = client
-                .sign(tests::daemon::attestation(key, base, base + 1 + attempt, 9))
-                .await
-                .unwrap()
-                .into_inner();
-            if matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ok, "instance {i} did not sign again after the fault ended");
-        assert_eq!(instances.ready(i), 200, "instance {i} not ready again");
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum PgFault {
     Fast,
@@ -115,7 +91,7 @@ async fn postgres_goes_away(fault: PgFault) {
     let setup = Setup::new();
     let keys = vec![setup.bls.clone(), setup.bls2.clone()];
     let mut rng = Rng::seeded(&format!("{fault:?}"));
-    let instances = Instances::start(setup, pg.port, &schema, 2, 1000).await;
+    let instances = Instances::start(setup, &ha::local(pg.port), &schema, 2, 1000, "").await;
     let load = Load::start(instances.clients.clone(), keys.clone(), 8, &mut rng);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pg = tokio::task::spawn_blocking(move || {
@@ -143,7 +119,7 @@ async fn postgres_goes_away(fault: PgFault) {
     })
     .await
     .unwrap();
-    signs_again(&instances, &keys, 100_000).await;
+    ha::signs_again(&instances, &keys, 100_000).await;
     let tally = finish(load, instances, &pg, &schema).await;
     assert!(
         tally.refused(pb::Reason::BackendUnavailable) > 0 || tally.transport_errors > 0,
@@ -180,7 +156,8 @@ async fn the_network_to_postgres_stalled_blackholed_and_reset_under_load() {
     let setup = Setup::new();
     let keys = vec![setup.bls.clone(), setup.bls2.clone()];
     let mut rng = Rng::seeded("network");
-    let instances = Instances::start(setup, proxy.addr.port(), &schema, 2, 1000).await;
+    let instances =
+        Instances::start(setup, &ha::local(proxy.addr.port()), &schema, 2, 1000, "").await;
     let load = Load::start(instances.clients.clone(), keys.clone(), 8, &mut rng);
     for (round, fault) in ["stall", "blackhole", "reset"].into_iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -196,7 +173,7 @@ async fn the_network_to_postgres_stalled_blackholed_and_reset_under_load() {
             }
             proxy.pass();
         }
-        signs_again(&instances, &keys, 100_000 * (round as u64 + 1)).await;
+        ha::signs_again(&instances, &keys, 100_000 * (round as u64 + 1)).await;
     }
     let tally = finish(load, instances, &pg, &schema).await;
     assert!(

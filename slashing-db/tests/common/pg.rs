@@ -121,23 +121,13 @@ impl PgCluster {
         // On tmpfs when there is one: the rule suites run thousands of
         // durable commits, and fsync on tmpfs costs nothing. (The engine
         // still refuses fsync = off; the crash tests use a real disk.)
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("signer-pg-");
-        let dir = match under
-            .map(Path::to_owned)
-            .or_else(|| std::env::var_os("SIGNER_PG_TEST_DIR").map(PathBuf::from))
-        {
-            Some(d) => builder.tempdir_in(d),
-            None if Path::new("/dev/shm").is_dir() => builder.tempdir_in("/dev/shm"),
-            None => builder.tempdir(),
-        }
-        .expect("temp dir");
+        let dir = test_dir(under);
         if let Some(user) = &run_as {
             chown_to(dir.path(), user);
         }
         let data = dir.path().join("data");
         let pwfile = dir.path().join("superuser-password");
-        std::fs::write(&pwfile, "postgres-test-password\n").expect("writing pwfile");
+        std::fs::write(&pwfile, format!("{SUPERUSER_PASSWORD}\n")).expect("writing pwfile");
         if let Some(user) = &run_as {
             chown_to(&pwfile, user);
         }
@@ -173,8 +163,93 @@ impl PgCluster {
         };
         cluster.launch();
         cluster.psql(&format!("CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'"));
+        // What docs/ha.md tells operators to grant: reading whether standbys
+        // are synchronous.
+        cluster.psql(&format!("GRANT pg_read_all_stats TO {USER}"));
         cluster.psql(&format!("CREATE DATABASE slashing OWNER {USER}"));
         cluster
+    }
+
+    /// A hot standby of this cluster, streaming from it (pg_basebackup,
+    /// then started on a port of its own). Synchronous once the primary
+    /// names it: see [`PgCluster::require_synchronous_standby`].
+    pub fn standby(&self) -> Self {
+        let dir = test_dir(None);
+        if let Some(user) = &self.run_as {
+            chown_to(dir.path(), user);
+        }
+        let data = dir.path().join("data");
+        let mut backup = Command::new(self.bin.join("pg_basebackup"));
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"]);
+        let mut backup = as_user(backup, self.run_as.as_deref());
+        backup.env("PGPASSWORD", SUPERUSER_PASSWORD);
+        run_checked(backup, "pg_basebackup");
+        let (port, port_lock) = reserve_port();
+        append(
+            &data.join("postgresql.conf"),
+            &format!(
+                "port = {port}\nunix_socket_directories = '{}'\n",
+                dir.path().display()
+            ),
+        );
+        append(
+            &data.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD} application_name=standby{port}'\n",
+                self.port
+            ),
+        );
+        let mut standby = Self {
+            dir,
+            port,
+            bin: self.bin.clone(),
+            run_as: self.run_as.clone(),
+            server: None,
+            next_schema: AtomicU32::new(1000),
+            _port_lock: port_lock,
+        };
+        standby.launch();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql(&format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby{port}' AND state = 'streaming'"
+        )) != "1"
+        {
+            assert!(Instant::now() < deadline, "the standby did not stream within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        standby
+    }
+
+    /// Makes every commit wait for a standby's acknowledgement (any standby),
+    /// and waits until one is synchronous.
+    pub fn require_synchronous_standby(&self) {
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        self.psql("SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") == "0"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no standby became synchronous within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby to primary (waits until it is).
+    pub fn promote(&self) {
+        assert_eq!(self.psql("SELECT pg_promote()"), "t", "promotion failed");
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -325,6 +400,25 @@ fn unsafe_is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The superuser's password (replication connections use it).
+const SUPERUSER_PASSWORD: &str = "postgres-test-password";
+
+/// A temporary directory for a cluster: under `under`, else
+/// `$SIGNER_PG_TEST_DIR`, else tmpfs when there is one.
+fn test_dir(under: Option<&Path>) -> tempfile::TempDir {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("signer-pg-");
+    match under
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os("SIGNER_PG_TEST_DIR").map(PathBuf::from))
+    {
+        Some(d) => builder.tempdir_in(d),
+        None if Path::new("/dev/shm").is_dir() => builder.tempdir_in("/dev/shm"),
+        None => builder.tempdir(),
+    }
+    .expect("temp dir")
 }
 
 fn chown_to(path: &Path, user: &str) {

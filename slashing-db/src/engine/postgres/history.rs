@@ -141,6 +141,8 @@ fn root_param(r: Option<&SigningRoot>) -> Option<&[u8]> {
 impl Engine for PostgresEngine {
     fn begin(&mut self) -> Result<(), DbError> {
         self.connect()?;
+        // Outside the transaction, before BEGIN is pending.
+        self.recheck_durability()?;
         self.locked.clear();
         self.locked_comet.clear();
         self.ahead = None;

@@ -176,6 +176,9 @@ pub struct Durability {
     pub synchronous_standbys: u32,
     /// The server we talk to is a primary (not in recovery).
     pub primary: bool,
+    /// Our role may read `pg_stat_replication`'s state columns
+    /// (`pg_read_all_stats`); without it every standby looks asynchronous.
+    pub can_read_replication: bool,
 }
 
 impl Durability {
@@ -214,7 +217,15 @@ pub struct PostgresEngine {
     ids: HashMap<crate::types::BlsPublicKey, i64>,
     /// The last batch's assumed facts did not hold: read the next one.
     read_next: bool,
+    /// When this connection's server last passed the durability check.
+    durable_at: Option<std::time::Instant>,
 }
+
+/// How often a serving connection re-reads the server's durability before a
+/// transaction. A failover, or an operator who turns synchronous replication
+/// off, changes it under a live connection; readiness alone would keep
+/// signing meanwhile.
+const DURABILITY_RECHECK: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for PostgresEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -278,6 +289,7 @@ impl PostgresEngine {
             ahead: None,
             ids: HashMap::new(),
             read_next: false,
+            durable_at: None,
         };
         engine.connect()?;
         let d = engine.durability()?;
@@ -298,7 +310,7 @@ impl PostgresEngine {
             "SELECT current_setting('fsync'), current_setting('synchronous_commit'),
                     current_setting('synchronous_standby_names'),
                     (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')),
-                    NOT pg_is_in_recovery()",
+                    NOT pg_is_in_recovery(), pg_has_role('pg_read_all_stats', 'USAGE')",
         )?;
         let bad = |e: tokio_postgres::Error| DbError::Engine {
             context: "reading durability settings",
@@ -312,6 +324,7 @@ impl PostgresEngine {
             synchronous_standby_names: get(2)?,
             synchronous_standbys: u32::try_from(standbys).unwrap_or(0),
             primary: row.try_get(4).map_err(bad)?,
+            can_read_replication: row.try_get(5).map_err(bad)?,
         })
     }
 
@@ -332,6 +345,17 @@ impl PostgresEngine {
                 "the server is a standby (in recovery): connect to the primary (target_session_attrs=read-write)".into(),
             ));
         }
+        if self.opts.require_synchronous_replication
+            && d.level() != "synchronous"
+            && !d.can_read_replication
+        {
+            return Err(refuse(
+                "require_synchronous_replication is set, but this role cannot read the replication \
+                 state (pg_stat_replication shows it only to members of pg_read_all_stats): \
+                 GRANT pg_read_all_stats TO <the signer's role>"
+                    .into(),
+            ));
+        }
         if self.opts.require_synchronous_replication && d.level() != "synchronous" {
             return Err(refuse(format!(
                 "require_synchronous_replication is set, but no synchronous standby acknowledges commits \
@@ -350,6 +374,7 @@ impl PostgresEngine {
         }
         self.client = None;
         self.statements.clear();
+        self.durable_at = None;
         let mut config = self.opts.config.clone();
         // Sessions always commit synchronously whatever the server default is;
         // a statement that runs longer than the deadline is cancelled by the
@@ -494,7 +519,23 @@ impl PostgresEngine {
         out
     }
 
+    /// Re-reads and checks the server's durability when the connection is
+    /// new or the last check is older than [`DURABILITY_RECHECK`].
+    fn recheck_durability(&mut self) -> Result<(), DbError> {
+        if self
+            .durable_at
+            .is_some_and(|t| t.elapsed() < DURABILITY_RECHECK)
+        {
+            return Ok(());
+        }
+        let d = self.durability()?;
+        self.check_durability(&d)?;
+        self.durable_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
     fn drop_connection(&mut self) {
+        self.durable_at = None;
         self.begin_pending = false;
         self.ahead = None;
         self.client = None;
