@@ -155,7 +155,33 @@ impl SlashingDb {
 
     /// Deletes old history, raising watermarks so nothing becomes signable.
     pub fn prune(&self, config: PruneConfig) -> Result<PruneSummary, DbError> {
-        self.exclusive(move |e| prune::prune(e, config))
+        self.prune_with_progress(config, |_, _| {})
+    }
+
+    /// [`SlashingDb::prune`] in small transactions (a few dozen validators
+    /// each, signing goes on in between), calling `progress(done, total)`
+    /// after each. Stopping half way is safe: every committed part is
+    /// complete, the rest is pruned by the next run.
+    pub fn prune_with_progress(
+        &self,
+        config: PruneConfig,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<PruneSummary, DbError> {
+        let validators: Vec<_> = self
+            .exclusive(|e| e.validators())?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        let mut summary = PruneSummary::default();
+        let mut done = 0;
+        for part in validators.chunks(prune::VALIDATORS_PER_TRANSACTION) {
+            let s = self.exclusive(|e| prune::prune(e, part, config))?;
+            summary.blocks += s.blocks;
+            summary.attestations += s.attestations;
+            done += part.len();
+            progress(done, validators.len());
+        }
+        Ok(summary)
     }
 
     /// Raises the CometBFT record of (key, chain) to `record` — migration

@@ -3,7 +3,7 @@
 //! transaction as the delete. Afterwards every message refused before is still
 //! refused (a repeat of a deleted message now is too: stricter, never weaker).
 
-use crate::engine::{Engine, Watermarks};
+use crate::engine::{Engine, ValidatorId, Watermarks};
 use crate::error::DbError;
 use crate::rules::eth::max_bound;
 use crate::types::{Epoch, Slot};
@@ -26,11 +26,21 @@ pub struct PruneSummary {
     pub attestations: u64,
 }
 
-/// Prunes every validator. Call inside a transaction. CometBFT keeps only the
-/// last position per key and chain, so there is nothing to prune there.
-pub(crate) fn prune(e: &mut dyn Engine, cfg: PruneConfig) -> Result<PruneSummary, DbError> {
+/// Validators pruned per transaction: each validator's delete and raised
+/// watermarks commit together, but a whole database is never one
+/// transaction — on a shared database that would hold every validator's
+/// lock, and stall every instance's signing, until the end.
+pub(crate) const VALIDATORS_PER_TRANSACTION: usize = 64;
+
+/// Prunes the validators `vs`. Call inside a transaction. CometBFT keeps only
+/// the last position per key and chain, so there is nothing to prune there.
+pub(crate) fn prune(
+    e: &mut dyn Engine,
+    vs: &[ValidatorId],
+    cfg: PruneConfig,
+) -> Result<PruneSummary, DbError> {
     let mut summary = PruneSummary::default();
-    for (v, _) in e.validators()? {
+    for &v in vs {
         let mut w: Watermarks = e.bounds(v)?.watermarks;
         if let Some(newest) = e.max_block_slot(v)? {
             let cutoff = Slot(newest.0.saturating_sub(cfg.keep_slots));

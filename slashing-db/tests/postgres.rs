@@ -456,3 +456,46 @@ fn a_version_1_database_is_migrated_at_open_with_its_history() {
     );
     assert_consistent_pg(&c, &schema);
 }
+
+/// Pruning a shared database runs in parts of 64 validators, each its own
+/// transaction (holding those validators' locks only while it runs), and
+/// another instance refuses what was pruned.
+#[test]
+fn pruning_commits_in_parts_and_other_instances_refuse_what_it_removed() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 2);
+    let key = |i: u16| {
+        let mut b = [0xc0; 48];
+        b[46..].copy_from_slice(&i.to_be_bytes());
+        BlsPublicKey(b)
+    };
+    for t in 1..=3 {
+        let batch = (0..130).map(|i| att(key(i), t - 1, t, root(1))).collect();
+        let answers = dbs[0].check_and_record_batch(batch).unwrap();
+        assert!(answers.iter().all(|a| *a == Ok(Safe::Valid)));
+    }
+    let mut parts = Vec::new();
+    let summary = dbs[0]
+        .prune_with_progress(
+            PruneConfig {
+                keep_slots: 0,
+                keep_epochs: 1,
+            },
+            |done, total| parts.push((done, total)),
+        )
+        .unwrap();
+    assert_eq!(parts, [(64, 130), (128, 130), (130, 130)]);
+    assert_eq!(summary.attestations, 130);
+    for i in [0, 64, 129] {
+        let got = dbs[1].check_and_record(att(key(i), 0, 1, root(1))).unwrap();
+        assert!(
+            matches!(
+                got,
+                Err(NotSafe::SourceBelowLowWatermark { .. }
+                    | NotSafe::TargetBelowLowWatermark { .. })
+            ),
+            "validator {i}: a pruned attestation must stay refused: {got:?}"
+        );
+    }
+    assert_consistent_pg(&c, &schema);
+}

@@ -142,10 +142,19 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
             keep_slots,
         } => {
             let (_, db) = open_target(&target, false)?;
-            let s = db.prune(PruneConfig {
-                keep_slots,
-                keep_epochs,
-            })?;
+            let mut last = std::time::Instant::now();
+            let s = db.prune_with_progress(
+                PruneConfig {
+                    keep_slots,
+                    keep_epochs,
+                },
+                |done, total| {
+                    if last.elapsed() >= std::time::Duration::from_secs(2) || done == total {
+                        eprintln!("pruning: {done}/{total} validators");
+                        last = std::time::Instant::now();
+                    }
+                },
+            )?;
             println!(
                 "pruned {} blocks and {} attestations; watermarks raised",
                 s.blocks, s.attestations
