@@ -15,6 +15,10 @@
 //! - `certificate_expiry_timestamp_seconds{certificate}`: notAfter of the
 //!   server certificate and of each client CA.
 //! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0).
+//! - `db_durability{level}`: 1 for the slashing database's durability at the
+//!   last readiness probe — `file` (SQLite, fsync per commit), `local`
+//!   (PostgreSQL, the primary's disk only), `synchronous` (a standby
+//!   acknowledges every commit), `unavailable`.
 //! - `backend_up{backend,name}`: 1 while an HSM token (or KMS endpoint)
 //!   answers, 0 after a failure until an operation succeeds again;
 //!   `backend_operations_total{backend,name,outcome}` (`ok`, `error`,
@@ -71,6 +75,8 @@ pub struct Metrics {
     pub keys_loaded: Family<Labels, Gauge>,
     /// 1 when ready.
     pub ready: Gauge,
+    /// 1 for the slashing database's durability level now (set by readiness).
+    pub db_durability: Family<Labels, Gauge>,
     /// CometBFT node connections: 1 connected, 0 not.
     pub privval_connected: Family<Labels, Gauge>,
     /// CometBFT node connections that failed or were refused.
@@ -170,6 +176,12 @@ impl Metrics {
             "1 when the database is writable and every backend answers",
             ready.clone(),
         );
+        let db_durability = Family::<Labels, Gauge>::default();
+        registry.register(
+            "db_durability",
+            "1 for the slashing database's durability level at the last readiness probe",
+            db_durability.clone(),
+        );
         let privval_connected = Family::<Labels, Gauge>::default();
         registry.register(
             "privval_connected",
@@ -229,6 +241,7 @@ impl Metrics {
             reloads,
             keys_loaded,
             ready,
+            db_durability,
         }
     }
 

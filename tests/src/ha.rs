@@ -207,6 +207,14 @@ impl Instances {
             .map_or(0, |d| d.http("GET", "/readyz").0)
     }
 
+    /// Instance `i`'s daemon.
+    pub fn daemon(&self, i: usize) -> &Daemon {
+        self.daemons
+            .get(i)
+            .and_then(Option::as_ref)
+            .unwrap_or_else(|| panic_str(&format!("instance {i} is not running")))
+    }
+
     /// Stops every instance (SIGTERM); each must exit cleanly and none may
     /// have panicked.
     pub fn stop(mut self) {

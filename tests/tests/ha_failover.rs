@@ -35,10 +35,20 @@ async fn primary_killed_and_standby_promoted_under_load_loses_nothing_acknowledg
     let mut rng = Rng::seeded("failover");
     let instances = Instances::start(setup, &hosts, &schema, 2, 1000, REQUIRE_SYNC).await;
     for i in 0..2 {
+        let (status, body) = instances.daemon(i).http("GET", "/readyz");
         assert_eq!(
-            instances.ready(i),
-            200,
-            "instance {i} with a synchronous standby"
+            status, 200,
+            "instance {i} with a synchronous standby: {body}"
+        );
+        assert!(
+            body.contains("database (postgres, synchronous standby): ok"),
+            "{body}"
+        );
+        assert_eq!(
+            instances
+                .daemon(i)
+                .metric("signer_db_durability{level=\"synchronous\"}"),
+            1.0
         );
     }
     let load = Load::start(instances.clients.clone(), keys.clone(), 8, &mut rng);
@@ -61,6 +71,11 @@ async fn primary_killed_and_standby_promoted_under_load_loses_nothing_acknowledg
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (_, body) = instances.daemon(0).http("GET", "/readyz");
+    assert!(
+        body.contains("no synchronous standby acknowledges commits"),
+        "{body}"
+    );
     // The runbook: give the new primary a synchronous standby of its own.
     let standby = tokio::task::spawn_blocking(move || {
         let replacement = standby.standby();

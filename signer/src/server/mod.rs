@@ -314,19 +314,32 @@ impl Shared {
         // SQLite: a transaction on the file. PostgreSQL: a round trip that
         // also re-reads the server's durability (a failover to a server
         // without a synchronous standby turns readiness red).
-        let db = self
-            .pipeline
-            .db()
-            .durability()
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        let metrics = self.pipeline.metrics();
+        let durability = self.pipeline.db().durability();
+        let level = match &durability {
+            Ok(None) => "file",
+            Ok(Some(d)) => d.level(),
+            Err(_) => "unavailable",
+        };
+        for l in ["file", "local", "synchronous", "unavailable"] {
+            metrics
+                .db_durability
+                .get_or_create(&vec![("level", l.to_owned())])
+                .set(i64::from(l == level));
+        }
+        // The check's name carries the durability level on PostgreSQL.
+        let db_check = match &durability {
+            Ok(Some(d)) if d.level() == "synchronous" => "database (postgres, synchronous standby)",
+            Ok(Some(_)) => "database (postgres, primary's disk only)",
+            _ => "database",
+        };
+        let db = durability.map(|_| ()).map_err(|e| e.to_string());
         let keys = if self.pipeline.keys().is_empty() {
             Err("no keys loaded".into())
         } else {
             Ok(())
         };
         // A chain with no node connected is not signing: not ready.
-        let metrics = self.pipeline.metrics();
         let mut privval = Ok(());
         let mut lines = Vec::new();
         for (chain, nodes) in &self.privval_nodes {
@@ -361,7 +374,7 @@ impl Shared {
             && privval.is_ok()
             && backends.iter().all(|(_, r)| r.is_ok());
         metrics.ready.set(i64::from(ready));
-        let mut checks = vec![("serving", serving), ("database", db), ("keys", keys)];
+        let mut checks = vec![("serving", serving), (db_check, db), ("keys", keys)];
         checks.extend(backends);
         if !self.privval_nodes.is_empty() {
             checks.push(("privval", privval));
