@@ -112,14 +112,18 @@ impl std::fmt::Debug for Instances {
     }
 }
 
-/// The policy with both of the setup's BLS keys granted to `vc`, so the load
-/// spreads over two validators.
+/// Adds to the setup's policy a grant of its second BLS key to `vc`, so the
+/// load spreads over two validators (what the policy already has is kept).
 pub fn grant_both_bls_keys(setup: &Setup) {
-    setup.write_policy(&setup.policy_with(&format!(
-        "\n[key_groups.more]\nkeys = [\"0x{}\"]\n\n[[grant]]\nclients = [\"vc\"]\n\
+    let policy = std::fs::read_to_string(setup.path("policy.toml")).unwrap_or_default();
+    if policy.contains("[key_groups.more]") {
+        return;
+    }
+    setup.write_policy(&format!(
+        "{policy}\n[key_groups.more]\nkeys = [\"0x{}\"]\n\n[[grant]]\nclients = [\"vc\"]\n\
          operations = [\"eth2.duties\"]\nkey_groups = [\"more\"]\nnetworks = [\"test-eth\"]\n",
         hex::encode(&setup.bls2)
-    )));
+    ));
 }
 
 impl Instances {

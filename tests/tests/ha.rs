@@ -215,3 +215,248 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
     );
     assert_eq!(rows, "21", "nothing written by the refused migration");
 }
+
+/// Round `r` of the cross-frontend race: what each request was and how it
+/// came back.
+#[derive(Debug, Default)]
+struct RaceRound {
+    attestations_signed: usize,
+    blocks_signed: usize,
+    votes_signed: usize,
+    refusals: Vec<String>,
+}
+
+fn block_request(key: &[u8], slot: u64, body: u8) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(tests::daemon::fork_info()),
+            signing_root: Vec::new(),
+            message: Some(pb::eth2_request::Message::Block(pb::BeaconBlockHeader {
+                slot,
+                proposer_index: 3,
+                parent_root: vec![0x11; 32],
+                state_root: vec![0x22; 32],
+                body_root: vec![body; 32],
+            })),
+        })),
+    }
+}
+
+fn vote_request(key: &[u8], chain: &str, height: i64, block: u8) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
+            chain_id: chain.into(),
+            version: pb::CometBftVersion::V038 as i32,
+            r#type: pb::VoteType::Prevote as i32,
+            height,
+            round: 0,
+            block_id: Some(pb::BlockId {
+                hash: vec![block; 32],
+                part_set_total: 1,
+                part_set_hash: vec![block; 32],
+            }),
+            timestamp: Some(pb::Timestamp {
+                seconds: 1000,
+                nanos: 0,
+            }),
+            extension: Vec::new(),
+        })),
+    }
+}
+
+/// Three instances, every frontend at once: per round, conflicting
+/// attestations over gRPC and the Web3Signer HTTP API, conflicting blocks
+/// over both, and conflicting CometBFT prevotes over gRPC and over the
+/// privval connections every instance holds to the same node. Exactly one of
+/// each kind is signed per round; the others are refused as slashable
+/// (HTTP 412, privval double-sign error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_frontend_of_three_instances_races_and_one_of_each_kind_is_signed_per_round() {
+    use signer::api::privval::connector::code;
+    use signer::api::privval::{Request, Response, WireVote};
+    use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
+    use tests::privval_node::TestNode;
+
+    const CHAIN: &str = "race-chain";
+    let pg = PgCluster::start("");
+    let schema = pg.new_schema();
+    let setup = Setup::new();
+    setup.enable_http("");
+    let node = TestNode::tcp([7; 32], ProtocolVersion::V0_38).unwrap();
+    setup.enable_cometbft(CHAIN, "v0.38", &[(node.address(), node.identity())]);
+    // The gRPC client `node` signs on the same chain as the privval node.
+    let policy = std::fs::read_to_string(setup.path("policy.toml")).unwrap();
+    setup.write_policy(&format!(
+        "{policy}\n[[grant]]\nclients = [\"node\"]\noperations = [\"cometbft.consensus\"]\n\
+         key_groups = [\"consensus\"]\nnetworks = [\"privval-chain\"]\n"
+    ));
+    let instances = tests::ha::Instances::start(setup, &local(pg.port), &schema, 3, 3000, "").await;
+    let setup = &instances.setup;
+    let mut conns: Vec<_> = (0..3)
+        .map(|_| node.accept(std::time::Duration::from_secs(30)).unwrap())
+        .collect();
+    let (vc_tls, node_tls) = (setup.client_tls("vc"), setup.client_tls("node"));
+    let mut vc = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        vc.push(instances.daemon(i).client(vc_tls.clone()).await);
+        nodes.push(instances.daemon(i).client(node_tls.clone()).await);
+    }
+    let http: Vec<_> = (0..3)
+        .map(|i| instances.daemon(i).http_api.unwrap())
+        .collect();
+    let bls = setup.bls.clone();
+    let path = format!("/api/v1/eth2/sign/0x{}", hex::encode(&bls));
+
+    for round in 0..5u64 {
+        let height = 10 + round as i64;
+        let mut grpc = Vec::new();
+        for i in 0..3 {
+            let (mut c, mut c2, mut n) = (vc[i].clone(), vc[i].clone(), nodes[i].clone());
+            let (a, b, v) = (
+                attestation(&bls, round, 10 + round, i as u8),
+                block_request(&bls, 100 + round, i as u8),
+                vote_request(&setup.ed25519, CHAIN, height, i as u8),
+            );
+            grpc.push(tokio::spawn(async move {
+                let (a, b, v) = tokio::join!(c.sign(a), c2.sign(b), n.sign(v));
+                [("attestation", a), ("block", b), ("vote", v)]
+                    .map(|(k, r)| (k, r.unwrap().into_inner().outcome.unwrap()))
+            }));
+        }
+        let mut blocking = Vec::new();
+        for (i, addr) in http.iter().enumerate() {
+            for (kind, body) in [
+                (
+                    "attestation",
+                    serde_json::json!({
+                        "type": "ATTESTATION",
+                        "fork_info": {
+                            "fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                            "genesis_validators_root": tests::daemon::GVR,
+                        },
+                        "attestation": {
+                            "slot": ((10 + round) * 8).to_string(), "index": "0",
+                            "beacon_block_root": format!("0x{}", hex::encode([10 + i as u8; 32])),
+                            "source": {"epoch": round.to_string(), "root": format!("0x{}", "cc".repeat(32))},
+                            "target": {"epoch": (10 + round).to_string(), "root": format!("0x{}", "cc".repeat(32))},
+                        },
+                    }),
+                ),
+                (
+                    "block",
+                    serde_json::json!({
+                        "type": "BLOCK_V2",
+                        "fork_info": {
+                            "fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                            "genesis_validators_root": tests::daemon::GVR,
+                        },
+                        "beacon_block": {"version": "DENEB", "block_header": {
+                            "slot": (100 + round).to_string(), "proposer_index": "3",
+                            "parent_root": format!("0x{}", "11".repeat(32)),
+                            "state_root": format!("0x{}", "22".repeat(32)),
+                            "body_root": format!("0x{}", hex::encode([10 + i as u8; 32])),
+                        }},
+                    }),
+                ),
+            ] {
+                let (addr, path) = (*addr, path.clone());
+                let ca = setup.path("tls/ca.pem");
+                let (cert, key) = (setup.path("tls/vc.pem"), setup.path("tls/vc.key"));
+                blocking.push(tokio::task::spawn_blocking(move || {
+                    let (status, text) = tests::daemon::https_with(
+                        &ca,
+                        Some((cert.as_path(), key.as_path())),
+                        addr,
+                        "POST",
+                        &path,
+                        &[("content-type", "application/json")],
+                        &body.to_string(),
+                    )
+                    .unwrap();
+                    (kind, status, text)
+                }));
+            }
+        }
+        let mut privval = Vec::new();
+        for (i, mut conn) in std::mem::take(&mut conns).into_iter().enumerate() {
+            let v = WireVote {
+                vote: Vote {
+                    kind: VoteType::Prevote,
+                    height,
+                    round: 0,
+                    block_id: BlockId {
+                        hash: vec![20 + i as u8; 32],
+                        part_set_total: 1,
+                        part_set_hash: vec![20 + i as u8; 32],
+                    },
+                    timestamp: Timestamp {
+                        seconds: 1000,
+                        nanos: 0,
+                    },
+                    extension: Vec::new(),
+                },
+                validator_address: vec![1; 20],
+                validator_index: 0,
+                signature: Vec::new(),
+                extension_signature: Vec::new(),
+            };
+            privval.push(tokio::task::spawn_blocking(move || {
+                let r = conn.ask(&Request::SignVote {
+                    chain_id: CHAIN.into(),
+                    vote: v,
+                    skip_extension_signing: false,
+                });
+                (conn, r)
+            }));
+        }
+
+        let mut r = RaceRound::default();
+        for t in grpc {
+            for (kind, outcome) in t.await.unwrap() {
+                match outcome {
+                    pb::sign_response::Outcome::Signature(_) => match kind {
+                        "attestation" => r.attestations_signed += 1,
+                        "block" => r.blocks_signed += 1,
+                        _ => r.votes_signed += 1,
+                    },
+                    pb::sign_response::Outcome::Refusal(f) => {
+                        assert_eq!(f.reason(), pb::Reason::Slashable, "gRPC {kind}: {f:?}");
+                        r.refusals.push(format!("grpc {kind}"));
+                    }
+                }
+            }
+        }
+        for t in blocking {
+            let (kind, status, text) = t.await.unwrap();
+            match status {
+                200 if kind == "attestation" => r.attestations_signed += 1,
+                200 => r.blocks_signed += 1,
+                412 => r.refusals.push(format!("http {kind}")),
+                other => panic!("HTTP {kind}: {other} {text}"),
+            }
+        }
+        for t in privval {
+            let (conn, answer) = t.await.unwrap();
+            conns.push(conn);
+            match answer.unwrap() {
+                Response::SignedVote(Ok(_)) => r.votes_signed += 1,
+                Response::SignedVote(Err(e)) => {
+                    assert_eq!(e.code, code::DOUBLE_SIGN, "{}", e.description);
+                    r.refusals.push("privval vote".into());
+                }
+                other => panic!("privval: {other:?}"),
+            }
+        }
+        assert_eq!(
+            (r.attestations_signed, r.blocks_signed, r.votes_signed),
+            (1, 1, 1),
+            "round {round}: one of each kind signed over every frontend; {r:?}"
+        );
+        // 6 requests of each kind (3 gRPC + 3 HTTP or privval), 1 signed each.
+        assert_eq!(r.refusals.len(), 15, "round {round}: {r:?}");
+    }
+    instances.stop();
+}
