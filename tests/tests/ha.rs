@@ -460,3 +460,114 @@ async fn every_frontend_of_three_instances_races_and_one_of_each_kind_is_signed_
     }
     instances.stop();
 }
+
+/// TLS to PostgreSQL with `verify-full`: a server certificate that chains to
+/// `ca_file` and names the host dialled (127.0.0.1) serves, over TLS (the
+/// server's `pg_stat_ssl` says so); one that names another host, or chains
+/// to another CA, is refused at start with the reason, before anything is
+/// sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_is_verified_and_a_certificate_that_does_not_match_is_refused() {
+    use rcgen::SanType;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let mut pg = PgCluster::start("");
+    let schema = pg.new_schema();
+    let setup = Setup::new();
+    let ca = tests::daemon::Ca::new("postgres test CA");
+    let stranger = tests::daemon::Ca::new("another CA");
+    setup.write("tls/pg-ca.pem", &ca.pem);
+    let config = instance_config(&setup, &local(pg.port), &schema, "a", 3000, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "tls = \"disable\"",
+        "tls = \"verify-full\"\nca_file = \"tls/pg-ca.pem\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let ip = SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let dns = |n: &str| SanType::DnsName(n.try_into().unwrap());
+
+    // Installs `(cert, key)` as the server's and restarts it.
+    fn serve_with(pg: &mut PgCluster, (cert, key): (String, String)) {
+        let (c, k) = (
+            pg.dir.path().join("server.crt"),
+            pg.dir.path().join("server.key"),
+        );
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        if let Some(user) = &pg.run_as {
+            for f in [&c, &k] {
+                let ok = std::process::Command::new("chown")
+                    .arg(format!("{user}:"))
+                    .arg(f)
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+        }
+        std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pg.data_dir().join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                c.display(),
+                k.display()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        pg.stop_fast();
+        pg.launch();
+    }
+    let refused = |config: &std::path::Path| -> String {
+        let out = std::process::Command::new(tests::daemon::signer_bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started against a bad certificate");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    serve_with(
+        &mut pg,
+        ca.leaf(vec![ip.clone(), dns("localhost")], 1, false),
+    );
+    let daemon = Daemon::start(&config, &setup.path("daemon-tls.log"));
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    ask(&mut vc, attestation(&setup.bls, 0, 1, 1))
+        .await
+        .unwrap();
+    let over_tls = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = 'signer' AND s.ssl",
+    );
+    assert_ne!(over_tls, "0", "the signer's sessions are not over TLS");
+    assert!(daemon.stop().success());
+
+    serve_with(&mut pg, ca.leaf(vec![dns("db.example")], 2, false));
+    let err = refused(&config);
+    println!("refused: {err}");
+    assert!(
+        err.contains("not valid for name \"127.0.0.1\"") && err.contains("must name the host"),
+        "a certificate for another host: {err}"
+    );
+
+    serve_with(&mut pg, stranger.leaf(vec![ip], 3, false));
+    let err = refused(&config);
+    println!("refused: {err}");
+    assert!(
+        err.contains("UnknownIssuer")
+            && err.contains("does not chain to a root in slashing.postgres.ca_file"),
+        "a certificate of another CA: {err}"
+    );
+}

@@ -680,6 +680,16 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> DbError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
+    // rustls names the failure; say what to check.
+    if detail.contains("UnknownIssuer") {
+        detail.push_str(
+            " (the server's certificate does not chain to a root in slashing.postgres.ca_file)",
+        );
+    } else if detail.contains("not valid for name") {
+        detail.push_str(" (the server's certificate must name the host written in the URL)");
+    } else if detail.contains("Expired") {
+        detail.push_str(" (the server's certificate has expired)");
+    }
     let refused_by_server = e.as_db_error().is_some()
         || detail.contains("certificate")
         || detail.contains("TLS")
