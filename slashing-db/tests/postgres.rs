@@ -499,3 +499,66 @@ fn pruning_commits_in_parts_and_other_instances_refuse_what_it_removed() {
     }
     assert_consistent_pg(&c, &schema);
 }
+
+/// The same for CometBFT: a warm instance assumes nothing is stored at or
+/// above a new position; another instance's record must still give exactly
+/// the rules' answer — including in a batch whose first request is behind
+/// and whose second is ahead of what the other instance stored.
+#[test]
+fn cometbft_positions_assumed_by_one_instance_are_checked_against_another() {
+    let c = cluster();
+    let (schema, dbs) = instances(&c, 2);
+    let (a, b) = (&dbs[0], &dbs[1]);
+    let chain = "assume-chain";
+    let v = |kind, height, block: u8| {
+        comet(
+            1,
+            chain,
+            vote_bytes(kind, height, 0, &[block; 32], 1, chain),
+        )
+    };
+    // B is warm on this key.
+    assert_eq!(b.check_and_record(v(1, 1, 1)).unwrap(), Ok(Safe::Valid));
+    // A moves the key to a precommit at height 10.
+    assert_eq!(a.check_and_record(v(2, 10, 1)).unwrap(), Ok(Safe::Valid));
+
+    let kind = |d: &Decision| match d {
+        Ok(Safe::Valid) => "valid".to_owned(),
+        Ok(other) => format!("{other:?}")
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap()
+            .to_owned(),
+        Err(e) => e.reason().to_owned(),
+    };
+    assert_eq!(
+        kind(&b.check_and_record(v(1, 10, 1)).unwrap()),
+        "step_regression"
+    );
+    assert_eq!(
+        kind(&b.check_and_record(v(2, 9, 1)).unwrap()),
+        "height_regression"
+    );
+    assert_eq!(
+        kind(&b.check_and_record(v(2, 10, 2)).unwrap()),
+        "double_sign"
+    );
+    assert_eq!(kind(&b.check_and_record(v(2, 10, 1)).unwrap()), "Reserve");
+    // Behind, then ahead, in one batch: the check uses the first.
+    let answers = b
+        .check_and_record_batch(vec![v(1, 10, 3), v(1, 11, 3)])
+        .unwrap();
+    assert_eq!(kind(&answers[0]), "step_regression");
+    assert_eq!(kind(&answers[1]), "valid");
+    // And A, still assuming its own view, meets B's record.
+    assert_eq!(
+        kind(&a.check_and_record(v(1, 11, 4)).unwrap()),
+        "double_sign"
+    );
+    assert_eq!(kind(&a.check_and_record(v(2, 11, 4)).unwrap()), "valid");
+    let stored = c.psql_in(
+        "slashing",
+        &format!("SELECT height, step FROM {schema}.cometbft_state"),
+    );
+    assert_eq!(stored, "11|3");
+}

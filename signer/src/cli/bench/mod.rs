@@ -39,6 +39,12 @@
 //!   session per core ([`pkcs11`]). Baseline: SoftHSM's own rate with as
 //!   many sessions, measured in the same run.
 //!
+//! With `--db postgres` the daemon keeps its slashing database in a
+//! PostgreSQL cluster the benchmark starts ([`postgres`]), on the same disk;
+//! `cometbft-votes` is then held to one INSERT + COMMIT round trip plus an
+//! Ed25519 signature, and `eth2-burst` runs SignBatch on one instance and on
+//! two instances sharing the database, each asked for half the validators.
+//!
 //! The gRPC load comes from [`h2client`] (HEADERS and DATA of a call in one
 //! write, less CPU on the shared cores than tonic's client); the privval
 //! load from nodes on this process's threads speaking the signer's own
@@ -54,6 +60,7 @@ mod chains;
 mod h2client;
 mod kms;
 mod pkcs11;
+mod postgres;
 
 use clap::Args;
 use proto::v1 as pb;
@@ -92,6 +99,11 @@ pub struct BenchArgs {
     /// kms: signatures per variant.
     #[arg(long, default_value_t = 2000)]
     kms_signs: usize,
+    /// Where the daemon keeps its slashing database: `sqlite` (its own
+    /// file) or `postgres` (a local cluster the benchmark starts; runs
+    /// cometbft-votes and eth2-burst).
+    #[arg(long, value_enum, default_value_t = Db::Sqlite)]
+    db: Db,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -106,6 +118,13 @@ pub struct BenchArgs {
     pkcs11_pin_file: Option<PathBuf>,
     #[arg(long, hide = true, default_value_t = 1)]
     pkcs11_sessions: usize,
+}
+
+/// The slashing database the benchmarked daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Db {
+    Sqlite,
+    Postgres,
 }
 
 /// One result row.
@@ -126,6 +145,8 @@ struct Daemon {
     metrics: SocketAddr,
     http: Option<SocketAddr>,
     dir: PathBuf,
+    /// Removes `dir` when dropped (not a second instance sharing it).
+    owns_dir: bool,
 }
 
 /// The daemon's `/metrics` text.
@@ -299,7 +320,9 @@ impl Drop for Daemon {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -366,8 +389,9 @@ fn start(
     node_seed: [u8; 32],
     validators: &[Vec<u8>],
     chain_nodes: &[SocketAddr],
+    pg: Option<&postgres::LocalPostgres>,
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
-    let dir = std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()));
+    let dir = bench_dir();
     let _ = std::fs::remove_dir_all(&dir);
     super::init::create_dev(&dir)?;
     let ks: Value = serde_json::from_slice(&std::fs::read(dir.join("keys/ed25519.json"))?)?;
@@ -419,7 +443,21 @@ fn start(
             hex::encode(key.public_key())
         ));
     }
-    let config = std::fs::read_to_string(dir.join("signer.toml"))?
+    let mut config = std::fs::read_to_string(dir.join("signer.toml"))?;
+    if let Some(pg) = pg {
+        std::fs::create_dir_all(dir.join("data"))?;
+        std::fs::write(
+            dir.join("data/pg-password"),
+            postgres::LocalPostgres::password(),
+        )?;
+        let sqlite = "[slashing]\ndatabase = \"data/slashing.sqlite\"\n";
+        if !config.contains(sqlite) {
+            return Err("the dev configuration's [slashing] section changed shape".into());
+        }
+        config = config.replace(sqlite, "[slashing]\nengine = \"postgres\"\n");
+        config.push_str(&pg.tables("data/pg-password", "data/audit.jsonl"));
+    }
+    let config = config
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9100", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0");
@@ -462,16 +500,31 @@ fn start(
     spawn(dir, &[])
 }
 
+/// The benchmark's directory (on the real disk, under the temp dir).
+fn bench_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("signer-bench-{}", std::process::id()))
+}
+
 /// Starts `signer serve` on the setup in `dir` (with extra environment)
 /// and waits for its ready line.
 fn spawn(
     dir: PathBuf,
     env: &[(&str, &std::ffi::OsStr)],
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
-    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    spawn_config(dir, "signer.toml", "daemon.log", env)
+}
+
+/// [`spawn`] with another configuration file of the same setup.
+fn spawn_config(
+    dir: PathBuf,
+    config: &str,
+    log: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<Daemon, Box<dyn std::error::Error>> {
+    let log = std::fs::File::create(dir.join(log))?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
-        .arg(dir.join("signer.toml"))
+        .arg(dir.join(config))
         .env("SIGNER_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -502,6 +555,7 @@ fn spawn(
         metrics,
         http,
         dir,
+        owns_dir: config == "signer.toml",
     })
 }
 
@@ -900,6 +954,54 @@ async fn burst_single(
     window.close(d, "Sign", tasks, keys.len()).await
 }
 
+/// eth2-burst with a second instance on the same PostgreSQL database: each
+/// instance is asked, at the same time, for half the validators' next
+/// attestation (SignBatch). The rate is all signatures over the wall time
+/// of both; the target is 0.8 × the raw BLS rate of this machine.
+fn two_instances(
+    runtime: &tokio::runtime::Runtime,
+    first: &Daemon,
+    validators: &[Vec<u8>],
+    base: f64,
+) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
+    let config = std::fs::read_to_string(first.dir.join("signer.toml"))?;
+    // Without the privval connector: the votes scenario's node accepts one signer.
+    let (head, _) = config.split_once("\n[privval]").unwrap_or((&config, ""));
+    std::fs::write(
+        first.dir.join("signer-2.toml"),
+        head.replace("data/audit.jsonl", "data/audit-2.jsonl"),
+    )?;
+    let second = spawn_config(first.dir.clone(), "signer-2.toml", "daemon-2.log", &[])?;
+    let (a, b) = validators.split_at(validators.len() / 2);
+    let started = Instant::now();
+    let (ra, rb) = runtime
+        .block_on(async { tokio::join!(burst_batches(first, a, 2), burst_batches(&second, b, 2)) });
+    let wall = started.elapsed().as_secs_f64();
+    let (ra, rb) = (ra?, rb?);
+    let rate = validators.len() as f64 / wall;
+    let row = |figure, unit, value, baseline, target| Row {
+        scenario: "eth2-burst",
+        variant: "signbatch, 2 instances, postgres",
+        figure,
+        unit,
+        value,
+        baseline,
+        target,
+    };
+    Ok(vec![
+        row(
+            "rate",
+            "sig/s",
+            rate,
+            Some(base),
+            Some(("≥ 0.8 × baseline".to_owned(), rate >= 0.8 * base)),
+        ),
+        row("db commits", "", ra.commits + rb.commits, None, None),
+        row("daemon cpu", "s", ra.daemon_cpu + rb.daemon_cpu, None, None),
+        row("wall", "s", wall, None, None),
+    ])
+}
+
 fn burst_rows(variant: &'static str, b: Burst, base: f64, target: f64) -> Vec<Row> {
     let verdict = (format!("≥ {target} × baseline"), b.rate >= target * base);
     b.rows(
@@ -999,10 +1101,33 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .into());
         }
     };
+    let postgres = a.db == Db::Postgres;
+    if postgres
+        && !matches!(
+            a.scenario.as_deref(),
+            None | Some("cometbft-votes" | "eth2-burst")
+        )
+    {
+        return Err("--db postgres runs the cometbft-votes and eth2-burst scenarios only".into());
+    }
+    let (start_up, chains) = (start_up && !postgres, chains && !postgres);
+    let pg = if postgres {
+        let dir =
+            std::env::temp_dir().join(format!("signer-bench-{}-postgres", std::process::id()));
+        let pg = postgres::LocalPostgres::start(&dir)?;
+        println!(
+            "postgres: a cluster in {} (port {})",
+            dir.display(),
+            pg.port
+        );
+        Some(pg)
+    } else {
+        None
+    };
     // Everything: the HSM and KMS scenarios too, when SoftHSM and the KMS
     // simulator are there.
     let mut hsm_rows = Vec::new();
-    if a.scenario.is_none() {
+    if a.scenario.is_none() && !postgres {
         match pkcs11::softhsm_module() {
             Ok(_) => hsm_rows.extend(pkcs11::rows(&a)?),
             Err(e) => println!("pkcs11: skipped ({e})"),
@@ -1041,6 +1166,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         node_seed,
         &validators,
         chain_nodes.as_ref().map_or(&[][..], |n| &n.addrs[..]),
+        pg.as_ref(),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1048,7 +1174,18 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .build()?;
     let mut rows = Vec::new();
     let mut stage_reports = Vec::new();
-    if burst {
+    if burst && postgres {
+        let base = bls_baseline();
+        let batches = runtime.block_on(burst_batches(&daemon, &validators, 1))?;
+        stage_reports.push((
+            "eth2-burst signbatch (postgres)".into(),
+            batches.stages.clone(),
+        ));
+        rows.extend(burst_rows("signbatch, postgres", batches, base, 0.85));
+        let base = bls_baseline();
+        rows.extend(two_instances(&runtime, &daemon, &validators, base)?);
+    }
+    if burst && !postgres {
         let base = bls_baseline();
         let batches = runtime.block_on(burst_batches(&daemon, &validators, 1))?;
         stage_reports.push(("eth2-burst signbatch".into(), batches.stages.clone()));
@@ -1074,7 +1211,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         rows.extend(hsm_rows);
         return report(&a, rows, stage_reports, Some(&daemon));
     }
-    let base = baseline(&daemon.dir, 1000)?;
+    let base = match &pg {
+        Some(pg) => pg.commit_baseline(1000)?,
+        None => baseline(&daemon.dir, 1000)?,
+    };
 
     let ks: Value = serde_json::from_slice(&std::fs::read(daemon.dir.join("keys/ed25519.json"))?)?;
     let ed = hex::decode(ks.get("pubkey").and_then(Value::as_str).unwrap_or_default())?;
@@ -1082,8 +1222,13 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     stage_reports.push(("cometbft-votes grpc".into(), stages));
     let (privval, stages) = privval_votes(&daemon, &node, node_seed, a.warmup, a.heights)?;
     stage_reports.push(("cometbft-votes privval".into(), stages));
-    rows.extend(rows_for("grpc", grpc, base));
-    rows.extend(rows_for("privval", privval, base));
+    let (g, p) = if postgres {
+        ("grpc, postgres", "privval, postgres")
+    } else {
+        ("grpc", "privval")
+    };
+    rows.extend(rows_for(g, grpc, base));
+    rows.extend(rows_for(p, privval, base));
     rows.extend(startup_results);
     rows.extend(hsm_rows);
     report(&a, rows, stage_reports, Some(&daemon))

@@ -46,8 +46,9 @@ pub(super) struct Ahead {
     /// The facts were assumed (nothing recorded in the way), not read: the
     /// writes check them, and every Ethereum proposal must be written.
     pub(super) assumed: bool,
-    /// How many Ethereum proposals of the batch are for the pinned network.
-    pub(super) eth_proposals: usize,
+    /// How many proposals of the batch the rules will decide (Ethereum ones
+    /// for the pinned network, and CometBFT ones).
+    pub(super) proposals: usize,
 }
 
 /// A question the read-ahead did not cover: a bug, refused rather than

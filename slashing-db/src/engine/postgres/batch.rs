@@ -4,18 +4,20 @@
 //! trip per question (begin, lock, bounds, same target, surrounded,
 //! surrounding, insert, commit: eight). Two paths replace that:
 //!
-//! - **Assumed (one round trip), the common case.** An Ethereum batch is
-//!   decided against assumed facts — nothing recorded in the way, bounds
-//!   below — which is what a validator signing forward meets. The commit
-//!   sends, in one pipeline, `BEGIN`, the row locks of the batch's
-//!   validators (`FOR UPDATE`, in id order, so instances never deadlock on
-//!   each other), one multi-row insert per table whose every row checks
-//!   (`signer_expect`, schema v2) that the assumed facts hold in the
-//!   database, and `COMMIT`. If any does not, the server aborts the whole
+//! - **Assumed (one round trip), the common case.** A batch is decided
+//!   against assumed facts — for Ethereum nothing recorded in the way and
+//!   bounds below, for CometBFT nothing stored at or above the new position
+//!   — which is what a validator signing forward meets. The commit sends, in
+//!   one pipeline, `BEGIN`, the row locks of the batch's validators (`FOR
+//!   UPDATE`, in id order, so instances never deadlock on each other), the
+//!   CometBFT advisory locks (in key order), one multi-row insert per table
+//!   (one upsert per CometBFT key) whose every row checks (`signer_expect`,
+//!   schema v2) that the assumed facts hold in the database, and `COMMIT`. If any does not, the server aborts the whole
 //!   transaction, the writer decides the batch again, and the next attempt
 //!   reads. A batch in which an assumed fact led to a refusal or a repeat is
 //!   not sent at all: it is decided again from what was read.
-//! - **Read (two round trips).** [`PostgresEngine::read_ahead_batch`] sends,
+//! - **Read (two round trips).** After an assumption failed, the next batch
+//!   reads: [`PostgresEngine::read_ahead_batch`] sends,
 //!   in one pipeline, `BEGIN`, the validator row locks, the CometBFT advisory
 //!   locks (in key order), and one set-valued query per kind of fact the
 //!   rules will ask for. Statements run in order, each with a fresh READ
@@ -115,6 +117,18 @@ const EXPECT_ATTESTATIONS: &str =
        AND (SELECT 1 FROM signed_attestations a
             WHERE a.validator_id = q.v AND a.target_epoch > q.t AND a.source_epoch < q.s LIMIT 1) IS NULL,
        'attestation')";
+/// The CometBFT record of a key, written only if nothing is stored at or
+/// above the position the batch's first record for that key assumed free
+/// ($8, $9, $10): the rules were told there was no record.
+const EXPECT_COMET: &str = "INSERT INTO cometbft_state AS s (consensus_key, chain_id, height, round, step, sign_bytes, signature)
+     SELECT $1::bytea, $2::text, $3::bigint, $4::bigint, $5::smallint, $6::bytea, $7::bytea
+     WHERE signer_expect(
+       (SELECT 1 FROM cometbft_state o WHERE o.consensus_key = $1::bytea AND o.chain_id = $2::text
+          AND (o.height, o.round, o.step) >= ($8::bigint, $9::bigint, $10::smallint)) IS NULL,
+       'CometBFT')
+     ON CONFLICT (consensus_key, chain_id) DO UPDATE SET
+       height = excluded.height, round = excluded.round, step = excluded.step,
+       sign_bytes = excluded.sign_bytes, signature = excluded.signature";
 const INSERT_BLOCKS: &str = "INSERT INTO signed_blocks (validator_id, slot, signing_root)
      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])";
 const INSERT_ATTESTATIONS: &str =
@@ -195,12 +209,16 @@ impl PostgresEngine {
                 Proposal::CometBft(c) => comet_keys.push((c.key().clone(), c.chain_id().clone())),
             }
         }
-        ahead.eth_proposals = bv.len() + tv.len();
-        if comet_keys.is_empty() && !std::mem::take(&mut self.read_next) {
-            // The common case: nothing recorded in the way. Assume it (no
-            // round trip here); the writes check it under the locks.
+        ahead.proposals = bv.len() + tv.len() + comet_keys.len();
+        if !std::mem::take(&mut self.read_next) {
+            // The common case: nothing recorded in the way (for CometBFT:
+            // nothing at or above the new position). Assume it (no round
+            // trip here); the writes check it under the locks.
             for v in &ids {
                 ahead.bounds.insert(*v, Bounds::default());
+            }
+            for key in comet_keys {
+                ahead.comet.insert(key, None);
             }
             ahead.assumed = true;
             self.ahead = Some(ahead);
@@ -396,9 +414,9 @@ impl PostgresEngine {
             let written = ahead
                 .writes
                 .iter()
-                .filter(|w| matches!(w, Write::Block(..) | Write::Attestation(..)))
+                .filter(|w| !matches!(w, Write::Attach { .. }))
                 .count();
-            if written != ahead.eth_proposals {
+            if written != ahead.proposals {
                 // A refusal, or a repeat, was decided from assumed facts:
                 // decide again from the facts themselves.
                 self.read_next = true;
@@ -411,6 +429,19 @@ impl PostgresEngine {
             ids.sort_unstable();
             if !ids.is_empty() {
                 steps.push(Step::Prepared(self.statement(LOCK)?, vec![boxed(ids)]));
+            }
+            let mut locks: Vec<i64> = ahead
+                .comet
+                .keys()
+                .map(|(k, c)| super::comet_lock_key(k, c))
+                .collect();
+            locks.sort_unstable();
+            locks.dedup();
+            if !locks.is_empty() {
+                steps.push(Step::Prepared(
+                    self.statement(COMET_LOCK)?,
+                    vec![boxed(locks)],
+                ));
             }
         }
         let (insert_blocks, insert_attestations) = if ahead.assumed {
@@ -458,8 +489,28 @@ impl PostgresEngine {
         }
         for (k, c) in &comet_written {
             // Attachments to a key written here are in its final record.
-            if let Some(Some(r)) = ahead.comet_now(k, c) {
-                steps.push(self.comet_store_step(k, c, &r)?);
+            let Some(Some(r)) = ahead.comet_now(k, c) else {
+                continue;
+            };
+            // Assumed: nothing stored at or above the batch's first record
+            // for the key (the rules ordered the batch's own records).
+            let first = ahead.writes.iter().find_map(|w| match w {
+                Write::Comet(wk, wc, first) if wk == k && wc == c => Some(first.hrs),
+                _ => None,
+            });
+            match first {
+                Some(first) if ahead.assumed => {
+                    let mut step = self.comet_store_step(EXPECT_COMET, k, c, &r)?;
+                    if let Step::Prepared(_, params) = &mut step {
+                        params.push(boxed(i64_of("height", first.height.0)?));
+                        params.push(boxed(i64::from(first.round)));
+                        params.push(boxed(
+                            i16::try_from(first.step.as_i64()).unwrap_or(i16::MAX),
+                        ));
+                    }
+                    steps.push(step);
+                }
+                _ => steps.push(self.comet_store_step(super::history::COMET_STORE, k, c, &r)?),
             }
         }
         for w in attaches {
@@ -487,6 +538,7 @@ impl PostgresEngine {
 
     fn comet_store_step(
         &mut self,
+        sql: &'static str,
         key: &ConsensusKey,
         chain: &ChainId,
         r: &CometRecord,
@@ -495,7 +547,7 @@ impl PostgresEngine {
         let round = i64::from(r.hrs.round);
         let step = i16::try_from(r.hrs.step.as_i64()).unwrap_or(i16::MAX);
         Ok(Step::Prepared(
-            self.statement(super::history::COMET_STORE)?,
+            self.statement(sql)?,
             vec![
                 boxed(key.as_bytes().to_vec()),
                 boxed(chain.as_str().to_owned()),
