@@ -38,9 +38,6 @@ use crate::error::DbError;
 use crate::record::{CometRecord, Proposal, SignedBlock};
 use crate::types::{BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Slot};
 
-/// The SQLSTATE `signer_expect` raises (schema version 2).
-pub(super) const ASSUMPTION_FAILED: &str = "SG001";
-
 const REGISTER: &str =
     "INSERT INTO validators (pubkey) SELECT p FROM unnest($1::bytea[]) AS p ORDER BY p
      ON CONFLICT (pubkey) DO NOTHING";

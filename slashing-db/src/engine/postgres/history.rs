@@ -218,7 +218,7 @@ impl Engine for PostgresEngine {
             {
                 // The server answered: the transaction was rolled back.
                 if e.code()
-                    .is_some_and(|c| c.code() == super::batch::ASSUMPTION_FAILED)
+                    .is_some_and(|c| c.code() == super::schema::ASSUMPTION_FAILED)
                 {
                     self.read_next = true;
                 }

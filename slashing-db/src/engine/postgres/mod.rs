@@ -634,7 +634,7 @@ fn map(context: &'static str, e: &tokio_postgres::Error) -> DbError {
         let detail = format!("{} ({})", db.message(), code.code());
         if *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || code.code() == batch::ASSUMPTION_FAILED
+            || code.code() == schema::ASSUMPTION_FAILED
             || *code == SqlState::LOCK_NOT_AVAILABLE
         {
             return DbError::Contended { context, detail };

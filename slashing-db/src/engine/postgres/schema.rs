@@ -120,6 +120,9 @@ CREATE TRIGGER cometbft_state_monotonic BEFORE UPDATE ON cometbft_state
     EXECUTE FUNCTION cometbft_state_monotonic();
 "#;
 
+/// The SQLSTATE `signer_expect` raises (schema version 2).
+pub(super) const ASSUMPTION_FAILED: &str = "SG001";
+
 /// Version 2: the check behind the one-round-trip decision path
 /// (`ahead.rs`): a write that assumed facts raises when they do not hold,
 /// aborting its transaction; and the attestation minimum kept by one UPDATE
