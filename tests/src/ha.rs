@@ -5,8 +5,10 @@
 //! attestations of a key with one target and different data, none surrounding
 //! another), not from the engine's code: it looks at what the *clients* were
 //! given, and then at the database only to confirm that each returned
-//! signature's message is recorded there — by verifying the returned BLS
-//! signature over the recorded signing root.
+//! attestation signature's message is recorded there — by verifying the
+//! returned BLS signature over the recorded signing root. For CometBFT: no
+//! two votes at one height/round/step for different blocks, each signature
+//! over its sign bytes, and the stored position at or past every vote.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,6 +102,8 @@ pub struct Instances {
     pub configs: Vec<PathBuf>,
     pub daemons: Vec<Option<Daemon>>,
     pub clients: Arc<RwLock<Vec<Option<Client>>>>,
+    /// A client `node` (CometBFT consensus) per instance.
+    pub node_clients: Arc<RwLock<Vec<Option<Client>>>>,
     starts: usize,
 }
 
@@ -158,26 +162,30 @@ impl Instances {
                 })
                 .collect()
         });
-        let tls = setup.client_tls("vc");
-        let mut clients = Vec::new();
+        let (tls, node_tls) = (setup.client_tls("vc"), setup.client_tls("node"));
+        let (mut clients, mut node_clients) = (Vec::new(), Vec::new());
         for d in &daemons {
             clients.push(Some(d.client(tls.clone()).await));
+            node_clients.push(Some(d.client(node_tls.clone()).await));
         }
         Self {
             setup,
             configs,
             daemons: daemons.into_iter().map(Some).collect(),
             clients: Arc::new(RwLock::new(clients)),
+            node_clients: Arc::new(RwLock::new(node_clients)),
             starts: n,
         }
     }
 
     /// SIGKILLs instance `i` (its client is withdrawn first).
     pub fn kill(&mut self, i: usize) {
-        if let Ok(mut c) = self.clients.write()
-            && let Some(slot) = c.get_mut(i)
-        {
-            *slot = None;
+        for clients in [&self.clients, &self.node_clients] {
+            if let Ok(mut c) = clients.write()
+                && let Some(slot) = c.get_mut(i)
+            {
+                *slot = None;
+            }
         }
         if let Some(d) = self.daemons.get_mut(i).and_then(Option::take) {
             d.kill();
@@ -193,13 +201,16 @@ impl Instances {
             .await
             .unwrap_or_else(|e| panic_str(&e.to_string()));
         let client = d.client(self.setup.client_tls("vc")).await;
+        let node_client = d.client(self.setup.client_tls("node")).await;
         if let Some(slot) = self.daemons.get_mut(i) {
             *slot = Some(d);
         }
-        if let Ok(mut c) = self.clients.write()
-            && let Some(slot) = c.get_mut(i)
-        {
-            *slot = Some(client);
+        for (clients, client) in [(&self.clients, client), (&self.node_clients, node_client)] {
+            if let Ok(mut c) = clients.write()
+                && let Some(slot) = c.get_mut(i)
+            {
+                *slot = Some(client);
+            }
         }
     }
 
@@ -273,10 +284,47 @@ pub struct Signed {
     pub signature: Vec<u8>,
 }
 
+/// A CometBFT prevote or precommit some instance signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedVote {
+    pub height: i64,
+    /// 1 prevote, 2 precommit (`SignedMsgType`).
+    pub kind: i32,
+    pub block: u8,
+    pub signature: Vec<u8>,
+}
+
+/// The chain the load's CometBFT votes are for (the setup's `test-chain`).
+pub const VOTE_CHAIN: &str = crate::daemon::CHAIN;
+
+fn vote_request(key: &[u8], height: i64, kind: i32, block: u8) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: key.to_vec(),
+        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
+            chain_id: VOTE_CHAIN.into(),
+            version: pb::CometBftVersion::V038 as i32,
+            r#type: kind,
+            height,
+            round: 0,
+            block_id: Some(pb::BlockId {
+                hash: vec![block; 32],
+                part_set_total: 1,
+                part_set_hash: vec![block; 32],
+            }),
+            timestamp: Some(pb::Timestamp {
+                seconds: 1000,
+                nanos: 0,
+            }),
+            extension: Vec::new(),
+        })),
+    }
+}
+
 /// What the load saw.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub signed: Vec<Signed>,
+    pub votes: Vec<SignedVote>,
     /// Refusals by reason.
     pub refused: BTreeMap<String, usize>,
     /// Calls that failed at the transport (an instance killed under them).
@@ -288,6 +336,7 @@ pub struct Tally {
 impl Tally {
     fn merge(&mut self, other: Tally) {
         self.signed.extend(other.signed);
+        self.votes.extend(other.votes);
         for (k, v) in other.refused {
             *self.refused.entry(k).or_default() += v;
         }
@@ -325,24 +374,26 @@ impl std::fmt::Debug for Load {
 pub const HANG: Duration = Duration::from_secs(20);
 
 impl Load {
-    pub fn start(
-        clients: Arc<RwLock<Vec<Option<Client>>>>,
-        keys: Vec<Vec<u8>>,
-        workers: usize,
-        rng: &mut Rng,
-    ) -> Self {
+    /// `workers` tasks against `instances`: two in three requests are
+    /// attestations by `keys` (through `vc`), one in three a CometBFT vote by
+    /// the setup's Ed25519 key (through `node`).
+    pub fn start(instances: &Instances, keys: Vec<Vec<u8>>, workers: usize, rng: &mut Rng) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let began = Instant::now();
+        let ed = instances.setup.ed25519.clone();
         let tasks = (0..workers)
             .map(|_| {
                 let mut rng = Rng::new(rng.next_u64());
-                let (clients, keys, stop) = (clients.clone(), keys.clone(), stop.clone());
+                let (clients, nodes) = (instances.clients.clone(), instances.node_clients.clone());
+                let (keys, ed, stop) = (keys.clone(), ed.clone(), stop.clone());
                 tokio::spawn(async move {
                     let mut tally = Tally::default();
                     while !stop.load(Ordering::Relaxed) {
-                        let n = clients.read().map(|c| c.len()).unwrap_or(0) as u64;
+                        let vote = rng.below(3) == 0;
+                        let pool = if vote { &nodes } else { &clients };
+                        let n = pool.read().map(|c| c.len()).unwrap_or(0) as u64;
                         let pick = rng.below(n) as usize;
-                        let client = clients
+                        let client = pool
                             .read()
                             .ok()
                             .and_then(|c| c.get(pick).cloned().flatten());
@@ -350,34 +401,46 @@ impl Load {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                             continue;
                         };
-                        let key = keys
-                            .get(rng.below(keys.len() as u64) as usize)
-                            .cloned()
-                            .unwrap_or_default();
                         let epoch = 10 + began.elapsed().as_millis() as u64 / 100;
-                        let target = epoch + rng.below(4);
-                        let source = target.saturating_sub(1 + rng.below(4));
                         let block = rng.below(3) as u8;
+                        let (request, asked_for) = if vote {
+                            let height = epoch as i64 + rng.below(2) as i64;
+                            let kind = 1 + rng.below(2) as i32;
+                            (vote_request(&ed, height, kind, block), Err((height, kind)))
+                        } else {
+                            let key = keys
+                                .get(rng.below(keys.len() as u64) as usize)
+                                .cloned()
+                                .unwrap_or_default();
+                            let target = epoch + rng.below(4);
+                            let source = target.saturating_sub(1 + rng.below(4));
+                            (
+                                attestation(&key, source, target, block),
+                                Ok((key, source, target)),
+                            )
+                        };
                         let asked = Instant::now();
-                        let answer = tokio::time::timeout(
-                            HANG,
-                            client.sign(attestation(&key, source, target, block)),
-                        )
-                        .await;
+                        let answer = tokio::time::timeout(HANG, client.sign(request)).await;
                         tally.slowest = tally.slowest.max(asked.elapsed());
                         match answer {
                             Err(_) => panic_str(&format!("a sign call hung for {HANG:?}")),
                             Ok(Err(_)) => tally.transport_errors += 1,
                             Ok(Ok(r)) => match r.into_inner().outcome {
-                                Some(pb::sign_response::Outcome::Signature(s)) => {
-                                    tally.signed.push(Signed {
+                                Some(pb::sign_response::Outcome::Signature(s)) => match asked_for {
+                                    Ok((key, source, target)) => tally.signed.push(Signed {
                                         key,
                                         source,
                                         target,
                                         block,
                                         signature: s.signature,
-                                    });
-                                }
+                                    }),
+                                    Err((height, kind)) => tally.votes.push(SignedVote {
+                                        height,
+                                        kind,
+                                        block,
+                                        signature: s.signature,
+                                    }),
+                                },
                                 Some(pb::sign_response::Outcome::Refusal(r)) => {
                                     *tally
                                         .refused
@@ -402,6 +465,93 @@ impl Load {
             all.merge(t.await.unwrap_or_else(|e| panic_str(&e.to_string())));
         }
         all
+    }
+}
+
+/// The CometBFT half of the checker: no two votes at one height, round and
+/// type for different blocks; each signature verifies (Ed25519, `key`) over
+/// the vote's canonical sign bytes; the stored position is at or past every
+/// vote signed (`stored`: height, round, step as `cometbft_state` has them).
+pub fn check_votes(
+    votes: &[SignedVote],
+    key: &[u8],
+    stored: Option<(i64, i64, i64)>,
+) -> Result<String, String> {
+    use signer::cometbft::{BlockId, Timestamp, Vote, VoteType};
+    let mut by_position: BTreeMap<(i64, i32), &SignedVote> = BTreeMap::new();
+    for v in votes {
+        if let Some(other) = by_position.insert((v.height, v.kind), v)
+            && other.block != v.block
+        {
+            return Err(format!("double sign: {other:?} and {v:?}"));
+        }
+    }
+    let vk = ed25519_consensus::VerificationKey::try_from(key).map_err(|e| e.to_string())?;
+    for v in votes {
+        let vote = Vote {
+            kind: if v.kind == 1 {
+                VoteType::Prevote
+            } else {
+                VoteType::Precommit
+            },
+            height: v.height,
+            round: 0,
+            block_id: BlockId {
+                hash: vec![v.block; 32],
+                part_set_total: 1,
+                part_set_hash: vec![v.block; 32],
+            },
+            timestamp: Timestamp {
+                seconds: 1000,
+                nanos: 0,
+            },
+            extension: Vec::new(),
+        };
+        let bytes =
+            signer::cometbft::vote_sign_bytes(VOTE_CHAIN, &vote).map_err(|e| e.to_string())?;
+        let sig = ed25519_consensus::Signature::try_from(v.signature.as_slice())
+            .map_err(|e| e.to_string())?;
+        vk.verify(&sig, &bytes)
+            .map_err(|e| format!("the signature of {v:?} is not over its sign bytes: {e}"))?;
+    }
+    // Steps as stored: prevote 2, precommit 3 (proposals are 1).
+    if let Some(highest) = by_position
+        .keys()
+        .map(|&(h, k)| (h, 0, i64::from(k) + 1))
+        .max()
+    {
+        match stored {
+            Some(s) if s >= highest => {}
+            other => {
+                return Err(format!(
+                    "votes signed up to {highest:?} but the database holds {other:?}"
+                ));
+            }
+        }
+    }
+    Ok(format!(
+        "{} votes returned ({} positions): no double sign, each verified over its sign bytes, the stored position at or past them",
+        votes.len(),
+        by_position.len()
+    ))
+}
+
+/// The stored position (height, round, step) of the load's CometBFT key.
+pub fn stored_position(pg: &PgCluster, schema: &str) -> Option<(i64, i64, i64)> {
+    let out = pg.psql_in(
+        "slashing",
+        &format!(
+            "SELECT height, round, step FROM {schema}.cometbft_state WHERE chain_id = '{VOTE_CHAIN}'"
+        ),
+    );
+    let f: Vec<i64> = out
+        .trim()
+        .split('|')
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match f.as_slice() {
+        [h, r, s] => Some((*h, *r, *s)),
+        _ => None,
     }
 }
 
@@ -536,5 +686,49 @@ mod tests {
         );
         let moved = check(&[s(1, 2, 0)], &records).unwrap_err();
         assert!(moved.contains("the record has source 0"), "{moved}");
+    }
+
+    #[test]
+    fn the_vote_checker_finds_a_double_sign_a_bad_signature_and_a_stale_record() {
+        let key = ed25519_consensus::SigningKey::from([9u8; 32]);
+        let pk = key.verification_key().to_bytes();
+        let signed = |height: i64, kind: i32, block: u8| {
+            let vote = signer::cometbft::Vote {
+                kind: if kind == 1 {
+                    signer::cometbft::VoteType::Prevote
+                } else {
+                    signer::cometbft::VoteType::Precommit
+                },
+                height,
+                round: 0,
+                block_id: signer::cometbft::BlockId {
+                    hash: vec![block; 32],
+                    part_set_total: 1,
+                    part_set_hash: vec![block; 32],
+                },
+                timestamp: signer::cometbft::Timestamp {
+                    seconds: 1000,
+                    nanos: 0,
+                },
+                extension: Vec::new(),
+            };
+            let bytes = signer::cometbft::vote_sign_bytes(VOTE_CHAIN, &vote).unwrap();
+            SignedVote {
+                height,
+                kind,
+                block,
+                signature: key.sign(&bytes).to_bytes().to_vec(),
+            }
+        };
+        let fine = [signed(5, 1, 0), signed(5, 2, 0), signed(6, 1, 1)];
+        assert!(check_votes(&fine, &pk, Some((6, 0, 2))).is_ok());
+        let double = check_votes(&[signed(5, 1, 0), signed(5, 1, 1)], &pk, Some((9, 0, 3)));
+        assert!(double.unwrap_err().starts_with("double sign"));
+        let stale = check_votes(&fine, &pk, Some((6, 0, 1))).unwrap_err();
+        assert!(stale.contains("the database holds"), "{stale}");
+        let mut forged = signed(7, 1, 0);
+        forged.block = 2;
+        let bad = check_votes(&[forged], &pk, Some((9, 0, 3))).unwrap_err();
+        assert!(bad.contains("not over its sign bytes"), "{bad}");
     }
 }

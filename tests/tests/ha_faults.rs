@@ -22,12 +22,18 @@ use tests::proxy::FaultProxy;
 /// Ends the load, stops the instances and runs the checker; returns the tally.
 async fn finish(load: Load, instances: Instances, pg: &PgCluster, schema: &str) -> ha::Tally {
     let tally = load.finish().await;
+    let ed = instances.setup.ed25519.clone();
     instances.stop();
     let records = ha::records(pg, schema);
     match ha::check(&tally.signed, &records) {
         Ok(summary) => println!("checker: {summary}"),
         Err(e) => panic!("history checker: {e}"),
     }
+    match ha::check_votes(&tally.votes, &ed, ha::stored_position(pg, schema)) {
+        Ok(summary) => println!("checker: {summary}"),
+        Err(e) => panic!("history checker (CometBFT): {e}"),
+    }
+    assert!(!tally.votes.is_empty(), "the load signed no CometBFT vote");
     println!(
         "refused: {:?}; transport errors: {}; slowest call: {:?}",
         tally.refused, tally.transport_errors, tally.slowest
@@ -56,7 +62,7 @@ async fn instances_sigkilled_20_times_at_random_moments_never_sign_a_conflict() 
     let keys = vec![setup.bls.clone(), setup.bls2.clone()];
     let mut rng = Rng::seeded("sigkill");
     let mut instances = Instances::start(setup, &ha::local(pg.port), &schema, 3, 2000, "").await;
-    let load = Load::start(instances.clients.clone(), keys, 12, &mut rng);
+    let load = Load::start(&instances, keys, 12, &mut rng);
     let mut kills = 0;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
@@ -92,7 +98,7 @@ async fn postgres_goes_away(fault: PgFault) {
     let keys = vec![setup.bls.clone(), setup.bls2.clone()];
     let mut rng = Rng::seeded(&format!("{fault:?}"));
     let instances = Instances::start(setup, &ha::local(pg.port), &schema, 2, 1000, "").await;
-    let load = Load::start(instances.clients.clone(), keys.clone(), 8, &mut rng);
+    let load = Load::start(&instances, keys.clone(), 8, &mut rng);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pg = tokio::task::spawn_blocking(move || {
         match fault {
@@ -120,6 +126,8 @@ async fn postgres_goes_away(fault: PgFault) {
     .await
     .unwrap();
     ha::signs_again(&instances, &keys, 100_000).await;
+    // Load after recovery too: the checker covers what is signed after.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let tally = finish(load, instances, &pg, &schema).await;
     assert!(
         tally.refused(pb::Reason::BackendUnavailable) > 0 || tally.transport_errors > 0,
@@ -158,7 +166,7 @@ async fn the_network_to_postgres_stalled_blackholed_and_reset_under_load() {
     let mut rng = Rng::seeded("network");
     let instances =
         Instances::start(setup, &ha::local(proxy.addr.port()), &schema, 2, 1000, "").await;
-    let load = Load::start(instances.clients.clone(), keys.clone(), 8, &mut rng);
+    let load = Load::start(&instances, keys.clone(), 8, &mut rng);
     for (round, fault) in ["stall", "blackhole", "reset"].into_iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         match fault {
