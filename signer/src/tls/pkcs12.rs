@@ -73,7 +73,8 @@ impl<'a> Der<'a> {
         Ok(Tlv { tag, content })
     }
 
-    fn expect(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], Pkcs12Error> {
+    /// The next element, which must have `tag` (`what` names it in the error).
+    fn take(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], Pkcs12Error> {
         let t = self.next()?;
         if t.tag == tag {
             Ok(t.content)
@@ -165,20 +166,20 @@ fn pkcs12_kdf_sha256(password: &str, salt: &[u8], iterations: u32) -> Zeroizing<
 /// Checks the MAC over `auth_safe` (the `data` content's octets).
 fn check_mac(mac_data: &[u8], auth_safe: &[u8], password: &str) -> Result<(), Pkcs12Error> {
     let mut d = Der(mac_data);
-    let digest_info = d.expect(SEQUENCE, "macData.mac")?;
-    let salt = d.expect(OCTETS, "macData.salt")?;
+    let digest_info = d.take(SEQUENCE, "macData.mac")?;
+    let salt = d.take(OCTETS, "macData.salt")?;
     let iterations = if d.is_empty() {
         1
     } else {
-        small_uint(d.expect(INTEGER, "macData.iterations")?)?
+        small_uint(d.take(INTEGER, "macData.iterations")?)?
     };
     if iterations == 0 || iterations > MAX_ITERATIONS {
         return Err(Malformed("MAC iterations"));
     }
     let mut di = Der(digest_info);
-    let mut alg = Der(di.expect(SEQUENCE, "mac algorithm")?);
-    let digest = di.expect(OCTETS, "mac digest")?;
-    if alg.expect(OID, "mac algorithm")? != SHA256 {
+    let mut alg = Der(di.take(SEQUENCE, "mac algorithm")?);
+    let digest = di.take(OCTETS, "mac digest")?;
+    if alg.take(OID, "mac algorithm")? != SHA256 {
         return Err(Unsupported("a MAC other than HMAC-SHA-256"));
     }
     let key = pkcs12_kdf_sha256(password, salt, iterations);
@@ -195,14 +196,14 @@ fn pbes2_decrypt(
     password: &str,
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     let mut p = Der(params);
-    let mut kdf = Der(p.expect(SEQUENCE, "PBES2 kdf")?);
-    let mut scheme = Der(p.expect(SEQUENCE, "PBES2 scheme")?);
-    if kdf.expect(OID, "kdf")? != PBKDF2 {
+    let mut kdf = Der(p.take(SEQUENCE, "PBES2 kdf")?);
+    let mut scheme = Der(p.take(SEQUENCE, "PBES2 scheme")?);
+    if kdf.take(OID, "kdf")? != PBKDF2 {
         return Err(Unsupported("a PBES2 key derivation other than PBKDF2"));
     }
-    let mut kp = Der(kdf.expect(SEQUENCE, "PBKDF2 params")?);
-    let salt = kp.expect(OCTETS, "PBKDF2 salt")?;
-    let iterations = small_uint(kp.expect(INTEGER, "PBKDF2 iterations")?)?;
+    let mut kp = Der(kdf.take(SEQUENCE, "PBKDF2 params")?);
+    let salt = kp.take(OCTETS, "PBKDF2 salt")?;
+    let iterations = small_uint(kp.take(INTEGER, "PBKDF2 iterations")?)?;
     if iterations == 0 || iterations > MAX_ITERATIONS {
         return Err(Malformed("PBKDF2 iterations"));
     }
@@ -210,12 +211,12 @@ fn pbes2_decrypt(
     while !kp.is_empty() {
         let t = kp.next()?;
         if t.tag == SEQUENCE {
-            prf = Der(t.content).expect(OID, "PBKDF2 prf")?;
+            prf = Der(t.content).take(OID, "PBKDF2 prf")?;
         }
         // An INTEGER here is the optional key length, implied by the cipher.
     }
-    let cipher = scheme.expect(OID, "cipher")?;
-    let iv = scheme.expect(OCTETS, "cipher IV")?;
+    let cipher = scheme.take(OID, "cipher")?;
+    let iv = scheme.take(OCTETS, "cipher IV")?;
     let key_len = match cipher {
         AES128_CBC => 16,
         AES192_CBC => 24,
@@ -250,10 +251,10 @@ fn decrypt(
     password: &str,
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     let mut a = Der(alg);
-    if a.expect(OID, "encryption algorithm")? != PBES2 {
+    if a.take(OID, "encryption algorithm")? != PBES2 {
         return Err(Unsupported("a legacy PKCS#12 encryption (RC2 or 3DES)"));
     }
-    pbes2_decrypt(a.expect(SEQUENCE, "PBES2 params")?, ciphertext, password)
+    pbes2_decrypt(a.take(SEQUENCE, "PBES2 params")?, ciphertext, password)
 }
 
 /// A bag's `localKeyId` attribute, which pairs a key with its certificate.
@@ -274,41 +275,41 @@ fn local_key_id(attributes: Option<&[u8]>) -> Result<KeyId, Pkcs12Error> {
     };
     let mut set = Der(attrs);
     while !set.is_empty() {
-        let mut attr = Der(set.expect(SEQUENCE, "attribute")?);
-        let oid = attr.expect(OID, "attribute type")?;
-        let values = attr.expect(SET, "attribute values")?;
+        let mut attr = Der(set.take(SEQUENCE, "attribute")?);
+        let oid = attr.take(OID, "attribute type")?;
+        let values = attr.take(SET, "attribute values")?;
         if oid == LOCAL_KEY_ID {
-            return Ok(Some(Der(values).expect(OCTETS, "localKeyId")?.to_vec()));
+            return Ok(Some(Der(values).take(OCTETS, "localKeyId")?.to_vec()));
         }
     }
     Ok(None)
 }
 
 fn read_bags(safe_contents: &[u8], password: &str, found: &mut Found) -> Result<(), Pkcs12Error> {
-    let mut bags = Der(Der(safe_contents).expect(SEQUENCE, "SafeContents")?);
+    let mut bags = Der(Der(safe_contents).take(SEQUENCE, "SafeContents")?);
     while !bags.is_empty() {
-        let mut bag = Der(bags.expect(SEQUENCE, "SafeBag")?);
-        let id = bag.expect(OID, "bagId")?;
-        let value = bag.expect(EXPLICIT0, "bagValue")?;
+        let mut bag = Der(bags.take(SEQUENCE, "SafeBag")?);
+        let id = bag.take(OID, "bagId")?;
+        let value = bag.take(EXPLICIT0, "bagValue")?;
         let attributes = if bag.is_empty() {
             None
         } else {
-            Some(bag.expect(SET, "bagAttributes")?)
+            Some(bag.take(SET, "bagAttributes")?)
         };
         let key_id = local_key_id(attributes)?;
         match id {
             CERT_BAG => {
-                let mut cb = Der(Der(value).expect(SEQUENCE, "CertBag")?);
-                if cb.expect(OID, "certId")? == X509_CERT {
+                let mut cb = Der(Der(value).take(SEQUENCE, "CertBag")?);
+                if cb.take(OID, "certId")? == X509_CERT {
                     let der =
-                        Der(cb.expect(EXPLICIT0, "certValue")?).expect(OCTETS, "certificate")?;
+                        Der(cb.take(EXPLICIT0, "certValue")?).take(OCTETS, "certificate")?;
                     found.certs.push((key_id, der.to_vec()));
                 }
             }
             SHROUDED_KEY_BAG => {
-                let mut epki = Der(Der(value).expect(SEQUENCE, "EncryptedPrivateKeyInfo")?);
-                let alg = epki.expect(SEQUENCE, "key encryption algorithm")?;
-                let data = epki.expect(OCTETS, "encrypted key")?;
+                let mut epki = Der(Der(value).take(SEQUENCE, "EncryptedPrivateKeyInfo")?);
+                let alg = epki.take(SEQUENCE, "key encryption algorithm")?;
+                let data = epki.take(OCTETS, "encrypted key")?;
                 found.key = Some((key_id, decrypt(alg, data, password)?));
             }
             KEY_BAG => {
@@ -326,36 +327,36 @@ pub fn read(
     der: &[u8],
     password: &str,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Pkcs12Error> {
-    let mut pfx = Der(Der(der).expect(SEQUENCE, "PFX")?);
-    if small_uint(pfx.expect(INTEGER, "version")?)? != 3 {
+    let mut pfx = Der(Der(der).take(SEQUENCE, "PFX")?);
+    if small_uint(pfx.take(INTEGER, "version")?)? != 3 {
         return Err(Malformed("version"));
     }
-    let mut auth_safe_info = Der(pfx.expect(SEQUENCE, "authSafe")?);
-    if auth_safe_info.expect(OID, "authSafe type")? != DATA {
+    let mut auth_safe_info = Der(pfx.take(SEQUENCE, "authSafe")?);
+    if auth_safe_info.take(OID, "authSafe type")? != DATA {
         return Err(Unsupported("a public-key-protected keystore"));
     }
-    let auth_safe = Der(auth_safe_info.expect(EXPLICIT0, "authSafe content")?)
-        .expect(OCTETS, "authSafe data")?;
+    let auth_safe = Der(auth_safe_info.take(EXPLICIT0, "authSafe content")?)
+        .take(OCTETS, "authSafe data")?;
     if pfx.is_empty() {
         return Err(Unsupported("a keystore without an integrity MAC"));
     }
-    check_mac(pfx.expect(SEQUENCE, "macData")?, auth_safe, password)?;
+    check_mac(pfx.take(SEQUENCE, "macData")?, auth_safe, password)?;
 
     let mut found = Found::default();
-    let mut infos = Der(Der(auth_safe).expect(SEQUENCE, "AuthenticatedSafe")?);
+    let mut infos = Der(Der(auth_safe).take(SEQUENCE, "AuthenticatedSafe")?);
     while !infos.is_empty() {
-        let mut info = Der(infos.expect(SEQUENCE, "ContentInfo")?);
-        let kind = info.expect(OID, "content type")?;
-        let content = info.expect(EXPLICIT0, "content")?;
+        let mut info = Der(infos.take(SEQUENCE, "ContentInfo")?);
+        let kind = info.take(OID, "content type")?;
+        let content = info.take(EXPLICIT0, "content")?;
         match kind {
-            DATA => read_bags(Der(content).expect(OCTETS, "data")?, password, &mut found)?,
+            DATA => read_bags(Der(content).take(OCTETS, "data")?, password, &mut found)?,
             ENCRYPTED_DATA => {
-                let mut ed = Der(Der(content).expect(SEQUENCE, "EncryptedData")?);
-                ed.expect(INTEGER, "EncryptedData version")?;
-                let mut eci = Der(ed.expect(SEQUENCE, "EncryptedContentInfo")?);
-                eci.expect(OID, "content type")?;
-                let alg = eci.expect(SEQUENCE, "content encryption algorithm")?;
-                let data = eci.expect(IMPLICIT0, "encrypted content")?;
+                let mut ed = Der(Der(content).take(SEQUENCE, "EncryptedData")?);
+                ed.take(INTEGER, "EncryptedData version")?;
+                let mut eci = Der(ed.take(SEQUENCE, "EncryptedContentInfo")?);
+                eci.take(OID, "content type")?;
+                let alg = eci.take(SEQUENCE, "content encryption algorithm")?;
+                let data = eci.take(IMPLICIT0, "encrypted content")?;
                 let plain = decrypt(alg, data, password)?;
                 read_bags(&plain, password, &mut found)?;
             }
