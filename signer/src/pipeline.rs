@@ -9,9 +9,10 @@
 //!
 //! The unit of work is a batch ([`Pipeline::sign_batch`]): every slashable
 //! item of a batch is decided in one database call (one transaction, one
-//! fsync), and every audit record of a batch shares one fsync of the audit
-//! log. A single request is a batch of one; the daemon's workers also batch
-//! single requests that queue up together.
+//! commit), and every audit record is appended before the answer; the audit
+//! log's fsync is a flusher's, off the signing path (decision 0004). A single
+//! request is a batch of one; the daemon's workers also batch single requests
+//! that queue up together.
 
 use std::collections::HashMap;
 use std::fs::File;
