@@ -1,6 +1,8 @@
 //! Any bytes as an EIP-3076 interchange file: parsing never panics, and what
 //! parses serialises and parses back to the same value.
 #![no_main]
+// A fuzz target reports a failure by panicking: that is what these are for.
+#![allow(clippy::expect_used)]
 
 use libfuzzer_sys::fuzz_target;
 use slashing_db::Interchange;
