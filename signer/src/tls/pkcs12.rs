@@ -301,8 +301,7 @@ fn read_bags(safe_contents: &[u8], password: &str, found: &mut Found) -> Result<
             CERT_BAG => {
                 let mut cb = Der(Der(value).take(SEQUENCE, "CertBag")?);
                 if cb.take(OID, "certId")? == X509_CERT {
-                    let der =
-                        Der(cb.take(EXPLICIT0, "certValue")?).take(OCTETS, "certificate")?;
+                    let der = Der(cb.take(EXPLICIT0, "certValue")?).take(OCTETS, "certificate")?;
                     found.certs.push((key_id, der.to_vec()));
                 }
             }
@@ -335,8 +334,8 @@ pub fn read(
     if auth_safe_info.take(OID, "authSafe type")? != DATA {
         return Err(Unsupported("a public-key-protected keystore"));
     }
-    let auth_safe = Der(auth_safe_info.take(EXPLICIT0, "authSafe content")?)
-        .take(OCTETS, "authSafe data")?;
+    let auth_safe =
+        Der(auth_safe_info.take(EXPLICIT0, "authSafe content")?).take(OCTETS, "authSafe data")?;
     if pfx.is_empty() {
         return Err(Unsupported("a keystore without an integrity MAC"));
     }
