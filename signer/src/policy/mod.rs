@@ -15,6 +15,11 @@ use serde::Deserialize;
 
 pub use operation::{ALL as ALL_OPERATIONS, NetworkKind, Operation};
 
+/// The identity of every connection to a plain-HTTP listener (no
+/// certificate: any local process). A policy client with this identity
+/// gets what plain HTTP callers may do; `signer policy check` warns about it.
+pub const LOOPBACK_PLAINTEXT: &str = "insecure:loopback-http";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -377,7 +382,7 @@ pub fn check(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
                 parsed
             }
         };
-        if c.identity == crate::tls::identity::LOOPBACK_PLAINTEXT {
+        if c.identity == LOOPBACK_PLAINTEXT {
             f.push(finding(
                 Warning,
                 &loc,

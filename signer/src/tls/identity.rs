@@ -9,11 +9,6 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::policy::{Client, Policy};
 
-/// The identity of every connection to a plain-HTTP listener (no
-/// certificate: any local process). A policy client with this identity
-/// gets what plain HTTP callers may do; `signer policy check` warns about it.
-pub const LOOPBACK_PLAINTEXT: &str = "insecure:loopback-http";
-
 /// What a verified client certificate says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {

@@ -25,7 +25,8 @@ use crate::server::Shared;
 use crate::server::listener::{self, PeerInfo};
 use crate::server::pool::{Answer, Job, Rejected};
 use crate::tls::ReloadableConfig;
-use crate::tls::identity::{LOOPBACK_PLAINTEXT, PeerIdentity};
+use crate::policy::LOOPBACK_PLAINTEXT;
+use crate::tls::identity::PeerIdentity;
 
 /// Largest request body accepted (a phase0 block with every list full is far smaller).
 const MAX_BODY: usize = 4 << 20;
