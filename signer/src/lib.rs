@@ -12,6 +12,7 @@ pub mod eth2;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod pool;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -8,8 +8,6 @@
 //! one that does not start.
 
 pub mod http;
-pub mod listener;
-pub mod pool;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -34,8 +32,9 @@ use crate::config::{Config, KeySource};
 use crate::metrics::Metrics;
 use crate::pipeline::{Keyring, Pipeline};
 use crate::policy::{Policy, Severity};
+use crate::pool::Pool;
+use crate::tls::listener;
 use crate::tls::{self, ReloadableConfig};
-use pool::Pool;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -944,7 +943,7 @@ async fn serve(
     let web3signer = http_listener.map(|l| {
         tokio::spawn(crate::api::web3signer::serve(
             l,
-            shared.clone(),
+            shared.clone() as Arc<dyn crate::api::web3signer::Host>,
             http_tls,
             stop_rx,
         ))
@@ -978,4 +977,35 @@ async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
     }
     signals
+}
+
+/// The Web3Signer frontend's narrow view of the daemon.
+impl crate::api::web3signer::Host for Shared {
+    fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    fn pool(&self) -> &Pool {
+        Shared::pool(self)
+    }
+
+    fn max_wait(&self) -> Duration {
+        Shared::max_wait(self)
+    }
+
+    fn http_tls(&self) -> Option<&ReloadableConfig> {
+        Shared::http_tls(self)
+    }
+
+    fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        Shared::readiness(self)
+    }
+
+    fn start_key_reload(self: Arc<Self>, client: &str) -> bool {
+        Shared::start_key_reload(&self, client)
+    }
+
+    fn key_reload_status(&self) -> serde_json::Value {
+        Shared::key_reload_status(self)
+    }
 }

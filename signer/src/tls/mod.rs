@@ -12,6 +12,7 @@
 
 pub mod identity;
 mod known;
+pub mod listener;
 pub mod pkcs12;
 
 pub use known::KnownClients;

@@ -11,8 +11,8 @@ use proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::pipeline::{self, Pipeline};
-use crate::server::listener::PeerInfo;
-use crate::server::pool::{Answer, Job, Pool, Rejected};
+use crate::pool::{Answer, Job, Pool, Rejected};
+use crate::tls::listener::PeerInfo;
 
 /// Most items one `SignBatch` may carry.
 pub const MAX_BATCH_ITEMS: usize = 4096;

@@ -29,7 +29,7 @@ use super::{PubKey, RemoteError, Request, Response, WireProposal, WireVote};
 use crate::backend::{Key, Scheme};
 use crate::cometbft::ProtocolVersion;
 use crate::pipeline::{self, Message, Refusal, Signature};
-use crate::server::pool::{Answer, Job, Pool};
+use crate::pool::{Answer, Job, Pool};
 use crate::tls::identity::PeerIdentity;
 
 /// Largest privval message accepted (a proposal with its block id is tiny).

@@ -21,12 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::pipeline::{self, Message, Refusal, Signature};
-use crate::server::Shared;
-use crate::server::listener::{self, PeerInfo};
-use crate::server::pool::{Answer, Job, Rejected};
-use crate::tls::ReloadableConfig;
 use crate::policy::LOOPBACK_PLAINTEXT;
+use crate::pool::{Answer, Job, Pool, Rejected};
+use crate::tls::ReloadableConfig;
 use crate::tls::identity::PeerIdentity;
+use crate::tls::listener::{self, PeerInfo};
 
 /// Largest request body accepted (a phase0 block with every list full is far smaller).
 const MAX_BODY: usize = 4 << 20;
@@ -67,7 +66,7 @@ fn wants_text(req: &Request<Incoming>) -> bool {
 }
 
 /// The policy client behind a connection (`None`: plain HTTP), or why it is not one.
-fn identify(shared: &Shared, peer: Option<&PeerInfo>) -> Result<String, String> {
+fn identify(shared: &dyn Host, peer: Option<&PeerInfo>) -> Result<String, String> {
     let identity = match peer {
         None => PeerIdentity {
             uris: vec![LOOPBACK_PLAINTEXT.to_owned()],
@@ -88,7 +87,7 @@ fn identify(shared: &Shared, peer: Option<&PeerInfo>) -> Result<String, String> 
             None => (*p.identity).clone(),
         },
     };
-    shared.pipeline.identify(&identity).map_err(|e| {
+    shared.pipeline().identify(&identity).map_err(|e| {
         tracing::info!(peer = ?peer.map(|p| p.addr), error = %e, "HTTP caller is not a policy client");
         e.to_string()
     })
@@ -104,13 +103,13 @@ fn parse_key(identifier: &str) -> Option<Vec<u8>> {
 
 async fn sign(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    shared: Arc<dyn Host>,
     peer: Option<PeerInfo>,
     identifier: &str,
 ) -> Reply {
     let started = Instant::now();
     let as_text = wants_text(&req);
-    let client = match identify(&shared, peer.as_ref()) {
+    let client = match identify(shared.as_ref(), peer.as_ref()) {
         Ok(c) => c,
         Err(e) => return text(StatusCode::FORBIDDEN, e),
     };
@@ -121,9 +120,9 @@ async fn sign(
         );
     };
     // Web3Signer answers 404 for a key it does not hold, whoever asks.
-    if !shared.pipeline.keys().contains(&public_key) {
+    if !shared.pipeline().keys().contains(&public_key) {
         shared
-            .pipeline
+            .pipeline()
             .metrics()
             .request("http", "eth2.request", "unknown_key");
         return text(StatusCode::NOT_FOUND, "public key not found");
@@ -139,7 +138,7 @@ async fn sign(
         message: Message::Eth2(body),
     };
     let (job, rx) = Job::new(vec![item], "http", deadline);
-    let metrics = shared.pipeline.metrics().clone();
+    let metrics = shared.pipeline().metrics().clone();
     if let Err((why, _)) = shared.pool().submit(job) {
         metrics.request("http", "any", "overloaded");
         let why = match why {
@@ -181,7 +180,7 @@ async fn sign(
 
 async fn handle(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    shared: Arc<dyn Host>,
     peer: Option<PeerInfo>,
 ) -> Result<Reply, Infallible> {
     let path = req.uri().path().to_owned();
@@ -216,10 +215,11 @@ async fn handle(
                 &json!({"status": up(all), "checks": list, "outcome": up(all)}),
             )
         }
-        (&Method::GET, "/api/v1/eth2/publicKeys") => match identify(&shared, peer.as_ref()) {
+        (&Method::GET, "/api/v1/eth2/publicKeys") => match identify(shared.as_ref(), peer.as_ref())
+        {
             Ok(client) => {
                 let keys: Vec<String> = shared
-                    .pipeline
+                    .pipeline()
                     .list_keys(&client)
                     .into_iter()
                     .filter(|k| k.scheme == "bls")
@@ -231,9 +231,9 @@ async fn handle(
         },
         // This signer has no global high watermark: Web3Signer's answer for "none set".
         (&Method::GET, "/api/v1/eth2/highWatermark") => json_reply(StatusCode::OK, &json!({})),
-        (&Method::POST, "/reload") => match identify(&shared, peer.as_ref()) {
+        (&Method::POST, "/reload") => match identify(shared.as_ref(), peer.as_ref()) {
             Ok(client) => {
-                if shared.start_key_reload(&client) {
+                if shared.clone().start_key_reload(&client) {
                     json_reply(
                         StatusCode::ACCEPTED,
                         &json!({"status": "accepted", "message": "Reload started; GET /reload for its status"}),
@@ -255,7 +255,7 @@ async fn handle(
     })
 }
 
-fn serve_connection<IO>(io: IO, shared: Arc<Shared>, peer: Option<PeerInfo>)
+fn serve_connection<IO>(io: IO, shared: Arc<dyn Host>, peer: Option<PeerInfo>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -269,19 +269,38 @@ where
     });
 }
 
+/// What this frontend needs from the daemon that runs it. The server
+/// implements it; the frontend never imports the server.
+pub trait Host: Send + Sync + 'static {
+    /// The signing pipeline.
+    fn pipeline(&self) -> &pipeline::Pipeline;
+    /// The worker pool requests are queued on.
+    fn pool(&self) -> &Pool;
+    /// How long a request may wait for a worker.
+    fn max_wait(&self) -> std::time::Duration;
+    /// The HTTP listener's TLS setup, when it has its own (known clients).
+    fn http_tls(&self) -> Option<&ReloadableConfig>;
+    /// Readiness checks, each `Ok` or why not (blocking).
+    fn readiness(&self) -> Vec<(&'static str, Result<(), String>)>;
+    /// Starts a key reload for `client`; false if one is already running.
+    fn start_key_reload(self: Arc<Self>, client: &str) -> bool;
+    /// The last key reload's state, as Web3Signer's `GET /reload` shows it.
+    fn key_reload_status(&self) -> serde_json::Value;
+}
+
 /// Serves the API on `listener` until `stop` turns true: over mutual TLS
 /// with `tls`, or plain HTTP when `tls` is `None` (loopback only; the
 /// configuration refuses anything else).
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<dyn Host>,
     tls: Option<Arc<ReloadableConfig>>,
     mut stop: watch::Receiver<bool>,
 ) {
     match tls {
         Some(tls) => {
             let mut incoming =
-                listener::incoming(listener, tls, shared.pipeline.metrics().clone(), stop);
+                listener::incoming(listener, tls, shared.pipeline().metrics().clone(), stop);
             while let Some(conn) = incoming.recv().await {
                 if let Ok(conn) = conn {
                     let peer = tonic::transport::server::Connected::connect_info(&conn);
