@@ -70,6 +70,21 @@ impl Refusal {
             Self::RateLimited(_) => "rate_limited",
         }
     }
+
+    /// What a client is told, for every frontend: the refusal without the
+    /// daemon's internals. A backend failure's detail (database address,
+    /// file path, PKCS#11 function, PIN source, KMS error) goes to the log
+    /// here and never to the caller, who learns only that nothing was
+    /// signed and to retry.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::BackendUnavailable(detail) => {
+                tracing::warn!(%detail, "request refused: backend unavailable");
+                "backend unavailable: nothing was signed; retry later or on another signer".into()
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A signature, and for CometBFT the timestamp to send back (the stored

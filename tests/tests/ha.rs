@@ -75,6 +75,7 @@ async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_res
     let mut pg = PgCluster::start("");
     let schema = pg.new_schema();
     let setup = Setup::new();
+    setup.enable_http("");
     let config = instance_config(&setup, &local(pg.port), &schema, "a", 3000, "");
     let daemon = Daemon::start(&config, &setup.path("daemon.log"));
     let mut vc = daemon.client(setup.client_tls("vc")).await;
@@ -88,6 +89,60 @@ async fn while_postgres_is_down_requests_are_refused_unavailable_and_service_res
         let got = ask(&mut vc, attestation(&setup.bls, t - 1, t, 1)).await;
         assert_eq!(got, Err(pb::Reason::BackendUnavailable), "target {t}");
     }
+    // The caller learns that nothing was signed, not where the database is:
+    // the detail is in the daemon's log only.
+    let secret_bits = [
+        format!("{}", pg.port),
+        "127.0.0.1".to_owned(),
+        "postgres".to_owned(),
+        schema.clone(),
+    ];
+    let answer = vc
+        .sign(attestation(&setup.bls, 5, 6, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::sign_response::Outcome::Refusal(r)) = answer.outcome else {
+        panic!("signed while the database is down");
+    };
+    let (status, body) = tests::daemon::https(
+        &setup,
+        daemon.http_api.unwrap(),
+        Some("vc"),
+        "POST",
+        &format!("/api/v1/eth2/sign/0x{}", hex::encode(&setup.bls)),
+        &[("content-type", "application/json")],
+        &serde_json::json!({
+            "type": "ATTESTATION",
+            "fork_info": {
+                "fork": {"previous_version": "0x00000001", "current_version": "0x00000001", "epoch": "0"},
+                "genesis_validators_root": tests::daemon::GVR,
+            },
+            "attestation": {
+                "slot": "56", "index": "0",
+                "beacon_block_root": format!("0x{}", "01".repeat(32)),
+                "source": {"epoch": "6", "root": format!("0x{}", "cc".repeat(32))},
+                "target": {"epoch": "7", "root": format!("0x{}", "cc".repeat(32))},
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(status, 503, "{body}");
+    for text in [&r.message, &body] {
+        assert!(text.contains("nothing was signed"), "{text}");
+        for bit in &secret_bits {
+            assert!(
+                !text.contains(bit.as_str()),
+                "{bit:?} told to the client: {text}"
+            );
+        }
+    }
+    let log = daemon.log();
+    assert!(
+        log.contains("request refused: backend unavailable"),
+        "{log}"
+    );
     let (status, body) = daemon.http("GET", "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("slashing database unavailable"), "{body}");

@@ -318,7 +318,7 @@ fn refusal(r: &Refusal) -> pb::Refusal {
     };
     pb::Refusal {
         reason: reason as i32,
-        message: r.to_string(),
+        message: r.client_message(),
         evidence: match r {
             Refusal::Slashable(n) => Some(evidence(n)),
             _ => None,

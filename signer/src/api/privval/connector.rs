@@ -186,7 +186,7 @@ fn refusal_error(r: &Refusal) -> RemoteError {
         Refusal::InvalidRequest(_) => code::INVALID,
         Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => code::UNAVAILABLE,
     };
-    remote(code, r.to_string())
+    remote(code, r.client_message())
 }
 
 /// Reads one uvarint-delimited message; `Ok(None)` at a clean end of stream.

@@ -169,7 +169,7 @@ async fn sign(
                     StatusCode::SERVICE_UNAVAILABLE
                 }
             };
-            text(status, r.to_string())
+            text(status, r.client_message())
         }
         Some(Answer::Overloaded) | None => text(
             StatusCode::SERVICE_UNAVAILABLE,
