@@ -681,14 +681,14 @@ impl Config {
             }
         }
         for chain in &c.cometbft {
-            if crate::api::privval::connector::parse_protocol(&chain.protocol).is_none() {
+            if crate::cometbft::ProtocolVersion::parse(&chain.protocol).is_none() {
                 return Err(invalid(
                     "cometbft.protocol",
                     "expected v0.34, v0.37, v0.38 or v1",
                 ));
             }
             for node in &chain.nodes {
-                if let Err(e) = crate::api::privval::connector::NodeAddr::parse(node) {
+                if let Err(e) = crate::cometbft::node::NodeAddr::parse(node) {
                     return Err(invalid("cometbft.nodes", &e));
                 }
             }

@@ -7,6 +7,7 @@
 //! only `CanonicalVoteExtension` is new in v0.38. So one encoder serves every
 //! generation, and vote extensions are refused before v0.38.
 
+pub mod node;
 mod sign_bytes;
 
 pub use sign_bytes::{proposal_sign_bytes, vote_extension_sign_bytes, vote_sign_bytes};
@@ -22,6 +23,19 @@ pub enum ProtocolVersion {
     V0_38,
     /// CometBFT v1.x.
     V1,
+}
+
+impl ProtocolVersion {
+    /// A `[[cometbft]] protocol` value: `v0.34`, `v0.37`, `v0.38`, `v1` (or `v1.0`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "v0.34" => Self::V0_34,
+            "v0.37" => Self::V0_37,
+            "v0.38" => Self::V0_38,
+            "v1" | "v1.0" => Self::V1,
+            _ => return None,
+        })
+    }
 }
 
 impl ProtocolVersion {

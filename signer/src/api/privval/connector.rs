@@ -18,7 +18,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use zeroize::Zeroizing;
 use super::{PubKey, RemoteError, Request, Response, WireProposal, WireVote};
 use crate::backend::{Key, Scheme};
 use crate::cometbft::ProtocolVersion;
+pub use crate::cometbft::node::NodeAddr;
 use crate::pipeline::{self, Message, Refusal, Signature};
 use crate::pool::{Answer, Job, Pool};
 use crate::tls::identity::PeerIdentity;
@@ -47,73 +47,9 @@ pub mod code {
     pub const UNAVAILABLE: i32 = 4;
 }
 
-/// `v0.34` … `v1` → the protocol generation.
+/// Parses a `[[cometbft]] protocol` value (see [`ProtocolVersion::parse`]).
 pub fn parse_protocol(s: &str) -> Option<ProtocolVersion> {
-    Some(match s {
-        "v0.34" => ProtocolVersion::V0_34,
-        "v0.37" => ProtocolVersion::V0_37,
-        "v0.38" => ProtocolVersion::V0_38,
-        "v1" | "v1.0" => ProtocolVersion::V1,
-        _ => return None,
-    })
-}
-
-/// Where a node listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeAddr {
-    /// SecretConnection over TCP; the node's key must hash to `node_id`.
-    Tcp {
-        /// 40 hex digits: the first 20 bytes of SHA-256 of its Ed25519 key.
-        node_id: String,
-        /// `host:port`.
-        addr: String,
-    },
-    /// A Unix socket.
-    Unix(PathBuf),
-}
-
-impl NodeAddr {
-    /// Parses `tcp://<node id>@host:port` or `unix:///path`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if let Some(rest) = s.strip_prefix("tcp://") {
-            let (id, addr) = rest
-                .split_once('@')
-                .ok_or("tcp:// nodes are written tcp://<node id>@host:port")?;
-            let id = id.to_ascii_lowercase();
-            if id.len() != 40 || hex::decode(&id).is_err() {
-                return Err(format!("{s}: a node id is 40 hex digits"));
-            }
-            if !addr.contains(':') {
-                return Err(format!("{s}: expected host:port after the node id"));
-            }
-            Ok(Self::Tcp {
-                node_id: id,
-                addr: addr.to_owned(),
-            })
-        } else if let Some(path) = s.strip_prefix("unix://") {
-            Ok(Self::Unix(PathBuf::from(path)))
-        } else {
-            Err(format!(
-                "{s}: expected tcp://<node id>@host:port or unix:///path"
-            ))
-        }
-    }
-
-    /// The identity the policy knows this node by: its node id, or the socket URL.
-    pub fn identity(&self) -> String {
-        match self {
-            Self::Tcp { node_id, .. } => node_id.clone(),
-            Self::Unix(p) => format!("unix://{}", p.display()),
-        }
-    }
-
-    /// The node's label in logs and metrics.
-    pub fn label(&self) -> String {
-        match self {
-            Self::Tcp { node_id, addr } => format!("tcp://{node_id}@{addr}"),
-            Self::Unix(p) => format!("unix://{}", p.display()),
-        }
-    }
+    ProtocolVersion::parse(s)
 }
 
 /// The node id of an Ed25519 public key.
