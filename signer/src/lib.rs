@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod pool;
+pub mod secret_file;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -115,7 +115,7 @@ pub fn server_config_for(
     let (chain, key) = match &files.pkcs12 {
         Some((keystore, password_file)) => {
             let der = std::fs::read(keystore).map_err(|e| file_err(keystore, e))?;
-            let password = crate::backend::soft::keystore::read_password_file(password_file)
+            let password = crate::secret_file::read_password_file(password_file)
                 .map_err(|e| file_err(password_file, e))?;
             pkcs12::read(&der, &password).map_err(|e| file_err(keystore, e))?
         }

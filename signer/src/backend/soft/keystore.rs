@@ -151,17 +151,10 @@ pub fn normalise_password(password: &str) -> Zeroizing<String> {
 /// Reads a password file, dropping one trailing newline (`\n` or `\r\n`), as
 /// files written by editors and `echo` have.
 pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeystoreError> {
-    let text =
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| KeystoreError::Io {
-                path: path.to_owned(),
-                source,
-            })?,
-        );
-    let trimmed = text
-        .strip_suffix('\n')
-        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
-    Ok(Zeroizing::new(trimmed.to_owned()))
+    crate::secret_file::read_password_file(path).map_err(|source| KeystoreError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn decryption_key(kdf: &Module, password: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
