@@ -145,9 +145,12 @@ impl PgCluster {
             .args(["--no-sync", "-E", "UTF8", "--locale=C"]);
         run_checked(as_user(initdb, run_as.as_deref()), "initdb");
         let (port, port_lock) = reserve_port();
+        // Dynamic shared memory as files in the data directory (removed with
+        // it), not in /dev/shm, where every SIGKILLed cluster left its own.
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              fsync = on\nsynchronous_commit = on\nmax_connections = 200\nshared_buffers = 32MB\n\
+             dynamic_shared_memory_type = mmap\n\
              logging_collector = off\n{extra}\n",
             dir.path().display()
         );
@@ -323,6 +326,20 @@ impl PgCluster {
         } else {
             child.id().to_string()
         };
+        // The System V interlock segment (postmaster.pid, line 7: key, id):
+        // a server that shuts down removes it, a SIGKILLed one leaves it
+        // behind, and the kernel's limit (4096) is reached after some dozen
+        // test runs, when no cluster can start any more.
+        let leaked_segment = whole_group
+            .then(|| std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok())
+            .flatten()
+            .and_then(|pid| {
+                pid.lines()
+                    .nth(6)?
+                    .split_whitespace()
+                    .nth(1)
+                    .map(str::to_owned)
+            });
         let _ = Command::new("kill").args([signal, "--", &target]).status();
         let _ = child.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -337,6 +354,12 @@ impl PgCluster {
                 "postgres backends outlived the postmaster ({signal}) for 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(id) = leaked_segment {
+            let _ = Command::new("ipcrm")
+                .args(["-m", &id])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 
