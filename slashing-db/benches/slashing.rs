@@ -341,19 +341,24 @@ fn postgres_figures(base: &Path, secs: f64) {
     decision_rows(db, raw, "postgres", 200, secs);
 }
 
+/// The table's column names.
+fn header() {
+    line(
+        "figure",
+        "value".into(),
+        "baseline".into(),
+        "ratio",
+        "target",
+        "met",
+    );
+}
+
 fn main() {
     let a = args();
     if a.postgres {
         let base: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         fs::create_dir_all(&base).unwrap();
-        line(
-            "figure",
-            "value".into(),
-            "baseline".into(),
-            "ratio",
-            "target",
-            "met",
-        );
+        header();
         postgres_figures(&base, a.seconds);
         return;
     }
@@ -366,14 +371,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!();
-    line(
-        "figure",
-        "value".into(),
-        "baseline".into(),
-        "ratio",
-        "target",
-        "met",
-    );
+    header();
 
     let raw = raw_fdatasync(dir.path(), a.seconds);
     line(

@@ -297,11 +297,37 @@ pub struct SignedVote {
 /// The chain the load's CometBFT votes are for (the setup's `test-chain`).
 pub const VOTE_CHAIN: &str = crate::daemon::CHAIN;
 
-fn vote_request(key: &[u8], height: i64, kind: i32, block: u8) -> pb::SignRequest {
+/// The load's CometBFT vote: `kind` 1 prevote, 2 precommit; a block of
+/// `block` bytes; round 0; timestamp 1000 s.
+pub fn vote(height: i64, kind: i32, block: u8) -> signer::cometbft::Vote {
+    use signer::cometbft::{BlockId, Timestamp, Vote, VoteType};
+    Vote {
+        kind: if kind == 1 {
+            VoteType::Prevote
+        } else {
+            VoteType::Precommit
+        },
+        height,
+        round: 0,
+        block_id: BlockId {
+            hash: vec![block; 32],
+            part_set_total: 1,
+            part_set_hash: vec![block; 32],
+        },
+        timestamp: Timestamp {
+            seconds: 1000,
+            nanos: 0,
+        },
+        extension: Vec::new(),
+    }
+}
+
+/// [`vote`] as a `signer.v1` request for `key` on `chain` (v0.38).
+pub fn vote_request(key: &[u8], chain: &str, height: i64, kind: i32, block: u8) -> pb::SignRequest {
     pb::SignRequest {
         public_key: key.to_vec(),
         message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
-            chain_id: VOTE_CHAIN.into(),
+            chain_id: chain.into(),
             version: pb::CometBftVersion::V038 as i32,
             r#type: kind,
             height,
@@ -318,6 +344,32 @@ fn vote_request(key: &[u8], height: i64, kind: i32, block: u8) -> pb::SignReques
             extension: Vec::new(),
         })),
     }
+}
+
+/// Runs `signer serve --config config`, which must refuse to start; returns
+/// (stdout, stderr).
+pub fn serve_refused(config: &std::path::Path) -> (String, String) {
+    let out = std::process::Command::new(crate::daemon::signer_bin())
+        .args(["serve", "--config"])
+        .arg(config)
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic_str(&e.to_string()));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    if out.status.success() {
+        panic_str(&format!(
+            "serve started (and exited cleanly) where it must refuse: {stderr}"
+        ));
+    }
+    (stdout, stderr)
 }
 
 /// What the load saw.
@@ -406,7 +458,10 @@ impl Load {
                         let (request, asked_for) = if vote {
                             let height = epoch as i64 + rng.below(2) as i64;
                             let kind = 1 + rng.below(2) as i32;
-                            (vote_request(&ed, height, kind, block), Err((height, kind)))
+                            (
+                                vote_request(&ed, VOTE_CHAIN, height, kind, block),
+                                Err((height, kind)),
+                            )
                         } else {
                             let key = keys
                                 .get(rng.below(keys.len() as u64) as usize)
@@ -477,7 +532,6 @@ pub fn check_votes(
     key: &[u8],
     stored: Option<(i64, i64, i64)>,
 ) -> Result<String, String> {
-    use signer::cometbft::{BlockId, Timestamp, Vote, VoteType};
     let mut by_position: BTreeMap<(i64, i32), &SignedVote> = BTreeMap::new();
     for v in votes {
         if let Some(other) = by_position.insert((v.height, v.kind), v)
@@ -488,25 +542,7 @@ pub fn check_votes(
     }
     let vk = ed25519_consensus::VerificationKey::try_from(key).map_err(|e| e.to_string())?;
     for v in votes {
-        let vote = Vote {
-            kind: if v.kind == 1 {
-                VoteType::Prevote
-            } else {
-                VoteType::Precommit
-            },
-            height: v.height,
-            round: 0,
-            block_id: BlockId {
-                hash: vec![v.block; 32],
-                part_set_total: 1,
-                part_set_hash: vec![v.block; 32],
-            },
-            timestamp: Timestamp {
-                seconds: 1000,
-                nanos: 0,
-            },
-            extension: Vec::new(),
-        };
+        let vote = vote(v.height, v.kind, v.block);
         let bytes =
             signer::cometbft::vote_sign_bytes(VOTE_CHAIN, &vote).map_err(|e| e.to_string())?;
         let sig = ed25519_consensus::Signature::try_from(v.signature.as_slice())
@@ -693,25 +729,7 @@ mod tests {
         let key = ed25519_consensus::SigningKey::from([9u8; 32]);
         let pk = key.verification_key().to_bytes();
         let signed = |height: i64, kind: i32, block: u8| {
-            let vote = signer::cometbft::Vote {
-                kind: if kind == 1 {
-                    signer::cometbft::VoteType::Prevote
-                } else {
-                    signer::cometbft::VoteType::Precommit
-                },
-                height,
-                round: 0,
-                block_id: signer::cometbft::BlockId {
-                    hash: vec![block; 32],
-                    part_set_total: 1,
-                    part_set_hash: vec![block; 32],
-                },
-                timestamp: signer::cometbft::Timestamp {
-                    seconds: 1000,
-                    nanos: 0,
-                },
-                extension: Vec::new(),
-            };
+            let vote = vote(height, kind, block);
             let bytes = signer::cometbft::vote_sign_bytes(VOTE_CHAIN, &vote).unwrap();
             SignedVote {
                 height,

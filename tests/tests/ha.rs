@@ -298,29 +298,6 @@ fn block_request(key: &[u8], slot: u64, body: u8) -> pb::SignRequest {
     }
 }
 
-fn vote_request(key: &[u8], chain: &str, height: i64, block: u8) -> pb::SignRequest {
-    pb::SignRequest {
-        public_key: key.to_vec(),
-        message: Some(pb::sign_request::Message::CometbftVote(pb::CometBftVote {
-            chain_id: chain.into(),
-            version: pb::CometBftVersion::V038 as i32,
-            r#type: pb::VoteType::Prevote as i32,
-            height,
-            round: 0,
-            block_id: Some(pb::BlockId {
-                hash: vec![block; 32],
-                part_set_total: 1,
-                part_set_hash: vec![block; 32],
-            }),
-            timestamp: Some(pb::Timestamp {
-                seconds: 1000,
-                nanos: 0,
-            }),
-            extension: Vec::new(),
-        })),
-    }
-}
-
 /// Three instances, every frontend at once: per round, conflicting
 /// attestations over gRPC and the Web3Signer HTTP API, conflicting blocks
 /// over both, and conflicting CometBFT prevotes over gRPC and over the
@@ -331,7 +308,7 @@ fn vote_request(key: &[u8], chain: &str, height: i64, block: u8) -> pb::SignRequ
 async fn every_frontend_of_three_instances_races_and_one_of_each_kind_is_signed_per_round() {
     use signer::api::privval::connector::code;
     use signer::api::privval::{Request, Response, WireVote};
-    use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
+    use signer::cometbft::ProtocolVersion;
     use tests::privval_node::TestNode;
 
     const CHAIN: &str = "race-chain";
@@ -373,7 +350,7 @@ async fn every_frontend_of_three_instances_races_and_one_of_each_kind_is_signed_
             let (a, b, v) = (
                 attestation(&bls, round, 10 + round, i as u8),
                 block_request(&bls, 100 + round, i as u8),
-                vote_request(&setup.ed25519, CHAIN, height, i as u8),
+                tests::ha::vote_request(&setup.ed25519, CHAIN, height, 1, i as u8),
             );
             grpc.push(tokio::spawn(async move {
                 let (a, b, v) = tokio::join!(c.sign(a), c2.sign(b), n.sign(v));
@@ -438,21 +415,7 @@ async fn every_frontend_of_three_instances_races_and_one_of_each_kind_is_signed_
         let mut privval = Vec::new();
         for (i, mut conn) in std::mem::take(&mut conns).into_iter().enumerate() {
             let v = WireVote {
-                vote: Vote {
-                    kind: VoteType::Prevote,
-                    height,
-                    round: 0,
-                    block_id: BlockId {
-                        hash: vec![20 + i as u8; 32],
-                        part_set_total: 1,
-                        part_set_hash: vec![20 + i as u8; 32],
-                    },
-                    timestamp: Timestamp {
-                        seconds: 1000,
-                        nanos: 0,
-                    },
-                    extension: Vec::new(),
-                },
+                vote: tests::ha::vote(height, 1, 20 + i as u8),
                 validator_address: vec![1; 20],
                 validator_index: 0,
                 signature: Vec::new(),
@@ -577,21 +540,7 @@ async fn tls_to_postgres_is_verified_and_a_certificate_that_does_not_match_is_re
         pg.stop_fast();
         pg.launch();
     }
-    let refused = |config: &std::path::Path| -> String {
-        let out = std::process::Command::new(tests::daemon::signer_bin())
-            .args(["serve", "--config"])
-            .arg(config)
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "started against a bad certificate");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let refused = |config: &std::path::Path| tests::ha::serve_refused(config).1;
 
     serve_with(
         &mut pg,

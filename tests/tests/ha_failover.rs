@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use proto::v1 as pb;
-use tests::daemon::{Setup, signer_bin};
+use tests::daemon::Setup;
 use tests::ha::{self, Instances, Load, Rng, local};
 use tests::pg::PgCluster;
 
@@ -130,30 +130,12 @@ async fn asynchronous_replication_with_synchronous_required_refuses_to_start() {
         2000,
         REQUIRE_SYNC,
     );
-    let out = std::process::Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "started without a synchronous standby: {stderr}"
-    );
+    let (stdout, stderr) = ha::serve_refused(&config);
     assert!(
         stderr.contains("no synchronous standby acknowledges commits"),
         "{stderr}"
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-        "printed a ready line"
-    );
+    assert!(stdout.trim().is_empty(), "printed a ready line: {stdout}");
     let tables = primary.psql_in(
         "slashing",
         &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"),

@@ -54,7 +54,7 @@ fn verify(setup: &Setup, msg: &[u8], sig: &[u8]) {
 }
 
 fn generation(p: &str) -> ProtocolVersion {
-    signer::api::privval::connector::parse_protocol(p).unwrap()
+    ProtocolVersion::parse(p).unwrap()
 }
 
 #[test]

@@ -631,7 +631,7 @@ fn start_privval(
             })?;
         let chain = Chain {
             chain_id: c.chain_id.clone(),
-            version: connector::parse_protocol(&c.protocol)
+            version: crate::cometbft::ProtocolVersion::parse(&c.protocol)
                 .ok_or_else(|| format!("cometbft {}: unknown protocol", c.chain_id))?,
             key,
             sign_extensions: c.sign_extensions,

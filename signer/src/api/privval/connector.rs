@@ -47,11 +47,6 @@ pub mod code {
     pub const UNAVAILABLE: i32 = 4;
 }
 
-/// Parses a `[[cometbft]] protocol` value (see [`ProtocolVersion::parse`]).
-pub fn parse_protocol(s: &str) -> Option<ProtocolVersion> {
-    ProtocolVersion::parse(s)
-}
-
 /// The node id of an Ed25519 public key.
 pub fn node_id(public_key: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(public_key).get(..20).unwrap_or_default())

@@ -177,36 +177,32 @@ impl PostgresEngine {
         let mut ids: Vec<i64> = ahead.ids.values().copied().collect();
         ids.sort_unstable();
 
-        let (mut bv, mut bs) = (Vec::new(), Vec::new());
-        let (mut tv, mut tt) = (Vec::new(), Vec::new());
-        let (mut sv, mut ss, mut st) = (Vec::new(), Vec::new(), Vec::new());
+        // What the rules will ask about: one entry per question, the answer
+        // not yet known (`None`: nothing recorded, unless read otherwise).
         let mut comet_keys: Vec<(ConsensusKey, ChainId)> = Vec::new();
         for p in batch {
             match p {
                 Proposal::Block(b) => {
                     if let Some(&v) = ahead.ids.get(&b.pubkey) {
-                        bv.push(v);
-                        bs.push(i64_of("slot", b.slot.0)?);
                         ahead.blocks.insert((v, b.slot.0), None);
+                        ahead.proposals += 1;
                     }
                 }
                 Proposal::Attestation(a) => {
                     if let Some(&v) = ahead.ids.get(&a.pubkey) {
-                        tv.push(v);
-                        tt.push(i64_of("target epoch", a.target.0)?);
-                        sv.push(v);
-                        ss.push(i64_of("source epoch", a.source.0)?);
-                        st.push(i64_of("target epoch", a.target.0)?);
                         ahead.targets.insert((v, a.target.0), None);
                         ahead
                             .surrounds
                             .insert((v, a.source.0, a.target.0), Surrounds::default());
+                        ahead.proposals += 1;
                     }
                 }
-                Proposal::CometBft(c) => comet_keys.push((c.key().clone(), c.chain_id().clone())),
+                Proposal::CometBft(c) => {
+                    comet_keys.push((c.key().clone(), c.chain_id().clone()));
+                    ahead.proposals += 1;
+                }
             }
         }
-        ahead.proposals = bv.len() + tv.len() + comet_keys.len();
         if !std::mem::take(&mut self.read_next) {
             // The common case: nothing recorded in the way (for CometBFT:
             // nothing at or above the new position). Assume it (no round
@@ -221,7 +217,23 @@ impl PostgresEngine {
             self.ahead = Some(ahead);
             return Ok(());
         }
-        self.read_next = false;
+        // The questions as arrays, one per query.
+        let (mut bv, mut bs) = (Vec::new(), Vec::new());
+        for &(v, slot) in ahead.blocks.keys() {
+            bv.push(v);
+            bs.push(i64_of("slot", slot)?);
+        }
+        let (mut tv, mut tt) = (Vec::new(), Vec::new());
+        for &(v, target) in ahead.targets.keys() {
+            tv.push(v);
+            tt.push(i64_of("target epoch", target)?);
+        }
+        let (mut sv, mut ss, mut st) = (Vec::new(), Vec::new(), Vec::new());
+        for &(v, source, target) in ahead.surrounds.keys() {
+            sv.push(v);
+            ss.push(i64_of("source epoch", source)?);
+            st.push(i64_of("target epoch", target)?);
+        }
         let mut locks: Vec<i64> = comet_keys
             .iter()
             .map(|(k, c)| super::comet_lock_key(k, c))
