@@ -562,3 +562,68 @@ fn cometbft_positions_assumed_by_one_instance_are_checked_against_another() {
     );
     assert_eq!(stored, "11|3");
 }
+
+/// Before the network is pinned a batch is decided question by question.
+/// Instances deciding their first batches at once — one asking about a
+/// CometBFT key and then a validator, another the other way round — must not
+/// take their locks crosswise (seen: three instances racing on every
+/// frontend deadlocked, and a batch was refused as unavailable once its
+/// retries ran out). Each trial is a fresh, unpinned schema; the server's log
+/// must show no deadlock, and each trial signs exactly one attestation and
+/// one vote.
+#[test]
+fn first_batches_before_the_network_is_pinned_never_deadlock() {
+    // Detection after 20 ms, so a deadlock is found (and logged) within the
+    // trial rather than after the default second.
+    let c = PgCluster::start("deadlock_timeout = 20ms");
+    let trials = 12;
+    for trial in 0..trials {
+        let schema = c.new_schema();
+        let dbs: Vec<SlashingDb> = (0..3)
+            .map(|_| {
+                SlashingDb::open_postgres(&pg_options(&c, &schema), Config::default()).unwrap()
+            })
+            .collect();
+        let barrier = Barrier::new(dbs.len());
+        let answers: Vec<Vec<Decision>> = std::thread::scope(|s| {
+            let handles: Vec<_> = dbs
+                .iter()
+                .enumerate()
+                .map(|(i, db)| {
+                    let n = u8::try_from(i + 1).unwrap();
+                    let a = att(pk(1), 1, 2, root(n));
+                    let v = comet(
+                        1,
+                        "pin-chain",
+                        vote_bytes(1, 5, 0, &[n; 32], 1, "pin-chain"),
+                    );
+                    let batch = if i % 2 == 0 { vec![v, a] } else { vec![a, v] };
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        db.check_and_record_batch(batch)
+                            .unwrap_or_else(|e| panic!("trial {trial}, instance {i}: {e}"))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let valid = answers
+            .iter()
+            .flatten()
+            .filter(|d| matches!(d, Ok(Safe::Valid)))
+            .count();
+        assert_eq!(
+            valid, 2,
+            "trial {trial}: one attestation and one vote: {answers:?}"
+        );
+        drop(dbs);
+        assert_consistent_pg(&c, &schema);
+    }
+    let log = std::fs::read_to_string(c.log_path()).unwrap();
+    let deadlocks = log.matches("deadlock detected").count();
+    println!(
+        "{trials} trials of 3 instances deciding their first batch at once; {deadlocks} deadlocks"
+    );
+    assert_eq!(deadlocks, 0, "server log:\n{log}");
+}

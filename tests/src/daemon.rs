@@ -727,10 +727,20 @@ impl Daemon {
     }
 }
 
+/// A failing test shows what each of its daemons logged last: the reason
+/// for a refusal is in the log, not in the answer the client saw.
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {} ---", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

@@ -98,13 +98,15 @@ impl Rng {
 /// Instances serving one database: their daemons, configs, and a client
 /// per instance that the load shares (replaced when an instance restarts).
 pub struct Instances {
-    pub setup: Setup,
     pub configs: Vec<PathBuf>,
     pub daemons: Vec<Option<Daemon>>,
     pub clients: Arc<RwLock<Vec<Option<Client>>>>,
     /// A client `node` (CometBFT consensus) per instance.
     pub node_clients: Arc<RwLock<Vec<Option<Client>>>>,
     starts: usize,
+    /// Last: fields drop in order, and a failing test's daemons print their
+    /// logs from this directory as they drop.
+    pub setup: Setup,
 }
 
 impl std::fmt::Debug for Instances {

@@ -255,6 +255,11 @@ impl PgCluster {
         assert_eq!(self.psql("SELECT pg_promote()"), "t", "promotion failed");
     }
 
+    /// The server's log (stdout and stderr of the postmaster).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -264,7 +269,7 @@ impl PgCluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("server.log"))
+            .open(self.log_path())
             .expect("server log");
         let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D").arg(self.data_dir());
@@ -287,7 +292,7 @@ impl PgCluster {
             if let Some(Ok(Some(status))) = self.server.as_mut().map(Child::try_wait) {
                 panic!(
                     "postgres exited ({status}) at start; log:\n{}",
-                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
                 );
             }
             assert!(

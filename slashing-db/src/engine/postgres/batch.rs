@@ -137,6 +137,59 @@ fn i64_of(what: &'static str, v: u64) -> Result<i64, DbError> {
 }
 
 impl PostgresEngine {
+    /// Before the network is pinned a batch is decided question by question,
+    /// and that path takes its locks in the order the requests ask: two
+    /// instances deciding their first batches at once took a validator row
+    /// and a CometBFT key crosswise and deadlocked (seen in the three-instance
+    /// race test). So such a batch first takes [`PIN_LOCK`], which only these
+    /// batches take and which therefore serialises them, and reads the pin
+    /// again under it: pinned by now (the pinner committed), the batch takes
+    /// the ordinary path; still unpinned, no batch that needs the pin can be
+    /// running elsewhere, and the batch takes its CometBFT locks at once, in
+    /// key order — the order of every other batch — before the rules ask.
+    /// Answers the pinned root, if any.
+    fn serialise_unpinned(&mut self, batch: &[&Proposal]) -> Result<Option<GenesisRoot>, DbError> {
+        let mut steps = Vec::new();
+        if std::mem::take(&mut self.begin_pending) {
+            steps.push(Step::Control(BEGIN));
+        }
+        let pin = super::lock_key(b"pinning the network", &[]);
+        steps.push(Step::Prepared(
+            self.statement(COMET_LOCK)?,
+            vec![boxed(vec![pin])],
+        ));
+        steps.push(Step::Prepared(
+            self.statement(super::history::GENESIS)?,
+            vec![boxed(super::history::GENESIS_KEY)],
+        ));
+        let answers = self.run_steps("waiting to pin the network", &steps)?;
+        if let Some(row) = answers.last().and_then(|rows| rows.first()) {
+            let b: Vec<u8> = self.col(row, 0)?;
+            let root = GenesisRoot::from_slice(&b)
+                .ok_or_else(|| self.corrupt("genesis root of wrong length"))?;
+            self.genesis = Some(root);
+            return Ok(Some(root));
+        }
+        let mut locks: Vec<i64> = batch
+            .iter()
+            .filter_map(|p| match p {
+                Proposal::CometBft(c) => Some(super::comet_lock_key(c.key(), c.chain_id())),
+                _ => None,
+            })
+            .collect();
+        locks.sort_unstable();
+        locks.dedup();
+        if !locks.is_empty() {
+            let st = self.statement(COMET_LOCK)?;
+            self.run_steps(
+                "locking CometBFT keys",
+                &[Step::Prepared(st, vec![boxed(locks.clone())])],
+            )?;
+            self.locked_comet.extend(locks);
+        }
+        Ok(None)
+    }
+
     /// See the module documentation. Declines (leaving the batch to the
     /// question-by-question path) only when an Ethereum request arrives
     /// before the network is pinned: pinning is a write the rules make.
@@ -148,7 +201,10 @@ impl PostgresEngine {
             // the transaction's first statements are its locks.
             match self.without_begin(crate::engine::Engine::genesis_root)? {
                 Some(g) => Some(g),
-                None => return Ok(()),
+                None => match self.serialise_unpinned(batch)? {
+                    Some(g) => Some(g),
+                    None => return Ok(()),
+                },
             }
         } else {
             None

@@ -15,7 +15,8 @@ use crate::types::{
     BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Height, Hrs, SigningRoot, Slot, Step,
 };
 
-const GENESIS_KEY: &str = "genesis_validators_root";
+pub(super) const GENESIS_KEY: &str = "genesis_validators_root";
+pub(super) const GENESIS: &str = "SELECT value FROM meta WHERE key = $1";
 
 /// Replaces the last CometBFT record of (key, chain).
 pub(super) const COMET_STORE: &str = "INSERT INTO cometbft_state (consensus_key, chain_id, height, round, step, sign_bytes, signature)
@@ -293,11 +294,7 @@ impl Engine for PostgresEngine {
             return Ok(self.genesis);
         }
         self.classic("reading the network")?;
-        let row = self.query_opt(
-            "reading genesis root",
-            "SELECT value FROM meta WHERE key = $1",
-            &[&GENESIS_KEY],
-        )?;
+        let row = self.query_opt("reading genesis root", GENESIS, &[&GENESIS_KEY])?;
         let root = match row {
             Some(r) => {
                 let b: Vec<u8> = self.col(&r, 0)?;
