@@ -255,22 +255,32 @@ pub async fn signs_again(instances: &Instances, keys: &[Vec<u8>], base: u64) {
             .and_then(|c| c.get(i).cloned().flatten())
             .unwrap_or_else(|| panic_str("no client"));
         let mut ok = false;
+        // What each attempt got, for the failure message.
+        let mut answers: Vec<String> = Vec::new();
         for attempt in 0..50u64 {
-            let Ok(r) = client
+            match client
                 .sign(attestation(&key, base, base + 1 + attempt, 9))
                 .await
-            else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let r = r.into_inner();
-            if matches!(r.outcome, Some(pb::sign_response::Outcome::Signature(_))) {
-                ok = true;
-                break;
+            {
+                Err(status) => answers.push(format!("transport: {status}")),
+                Ok(r) => match r.into_inner().outcome {
+                    Some(pb::sign_response::Outcome::Signature(_)) => {
+                        ok = true;
+                        break;
+                    }
+                    Some(pb::sign_response::Outcome::Refusal(f)) => {
+                        answers.push(format!("{:?}: {}", f.reason(), f.message))
+                    }
+                    None => answers.push("no outcome".into()),
+                },
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(ok, "instance {i} did not sign again after the fault ended");
+        answers.dedup();
+        assert!(
+            ok,
+            "instance {i} did not sign again after the fault ended; its answers: {answers:#?}"
+        );
         assert_eq!(instances.ready(i), 200, "instance {i} not ready again");
     }
 }

@@ -15,6 +15,10 @@
 //! `fdatasync`ed by [`AuditLog::sync`] (the daemon calls it per batch). The
 //! slashing database, not this log, is what protects against double signing.
 
+mod sink;
+
+pub(crate) use sink::AuditSink;
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;

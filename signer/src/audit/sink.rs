@@ -1,0 +1,111 @@
+//! The audit log as the signing workers share it.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::{AuditError, AuditLog, Entry};
+
+/// How often appended audit records are made durable.
+const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The audit log, shared by the workers. Records are appended (one
+/// `write(2)` each) before a request is answered, so a process crash loses
+/// none; a flusher thread makes them durable with one `fdatasync` every
+/// [`AUDIT_FLUSH_INTERVAL`], off the signing path. Only a power loss can
+/// lose the last few milliseconds of records — never a slashing decision,
+/// which the database made durable before signing. See
+/// `docs/decisions/0004-audit-fsync-off-the-signing-path.md`.
+#[derive(Debug)]
+pub(crate) struct AuditSink {
+    log: Mutex<AuditLog>,
+    flush: Arc<AuditFlush>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct AuditFlush {
+    file: File,
+    appended: AtomicU64,
+    synced: AtomicU64,
+    stop: AtomicBool,
+    /// The first fsync error; after one, every request is refused.
+    failed: Mutex<Option<String>>,
+    wake: (Mutex<()>, Condvar),
+}
+
+impl AuditFlush {
+    fn sync(&self) {
+        let target = self.appended.load(Ordering::Acquire);
+        if self.synced.load(Ordering::Acquire) >= target {
+            return;
+        }
+        match self.file.sync_data() {
+            Ok(()) => self.synced.store(target, Ordering::Release),
+            Err(e) => {
+                if let Ok(mut f) = self.failed.lock() {
+                    f.get_or_insert_with(|| format!("audit log fsync: {e}"));
+                }
+            }
+        }
+    }
+}
+
+impl AuditSink {
+    pub(crate) fn new(log: AuditLog) -> Result<Self, AuditError> {
+        let n = log.records();
+        let flush = Arc::new(AuditFlush {
+            file: log.sync_handle()?,
+            appended: AtomicU64::new(n),
+            synced: AtomicU64::new(n),
+            stop: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            wake: (Mutex::new(()), Condvar::new()),
+        });
+        let f = flush.clone();
+        let flusher = std::thread::Builder::new()
+            .name("signer-audit-flush".into())
+            .spawn(move || {
+                while !f.stop.load(Ordering::Acquire) {
+                    if let Ok(g) = f.wake.0.lock() {
+                        let _ = f.wake.1.wait_timeout(g, AUDIT_FLUSH_INTERVAL);
+                    }
+                    f.sync();
+                }
+            })
+            .map_err(|e| AuditError::Io {
+                path: "audit flusher thread".into(),
+                source: e,
+            })?;
+        Ok(Self {
+            log: Mutex::new(log),
+            flush,
+            flusher: Mutex::new(Some(flusher)),
+        })
+    }
+
+    pub(crate) fn write(&self, entries: Vec<Entry>) -> Result<(), String> {
+        if let Some(e) = self.flush.failed.lock().ok().and_then(|f| f.clone()) {
+            return Err(e);
+        }
+        let mut log = self.log.lock().map_err(|_| "audit log lock poisoned")?;
+        for e in entries {
+            log.append(e).map_err(|e| e.to_string())?;
+        }
+        self.flush.appended.store(log.records(), Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Drop for AuditSink {
+    fn drop(&mut self) {
+        self.flush.stop.store(true, Ordering::Release);
+        self.flush.wake.1.notify_all();
+        if let Some(t) = self.flusher.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+        // Whatever the flusher had not reached.
+        self.flush.sync();
+    }
+}

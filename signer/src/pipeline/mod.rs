@@ -1,0 +1,253 @@
+//! The signing pipeline every frontend calls: authorize → compute what is
+//! signed → slashing check and durable record → sign → audit → answer.
+//!
+//! Record before sign: nothing reaches a key until the slashing database has
+//! committed the decision. Every refusal is a [`Refusal`] variant, mapped to
+//! the wire by each frontend in one place. Calls block (the database and the
+//! crypto are synchronous): frontends run them on a worker pool, never on an
+//! async runtime's threads.
+//!
+//! The unit of work is a batch ([`Pipeline::sign_batch`]): every slashable
+//! item of a batch is decided in one database call (one transaction, one
+//! commit), and every audit record is appended before the answer; the audit
+//! log's fsync is a flusher's, off the signing path (decision 0004). A single
+//! request is a batch of one; the daemon's workers also batch single requests
+//! that queue up together.
+
+//!
+//! One concept per file: [`request`] (what frontends send and get back),
+//! [`refusal`] (why not, and what a client is told), [`keyring`], `rate`
+//! (per-client limits), `prepare` (decode, authorize, compute what is
+//! signed), `finish` (sign once decided); this file runs a batch through
+//! them.
+
+mod finish;
+mod keyring;
+mod prepare;
+mod rate;
+mod refusal;
+mod request;
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use slashing_db::{Decision, SlashingDb};
+
+pub use keyring::Keyring;
+pub use refusal::Refusal;
+pub use request::{KeyInfo, Message, Outcome, Request, Signature};
+
+use crate::audit::{AuditLog, AuditSink, Entry};
+use crate::eth2::Network;
+use crate::metrics::Metrics;
+use crate::policy::{Operation, Policy};
+use crate::tls::identity::{self, IdentityError, PeerIdentity};
+use prepare::{Prepared, applies_to};
+use rate::RateLimiter;
+
+/// A value replaced as a whole (policy, keys): readers take a snapshot that
+/// stays valid while a reload swaps in the next one.
+#[derive(Debug)]
+struct Swap<T>(RwLock<Arc<T>>);
+
+impl<T> Swap<T> {
+    fn new(v: T) -> Self {
+        Self(RwLock::new(Arc::new(v)))
+    }
+
+    fn load(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, v: T) {
+        let v = Arc::new(v);
+        match self.0.write() {
+            Ok(mut slot) => *slot = v,
+            Err(poisoned) => *poisoned.into_inner() = v,
+        }
+    }
+}
+
+/// The pipeline's state.
+#[derive(Debug)]
+pub struct Pipeline {
+    policy: Swap<Policy>,
+    keys: Swap<Keyring>,
+    db: SlashingDb,
+    audit: AuditSink,
+    network: Network,
+    metrics: Arc<Metrics>,
+    rate: RateLimiter,
+}
+
+impl Pipeline {
+    /// Assembles a pipeline (with its own metrics; see [`Pipeline::with_metrics`]).
+    pub fn new(
+        policy: Policy,
+        keys: Keyring,
+        db: SlashingDb,
+        audit: AuditLog,
+        network: Network,
+    ) -> Result<Self, crate::audit::AuditError> {
+        Ok(Self {
+            policy: Swap::new(policy),
+            keys: Swap::new(keys),
+            db,
+            audit: AuditSink::new(audit)?,
+            network,
+            metrics: Arc::new(Metrics::new()),
+            rate: RateLimiter::default(),
+        })
+    }
+
+    /// Reports into `metrics` instead.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this pipeline reports into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The slashing database.
+    pub fn db(&self) -> &SlashingDb {
+        &self.db
+    }
+
+    /// The loaded keys.
+    pub fn keys(&self) -> Arc<Keyring> {
+        self.keys.load()
+    }
+
+    /// Replaces the loaded keys (a reload). Batches already running finish
+    /// with the keys they started with; the old keys are dropped (and
+    /// zeroized) when the last of them ends.
+    pub fn set_keys(&self, keys: Keyring) {
+        self.keys.store(keys);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load()
+    }
+
+    /// Replaces the policy (after it loaded and linted cleanly).
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(policy);
+    }
+
+    /// The policy client a verified certificate belongs to, under the policy in force.
+    pub fn identify(&self, peer: &PeerIdentity) -> Result<String, IdentityError> {
+        identity::resolve(&self.policy(), peer).map(|c| c.name.clone())
+    }
+
+    /// The keys `client` may use, with what for.
+    pub fn list_keys(&self, client: &str) -> Vec<KeyInfo> {
+        let policy = self.policy();
+        let keys = self.keys();
+        let mut out: Vec<KeyInfo> = keys
+            .entries()
+            .filter_map(|(public_key, k)| {
+                // What the policy grants and the key's scheme can do (a
+                // grant may name operations for several schemes).
+                let scheme = k.scheme();
+                let operations: Vec<Operation> = policy
+                    .granted_operations(client, public_key)
+                    .into_iter()
+                    .filter(|op| applies_to(*op, scheme))
+                    .collect();
+                (!operations.is_empty()).then(|| KeyInfo {
+                    public_key: public_key.to_vec(),
+                    scheme: k.scheme().key_type(),
+                    operations,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        out
+    }
+
+    /// Signs one item.
+    pub fn sign(&self, frontend: &'static str, request: Request) -> Outcome {
+        self.sign_batch(frontend, vec![request])
+            .pop()
+            .unwrap_or_else(|| Err(Refusal::BackendUnavailable("no answer".into())))
+    }
+
+    /// Signs a batch: one answer per request, in order. Every slashable item
+    /// is decided in one database call before any key is used; the audit
+    /// records of the whole batch are durable before anything is answered.
+    pub fn sign_batch(&self, frontend: &'static str, requests: Vec<Request>) -> Vec<Outcome> {
+        let policy = self.policy();
+        let keys = self.keys();
+        let mut proposals = Vec::new();
+        let prepared: Vec<Prepared<'_>> = requests
+            .iter()
+            .map(|r| self.prepare(&keys, &policy, r, &mut proposals))
+            .collect();
+
+        // Record before sign.
+        let n = proposals.len();
+        let mut decisions: Vec<Option<Decision>> = Vec::new();
+        let mut db_failure = None;
+        if n > 0 {
+            let started = Instant::now();
+            match self.db.check_and_record_batch(proposals) {
+                Ok(d) => decisions = d.into_iter().map(Some).collect(),
+                Err(e) => db_failure = Some(e.to_string()),
+            }
+            let took = started.elapsed();
+            self.metrics.db_batch_size.observe(n as f64);
+            for _ in 0..n {
+                self.metrics.stage("slashing_db", took);
+            }
+        }
+
+        let outcomes = self.finish_all(&prepared, decisions, db_failure.as_deref());
+
+        let entries = prepared
+            .iter()
+            .zip(&requests)
+            .zip(&outcomes)
+            .map(|((p, r), o)| Entry {
+                client: r.client.clone(),
+                frontend: Some(frontend.to_owned()),
+                key: hex::encode(&r.public_key),
+                request: p.request.to_owned(),
+                position: p.position,
+                outcome: match o {
+                    Ok(_) => "signed".to_owned(),
+                    Err(Refusal::Slashable(n)) => format!("refused:{}", n.reason()),
+                    Err(r) => format!("refused:{}", r.reason()),
+                },
+            })
+            .collect();
+        let started = Instant::now();
+        let audited = self.audit.write(entries);
+        let took = started.elapsed();
+        for _ in 0..prepared.len() {
+            self.metrics.stage("audit", took);
+        }
+        let outcomes: Vec<Outcome> = match audited {
+            Ok(()) => outcomes,
+            // Without the audit record, nothing is answered.
+            Err(e) => outcomes
+                .into_iter()
+                .map(|_| Err(Refusal::BackendUnavailable(format!("audit log: {e}"))))
+                .collect(),
+        };
+        for (p, o) in prepared.iter().zip(&outcomes) {
+            let outcome = match o {
+                Ok(_) => "signed",
+                Err(r) => r.reason(),
+            };
+            self.metrics.request(frontend, p.request, outcome);
+        }
+        outcomes
+    }
+}

@@ -1,0 +1,387 @@
+//! Preparing an item: decode what is asked, authorize it under the policy,
+//! find its key, and compute what will be signed and what the slashing
+//! database must decide — everything before the database is asked.
+
+use std::time::Instant;
+
+use slashing_db::{
+    AttestationProposal, BlockProposal, BlsPublicKey, ChainId, CometProposal, ConsensusKey, Epoch,
+    GenesisRoot, Proposal, SigningRoot, Slot,
+};
+
+use crate::backend::{Key, Scheme};
+use crate::cometbft;
+use crate::crypto::bls::BlsSecretKey;
+use crate::eth2::{self, RequestKind, SlashingFacts};
+use crate::policy::{self, Operation, Policy, Verdict};
+
+use super::{Keyring, Message, Pipeline, Refusal, Request};
+
+/// The audit name of a message before it is decoded.
+fn request_name(m: &Message) -> &'static str {
+    match m {
+        Message::Eth2(_) => "eth2.request",
+        Message::CometVote { .. } => Operation::CometVote.name(),
+        Message::CometProposal { .. } => Operation::CometProposal.name(),
+        Message::CometRaw(_) => Operation::CometRaw.name(),
+        Message::RawSecp256k1(_) => Operation::RawSecp256k1.name(),
+        Message::RawEd25519(_) => Operation::RawEd25519.name(),
+        Message::Invalid { request, .. } => request,
+    }
+}
+
+fn operation_of(kind: RequestKind) -> Operation {
+    match kind {
+        RequestKind::Block | RequestKind::BlockV2(_) => Operation::Eth2Block,
+        RequestKind::Attestation => Operation::Eth2Attestation,
+        RequestKind::AggregationSlot => Operation::Eth2AggregationSlot,
+        RequestKind::AggregateAndProof | RequestKind::AggregateAndProofV2(_) => {
+            Operation::Eth2AggregateAndProof
+        }
+        RequestKind::Deposit => Operation::Eth2Deposit,
+        RequestKind::RandaoReveal => Operation::Eth2RandaoReveal,
+        RequestKind::VoluntaryExit => Operation::Eth2VoluntaryExit,
+        RequestKind::SyncCommitteeMessage => Operation::Eth2SyncCommitteeMessage,
+        RequestKind::SyncCommitteeSelectionProof => Operation::Eth2SyncCommitteeSelectionProof,
+        RequestKind::SyncCommitteeContributionAndProof => Operation::Eth2SyncCommitteeContribution,
+        RequestKind::ValidatorRegistration => Operation::Eth2ValidatorRegistration,
+    }
+}
+
+/// How a prepared item is signed once the database has decided.
+pub(super) enum Plan<'a> {
+    Bls {
+        key: &'a BlsSecretKey,
+        root: [u8; 32],
+        /// Index of its proposal in the batch's database call, if slashable.
+        db: Option<usize>,
+    },
+    Comet {
+        key: &'a Key,
+        operation: Operation,
+        consensus_key: ConsensusKey,
+        chain: ChainId,
+        asked: Vec<u8>,
+        extension: Option<Vec<u8>>,
+        db: usize,
+    },
+    Raw {
+        key: &'a Key,
+        payload: Raw,
+    },
+}
+
+pub(super) enum Raw {
+    /// CometBFT `SignBytes`: signed like consensus messages.
+    Comet(Vec<u8>),
+    Digest([u8; 32]),
+    Ed25519(Vec<u8>),
+}
+
+/// An item after decoding and authorization, before the database.
+pub(super) struct Prepared<'a> {
+    /// The audit record's request name.
+    pub(super) request: &'static str,
+    /// Slot, target epoch or height.
+    pub(super) position: Option<u64>,
+    pub(super) plan: Result<Plan<'a>, Refusal>,
+}
+
+/// True when a key of `scheme` can perform `op`.
+pub(super) fn applies_to(op: Operation, scheme: Scheme) -> bool {
+    match op {
+        Operation::CometVote | Operation::CometProposal | Operation::CometRaw => {
+            matches!(scheme, Scheme::Ed25519 | Scheme::Secp256k1)
+        }
+        Operation::RawSecp256k1 => scheme == Scheme::Secp256k1,
+        Operation::RawEd25519 => scheme == Scheme::Ed25519,
+        Operation::Eth2Block
+        | Operation::Eth2Attestation
+        | Operation::Eth2AggregationSlot
+        | Operation::Eth2AggregateAndProof
+        | Operation::Eth2RandaoReveal
+        | Operation::Eth2SyncCommitteeMessage
+        | Operation::Eth2SyncCommitteeSelectionProof
+        | Operation::Eth2SyncCommitteeContribution
+        | Operation::Eth2ValidatorRegistration
+        | Operation::Eth2VoluntaryExit
+        | Operation::Eth2Deposit => scheme == Scheme::Bls,
+    }
+}
+
+impl Pipeline {
+    fn authorize(
+        &self,
+        policy: &Policy,
+        client: &str,
+        operation: Operation,
+        key: &[u8],
+        network: Option<&policy::Network>,
+    ) -> Result<(), Refusal> {
+        let started = Instant::now();
+        let verdict = policy.decide(&policy::Request {
+            client,
+            operation,
+            key,
+            network,
+        });
+        self.metrics.stage("policy", started.elapsed());
+        match verdict {
+            Verdict::Allowed { .. } => Ok(()),
+            other => Err(Refusal::NotAllowed(other)),
+        }
+    }
+
+    pub(super) fn prepare<'a>(
+        &self,
+        keys: &'a Keyring,
+        policy: &Policy,
+        r: &Request,
+        proposals: &mut Vec<Proposal>,
+    ) -> Prepared<'a> {
+        if let Err(refusal) = self.rate.admit(policy, &r.client) {
+            return Prepared {
+                request: request_name(&r.message),
+                position: None,
+                plan: Err(refusal),
+            };
+        }
+        let started = Instant::now();
+        match &r.message {
+            Message::Eth2(body) => {
+                let decoded = eth2::decode(body, &self.network);
+                self.metrics.stage("decode", started.elapsed());
+                match decoded {
+                    // No trustworthy operation can be read from it: audited as `eth2.request`.
+                    Err(e) => Prepared {
+                        request: "eth2.request",
+                        position: None,
+                        plan: Err(Refusal::InvalidRequest(e.to_string())),
+                    },
+                    Ok(s) => {
+                        let operation = operation_of(s.kind);
+                        let position = match s.slashing {
+                            SlashingFacts::Block { slot } => Some(slot),
+                            SlashingFacts::Attestation { target, .. } => Some(target),
+                            SlashingFacts::None => None,
+                        };
+                        Prepared {
+                            request: operation.name(),
+                            position,
+                            plan: self.prepare_eth2(keys, policy, r, &s, operation, proposals),
+                        }
+                    }
+                }
+            }
+            Message::CometVote {
+                version,
+                chain_id,
+                vote,
+                sign_extension,
+            } => {
+                let sign_bytes = cometbft::vote_sign_bytes(chain_id, vote).and_then(|b| {
+                    cometbft::vote_extension_sign_bytes(*version, chain_id, vote)
+                        .map(|e| (b, e.filter(|_| *sign_extension)))
+                });
+                self.metrics.stage("decode", started.elapsed());
+                Prepared {
+                    request: Operation::CometVote.name(),
+                    position: u64::try_from(vote.height).ok(),
+                    plan: sign_bytes
+                        .map_err(|e| Refusal::InvalidRequest(e.to_string()))
+                        .and_then(|(bytes, ext)| {
+                            self.prepare_comet(
+                                keys,
+                                policy,
+                                r,
+                                Operation::CometVote,
+                                chain_id,
+                                bytes,
+                                ext,
+                                proposals,
+                            )
+                        }),
+                }
+            }
+            Message::CometProposal { chain_id, proposal } => {
+                let sign_bytes = cometbft::proposal_sign_bytes(chain_id, proposal);
+                self.metrics.stage("decode", started.elapsed());
+                Prepared {
+                    request: Operation::CometProposal.name(),
+                    position: u64::try_from(proposal.height).ok(),
+                    plan: sign_bytes
+                        .map_err(|e| Refusal::InvalidRequest(e.to_string()))
+                        .and_then(|bytes| {
+                            self.prepare_comet(
+                                keys,
+                                policy,
+                                r,
+                                Operation::CometProposal,
+                                chain_id,
+                                bytes,
+                                None,
+                                proposals,
+                            )
+                        }),
+                }
+            }
+            Message::CometRaw(value) => Prepared {
+                request: Operation::CometRaw.name(),
+                position: None,
+                plan: self
+                    .authorize(policy, &r.client, Operation::CometRaw, &r.public_key, None)
+                    .and_then(|()| keys.get(&r.public_key))
+                    .and_then(|key| match key.scheme() {
+                        Scheme::Bls => Err(Refusal::InvalidRequest(
+                            "cometbft.raw needs an Ed25519 or secp256k1 key".into(),
+                        )),
+                        _ => Ok(Plan::Raw {
+                            key,
+                            payload: Raw::Comet(value.clone()),
+                        }),
+                    }),
+            },
+            Message::RawSecp256k1(digest) => Prepared {
+                request: Operation::RawSecp256k1.name(),
+                position: None,
+                plan: <[u8; 32]>::try_from(digest.as_slice())
+                    .map_err(|_| Refusal::InvalidRequest("a digest is 32 bytes".into()))
+                    .and_then(|digest| {
+                        self.authorize(
+                            policy,
+                            &r.client,
+                            Operation::RawSecp256k1,
+                            &r.public_key,
+                            None,
+                        )?;
+                        match keys.get(&r.public_key)? {
+                            key if key.scheme() == Scheme::Secp256k1 => Ok(Plan::Raw {
+                                key,
+                                payload: Raw::Digest(digest),
+                            }),
+                            _ => Err(Refusal::InvalidRequest("not a secp256k1 key".into())),
+                        }
+                    }),
+            },
+            Message::Invalid { request, reason } => Prepared {
+                request,
+                position: None,
+                plan: Err(Refusal::InvalidRequest(reason.clone())),
+            },
+            Message::RawEd25519(message) => Prepared {
+                request: Operation::RawEd25519.name(),
+                position: None,
+                plan: self
+                    .authorize(
+                        policy,
+                        &r.client,
+                        Operation::RawEd25519,
+                        &r.public_key,
+                        None,
+                    )
+                    .and_then(|()| match keys.get(&r.public_key)? {
+                        key if key.scheme() == Scheme::Ed25519 => Ok(Plan::Raw {
+                            key,
+                            payload: Raw::Ed25519(message.clone()),
+                        }),
+                        _ => Err(Refusal::InvalidRequest("not an Ed25519 key".into())),
+                    }),
+            },
+        }
+    }
+
+    fn prepare_eth2<'a>(
+        &self,
+        keys: &'a Keyring,
+        policy: &Policy,
+        r: &Request,
+        s: &eth2::Signable,
+        operation: Operation,
+        proposals: &mut Vec<Proposal>,
+    ) -> Result<Plan<'a>, Refusal> {
+        let network = s
+            .genesis_validators_root
+            .map(|r| policy::Network::Ethereum(r.0));
+        self.authorize(
+            policy,
+            &r.client,
+            operation,
+            &r.public_key,
+            network.as_ref(),
+        )?;
+        let Some(key) = keys.get(&r.public_key)?.bls() else {
+            return Err(Refusal::InvalidRequest("the key is not a BLS key".into()));
+        };
+        let validator = BlsPublicKey::from_slice(&r.public_key).ok_or(Refusal::UnknownKey)?;
+        let proposal = match (s.slashing, s.genesis_validators_root) {
+            (SlashingFacts::Block { slot }, Some(gvr)) => Some(Proposal::Block(BlockProposal {
+                pubkey: validator,
+                genesis_root: GenesisRoot(gvr.0),
+                slot: Slot(slot),
+                signing_root: SigningRoot(s.signing_root.0),
+            })),
+            (SlashingFacts::Attestation { source, target }, Some(gvr)) => {
+                Some(Proposal::Attestation(AttestationProposal {
+                    pubkey: validator,
+                    genesis_root: GenesisRoot(gvr.0),
+                    source: Epoch(source),
+                    target: Epoch(target),
+                    signing_root: SigningRoot(s.signing_root.0),
+                }))
+            }
+            (SlashingFacts::None, _) => None,
+            (_, None) => {
+                return Err(Refusal::InvalidRequest(
+                    "slashable message without fork_info".into(),
+                ));
+            }
+        };
+        let db = proposal.map(|p| {
+            proposals.push(p);
+            proposals.len() - 1
+        });
+        Ok(Plan::Bls {
+            key,
+            root: s.signing_root.0,
+            db,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_comet<'a>(
+        &self,
+        keys: &'a Keyring,
+        policy: &Policy,
+        r: &Request,
+        operation: Operation,
+        chain_id: &str,
+        bytes: Vec<u8>,
+        extension: Option<Vec<u8>>,
+        proposals: &mut Vec<Proposal>,
+    ) -> Result<Plan<'a>, Refusal> {
+        let network = policy::Network::CometBft(chain_id.to_owned());
+        self.authorize(policy, &r.client, operation, &r.public_key, Some(&network))?;
+        let key = keys.get(&r.public_key)?;
+        if key.scheme() == Scheme::Bls {
+            return Err(Refusal::InvalidRequest(
+                "BLS keys do not sign CometBFT messages here".into(),
+            ));
+        }
+        let consensus_key = ConsensusKey::new(r.public_key.clone()).ok_or(Refusal::UnknownKey)?;
+        let chain = ChainId::new(chain_id)
+            .ok_or_else(|| Refusal::InvalidRequest("chain id too long".into()))?;
+        let proposal = CometProposal::from_sign_bytes(consensus_key.clone(), chain.clone(), bytes)
+            .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
+        let asked = proposal.sign_bytes().to_vec();
+        proposals.push(Proposal::CometBft(proposal));
+        Ok(Plan::Comet {
+            key,
+            operation,
+            consensus_key,
+            chain,
+            asked,
+            extension,
+            db: proposals.len() - 1,
+        })
+    }
+}

@@ -1,0 +1,106 @@
+//! What a frontend hands the pipeline (one [`Request`] per item) and what
+//! it gets back ([`Outcome`]).
+
+use crate::cometbft::{self, ProtocolVersion, Timestamp, Vote};
+use crate::policy::Operation;
+
+use super::Refusal;
+
+/// A signature, and for CometBFT the timestamp to send back (the stored
+/// one when an earlier message at this position is re-served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// A BLS signature (Ethereum).
+    Bls([u8; 96]),
+    /// A CometBFT vote or proposal signature.
+    CometBft {
+        /// Signature over the sign bytes.
+        signature: Vec<u8>,
+        /// The timestamp that was signed (send it back in the vote/proposal).
+        timestamp: Timestamp,
+        /// Signature over the vote extension, when one was signed.
+        extension_signature: Option<Vec<u8>>,
+    },
+    /// A raw signature: Ed25519 (64 bytes) or secp256k1 (r ‖ s, low-S).
+    Raw {
+        /// The signature.
+        signature: Vec<u8>,
+        /// secp256k1 over a digest: the recovery id.
+        recovery_id: Option<u8>,
+    },
+}
+
+impl Signature {
+    /// The signature bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Bls(s) => s,
+            Self::CometBft { signature, .. } | Self::Raw { signature, .. } => signature,
+        }
+    }
+}
+
+/// What one item of a batch asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A Web3Signer eth2 signing request body (JSON).
+    Eth2(Vec<u8>),
+    /// A CometBFT vote.
+    CometVote {
+        /// The chain's protocol generation (vote extensions from v0.38).
+        version: ProtocolVersion,
+        /// Chain id.
+        chain_id: String,
+        /// The vote.
+        vote: Vote,
+        /// Sign the vote extension where the protocol has one (a node may
+        /// ask to skip it; a chain may not use extensions).
+        sign_extension: bool,
+    },
+    /// A CometBFT proposal.
+    CometProposal {
+        /// Chain id.
+        chain_id: String,
+        /// The proposal.
+        proposal: cometbft::Proposal,
+    },
+    /// CometBFT v1 `SignBytes`: arbitrary bytes with a consensus key.
+    CometRaw(Vec<u8>),
+    /// ECDSA over a 32-byte digest.
+    RawSecp256k1(Vec<u8>),
+    /// Pure Ed25519 over a message.
+    RawEd25519(Vec<u8>),
+    /// A request the frontend could not read: refused as `INVALID_REQUEST`
+    /// and audited under `request` like every other decision.
+    Invalid {
+        /// What it looked like (`eth2.request`, `cometbft.vote`, …).
+        request: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// One item: who asks, with which key, for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The client's policy name.
+    pub client: String,
+    /// The key's public key bytes.
+    pub public_key: Vec<u8>,
+    /// The message.
+    pub message: Message,
+}
+
+/// The answer to one item.
+pub type Outcome = Result<Signature, Refusal>;
+
+/// A key as `ListKeys` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+    /// `bls`, `ed25519`, `secp256k1`.
+    pub scheme: &'static str,
+    /// What the caller may do with it.
+    pub operations: Vec<Operation>,
+}
