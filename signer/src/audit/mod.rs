@@ -18,6 +18,7 @@
 mod sink;
 
 pub(crate) use sink::AuditSink;
+pub use sink::SinkError;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};

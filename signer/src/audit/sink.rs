@@ -7,6 +7,21 @@ use std::time::Duration;
 
 use super::{AuditError, AuditLog, Entry};
 
+/// Why an audit record could not be written (cheap to clone: one failure
+/// answers every request of a batch).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// A flush failed; every request since is refused (decision 0004).
+    #[error("fsync failed: {0}")]
+    Fsync(Arc<std::io::Error>),
+    /// Appending the record failed.
+    #[error("{0}")]
+    Append(Arc<AuditError>),
+    /// A writer panicked while holding the log.
+    #[error("lock poisoned")]
+    Poisoned,
+}
+
 /// How often appended audit records are made durable.
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -31,7 +46,7 @@ struct AuditFlush {
     synced: AtomicU64,
     stop: AtomicBool,
     /// The first fsync error; after one, every request is refused.
-    failed: Mutex<Option<String>>,
+    failed: Mutex<Option<SinkError>>,
     wake: (Mutex<()>, Condvar),
 }
 
@@ -45,7 +60,7 @@ impl AuditFlush {
             Ok(()) => self.synced.store(target, Ordering::Release),
             Err(e) => {
                 if let Ok(mut f) = self.failed.lock() {
-                    f.get_or_insert_with(|| format!("audit log fsync: {e}"));
+                    f.get_or_insert_with(|| SinkError::Fsync(Arc::new(e)));
                 }
             }
         }
@@ -85,13 +100,13 @@ impl AuditSink {
         })
     }
 
-    pub(crate) fn write(&self, entries: Vec<Entry>) -> Result<(), String> {
+    pub(crate) fn write(&self, entries: Vec<Entry>) -> Result<(), SinkError> {
         if let Some(e) = self.flush.failed.lock().ok().and_then(|f| f.clone()) {
             return Err(e);
         }
-        let mut log = self.log.lock().map_err(|_| "audit log lock poisoned")?;
+        let mut log = self.log.lock().map_err(|_| SinkError::Poisoned)?;
         for e in entries {
-            log.append(e).map_err(|e| e.to_string())?;
+            log.append(e).map_err(|e| SinkError::Append(Arc::new(e)))?;
         }
         self.flush.appended.store(log.records(), Ordering::Release);
         Ok(())

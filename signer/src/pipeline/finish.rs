@@ -2,18 +2,18 @@
 //! backends on several lanes at once), and for CometBFT note the signature
 //! and the timestamp that was signed.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prost::Message as _;
-use slashing_db::{Decision, Safe};
+use slashing_db::{DbError, Decision, Safe};
 
 use crate::backend::Key;
 use crate::cometbft::Timestamp;
 use crate::policy::Operation;
 
 use super::prepare::{Plan, Prepared, Raw};
-use super::refusal::{backend_refusal, clone_refusal};
+use super::refusal::{Unavailable, backend_refusal};
 use super::{Outcome, Pipeline, Refusal, Signature};
 
 /// Most remote signatures of one batch waited for at once.
@@ -41,7 +41,7 @@ impl Pipeline {
         &self,
         prepared: &[Prepared<'_>],
         decisions: Vec<Option<Decision>>,
-        db_failure: Option<&str>,
+        db_failure: Option<&Arc<DbError>>,
     ) -> Vec<Outcome> {
         let decisions = Mutex::new(decisions);
         let remote = prepared.iter().filter(|p| p.is_remote()).count();
@@ -86,7 +86,11 @@ impl Pipeline {
         outcomes
             .into_iter()
             .map(|o| {
-                o.unwrap_or_else(|| Err(Refusal::BackendUnavailable("signing lane failed".into())))
+                o.unwrap_or_else(|| {
+                    Err(Refusal::BackendUnavailable(Unavailable::Internal(
+                        "signing lane failed",
+                    )))
+                })
             })
             .collect()
     }
@@ -96,25 +100,29 @@ impl Pipeline {
         &self,
         p: &Prepared<'_>,
         decisions: &Mutex<Vec<Option<Decision>>>,
-        db_failure: Option<&str>,
+        db_failure: Option<&Arc<DbError>>,
     ) -> Outcome {
         let plan = match &p.plan {
             Ok(plan) => plan,
-            Err(r) => return Err(clone_refusal(r)),
+            Err(r) => return Err(r.clone()),
         };
         let decision = |i: usize| -> Result<Safe, Refusal> {
             if let Some(e) = db_failure {
-                return Err(Refusal::BackendUnavailable(format!(
-                    "slashing database: {e}"
+                return Err(Refusal::BackendUnavailable(Unavailable::Database(
+                    e.clone(),
                 )));
             }
             decisions
                 .lock()
-                .map_err(|_| Refusal::BackendUnavailable("decision list poisoned".into()))?
+                .map_err(|_| {
+                    Refusal::BackendUnavailable(Unavailable::Internal("decision list poisoned"))
+                })?
                 .get_mut(i)
                 .and_then(Option::take)
                 .ok_or_else(|| {
-                    Refusal::BackendUnavailable("slashing database gave no decision".into())
+                    Refusal::BackendUnavailable(Unavailable::Internal(
+                        "the slashing database gave no decision",
+                    ))
                 })?
                 .map_err(Refusal::Slashable)
         };

@@ -34,7 +34,7 @@ use std::time::Instant;
 use slashing_db::{Decision, SlashingDb};
 
 pub use keyring::Keyring;
-pub use refusal::Refusal;
+pub use refusal::{Refusal, Unavailable};
 pub use request::{KeyInfo, Message, Outcome, Request, Signature};
 
 use crate::audit::{AuditLog, AuditSink, Entry};
@@ -176,7 +176,11 @@ impl Pipeline {
     pub fn sign(&self, frontend: &'static str, request: Request) -> Outcome {
         self.sign_batch(frontend, vec![request])
             .pop()
-            .unwrap_or_else(|| Err(Refusal::BackendUnavailable("no answer".into())))
+            .unwrap_or_else(|| {
+                Err(Refusal::BackendUnavailable(Unavailable::Internal(
+                    "no answer",
+                )))
+            })
     }
 
     /// Signs a batch: one answer per request, in order. Every slashable item
@@ -199,7 +203,7 @@ impl Pipeline {
             let started = Instant::now();
             match self.db.check_and_record_batch(proposals) {
                 Ok(d) => decisions = d.into_iter().map(Some).collect(),
-                Err(e) => db_failure = Some(e.to_string()),
+                Err(e) => db_failure = Some(Arc::new(e)),
             }
             let took = started.elapsed();
             self.metrics.db_batch_size.observe(n as f64);
@@ -208,7 +212,7 @@ impl Pipeline {
             }
         }
 
-        let outcomes = self.finish_all(&prepared, decisions, db_failure.as_deref());
+        let outcomes = self.finish_all(&prepared, decisions, db_failure.as_ref());
 
         let entries = prepared
             .iter()
@@ -238,7 +242,7 @@ impl Pipeline {
             // Without the audit record, nothing is answered.
             Err(e) => outcomes
                 .into_iter()
-                .map(|_| Err(Refusal::BackendUnavailable(format!("audit log: {e}"))))
+                .map(|_| Err(Refusal::BackendUnavailable(Unavailable::Audit(e.clone()))))
                 .collect(),
         };
         for (p, o) in prepared.iter().zip(&outcomes) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::policy::Policy;
 
-use super::Refusal;
+use super::{Refusal, Unavailable};
 
 /// A client's token bucket: `rate` tokens per second, at most `rate` saved.
 #[derive(Debug)]
@@ -31,10 +31,9 @@ impl RateLimiter {
             return Ok(());
         };
         let rate = f64::from(limit);
-        let mut buckets = self
-            .buckets
-            .lock()
-            .map_err(|_| Refusal::BackendUnavailable("rate limiter lock poisoned".into()))?;
+        let mut buckets = self.buckets.lock().map_err(|_| {
+            Refusal::BackendUnavailable(Unavailable::Internal("rate limiter lock poisoned"))
+        })?;
         let now = Instant::now();
         let b = buckets.entry(client.to_owned()).or_insert(Bucket {
             tokens: rate,

@@ -1,13 +1,17 @@
 //! Why a request was not signed: one [`Refusal`] per class, and the one
 //! place that turns a refusal into what a client is told.
 
-use slashing_db::NotSafe;
+use std::sync::Arc;
 
+use slashing_db::{DbError, NotSafe};
+
+use crate::audit::SinkError;
 use crate::backend::BackendError;
 use crate::policy::Verdict;
 
-/// Why a request was not signed. Frontends map these to their wire codes.
-#[derive(Debug, thiserror::Error)]
+/// Why a request was not signed. Frontends map these to their wire codes
+/// and tell the client [`Refusal::client_message`], nothing else.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Refusal {
     /// Signing could be slashable; the stored record that conflicts is the evidence.
     #[error("slashable: {0}")]
@@ -23,7 +27,7 @@ pub enum Refusal {
     InvalidRequest(String),
     /// The slashing database, a key backend or the audit log failed; nothing was signed.
     #[error("backend unavailable: {0}")]
-    BackendUnavailable(String),
+    BackendUnavailable(Unavailable),
     /// The client is over its policy's `max_requests_per_second`.
     #[error("over this client's rate limit of {0} requests/s")]
     RateLimited(u32),
@@ -43,17 +47,50 @@ impl Refusal {
     }
 
     /// What a client is told, for every frontend: the refusal without the
-    /// daemon's internals. A backend failure's detail (database address,
-    /// file path, PKCS#11 function, PIN source, KMS error) goes to the log
-    /// here and never to the caller, who learns only that nothing was
-    /// signed and to retry.
+    /// daemon's internals. A failure's detail (database address, file path,
+    /// PKCS#11 function, PIN source, KMS error) goes to the log here and
+    /// never to the caller, who learns which part failed, that nothing was
+    /// signed, and to retry.
     pub fn client_message(&self) -> String {
         match self {
-            Self::BackendUnavailable(detail) => {
-                tracing::warn!(%detail, "request refused: backend unavailable");
-                "backend unavailable: nothing was signed; retry later or on another signer".into()
+            Self::BackendUnavailable(u) => {
+                tracing::warn!(detail = %u, "request refused: backend unavailable");
+                format!(
+                    "{} unavailable: nothing was signed; retry later or on another signer",
+                    u.part()
+                )
             }
             other => other.to_string(),
+        }
+    }
+}
+
+/// What failed when a request could not be decided or signed: typed, so the
+/// detail stays in the log ([`Refusal::client_message`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    /// The slashing database could not decide (shared by a whole batch).
+    #[error("slashing database: {0}")]
+    Database(Arc<DbError>),
+    /// A key backend could not sign.
+    #[error("key backend: {0}")]
+    Backend(BackendError),
+    /// The audit record could not be written: nothing is answered without it.
+    #[error("audit log: {0}")]
+    Audit(SinkError),
+    /// The signer's own machinery (a poisoned lock, a lost answer).
+    #[error("signer: {0}")]
+    Internal(&'static str),
+}
+
+impl Unavailable {
+    /// Which part failed, as the client may learn it.
+    pub fn part(&self) -> &'static str {
+        match self {
+            Self::Database(_) => "slashing database",
+            Self::Backend(_) => "key backend",
+            Self::Audit(_) => "audit log",
+            Self::Internal(_) => "signer",
         }
     }
 }
@@ -65,19 +102,7 @@ pub(super) fn backend_refusal(e: BackendError) -> Refusal {
         BackendError::WrongScheme(why) => Refusal::InvalidRequest(why.into()),
         other => {
             tracing::warn!(error = %other, "backend could not sign");
-            Refusal::BackendUnavailable(other.to_string())
+            Refusal::BackendUnavailable(Unavailable::Backend(other))
         }
-    }
-}
-
-/// Refusals of preparation are answered as they are; they own no resources.
-pub(super) fn clone_refusal(r: &Refusal) -> Refusal {
-    match r {
-        Refusal::Slashable(n) => Refusal::Slashable(n.clone()),
-        Refusal::NotAllowed(v) => Refusal::NotAllowed(*v),
-        Refusal::UnknownKey => Refusal::UnknownKey,
-        Refusal::InvalidRequest(s) => Refusal::InvalidRequest(s.clone()),
-        Refusal::BackendUnavailable(s) => Refusal::BackendUnavailable(s.clone()),
-        Refusal::RateLimited(n) => Refusal::RateLimited(*n),
     }
 }

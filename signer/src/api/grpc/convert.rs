@@ -307,7 +307,7 @@ fn signature(s: Signature) -> pb::Signature {
     }
 }
 
-fn refusal(r: &Refusal) -> pb::Refusal {
+pub(crate) fn refusal(r: &Refusal) -> pb::Refusal {
     let reason = match r {
         Refusal::Slashable(_) => pb::Reason::Slashable,
         Refusal::NotAllowed(_) => pb::Reason::NotAllowed,

@@ -110,7 +110,7 @@ fn remote(code: i32, description: impl Into<String>) -> RemoteError {
     }
 }
 
-fn refusal_error(r: &Refusal) -> RemoteError {
+pub(crate) fn refusal_error(r: &Refusal) -> RemoteError {
     let code = match r {
         Refusal::Slashable(_) => code::DOUBLE_SIGN,
         Refusal::NotAllowed(_) | Refusal::UnknownKey => code::NOT_ALLOWED,

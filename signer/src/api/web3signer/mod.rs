@@ -32,6 +32,19 @@ const MAX_BODY: usize = 4 << 20;
 
 type Reply = Response<Full<Bytes>>;
 
+/// A refusal as the Web3Signer API answers it: the status its clients
+/// act on, and [`Refusal::client_message`].
+pub(crate) fn refusal_reply(r: &Refusal) -> (StatusCode, String) {
+    let status = match r {
+        Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
+        Refusal::NotAllowed(_) => StatusCode::FORBIDDEN,
+        Refusal::UnknownKey => StatusCode::NOT_FOUND,
+        Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, r.client_message())
+}
+
 fn text(status: StatusCode, body: impl Into<String>) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body.into())));
     *r.status_mut() = status;
@@ -160,16 +173,8 @@ async fn sign(
         }
         Some(Answer::Done(Ok(_))) => text(StatusCode::INTERNAL_SERVER_ERROR, "not a BLS signature"),
         Some(Answer::Done(Err(r))) => {
-            let status = match &r {
-                Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
-                Refusal::NotAllowed(_) => StatusCode::FORBIDDEN,
-                Refusal::UnknownKey => StatusCode::NOT_FOUND,
-                Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-                Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
-            text(status, r.client_message())
+            let (status, message) = refusal_reply(&r);
+            text(status, message)
         }
         Some(Answer::Overloaded) | None => text(
             StatusCode::SERVICE_UNAVAILABLE,
