@@ -47,6 +47,7 @@ impl Calls for Pipeline {
                 client: client.into(),
                 public_key: key.to_vec(),
                 message: Message::Eth2(body.to_vec()),
+                scope: None,
             },
         )
     }
@@ -70,6 +71,7 @@ impl Calls for Pipeline {
                     vote: vote.vote.clone(),
                     sign_extension: true,
                 },
+                scope: None,
             },
         )
     }
@@ -361,4 +363,61 @@ fn cometbft_votes_are_signed_re_served_and_refused() {
         Err(Refusal::InvalidRequest(_))
     ));
     assert_eq!(audit::verify(&f.audit_path()).unwrap().unwrap().records, 6);
+}
+
+/// A privval connection serves one chain up to its `max_height`: requests
+/// outside that are refused by the pipeline (not the connector), before the
+/// policy and the database, audited with their height, and leave no record.
+#[test]
+fn a_connection_scope_refuses_other_chains_and_heights_above_its_limit() {
+    use signer::pipeline::{OutOfScope, Scope};
+    let f = fixture();
+    let ask = |chain: &str, served: &str, height: i64| {
+        let mut v = vote(1000, 1);
+        v.vote.height = height;
+        f.pipeline.sign(
+            "privval",
+            Request {
+                client: "node".into(),
+                public_key: f.ed.to_vec(),
+                message: Message::CometVote {
+                    version: ProtocolVersion::V0_38,
+                    chain_id: chain.into(),
+                    vote: v.vote,
+                    sign_extension: true,
+                },
+                scope: Some(Scope {
+                    chain_id: served.into(),
+                    max_height: Some(50),
+                }),
+            },
+        )
+    };
+    // Granted by the policy, but not what this connection serves.
+    match ask("test-chain", "another-chain", 10) {
+        Err(Refusal::OutOfScope(OutOfScope::OtherChain { served, asked })) => {
+            assert_eq!(
+                (served.as_str(), asked.as_str()),
+                ("another-chain", "test-chain")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match ask("test-chain", "test-chain", 51) {
+        Err(Refusal::OutOfScope(OutOfScope::AboveMaxHeight {
+            height: 51,
+            max_height: 50,
+        })) => {}
+        other => panic!("{other:?}"),
+    }
+    // Nothing was recorded: the limit itself still signs.
+    assert!(ask("test-chain", "test-chain", 50).is_ok());
+    let log = std::fs::read_to_string(f.audit_path()).unwrap();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused:out_of_scope"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(refused[1].contains("\"position\":51"), "{}", refused[1]);
+    assert_eq!(audit::verify(&f.audit_path()).unwrap().unwrap().records, 3);
 }

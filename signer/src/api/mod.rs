@@ -63,6 +63,13 @@ mod leak_tests {
                 "invalid_request",
             ),
             (Refusal::RateLimited(10), "rate_limited"),
+            (
+                Refusal::OutOfScope(crate::pipeline::OutOfScope::AboveMaxHeight {
+                    height: 11,
+                    max_height: 10,
+                }),
+                "out_of_scope",
+            ),
             unavailable(Unavailable::Database(Arc::new(DbError::Io {
                 context: "committing",
                 path: "/var/lib/signer/slashing.sqlite".into(),
@@ -114,7 +121,7 @@ mod leak_tests {
             let p = privval(r);
             let expected = match *class {
                 "slashable" => (pb::Reason::Slashable, 412, code::DOUBLE_SIGN),
-                "not_allowed" => (pb::Reason::NotAllowed, 403, code::NOT_ALLOWED),
+                "not_allowed" | "out_of_scope" => (pb::Reason::NotAllowed, 403, code::NOT_ALLOWED),
                 "unknown_key" => (pb::Reason::UnknownKey, 404, code::NOT_ALLOWED),
                 "invalid_request" => (pb::Reason::InvalidRequest, 400, code::INVALID),
                 "rate_limited" => (pb::Reason::Overloaded, 503, code::UNAVAILABLE),

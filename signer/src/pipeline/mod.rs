@@ -34,8 +34,8 @@ use std::time::Instant;
 use slashing_db::{Decision, SlashingDb};
 
 pub use keyring::Keyring;
-pub use refusal::{Refusal, Unavailable};
-pub use request::{KeyInfo, Message, Outcome, Request, Signature};
+pub use refusal::{OutOfScope, Refusal, Unavailable};
+pub use request::{KeyInfo, Message, Outcome, Request, Scope, Signature};
 
 use crate::audit::{AuditLog, AuditSink, Entry};
 use crate::eth2::Network;

@@ -15,7 +15,7 @@ use crate::crypto::bls::BlsSecretKey;
 use crate::eth2::{self, RequestKind, SlashingFacts};
 use crate::policy::{self, Operation, Policy, Verdict};
 
-use super::{Keyring, Message, Pipeline, Refusal, Request};
+use super::{Keyring, Message, OutOfScope, Pipeline, Refusal, Request};
 
 /// The audit name of a message before it is decoded.
 fn request_name(m: &Message) -> &'static str {
@@ -87,6 +87,42 @@ pub(super) struct Prepared<'a> {
     pub(super) plan: Result<Plan<'a>, Refusal>,
 }
 
+/// A request from a connection bound to one chain ([`super::Scope`]) stays
+/// on that chain and at or below its `max_height`. (`cometbft.raw` names no
+/// chain: the connection's is implied.)
+fn check_scope(r: &Request) -> Result<(), OutOfScope> {
+    let Some(scope) = &r.scope else {
+        return Ok(());
+    };
+    let asked = match &r.message {
+        Message::CometVote { chain_id, .. } | Message::CometProposal { chain_id, .. } => {
+            Some(chain_id)
+        }
+        _ => None,
+    };
+    if let Some(asked) = asked.filter(|c| **c != scope.chain_id) {
+        return Err(OutOfScope::OtherChain {
+            served: scope.chain_id.clone(),
+            asked: asked.clone(),
+        });
+    }
+    match (comet_height(&r.message), scope.max_height) {
+        (Some(height), Some(max_height)) if height > max_height => {
+            Err(OutOfScope::AboveMaxHeight { height, max_height })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The height a CometBFT vote or proposal is for.
+fn comet_height(m: &Message) -> Option<i64> {
+    match m {
+        Message::CometVote { vote, .. } => Some(vote.height),
+        Message::CometProposal { proposal, .. } => Some(proposal.height),
+        _ => None,
+    }
+}
+
 /// True when a key of `scheme` can perform `op`.
 pub(super) fn applies_to(op: Operation, scheme: Scheme) -> bool {
     match op {
@@ -139,6 +175,13 @@ impl Pipeline {
         r: &Request,
         proposals: &mut Vec<Proposal>,
     ) -> Prepared<'a> {
+        if let Err(refusal) = check_scope(r) {
+            return Prepared {
+                request: request_name(&r.message),
+                position: comet_height(&r.message).and_then(|h| u64::try_from(h).ok()),
+                plan: Err(Refusal::OutOfScope(refusal)),
+            };
+        }
         if let Err(refusal) = self.rate.admit(policy, &r.client) {
             return Prepared {
                 request: request_name(&r.message),

@@ -28,6 +28,10 @@ pub enum Refusal {
     /// The slashing database, a key backend or the audit log failed; nothing was signed.
     #[error("backend unavailable: {0}")]
     BackendUnavailable(Unavailable),
+    /// Outside what the connection serves: another chain, or above the
+    /// chain's `max_height`.
+    #[error("{0}")]
+    OutOfScope(OutOfScope),
     /// The client is over its policy's `max_requests_per_second`.
     #[error("over this client's rate limit of {0} requests/s")]
     RateLimited(u32),
@@ -42,6 +46,7 @@ impl Refusal {
             Self::UnknownKey => "unknown_key",
             Self::InvalidRequest(_) => "invalid_request",
             Self::BackendUnavailable(_) => "backend_unavailable",
+            Self::OutOfScope(_) => "out_of_scope",
             Self::RateLimited(_) => "rate_limited",
         }
     }
@@ -63,6 +68,27 @@ impl Refusal {
             other => other.to_string(),
         }
     }
+}
+
+/// How a request fell outside its connection's [`super::Scope`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutOfScope {
+    /// The connection serves another chain.
+    #[error("this signer serves chain {served} on this connection, not {asked}")]
+    OtherChain {
+        /// The connection's chain.
+        served: String,
+        /// The chain the request named.
+        asked: String,
+    },
+    /// The height is above the chain's `max_height`.
+    #[error("height {height} is above this chain's max_height {max_height}")]
+    AboveMaxHeight {
+        /// The requested height.
+        height: i64,
+        /// The configured limit.
+        max_height: i64,
+    },
 }
 
 /// What failed when a request could not be decided or signed: typed, so the

@@ -89,6 +89,18 @@ pub struct Request {
     pub public_key: Vec<u8>,
     /// The message.
     pub message: Message,
+    /// What the connection it came on may ask for, beyond the policy: a
+    /// privval connection serves one chain, up to its `max_height`.
+    pub scope: Option<Scope>,
+}
+
+/// The bounds of a connection that serves one CometBFT chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The only chain it may sign for.
+    pub chain_id: String,
+    /// Highest height it may sign (`[[cometbft.chain]] max_height`).
+    pub max_height: Option<i64>,
 }
 
 /// The answer to one item.

@@ -310,7 +310,7 @@ fn signature(s: Signature) -> pb::Signature {
 pub(crate) fn refusal(r: &Refusal) -> pb::Refusal {
     let reason = match r {
         Refusal::Slashable(_) => pb::Reason::Slashable,
-        Refusal::NotAllowed(_) => pb::Reason::NotAllowed,
+        Refusal::NotAllowed(_) | Refusal::OutOfScope(_) => pb::Reason::NotAllowed,
         Refusal::UnknownKey => pb::Reason::UnknownKey,
         Refusal::InvalidRequest(_) => pb::Reason::InvalidRequest,
         Refusal::BackendUnavailable(_) => pb::Reason::BackendUnavailable,

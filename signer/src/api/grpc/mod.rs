@@ -115,6 +115,7 @@ fn item(client: &str, r: pb::SignRequest) -> pipeline::Request {
         client: client.to_owned(),
         public_key: r.public_key,
         message: convert::message(r.message),
+        scope: None,
     }
 }
 

@@ -113,7 +113,7 @@ fn remote(code: i32, description: impl Into<String>) -> RemoteError {
 pub(crate) fn refusal_error(r: &Refusal) -> RemoteError {
     let code = match r {
         Refusal::Slashable(_) => code::DOUBLE_SIGN,
-        Refusal::NotAllowed(_) | Refusal::UnknownKey => code::NOT_ALLOWED,
+        Refusal::NotAllowed(_) | Refusal::UnknownKey | Refusal::OutOfScope(_) => code::NOT_ALLOWED,
         Refusal::InvalidRequest(_) => code::INVALID,
         Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => code::UNAVAILABLE,
     };
@@ -364,18 +364,17 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
         )
     };
     let client = ctx.pipeline.identify(identity);
-    // What every signing request must pass before it is queued.
-    let admit = |chain_id: &str, height: Option<i64>| -> Result<String, RemoteError> {
-        if chain_id != chain.chain_id {
-            return Err(wrong_chain(chain_id));
-        }
-        if height.is_some_and(|h| chain.max_height.is_some_and(|m| h > m)) {
-            return Err(remote(code::NOT_ALLOWED, "above this chain's max_height"));
-        }
+    // Who asks; what the connection may ask (this chain, up to its
+    // max_height) the pipeline checks, audits and counts like any refusal.
+    let admit = || -> Result<String, RemoteError> {
         client
             .clone()
             .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))
     };
+    let scope = Some(pipeline::Scope {
+        chain_id: chain.chain_id.clone(),
+        max_height: chain.max_height,
+    });
     match request {
         Request::Ping => Response::Ping,
         Request::PubKey { chain_id } => Response::PubKey(if chain_id == chain.chain_id {
@@ -388,7 +387,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             vote,
             skip_extension_signing,
         } => Response::SignedVote((|| {
-            let client = admit(&chain_id, Some(vote.vote.height))?;
+            let client = admit()?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
@@ -400,6 +399,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                         vote: vote.vote.clone(),
                         sign_extension: chain.sign_extensions && !skip_extension_signing,
                     },
+                    scope: scope.clone(),
                 },
             )?;
             let Signature::CometBft {
@@ -421,7 +421,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             })
         })()),
         Request::SignProposal { chain_id, proposal } => Response::SignedProposal((|| {
-            let client = admit(&chain_id, Some(proposal.proposal.height))?;
+            let client = admit()?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
@@ -431,6 +431,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                         chain_id: chain_id.clone(),
                         proposal: proposal.proposal.clone(),
                     },
+                    scope: scope.clone(),
                 },
             )?;
             let Signature::CometBft {
@@ -451,13 +452,14 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
         })()),
         Request::SignBytes { value } => Response::SignBytes((|| {
             // The request names no chain: the connection's is implied.
-            let client = admit(&chain.chain_id, None)?;
+            let client = admit()?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
                     client,
                     public_key: public_key_bytes(&chain.key),
                     message: Message::CometRaw(value),
+                    scope: scope.clone(),
                 },
             )?;
             Ok(signature.bytes().to_vec())

@@ -37,7 +37,7 @@ type Reply = Response<Full<Bytes>>;
 pub(crate) fn refusal_reply(r: &Refusal) -> (StatusCode, String) {
     let status = match r {
         Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
-        Refusal::NotAllowed(_) => StatusCode::FORBIDDEN,
+        Refusal::NotAllowed(_) | Refusal::OutOfScope(_) => StatusCode::FORBIDDEN,
         Refusal::UnknownKey => StatusCode::NOT_FOUND,
         Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -149,6 +149,7 @@ async fn sign(
         client,
         public_key,
         message: Message::Eth2(body),
+        scope: None,
     };
     let (job, rx) = Job::new(vec![item], "http", deadline);
     let metrics = shared.pipeline().metrics().clone();
