@@ -1,0 +1,369 @@
+//! Start-up (configuration to a serving daemon), serving, and shutdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use slashing_db::GenesisRoot;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::keys::{Backends, load_keys, record_keys};
+use super::readiness::record_expiry;
+use super::reload::{KeyReload, load_policy};
+use super::routes::Routes;
+use super::{BoxError, Overrides, Shared, http};
+use crate::api::grpc::SignerService;
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::pool::Pool;
+use crate::tls::listener;
+use crate::tls::{self, ReloadableConfig};
+
+/// Starts one connector thread per configured CometBFT node.
+fn start_privval(
+    config: &Config,
+    pipeline: &Arc<Pipeline>,
+    pool: &Arc<Pool>,
+) -> Result<(), BoxError> {
+    use crate::api::privval::connector::{self, Chain, Context, NodeAddr};
+    if config.cometbft.is_empty() {
+        return Ok(());
+    }
+    let identity = match &config.privval {
+        Some(p) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&p.identity_key)
+                    .map_err(|e| format!("{}: {e}", p.identity_key.display()))?,
+            );
+            let bytes = zeroize::Zeroizing::new(
+                hex::decode(text.trim().trim_start_matches("0x"))
+                    .map_err(|_| format!("{}: expected 64 hex digits", p.identity_key.display()))?,
+            );
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("{}: expected 64 hex digits", p.identity_key.display()))?;
+            Some(Arc::new(zeroize::Zeroizing::new(seed)))
+        }
+        None => None,
+    };
+    let ctx = Context {
+        pipeline: pipeline.clone(),
+        pool: pool.clone(),
+        max_wait: Duration::from_millis(config.server.max_queue_wait_ms),
+        identity,
+    };
+    let keys = pipeline.keys();
+    for c in &config.cometbft {
+        let key_bytes = hex::decode(c.key.trim_start_matches("0x"))
+            .map_err(|_| format!("cometbft {}: key is not hex", c.chain_id))?;
+        let key = keys
+            .entries()
+            .find(|(pk, _)| *pk == key_bytes.as_slice())
+            .map(|(_, k)| k)
+            .and_then(connector::pub_key_of)
+            .ok_or_else(|| {
+                format!(
+                    "cometbft {}: no Ed25519 or secp256k1 key {} is loaded",
+                    c.chain_id, c.key
+                )
+            })?;
+        let chain = Chain {
+            chain_id: c.chain_id.clone(),
+            version: crate::cometbft::ProtocolVersion::parse(&c.protocol)
+                .ok_or_else(|| format!("cometbft {}: unknown protocol", c.chain_id))?,
+            key,
+            sign_extensions: c.sign_extensions,
+            max_height: c.max_height,
+        };
+        for n in &c.nodes {
+            let node = NodeAddr::parse(n)?;
+            let (ctx, chain) = (ctx.clone(), chain.clone());
+            std::thread::Builder::new()
+                .name(format!("privval-{}", c.chain_id))
+                .spawn(move || connector::run_node(ctx, chain, node))?;
+        }
+        tracing::info!(chain = %c.chain_id, nodes = c.nodes.len(), "privval: dialing nodes");
+    }
+    Ok(())
+}
+
+fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
+    config
+        .slashing
+        .genesis_validators_root
+        .as_deref()
+        .map(|s| GenesisRoot::from_hex(s).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+async fn wait_for_signals(shared: Arc<Shared>) -> Result<(), BoxError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading TLS material and policy");
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Prints `ready grpc=ADDR
+/// metrics=ADDR` on stdout once both listeners accept.
+pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
+    if let Some(a) = overrides.grpc_listen {
+        config.server.grpc_listen = a;
+    }
+    if let Some(a) = overrides.metrics_listen {
+        config.server.metrics_listen = a;
+    }
+    if let Some(listen) = overrides.http_listen {
+        match &mut config.http {
+            Some(h) => h.listen = listen,
+            None => {
+                config.http = Some(crate::config::Http {
+                    listen,
+                    known_clients_file: None,
+                    insecure_plaintext: false,
+                })
+            }
+        }
+    }
+    tls::install_crypto_provider();
+
+    let policy_file = config.policy.file.clone();
+    let policy = load_policy(&policy_file).map_err(|e| format!("policy: {e}"))?;
+    // At start every configured key must load: a signer running with fewer
+    // keys than configured would miss duties silently.
+    let metrics = Arc::new(Metrics::new());
+    let backends = Backends::start(&config, &metrics)?;
+    let (keys, errors) = load_keys(&config.keys, &backends);
+    if let Some(first) = errors.first() {
+        return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
+    }
+    record_keys(&metrics, &keys);
+    tracing::info!(keys = keys.len(), "keys loaded");
+    let network = config
+        .ethereum
+        .network()
+        .ok_or("ethereum: invalid genesis_fork_version")?;
+    let db = crate::storage::open(&config.slashing, genesis_root(&config)?)
+        .map_err(|e| format!("slashing database: {e}"))?;
+    let audit_file = config
+        .audit
+        .as_ref()
+        .map(|a| a.file.clone())
+        .ok_or("audit: no file")?;
+    let audit = AuditLog::open(&audit_file).map_err(|e| format!("audit log: {e}"))?;
+    let pipeline = Arc::new(
+        Pipeline::new(policy, keys, db, audit, network)
+            .map_err(|e| format!("audit log: {e}"))?
+            .with_metrics(metrics.clone()),
+    );
+    let tls_files = config.tls.files();
+    let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
+    record_expiry(&metrics, &tls_files);
+
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let pool = Arc::new(Pool::start(
+        pipeline.clone(),
+        workers,
+        config.server.queue_capacity,
+        config.server.max_batch,
+    )?);
+
+    start_privval(&config, &pipeline, &pool)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.clamp(1, 4))
+        .thread_name("signer-net")
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(serve(
+        config,
+        workers,
+        pipeline.clone(),
+        pool.clone(),
+        Loaded {
+            tls,
+            tls_files,
+            policy_file,
+            backends,
+        },
+    ));
+    // In-flight calls have been answered; let the workers finish, then the
+    // last reference to the pipeline closes the database (WAL checkpoint).
+    pool.shutdown();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(pool);
+    drop(pipeline);
+    tracing::info!("stopped");
+    result
+}
+
+/// What `run` loaded before the runtime started.
+struct Loaded {
+    tls: Arc<ReloadableConfig>,
+    tls_files: tls::TlsFiles,
+    policy_file: PathBuf,
+    backends: Backends,
+}
+
+async fn serve(
+    config: Config,
+    workers: usize,
+    pipeline: Arc<Pipeline>,
+    pool: Arc<Pool>,
+    loaded: Loaded,
+) -> Result<(), BoxError> {
+    let Loaded {
+        tls,
+        tls_files,
+        policy_file,
+        backends,
+    } = loaded;
+    let grpc_listener = TcpListener::bind(config.server.grpc_listen)
+        .await
+        .map_err(|e| format!("grpc listener {}: {e}", config.server.grpc_listen))?;
+    let metrics_listener = TcpListener::bind(config.server.metrics_listen)
+        .await
+        .map_err(|e| format!("metrics listener {}: {e}", config.server.metrics_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let http_listener = match &config.http {
+        Some(h) => Some(
+            TcpListener::bind(h.listen)
+                .await
+                .map_err(|e| format!("http listener {}: {e}", h.listen))?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    // The HTTP listener shares the server certificate and client CAs, speaks
+    // HTTP/1.1 only, and may accept Web3Signer's known clients.
+    let http_tls = match &config.http {
+        Some(h) if !h.insecure_plaintext => Some(Arc::new(ReloadableConfig::load_for(
+            tls_files.clone(),
+            tls::ListenerTls {
+                alpn: vec![b"http/1.1".to_vec()],
+                known_clients: h.known_clients_file.clone(),
+            },
+        )?)),
+        _ => None,
+    };
+    let max_wait = Duration::from_millis(config.server.max_queue_wait_ms);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<proto::v1::signer_server::SignerServer<SignerService>>()
+        .await;
+    let shared = Arc::new(Shared {
+        pipeline: pipeline.clone(),
+        tls: tls.clone(),
+        tls_files,
+        policy_file,
+        stopping: AtomicBool::new(false),
+        health: health.clone(),
+        pool: pool.clone(),
+        max_wait,
+        http_tls: http_tls.clone(),
+        key_sources: config.keys.clone(),
+        backends,
+        key_reload: std::sync::Mutex::new(KeyReload::default()),
+        privval_nodes: config
+            .cometbft
+            .iter()
+            .map(|c| {
+                let nodes = c
+                    .nodes
+                    .iter()
+                    .filter_map(|n| crate::api::privval::connector::NodeAddr::parse(n).ok())
+                    .map(|n| n.label())
+                    .collect();
+                (c.chain_id.clone(), nodes)
+            })
+            .collect(),
+    });
+    let _ = shared.readiness();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let incoming = listener::incoming(
+        grpc_listener,
+        tls,
+        pipeline.metrics().clone(),
+        stop_rx.clone(),
+    );
+    let service = SignerService::new(pipeline.clone(), pool, max_wait);
+    let routes = Routes {
+        health: health_service,
+        signer: proto::v1::signer_server::SignerServer::new(service),
+    };
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .serve_with_incoming_shutdown(
+                routes,
+                tokio_stream::wrappers::ReceiverStream::new(incoming),
+                async move {
+                    let _ = grpc_stop.changed().await;
+                },
+            ),
+    );
+    let ops = tokio::spawn(http::serve(
+        metrics_listener,
+        shared.clone(),
+        stop_rx.clone(),
+    ));
+    let web3signer = http_listener.map(|l| {
+        tokio::spawn(crate::api::web3signer::serve(
+            l,
+            shared.clone() as Arc<dyn crate::api::web3signer::Host>,
+            http_tls,
+            stop_rx,
+        ))
+    });
+
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let http = http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
+        writeln!(out, "ready grpc={grpc_addr} metrics={metrics_addr}{http}")?;
+        out.flush()?;
+    }
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = ?http_addr, workers, "ready");
+
+    let signals = wait_for_signals(shared.clone()).await;
+    shared.stopping.store(true, Ordering::Relaxed);
+    shared
+        .health
+        .set_not_serving::<proto::v1::signer_server::SignerServer<SignerService>>()
+        .await;
+    let _ = stop_tx.send(true);
+    // tonic stops accepting and waits for in-flight calls to be answered.
+    match tokio::time::timeout(Duration::from_secs(30), grpc).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "gRPC server error"),
+        Err(_) => tracing::warn!("in-flight calls did not finish within 30 s"),
+        _ => {}
+    }
+    ops.abort();
+    if let Some(w) = web3signer {
+        // The accept loop has stopped; connections finish on the runtime.
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
+    signals
+}
