@@ -68,6 +68,18 @@ pub fn signer_bin() -> PathBuf {
     bin
 }
 
+/// The `signer-bench` binary beside the signer's (built by scripts/test, or
+/// `cargo build -p signer-bench`).
+pub fn bench_bin() -> PathBuf {
+    let bin = signer_bin().with_file_name("signer-bench");
+    assert!(
+        bin.exists(),
+        "the signer-bench binary is missing at {}: build it (scripts/test does, or `cargo build -p signer-bench`)",
+        bin.display()
+    );
+    bin
+}
+
 /// An attestation request on the setup's network (minimal preset, GVR of the examples).
 pub fn attestation(key: &[u8], source: u64, target: u64, block: u8) -> pb::SignRequest {
     let cp = |epoch| pb::Checkpoint {

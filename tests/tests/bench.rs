@@ -1,4 +1,4 @@
-//! `signer bench` runs at a tiny size so it cannot rot. Nothing here looks
+//! `signer-bench` runs at a tiny size so it cannot rot. Nothing here looks
 //! at the times: benchmarks are not tests. It checks that every scenario
 //! runs and reports the rows and fields the benchmark promises.
 
@@ -13,9 +13,9 @@
 fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = std::process::Command::new(tests::daemon::signer_bin())
+    let out = std::process::Command::new(tests::daemon::bench_bin())
+        .env("SIGNER_BIN", tests::daemon::signer_bin())
         .args([
-            "bench",
             "--heights",
             "5",
             "--warmup",

@@ -1,7 +1,6 @@
 //! The command line: one file per subcommand.
 
 mod audit;
-mod bench;
 mod client;
 mod cometbft;
 mod dev;
@@ -42,11 +41,15 @@ enum Command {
     /// Check an audit log's hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Benchmark a real daemon against the machine's own limits.
-    Bench(bench::BenchArgs),
     /// CometBFT migration: import another signer's state (offline).
     #[command(subcommand)]
     Cometbft(cometbft::CometbftCommand),
+    /// Moved: the benchmark is its own binary, `signer-bench`.
+    #[command(hide = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Offline work on the slashing-protection database (refuses while a daemon holds it).
     #[command(subcommand)]
     Slashing(slashing::SlashingCommand),
@@ -64,6 +67,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
         Command::Cometbft(c) => cometbft::run(c),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench { .. } => Err(
+            "the benchmark is a binary of its own now: cargo build --release -p signer -p signer-bench \
+             && target/release/signer-bench (same options)"
+                .into(),
+        ),
     }
 }

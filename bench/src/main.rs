@@ -1,4 +1,4 @@
-//! `signer bench`: starts a real daemon (a separate process, its own
+//! `signer-bench`: starts a real daemon (a separate process, its own
 //! directory on the real disk) and drives it over its real interfaces,
 //! measuring each scenario's baseline in the same run.
 //!
@@ -49,6 +49,13 @@
 //! write, less CPU on the shared cores than tonic's client); the privval
 //! load from nodes on this process's threads speaking the signer's own
 //! privval codec over tendermint-p2p's SecretConnection.
+//!
+//! A crate of its own (decision in `docs/architecture.md`): the load
+//! generator is not part of the production binary. It runs the `signer`
+//! binary built next to it (`SIGNER_BIN` overrides), as an operator would.
+//! This file is the scenarios' driver (arguments, the daemon under test,
+//! `cometbft-votes`, `eth2-burst`, `startup`, the report): one concept, the
+//! run; each further backend or topology has its own file.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -62,14 +69,16 @@ mod kms;
 mod pkcs11;
 mod postgres;
 
-use clap::Args;
+use clap::Parser;
 use proto::v1 as pb;
 use serde_json::{Value, json};
 use signer::api::privval::connector::{FrameReader, node_id, read_frame, write_frame};
 use signer::api::privval::{Request, Response, WireVote, decode_response, encode_request};
 use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
 
-#[derive(Debug, Args)]
+/// Benchmark a real signer daemon against the machine's own limits.
+#[derive(Debug, Parser)]
+#[command(name = "signer-bench", version, about)]
 pub struct BenchArgs {
     /// Which scenario (default: all available).
     #[arg(long)]
@@ -393,7 +402,7 @@ fn start(
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = bench_dir();
     let _ = std::fs::remove_dir_all(&dir);
-    super::init::create_dev(&dir)?;
+    create_dev(&dir)?;
     let ks: Value = serde_json::from_slice(&std::fs::read(dir.join("keys/ed25519.json"))?)?;
     let ed = ks
         .get("pubkey")
@@ -522,7 +531,7 @@ fn spawn_config(
     env: &[(&str, &std::ffi::OsStr)],
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let log = std::fs::File::create(dir.join(log))?;
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(signer_bin()?)
         .args(["serve", "--config"])
         .arg(dir.join(config))
         .env("SIGNER_LOG", "warn")
@@ -667,7 +676,7 @@ fn privval_votes(
 fn startup(n: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("signer-bench-startup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    super::init::create_dev(&dir)?;
+    create_dev(&dir)?;
     std::fs::create_dir_all(dir.join("keys/w3s"))?;
     let mut docs = String::with_capacity(n * 120);
     for i in 0..n {
@@ -683,7 +692,7 @@ fn startup(n: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
         "[server]\ngrpc_listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\n[tls]\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\nclient_cas = [\"tls/ca.pem\"]\n\n[policy]\nfile = \"policy.toml\"\n\n[slashing]\ndatabase = \"data/slashing.sqlite\"\n\n[[keys]]\ntype = \"web3signer_dir\"\npath = \"keys/w3s\"\n",
     )?;
     let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(signer_bin()?)
         .args(["serve", "--config"])
         .arg(dir.join("signer.toml"))
         .env("SIGNER_LOG", "warn")
@@ -1075,7 +1084,57 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
     ]
 }
 
-pub fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match run(BenchArgs::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("signer-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `signer` binary next to this one (`SIGNER_BIN` overrides it), or
+/// how to build it.
+pub(crate) fn signer_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("SIGNER_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("SIGNER_BIN={} is not a file", p.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe.with_file_name("signer");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "no signer binary next to {} (build both: cargo build --release -p signer -p signer-bench)",
+            exe.display()
+        ))
+    }
+}
+
+/// `signer init --dev DIR`: the setup every scenario starts from.
+pub(crate) fn create_dev(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let out = Command::new(signer_bin()?)
+        .args(["init", "--dev"])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "signer init --dev {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     signer::tls::install_crypto_provider();
     if let Some(label) = &a.pkcs11_raw {
         return pkcs11::raw_child(&a, label);

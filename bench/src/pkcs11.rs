@@ -81,7 +81,7 @@ impl Hsm {
 
     /// `signer keys generate` in the token; the public key.
     fn generate(&self, scheme: &str, label: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-        let out = Command::new(std::env::current_exe()?)
+        let out = Command::new(super::signer_bin()?)
             .args(["keys", "generate", "--module"])
             .arg(&self.module)
             .args(["--token-label", TOKEN, "--pin-file"])
@@ -109,7 +109,7 @@ impl Hsm {
         signs: usize,
     ) -> Result<f64, Box<dyn std::error::Error>> {
         let out = Command::new(std::env::current_exe()?)
-            .args(["bench", "--pkcs11-raw", label, "--pkcs11-module"])
+            .args(["--pkcs11-raw", label, "--pkcs11-module"])
             .arg(&self.module)
             .arg("--pkcs11-pin-file")
             .arg(&self.pin_file)
@@ -202,7 +202,7 @@ pub(super) fn raw_child(
 pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("signer-bench-pkcs11-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    super::super::init::create_dev(&dir)?;
+    super::create_dev(&dir)?;
     let hsm = Hsm::create(&dir)?;
     let keys = [
         (

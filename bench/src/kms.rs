@@ -169,7 +169,7 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
     // Through the daemon.
     let dir = std::env::temp_dir().join(format!("signer-bench-kms-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    super::super::init::create_dev(&dir)?;
+    super::create_dev(&dir)?;
     let config = std::fs::read_to_string(dir.join("signer.toml"))?
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9100", "127.0.0.1:0")

@@ -1,4 +1,4 @@
-//! `signer bench --db postgres`: a PostgreSQL cluster of the benchmark's own
+//! `signer-bench --db postgres`: a PostgreSQL cluster of the benchmark's own
 //! (Debian's server programs, `initdb` in the benchmark's directory — the
 //! same disk as the SQLite runs — a free loopback port, run as the
 //! `postgres` user when the benchmark runs as root), and the baseline the
