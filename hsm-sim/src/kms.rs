@@ -26,6 +26,9 @@
 //! closed without an answer; `latency_ms`: a delay first. `probability`
 //! defaults to 1. With `--canned`, `Sign` answers a fixed signature without
 //! looking at the key or the message: the floor of an HTTP round trip.
+//!
+//! One concept, the simulated KMS endpoint: the JSON protocol of the calls
+//! the signer makes, the keys, and the fault scenario applied to each call.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,6 +2,11 @@
 //! field). Strict: unknown fields are errors, values are typed (socket
 //! addresses, paths, enums), and relative paths are taken relative to the
 //! configuration file's directory, so a setup directory can move as a whole.
+//!
+//! One file because it is one concept, the configuration's schema: every
+//! section's types, their defaults and the checks across sections (paths
+//! resolved, listeners distinct) read together; about half of it is
+//! doc comments an operator reads as the reference.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

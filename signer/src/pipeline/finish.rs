@@ -142,32 +142,41 @@ impl Pipeline {
                 consensus_key,
                 chain,
                 asked,
+                timestamp,
                 extension,
                 db,
             } => {
                 let safe = decision(*db)?;
                 let started = Instant::now();
-                let (signed_bytes, signature) = match safe {
+                // Re-served: the stored message, its signature if one was
+                // stored, and the timestamp inside it (decoded only here).
+                // Otherwise the asked bytes, whose timestamp is the request's.
+                let (signed_bytes, signature, timestamp, fresh) = match safe {
                     Safe::Reserve { stored, .. } => {
-                        let sig = match stored.signature {
-                            Some(s) => s,
-                            None => comet_sign(key, &stored.sign_bytes)?,
-                        };
-                        (stored.sign_bytes, sig)
+                        let ts = signed_timestamp(*operation, &stored.sign_bytes)?;
+                        match stored.signature {
+                            Some(s) => (stored.sign_bytes, s, ts, false),
+                            None => {
+                                let s = comet_sign(key, &stored.sign_bytes)?;
+                                (stored.sign_bytes, s, ts, true)
+                            }
+                        }
                     }
-                    _ => (asked.clone(), comet_sign(key, asked)?),
+                    _ => (asked.clone(), comet_sign(key, asked)?, *timestamp, true),
                 };
                 let extension_signature =
                     extension.as_ref().map(|e| comet_sign(key, e)).transpose()?;
                 self.metrics.stage("backend", started.elapsed());
-                // Not needed for safety (re-signing the recorded bytes is the same message).
-                let _ = self.db.record_cometbft_signature(
-                    consensus_key.clone(),
-                    chain.clone(),
-                    signed_bytes.clone(),
-                    signature.clone(),
-                );
-                let timestamp = signed_timestamp(*operation, &signed_bytes)?;
+                if fresh {
+                    // Not needed for safety (re-signing the recorded bytes is
+                    // the same message): lets a re-serve answer without the key.
+                    let _ = self.db.record_cometbft_signature(
+                        consensus_key.clone(),
+                        chain.clone(),
+                        signed_bytes,
+                        signature.clone(),
+                    );
+                }
                 Ok(Signature::CometBft {
                     signature,
                     timestamp,

@@ -62,6 +62,9 @@ pub(super) enum Plan<'a> {
         consensus_key: ConsensusKey,
         chain: ChainId,
         asked: Vec<u8>,
+        /// The timestamp inside `asked` (sent back unless a stored message
+        /// is re-served).
+        timestamp: cometbft::Timestamp,
         extension: Option<Vec<u8>>,
         db: usize,
     },
@@ -239,7 +242,7 @@ impl Pipeline {
                                 r,
                                 Operation::CometVote,
                                 chain_id,
-                                bytes,
+                                (bytes, vote.timestamp),
                                 ext,
                                 proposals,
                             )
@@ -261,7 +264,7 @@ impl Pipeline {
                                 r,
                                 Operation::CometProposal,
                                 chain_id,
-                                bytes,
+                                (bytes, proposal.timestamp),
                                 None,
                                 proposals,
                             )
@@ -398,7 +401,7 @@ impl Pipeline {
         r: &Request,
         operation: Operation,
         chain_id: &str,
-        bytes: Vec<u8>,
+        (bytes, timestamp): (Vec<u8>, cometbft::Timestamp),
         extension: Option<Vec<u8>>,
         proposals: &mut Vec<Proposal>,
     ) -> Result<Plan<'a>, Refusal> {
@@ -423,6 +426,7 @@ impl Pipeline {
             consensus_key,
             chain,
             asked,
+            timestamp,
             extension,
             db: proposals.len() - 1,
         })

@@ -14,6 +14,10 @@
 //! Refusals go back as `RemoteSignerError` with these codes:
 //! 1 invalid request, 2 double sign (slashing protection refused),
 //! 3 not allowed by policy or unknown chain/key, 4 signer unavailable.
+//!
+//! One concept, the connection to a node: dial (TCP + SecretConnection or
+//! Unix socket), frame, answer each request through the pool, redial with
+//! backoff; the wire codec is `codec.rs`, every check is the pipeline's.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -19,6 +19,10 @@
 //!
 //! What comes back is checked by [`crate::backend::Key`] (verify, low-S,
 //! recovery id) like every remote backend's answer.
+//!
+//! One concept, a KMS key as a remote key: the client (deadlines, retries,
+//! circuit breaker), the public key and the signing calls share the same
+//! failure handling, so they are kept together; sealing is `seal.rs`.
 
 pub mod seal;
 

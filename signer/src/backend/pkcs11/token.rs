@@ -8,6 +8,9 @@
 //! bound. Threads re-open their session and log in again after the errors
 //! that mean the session or device went away, retrying the job once; idle
 //! sessions are kept alive with `C_GetSessionInfo` for tokens that drop them.
+//!
+//! One concept, a token and its session threads: login, the job queue, the
+//! re-open and retry rules and keep-alive act on the same state.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};

@@ -26,6 +26,11 @@
 //!
 //! Either way the rules run unchanged against [`Ahead`], and the commit
 //! checks every answer before reporting success.
+//!
+//! One file because it is one concept, the batch's one or two round trips:
+//! the SQL of each step and the code that builds and reads it are kept
+//! side by side so that the assumed facts (the `EXPECT_*` statements) can be
+//! read against the questions they replace.
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};

@@ -3,6 +3,11 @@
 //! validator's history first makes sure this transaction holds that
 //! validator's row lock (and every CometBFT read its (key, chain) advisory
 //! lock), so two instances never decide for one key at the same time.
+//!
+//! One file because it is one concept, the `Engine` seam for PostgreSQL:
+//! the question-by-question half of the trait (import, export, pruning,
+//! transactions) as the rules ask it, each method a query; the batch path
+//! is `batch.rs`.
 
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;

@@ -32,6 +32,11 @@
 //! The engine is synchronous like the writer that drives it: each engine owns
 //! a current-thread tokio runtime and blocks on it (call it from worker
 //! threads, never from inside another runtime).
+//!
+//! This file is the connection and its failure handling (connect, deadlines,
+//! error mapping, durability checks): one concept that every query of the
+//! engine goes through, hence its length; the queries live in the
+//! submodules.
 
 mod ahead;
 mod batch;

@@ -1,5 +1,8 @@
 //! The history queries: `impl Engine for SqliteEngine`. Every durable write of
 //! the workspace goes through here.
+//!
+//! One concept: the `Engine` trait for SQLite, one method per question the
+//! rules ask, each a prepared statement (the length is the trait's breadth).
 
 use std::path::Path;
 
