@@ -1,0 +1,156 @@
+//! `cometbft-votes`: sequential prevotes and precommits through gRPC and
+//! through the privval connector, against one `fdatasync` plus one Ed25519
+//! signature measured on the same disk.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use proto::v1 as pb;
+use signer::api::privval::connector::{FrameReader, read_frame, write_frame};
+use signer::api::privval::{Request, Response, WireVote, decode_response, encode_request};
+use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
+
+use super::daemon::{Daemon, StageMeans, Stages};
+use super::{connect_h2, h2client, is_signed, percentile};
+
+pub(crate) fn vote(kind: VoteType, height: i64) -> Vote {
+    Vote {
+        kind,
+        height,
+        round: 0,
+        block_id: BlockId {
+            hash: vec![0xab; 32],
+            part_set_total: 1,
+            part_set_hash: vec![0xcd; 32],
+        },
+        timestamp: Timestamp {
+            seconds: 1_700_000_000 + height,
+            nanos: 0,
+        },
+        extension: Vec::new(),
+    }
+}
+
+/// Raw fdatasync of a small write plus a raw Ed25519 signature, p50 in µs.
+pub(crate) fn baseline(dir: &Path, rounds: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    let key = signer::crypto::ed25519::Ed25519SecretKey::from_seed(&[7; 32])?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("baseline"))?;
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let started = Instant::now();
+        f.write_all(&[i as u8; 100])?;
+        f.sync_data()?;
+        std::hint::black_box(key.sign(&[i as u8; 120]));
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(percentile(&times, 0.5))
+}
+
+pub(crate) async fn grpc_votes(
+    d: &Daemon,
+    ed: Vec<u8>,
+    warmup: i64,
+    heights: i64,
+) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
+    let mut c = connect_h2(d, 1).await?.pop().ok_or("no client")?;
+    let mut times = Vec::with_capacity(2 * heights as usize);
+    let mut stages = None;
+    for h in 1..=warmup + heights {
+        if h == warmup + 1 {
+            stages = Some(Stages::scrape(d.metrics));
+        }
+        for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
+            let req = h2client::frame(&signer::client::vote_request(
+                &ed,
+                "signer-dev-1",
+                kind,
+                (h, 0),
+                0xab,
+                1_700_000_000 + h,
+            ));
+            let started = Instant::now();
+            let r = c.sign(req).await.map_err(|e| e.to_string())?;
+            if h > warmup {
+                times.push(started.elapsed());
+            }
+            if !is_signed(&r) {
+                return Err(format!("height {h}: not signed: {r:?}").into());
+            }
+        }
+    }
+    let stages = stages.map_or_else(Vec::new, |s| Stages::means_since(&s, d.metrics));
+    Ok((times, stages))
+}
+
+/// A benchmark node's end of the signer's privval connection.
+pub(crate) type NodeConn =
+    FrameReader<tendermint_p2p::secret_connection::SecretConnection<std::net::TcpStream>>;
+
+/// Takes the signer's privval connection on `node`. The signer dials at
+/// start and may have given up on a handshake nobody answered in time:
+/// takes connections until one completes.
+pub(crate) fn accept_signer(node: &TcpListener, node_seed: [u8; 32]) -> Result<NodeConn, String> {
+    node.set_nonblocking(false).map_err(|e| e.to_string())?;
+    for _ in 0..50 {
+        let (tcp, _) = node.accept().map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        if let Ok(c) = tendermint_p2p::secret_connection::SecretConnection::new(
+            tcp,
+            ed25519_consensus::SigningKey::from(node_seed),
+            tendermint_p2p::secret_connection::Version::V0_34,
+        ) {
+            return Ok(FrameReader::new(c));
+        }
+    }
+    Err("the signer never completed a handshake".into())
+}
+
+pub(crate) fn privval_votes(
+    d: &Daemon,
+    node: &TcpListener,
+    node_seed: [u8; 32],
+    warmup: i64,
+    heights: i64,
+) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
+    let mut conn = accept_signer(node, node_seed)?;
+    let version = ProtocolVersion::V0_38;
+    let mut times = Vec::with_capacity(2 * heights as usize);
+    let mut stages = None;
+    for h in 1..=warmup + heights {
+        if h == warmup + 1 {
+            stages = Some(Stages::scrape(d.metrics));
+        }
+        for kind in [VoteType::Prevote, VoteType::Precommit] {
+            let request = Request::SignVote {
+                chain_id: "bench-privval".into(),
+                vote: WireVote {
+                    vote: vote(kind, h),
+                    validator_address: vec![1; 20],
+                    validator_index: 0,
+                    signature: Vec::new(),
+                    extension_signature: Vec::new(),
+                },
+                skip_extension_signing: false,
+            };
+            let bytes = encode_request(version, &request)?;
+            let started = Instant::now();
+            write_frame(&mut conn, &bytes)?;
+            let frame = read_frame(&mut conn)?.ok_or("the signer hung up")?;
+            if h > warmup {
+                times.push(started.elapsed());
+            }
+            match decode_response(version, &frame)? {
+                Response::SignedVote(Ok(_)) => {}
+                other => return Err(format!("height {h}: {other:?}").into()),
+            }
+        }
+    }
+    let stages = stages.map_or_else(Vec::new, |s| Stages::means_since(&s, d.metrics));
+    Ok((times, stages))
+}
