@@ -38,6 +38,18 @@ impl ProtocolVersion {
     }
 }
 
+/// Read from the configuration as its name (`v0.34`, `v0.37`, `v0.38`, `v1`).
+impl<'de> serde::Deserialize<'de> for ProtocolVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown protocol {s:?}: expected v0.34, v0.37, v0.38 or v1"
+            ))
+        })
+    }
+}
+
 impl ProtocolVersion {
     /// Whether votes may carry extensions.
     pub fn has_vote_extensions(self) -> bool {

@@ -18,6 +18,14 @@ pub enum NodeAddr {
     Unix(PathBuf),
 }
 
+/// Read from the configuration as its URL (see [`NodeAddr::parse`]).
+impl<'de> serde::Deserialize<'de> for NodeAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl NodeAddr {
     /// Parses `tcp://<node id>@host:port` or `unix:///path`.
     pub fn parse(s: &str) -> Result<Self, String> {

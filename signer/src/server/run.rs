@@ -29,7 +29,7 @@ fn start_privval(
     pipeline: &Arc<Pipeline>,
     pool: &Arc<Pool>,
 ) -> Result<(), BoxError> {
-    use crate::api::privval::connector::{self, Chain, Context, NodeAddr};
+    use crate::api::privval::connector::{self, Chain, Context};
     if config.cometbft.is_empty() {
         return Ok(());
     }
@@ -74,14 +74,12 @@ fn start_privval(
             })?;
         let chain = Chain {
             chain_id: c.chain_id.clone(),
-            version: crate::cometbft::ProtocolVersion::parse(&c.protocol)
-                .ok_or_else(|| format!("cometbft {}: unknown protocol", c.chain_id))?,
+            version: c.protocol,
             key,
             sign_extensions: c.sign_extensions,
             max_height: c.max_height,
         };
-        for n in &c.nodes {
-            let node = NodeAddr::parse(n)?;
+        for node in c.nodes.iter().cloned() {
             let (ctx, chain) = (ctx.clone(), chain.clone());
             std::thread::Builder::new()
                 .name(format!("privval-{}", c.chain_id))
@@ -288,12 +286,7 @@ async fn serve(
             .cometbft
             .iter()
             .map(|c| {
-                let nodes = c
-                    .nodes
-                    .iter()
-                    .filter_map(|n| crate::api::privval::connector::NodeAddr::parse(n).ok())
-                    .map(|n| n.label())
-                    .collect();
+                let nodes = c.nodes.iter().map(|n| n.label()).collect();
                 (c.chain_id.clone(), nodes)
             })
             .collect(),

@@ -34,48 +34,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
-use serde::Deserialize;
 
 use super::{BackendError, Key, RemoteKey, Scheme};
 use crate::metrics::Metrics;
 
-/// `[kms]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KmsConfig {
-    /// AWS region (default: from the standard AWS configuration).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Endpoint override (a VPC endpoint, or a test endpoint).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// A signature, retries included, that takes longer is refused with
-    /// `BACKEND_UNAVAILABLE` (default 2000).
-    #[serde(default = "default_timeout_ms")]
-    pub operation_timeout_ms: u64,
-    /// One HTTP attempt (default 1000).
-    #[serde(default = "default_attempt_ms")]
-    pub attempt_timeout_ms: u64,
-    /// Consecutive failures to reach KMS that open the circuit breaker (default 5).
-    #[serde(default = "default_breaker_failures")]
-    pub breaker_failures: u32,
-    /// How long an open breaker fails fast before one trial call (default 1000).
-    #[serde(default = "default_breaker_open_ms")]
-    pub breaker_open_ms: u64,
-}
-
-fn default_timeout_ms() -> u64 {
-    2000
-}
-fn default_attempt_ms() -> u64 {
-    1000
-}
-fn default_breaker_failures() -> u32 {
-    5
-}
-fn default_breaker_open_ms() -> u64 {
-    1000
-}
+pub use crate::config::KmsConfig;
 
 /// Why a call failed, as far as retrying is concerned.
 #[derive(Debug)]

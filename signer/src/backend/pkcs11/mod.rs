@@ -22,79 +22,30 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::Session;
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{BackendError, Key, RemoteKey, Scheme};
 use crate::metrics::Metrics;
 pub use token::{Locator, Mech, Selector, Token};
 
-/// `[pkcs11]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pkcs11Config {
-    /// A signature (failover included) that takes longer fails with
-    /// `BACKEND_UNAVAILABLE`.
-    #[serde(default = "default_timeout_ms")]
-    pub operation_timeout_ms: u64,
-    /// Sessions (and threads) per token; 0 means one per core.
-    #[serde(default)]
-    pub sessions_per_token: usize,
-    /// Idle sessions are probed this often (tokens that drop idle sessions).
-    #[serde(default = "default_keepalive_secs")]
-    pub keepalive_secs: u64,
-    /// The tokens.
-    pub tokens: Vec<TokenConfig>,
-}
+pub use crate::config::{Pkcs11Config, TokenConfig};
 
-fn default_timeout_ms() -> u64 {
-    2000
-}
-
-fn default_keepalive_secs() -> u64 {
-    30
-}
-
-/// `[[pkcs11.tokens]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// The name keys, logs and metrics use.
-    pub name: String,
-    /// The PKCS#11 module (shared library).
-    pub module: PathBuf,
-    /// The token's label…
-    #[serde(default)]
-    pub token_label: Option<String>,
-    /// …or its serial number.
-    #[serde(default)]
-    pub token_serial: Option<String>,
-    /// The user PIN: from a file (first line)…
-    #[serde(default)]
-    pub pin_file: Option<PathBuf>,
-    /// …or from an environment variable. Never in this file.
-    #[serde(default)]
-    pub pin_env: Option<String>,
-}
-
-impl TokenConfig {
-    /// Label or serial, exactly one.
-    pub fn selector(&self) -> Result<Selector, String> {
-        match (&self.token_label, &self.token_serial) {
-            (Some(l), None) => Ok(Selector::Label(l.clone())),
-            (None, Some(s)) => Ok(Selector::Serial(s.clone())),
-            _ => Err(format!(
-                "pkcs11 token {:?}: give exactly one of token_label, token_serial",
-                self.name
-            )),
-        }
+/// Which token of a module `t` names (label or serial, exactly one).
+fn selector(t: &TokenConfig) -> Result<Selector, String> {
+    match (&t.token_label, &t.token_serial) {
+        (Some(l), None) => Ok(Selector::Label(l.clone())),
+        (None, Some(s)) => Ok(Selector::Serial(s.clone())),
+        _ => Err(format!(
+            "pkcs11 token {:?}: give exactly one of token_label, token_serial",
+            t.name
+        )),
     }
+}
 
-    /// Reads the PIN from its file or variable.
-    pub fn pin(&self) -> Result<Zeroizing<String>, String> {
-        read_pin(self.pin_file.as_deref(), self.pin_env.as_deref())
-            .map_err(|e| format!("pkcs11 token {:?}: {e}", self.name))
-    }
+/// Reads `t`'s PIN from its file or variable.
+fn pin(t: &TokenConfig) -> Result<Zeroizing<String>, String> {
+    read_pin(t.pin_file.as_deref(), t.pin_env.as_deref())
+        .map_err(|e| format!("pkcs11 token {:?}: {e}", t.name))
 }
 
 /// A PIN from a file (its first line) or an environment variable.
@@ -164,8 +115,8 @@ impl Registry {
             let token = Arc::new(Token::new(
                 t.name.clone(),
                 ctx,
-                t.selector()?,
-                t.pin()?,
+                selector(t)?,
+                pin(t)?,
                 settings,
                 metrics.clone(),
             ));

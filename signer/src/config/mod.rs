@@ -8,11 +8,17 @@
 //! resolved, listeners distinct) read together; about half of it is
 //! doc comments an operator reads as the reference.
 
+mod backends;
+
+pub use backends::{KmsConfig, Pkcs11Config, TokenConfig};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cometbft::ProtocolVersion;
+use crate::cometbft::node::NodeAddr;
 use crate::eth2::{Network, PresetKind};
 use crate::tls::TlsFiles;
 
@@ -45,10 +51,10 @@ pub struct Config {
     pub ethereum: Ethereum,
     /// PKCS#11 tokens (HSMs) that hold keys.
     #[serde(default)]
-    pub pkcs11: Option<crate::backend::pkcs11::Pkcs11Config>,
+    pub pkcs11: Option<Pkcs11Config>,
     /// AWS KMS.
     #[serde(default)]
-    pub kms: Option<crate::backend::kms::KmsConfig>,
+    pub kms: Option<KmsConfig>,
     /// Where keys come from.
     #[serde(default)]
     pub keys: Vec<KeySource>,
@@ -125,7 +131,7 @@ pub struct CometChain {
     /// Chain id.
     pub chain_id: String,
     /// Protocol generation: `v0.34`, `v0.37`, `v0.38` or `v1`.
-    pub protocol: String,
+    pub protocol: ProtocolVersion,
     /// The consensus key's public key (`0x` + hex), loaded from `[[keys]]`.
     pub key: String,
     /// Sign vote extensions (v0.38+; default true).
@@ -135,7 +141,7 @@ pub struct CometChain {
     #[serde(default)]
     pub max_height: Option<i64>,
     /// Nodes to dial: `tcp://<node id>@host:port` or `unix:///path`.
-    pub nodes: Vec<String>,
+    pub nodes: Vec<NodeAddr>,
 }
 
 /// `[audit]`.
@@ -644,7 +650,7 @@ impl Config {
                 if token_names.iter().take(i).any(|n| *n == t.name) {
                     return Err(invalid("pkcs11.tokens.name", "names must be unique"));
                 }
-                if let Err(e) = t.selector() {
+                if let Err(e) = t.check_selector() {
                     return Err(invalid("pkcs11.tokens", &e));
                 }
                 if t.pin_file.is_some() == t.pin_env.is_some() {
@@ -686,21 +692,13 @@ impl Config {
             }
         }
         for chain in &c.cometbft {
-            if crate::cometbft::ProtocolVersion::parse(&chain.protocol).is_none() {
-                return Err(invalid(
-                    "cometbft.protocol",
-                    "expected v0.34, v0.37, v0.38 or v1",
-                ));
-            }
-            for node in &chain.nodes {
-                if let Err(e) = crate::cometbft::node::NodeAddr::parse(node) {
-                    return Err(invalid("cometbft.nodes", &e));
-                }
-            }
             if chain.nodes.is_empty() {
                 return Err(invalid("cometbft.nodes", "name at least one node"));
             }
-            let tcp = chain.nodes.iter().any(|n| n.starts_with("tcp://"));
+            let tcp = chain
+                .nodes
+                .iter()
+                .any(|n| matches!(n, NodeAddr::Tcp { .. }));
             if tcp && c.privval.is_none() {
                 return Err(invalid(
                     "privval.identity_key",
@@ -746,10 +744,8 @@ impl Config {
         }
         for chain in &mut c.cometbft {
             for node in &mut chain.nodes {
-                if let Some(rel) = node.strip_prefix("unix://")
-                    && !rel.starts_with('/')
-                {
-                    *node = format!("unix://{}", base.join(rel).display());
+                if let NodeAddr::Unix(path) = node {
+                    resolve(&base, path);
                 }
             }
         }
