@@ -46,7 +46,13 @@ impl Calls for Pipeline {
             Request {
                 client: client.into(),
                 public_key: key.to_vec(),
-                message: Message::Eth2(body.to_vec()),
+                message: match signer::eth2::parse_body(body) {
+                    Ok(v) => Message::Eth2(v),
+                    Err(e) => Message::Invalid {
+                        request: "eth2.request",
+                        reason: e.to_string(),
+                    },
+                },
                 scope: None,
             },
         )

@@ -12,7 +12,9 @@ use alloy_primitives::B256;
 use tree_hash::TreeHash;
 
 use containers::{ForkData, SigningData, Version};
-pub use request::{Eth2Error, ForkName, RequestKind, Signable, SlashingFacts, decode};
+pub use request::{
+    Eth2Error, ForkName, RequestKind, Signable, SlashingFacts, decode, decode_value, parse_body,
+};
 
 /// Domain types (`DOMAIN_*` in the consensus specs).
 pub mod domain {

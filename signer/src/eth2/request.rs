@@ -177,10 +177,21 @@ struct DepositRequest {
 /// Decodes a Web3Signer eth2 signing request body and computes its signing
 /// root. A `signingRoot` (or `signing_root`) in the request must equal it.
 pub fn decode(body: &[u8], network: &Network) -> Result<Signable, Eth2Error> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| Eth2Error::Malformed(e.to_string()))?;
+    decode_value(&parse_body(body)?, network)
+}
+
+/// A request body as a JSON document (what frontends do at the edge).
+pub fn parse_body(body: &[u8]) -> Result<Value, Eth2Error> {
+    serde_json::from_slice(body).map_err(|e| Eth2Error::Malformed(e.to_string()))
+}
+
+/// [`decode`] of a request already read as a JSON document: the gRPC
+/// frontend builds the document from protobuf fields, the HTTP frontend
+/// parses the body once; neither goes through text again.
+pub fn decode_value(v: &Value, network: &Network) -> Result<Signable, Eth2Error> {
     let signable = match network.preset {
-        PresetKind::Mainnet => decode_with::<Mainnet>(&v, network)?,
-        PresetKind::Minimal => decode_with::<Minimal>(&v, network)?,
+        PresetKind::Mainnet => decode_with::<Mainnet>(v, network)?,
+        PresetKind::Minimal => decode_with::<Minimal>(v, network)?,
     };
     let client = v
         .get("signingRoot")

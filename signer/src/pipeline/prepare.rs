@@ -195,7 +195,7 @@ impl Pipeline {
         let started = Instant::now();
         match &r.message {
             Message::Eth2(body) => {
-                let decoded = eth2::decode(body, &self.network);
+                let decoded = eth2::decode_value(body, &self.network);
                 self.metrics.stage("decode", started.elapsed());
                 match decoded {
                     // No trustworthy operation can be read from it: audited as `eth2.request`.

@@ -43,8 +43,10 @@ impl Signature {
 /// What one item of a batch asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// A Web3Signer eth2 signing request body (JSON).
-    Eth2(Vec<u8>),
+    /// A Web3Signer eth2 signing request, as the JSON document the frontend
+    /// read (HTTP: the body parsed once; gRPC: built from the protobuf
+    /// fields). The pipeline computes the signing root from it.
+    Eth2(serde_json::Value),
     /// A CometBFT vote.
     CometVote {
         /// The chain's protocol generation (vote extensions from v0.38).

@@ -33,7 +33,7 @@ pub fn message(m: Option<pb::sign_request::Message>) -> Message {
     match m {
         None => invalid("request", "no message set"),
         Some(M::Eth2(e)) => match eth2_json(&e) {
-            Ok(body) => Message::Eth2(body.to_string().into_bytes()),
+            Ok(body) => Message::Eth2(body),
             Err(reason) => invalid("eth2.request", reason),
         },
         Some(M::CometbftVote(v)) => vote(v).unwrap_or_else(|r| invalid("cometbft.vote", r)),

@@ -141,14 +141,23 @@ async fn sign(
         return text(StatusCode::NOT_FOUND, "public key not found");
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
+        Ok(b) => b.to_bytes(),
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    };
+    // Read once here; a body that is not JSON is still decided (refused as
+    // INVALID_REQUEST) and audited by the pipeline like every request.
+    let message = match crate::eth2::parse_body(&body) {
+        Ok(v) => Message::Eth2(v),
+        Err(e) => Message::Invalid {
+            request: "eth2.request",
+            reason: e.to_string(),
+        },
     };
     let deadline = Instant::now() + shared.max_wait();
     let item = pipeline::Request {
         client,
         public_key,
-        message: Message::Eth2(body),
+        message,
         scope: None,
     };
     let (job, rx) = Job::new(vec![item], "http", deadline);
