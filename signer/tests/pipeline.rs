@@ -23,7 +23,7 @@ use signer::backend::soft::{Scheme, SecretKey};
 use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
 use signer::eth2::{Network, PresetKind};
 use signer::pipeline::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature};
-use signer::policy::{Policy, Verdict};
+use signer::policy::{ClientId, Policy, Verdict};
 use slashing_db::NotSafe;
 
 /// The calls these tests make, as one-item requests to `Pipeline::sign`.
@@ -44,7 +44,7 @@ impl Calls for Pipeline {
         self.sign(
             "test",
             Request {
-                client: client.into(),
+                client: ClientId::new(client),
                 public_key: key.to_vec(),
                 message: match signer::eth2::parse_body(body) {
                     Ok(v) => Message::Eth2(v),
@@ -69,11 +69,11 @@ impl Calls for Pipeline {
         self.sign(
             "test",
             Request {
-                client: client.into(),
+                client: ClientId::new(client),
                 public_key: key.to_vec(),
                 message: Message::CometVote {
                     version,
-                    chain_id: chain_id.into(),
+                    chain_id: slashing_db::ChainId::new(chain_id).unwrap(),
                     vote: vote.vote.clone(),
                     sign_extension: true,
                 },
@@ -384,11 +384,11 @@ fn a_connection_scope_refuses_other_chains_and_heights_above_its_limit() {
         f.pipeline.sign(
             "privval",
             Request {
-                client: "node".into(),
+                client: ClientId::new("node"),
                 public_key: f.ed.to_vec(),
                 message: Message::CometVote {
                     version: ProtocolVersion::V0_38,
-                    chain_id: chain.into(),
+                    chain_id: slashing_db::ChainId::new(chain).unwrap(),
                     vote: v.vote,
                     sign_extension: true,
                 },

@@ -40,7 +40,7 @@ pub use request::{KeyInfo, Message, Outcome, Request, Scope, Signature};
 use crate::audit::{AuditLog, AuditSink, Entry};
 use crate::eth2::Network;
 use crate::metrics::Metrics;
-use crate::policy::{Operation, Policy};
+use crate::policy::{ClientId, Operation, Policy};
 use crate::tls::identity::{self, IdentityError, PeerIdentity};
 use prepare::{Prepared, applies_to};
 use rate::RateLimiter;
@@ -142,12 +142,12 @@ impl Pipeline {
     }
 
     /// The policy client a verified certificate belongs to, under the policy in force.
-    pub fn identify(&self, peer: &PeerIdentity) -> Result<String, IdentityError> {
-        identity::resolve(&self.policy(), peer).map(|c| c.name.clone())
+    pub fn identify(&self, peer: &PeerIdentity) -> Result<ClientId, IdentityError> {
+        identity::resolve(&self.policy(), peer).map(|c| ClientId::new(c.name.clone()))
     }
 
     /// The keys `client` may use, with what for.
-    pub fn list_keys(&self, client: &str) -> Vec<KeyInfo> {
+    pub fn list_keys(&self, client: &ClientId) -> Vec<KeyInfo> {
         let policy = self.policy();
         let keys = self.keys();
         let mut out: Vec<KeyInfo> = keys
@@ -157,7 +157,7 @@ impl Pipeline {
                 // grant may name operations for several schemes).
                 let scheme = k.scheme();
                 let operations: Vec<Operation> = policy
-                    .granted_operations(client, public_key)
+                    .granted_operations(client.as_str(), public_key)
                     .into_iter()
                     .filter(|op| applies_to(*op, scheme))
                     .collect();
@@ -219,7 +219,7 @@ impl Pipeline {
             .zip(&requests)
             .zip(&outcomes)
             .map(|((p, r), o)| Entry {
-                client: r.client.clone(),
+                client: r.client.to_string(),
                 frontend: Some(frontend.to_owned()),
                 key: hex::encode(&r.public_key),
                 request: p.request.to_owned(),

@@ -103,10 +103,10 @@ fn check_scope(r: &Request) -> Result<(), OutOfScope> {
         }
         _ => None,
     };
-    if let Some(asked) = asked.filter(|c| **c != scope.chain_id) {
+    if let Some(asked) = asked.filter(|c| c.as_str() != scope.chain_id) {
         return Err(OutOfScope::OtherChain {
             served: scope.chain_id.clone(),
-            asked: asked.clone(),
+            asked: asked.to_string(),
         });
     }
     match (comet_height(&r.message), scope.max_height) {
@@ -185,7 +185,7 @@ impl Pipeline {
                 plan: Err(Refusal::OutOfScope(refusal)),
             };
         }
-        if let Err(refusal) = self.rate.admit(policy, &r.client) {
+        if let Err(refusal) = self.rate.admit(policy, r.client.as_str()) {
             return Prepared {
                 request: request_name(&r.message),
                 position: None,
@@ -225,8 +225,8 @@ impl Pipeline {
                 vote,
                 sign_extension,
             } => {
-                let sign_bytes = cometbft::vote_sign_bytes(chain_id, vote).and_then(|b| {
-                    cometbft::vote_extension_sign_bytes(*version, chain_id, vote)
+                let sign_bytes = cometbft::vote_sign_bytes(chain_id.as_str(), vote).and_then(|b| {
+                    cometbft::vote_extension_sign_bytes(*version, chain_id.as_str(), vote)
                         .map(|e| (b, e.filter(|_| *sign_extension)))
                 });
                 self.metrics.stage("decode", started.elapsed());
@@ -250,7 +250,7 @@ impl Pipeline {
                 }
             }
             Message::CometProposal { chain_id, proposal } => {
-                let sign_bytes = cometbft::proposal_sign_bytes(chain_id, proposal);
+                let sign_bytes = cometbft::proposal_sign_bytes(chain_id.as_str(), proposal);
                 self.metrics.stage("decode", started.elapsed());
                 Prepared {
                     request: Operation::CometProposal.name(),
@@ -275,7 +275,13 @@ impl Pipeline {
                 request: Operation::CometRaw.name(),
                 position: None,
                 plan: self
-                    .authorize(policy, &r.client, Operation::CometRaw, &r.public_key, None)
+                    .authorize(
+                        policy,
+                        r.client.as_str(),
+                        Operation::CometRaw,
+                        &r.public_key,
+                        None,
+                    )
                     .and_then(|()| keys.get(&r.public_key))
                     .and_then(|key| match key.scheme() {
                         Scheme::Bls => Err(Refusal::InvalidRequest(
@@ -295,7 +301,7 @@ impl Pipeline {
                     .and_then(|digest| {
                         self.authorize(
                             policy,
-                            &r.client,
+                            r.client.as_str(),
                             Operation::RawSecp256k1,
                             &r.public_key,
                             None,
@@ -320,7 +326,7 @@ impl Pipeline {
                 plan: self
                     .authorize(
                         policy,
-                        &r.client,
+                        r.client.as_str(),
                         Operation::RawEd25519,
                         &r.public_key,
                         None,
@@ -350,7 +356,7 @@ impl Pipeline {
             .map(|r| policy::Network::Ethereum(r.0));
         self.authorize(
             policy,
-            &r.client,
+            r.client.as_str(),
             operation,
             &r.public_key,
             network.as_ref(),
@@ -400,13 +406,19 @@ impl Pipeline {
         policy: &Policy,
         r: &Request,
         operation: Operation,
-        chain_id: &str,
+        chain: &ChainId,
         (bytes, timestamp): (Vec<u8>, cometbft::Timestamp),
         extension: Option<Vec<u8>>,
         proposals: &mut Vec<Proposal>,
     ) -> Result<Plan<'a>, Refusal> {
-        let network = policy::Network::CometBft(chain_id.to_owned());
-        self.authorize(policy, &r.client, operation, &r.public_key, Some(&network))?;
+        let network = policy::Network::CometBft(chain.to_string());
+        self.authorize(
+            policy,
+            r.client.as_str(),
+            operation,
+            &r.public_key,
+            Some(&network),
+        )?;
         let key = keys.get(&r.public_key)?;
         if key.scheme() == Scheme::Bls {
             return Err(Refusal::InvalidRequest(
@@ -414,8 +426,7 @@ impl Pipeline {
             ));
         }
         let consensus_key = ConsensusKey::new(r.public_key.clone()).ok_or(Refusal::UnknownKey)?;
-        let chain = ChainId::new(chain_id)
-            .ok_or_else(|| Refusal::InvalidRequest("chain id too long".into()))?;
+        let chain = chain.clone();
         let proposal = CometProposal::from_sign_bytes(consensus_key.clone(), chain.clone(), bytes)
             .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
         let asked = proposal.sign_bytes().to_vec();

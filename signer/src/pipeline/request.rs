@@ -1,8 +1,10 @@
 //! What a frontend hands the pipeline (one [`Request`] per item) and what
 //! it gets back ([`Outcome`]).
 
+use slashing_db::ChainId;
+
 use crate::cometbft::{self, ProtocolVersion, Timestamp, Vote};
-use crate::policy::Operation;
+use crate::policy::{ClientId, Operation};
 
 use super::Refusal;
 
@@ -51,8 +53,8 @@ pub enum Message {
     CometVote {
         /// The chain's protocol generation (vote extensions from v0.38).
         version: ProtocolVersion,
-        /// Chain id.
-        chain_id: String,
+        /// Chain id (at most 50 bytes: checked by the frontend).
+        chain_id: ChainId,
         /// The vote.
         vote: Vote,
         /// Sign the vote extension where the protocol has one (a node may
@@ -61,8 +63,8 @@ pub enum Message {
     },
     /// A CometBFT proposal.
     CometProposal {
-        /// Chain id.
-        chain_id: String,
+        /// Chain id (at most 50 bytes: checked by the frontend).
+        chain_id: ChainId,
         /// The proposal.
         proposal: cometbft::Proposal,
     },
@@ -85,8 +87,8 @@ pub enum Message {
 /// One item: who asks, with which key, for what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The client's policy name.
-    pub client: String,
+    /// Who asks.
+    pub client: ClientId,
     /// The key's public key bytes.
     pub public_key: Vec<u8>,
     /// The message.

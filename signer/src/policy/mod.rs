@@ -71,10 +71,35 @@ struct RuleEntry {
     networks: Vec<String>,
 }
 
+/// Who asks: the name of a policy client, as the identity of a verified
+/// connection resolved to it under the policy in force
+/// (`Pipeline::identify`). Requests carry this, never a raw string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// A client by its policy name (what identification produces; tests
+    /// and tools name one directly).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A client, as the policy names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
-    /// The policy's name for it.
+    /// The policy's name for it (a request carries it as a [`ClientId`]).
     pub name: String,
     /// URI or DNS SAN its certificate must carry.
     pub identity: String,

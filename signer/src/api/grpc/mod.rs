@@ -11,6 +11,7 @@ use proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::pipeline::{self, Pipeline};
+use crate::policy::ClientId;
 use crate::pool::{Answer, Job, Pool, Rejected};
 use crate::tls::listener::PeerInfo;
 
@@ -53,7 +54,7 @@ impl SignerService {
         }
     }
 
-    fn client<T>(&self, req: &Request<T>) -> Result<String, Status> {
+    fn client<T>(&self, req: &Request<T>) -> Result<ClientId, Status> {
         let peer = req
             .extensions()
             .get::<PeerInfo>()
@@ -110,9 +111,9 @@ impl SignerService {
     }
 }
 
-fn item(client: &str, r: pb::SignRequest) -> pipeline::Request {
+fn item(client: &ClientId, r: pb::SignRequest) -> pipeline::Request {
     pipeline::Request {
-        client: client.to_owned(),
+        client: client.clone(),
         public_key: r.public_key,
         message: convert::message(r.message),
         scope: None,

@@ -32,6 +32,9 @@ use super::{PubKey, RemoteError, Request, Response, WireProposal, WireVote};
 use crate::backend::{Key, Scheme};
 use crate::cometbft::ProtocolVersion;
 pub use crate::cometbft::node::NodeAddr;
+use crate::policy::ClientId;
+use slashing_db::ChainId;
+
 use crate::pipeline::{self, Message, Refusal, Signature};
 use crate::pool::{Answer, Job, Pool};
 use crate::tls::identity::PeerIdentity;
@@ -360,6 +363,15 @@ fn sign(ctx: &Context, item: pipeline::Request) -> Result<Signature, RemoteError
     }
 }
 
+/// A request whose chain id is over CometBFT's 50 bytes: refused (and
+/// audited) by the pipeline as an invalid request.
+fn too_long(request: &'static str) -> Message {
+    Message::Invalid {
+        request,
+        reason: crate::cometbft::CometError::ChainId.to_string(),
+    }
+}
+
 fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Request) -> Response {
     let wrong_chain = |asked: &str| {
         remote(
@@ -370,7 +382,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
     let client = ctx.pipeline.identify(identity);
     // Who asks; what the connection may ask (this chain, up to its
     // max_height) the pipeline checks, audits and counts like any refusal.
-    let admit = || -> Result<String, RemoteError> {
+    let admit = || -> Result<ClientId, RemoteError> {
         client
             .clone()
             .map_err(|e| remote(code::NOT_ALLOWED, e.to_string()))
@@ -397,11 +409,14 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 pipeline::Request {
                     client,
                     public_key: public_key_bytes(&chain.key),
-                    message: Message::CometVote {
-                        version: chain.version,
-                        chain_id: chain_id.clone(),
-                        vote: vote.vote.clone(),
-                        sign_extension: chain.sign_extensions && !skip_extension_signing,
+                    message: match ChainId::new(chain_id.as_str()) {
+                        Some(chain_id) => Message::CometVote {
+                            version: chain.version,
+                            chain_id,
+                            vote: vote.vote.clone(),
+                            sign_extension: chain.sign_extensions && !skip_extension_signing,
+                        },
+                        None => too_long("cometbft.vote"),
                     },
                     scope: scope.clone(),
                 },
@@ -431,9 +446,12 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 pipeline::Request {
                     client,
                     public_key: public_key_bytes(&chain.key),
-                    message: Message::CometProposal {
-                        chain_id: chain_id.clone(),
-                        proposal: proposal.proposal.clone(),
+                    message: match ChainId::new(chain_id.as_str()) {
+                        Some(chain_id) => Message::CometProposal {
+                            chain_id,
+                            proposal: proposal.proposal.clone(),
+                        },
+                        None => too_long("cometbft.proposal"),
                     },
                     scope: scope.clone(),
                 },

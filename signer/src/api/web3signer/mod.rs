@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::pipeline::{self, Message, Refusal, Signature};
+use crate::policy::ClientId;
 use crate::policy::LOOPBACK_PLAINTEXT;
 use crate::pool::{Answer, Job, Pool, Rejected};
 use crate::tls::ReloadableConfig;
@@ -79,7 +80,7 @@ fn wants_text(req: &Request<Incoming>) -> bool {
 }
 
 /// The policy client behind a connection (`None`: plain HTTP), or why it is not one.
-fn identify(shared: &dyn Host, peer: Option<&PeerInfo>) -> Result<String, String> {
+fn identify(shared: &dyn Host, peer: Option<&PeerInfo>) -> Result<ClientId, String> {
     let identity = match peer {
         None => PeerIdentity {
             uris: vec![LOOPBACK_PLAINTEXT.to_owned()],
@@ -248,7 +249,7 @@ async fn handle(
         (&Method::GET, "/api/v1/eth2/highWatermark") => json_reply(StatusCode::OK, &json!({})),
         (&Method::POST, "/reload") => match identify(shared.as_ref(), peer.as_ref()) {
             Ok(client) => {
-                if shared.clone().start_key_reload(&client) {
+                if shared.clone().start_key_reload(client.as_str()) {
                     json_reply(
                         StatusCode::ACCEPTED,
                         &json!({"status": "accepted", "message": "Reload started; GET /reload for its status"}),
