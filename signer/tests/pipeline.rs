@@ -45,7 +45,7 @@ impl Calls for Pipeline {
             "test",
             Request {
                 client: ClientId::new(client),
-                public_key: key.to_vec(),
+                public_key: signer::pipeline::KeyId::new(key.to_vec()),
                 message: match signer::eth2::parse_body(body) {
                     Ok(v) => Message::Eth2(v),
                     Err(e) => Message::Invalid {
@@ -70,7 +70,7 @@ impl Calls for Pipeline {
             "test",
             Request {
                 client: ClientId::new(client),
-                public_key: key.to_vec(),
+                public_key: signer::pipeline::KeyId::new(key.to_vec()),
                 message: Message::CometVote {
                     version,
                     chain_id: slashing_db::ChainId::new(chain_id).unwrap(),
@@ -385,7 +385,7 @@ fn a_connection_scope_refuses_other_chains_and_heights_above_its_limit() {
             "privval",
             Request {
                 client: ClientId::new("node"),
-                public_key: f.ed.to_vec(),
+                public_key: signer::pipeline::KeyId::new(f.ed.to_vec()),
                 message: Message::CometVote {
                     version: ProtocolVersion::V0_38,
                     chain_id: slashing_db::ChainId::new(chain).unwrap(),

@@ -35,7 +35,7 @@ use slashing_db::{Decision, SlashingDb};
 
 pub use keyring::Keyring;
 pub use refusal::{OutOfScope, Refusal, Unavailable};
-pub use request::{KeyInfo, Message, Outcome, Request, Scope, Signature};
+pub use request::{KeyId, KeyInfo, Message, Outcome, Request, Scope, Signature};
 
 use crate::audit::{AuditLog, AuditSink, Entry};
 use crate::eth2::Network;

@@ -425,7 +425,7 @@ impl Pipeline {
                 "BLS keys do not sign CometBFT messages here".into(),
             ));
         }
-        let consensus_key = ConsensusKey::new(r.public_key.clone()).ok_or(Refusal::UnknownKey)?;
+        let consensus_key = ConsensusKey::new(r.public_key.to_vec()).ok_or(Refusal::UnknownKey)?;
         let chain = chain.clone();
         let proposal = CometProposal::from_sign_bytes(consensus_key.clone(), chain.clone(), bytes)
             .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;

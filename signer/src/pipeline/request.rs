@@ -84,13 +84,38 @@ pub enum Message {
     },
 }
 
+/// Which key a request names: its public key bytes, as the frontend read
+/// them (a key not loaded is refused as `UNKNOWN_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(Vec<u8>);
+
+impl KeyId {
+    /// The key with these public key bytes.
+    pub fn new(public_key: Vec<u8>) -> Self {
+        Self(public_key)
+    }
+}
+
+impl std::ops::Deref for KeyId {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for KeyId {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// One item: who asks, with which key, for what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Who asks.
     pub client: ClientId,
-    /// The key's public key bytes.
-    pub public_key: Vec<u8>,
+    /// The key.
+    pub public_key: KeyId,
     /// The message.
     pub message: Message,
     /// What the connection it came on may ask for, beyond the policy: a

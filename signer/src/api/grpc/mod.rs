@@ -114,7 +114,7 @@ impl SignerService {
 fn item(client: &ClientId, r: pb::SignRequest) -> pipeline::Request {
     pipeline::Request {
         client: client.clone(),
-        public_key: r.public_key,
+        public_key: pipeline::KeyId::new(r.public_key),
         message: convert::message(r.message),
         scope: None,
     }

@@ -408,7 +408,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 ctx,
                 pipeline::Request {
                     client,
-                    public_key: public_key_bytes(&chain.key),
+                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
                     message: match ChainId::new(chain_id.as_str()) {
                         Some(chain_id) => Message::CometVote {
                             version: chain.version,
@@ -445,7 +445,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 ctx,
                 pipeline::Request {
                     client,
-                    public_key: public_key_bytes(&chain.key),
+                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
                     message: match ChainId::new(chain_id.as_str()) {
                         Some(chain_id) => Message::CometProposal {
                             chain_id,
@@ -479,7 +479,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 ctx,
                 pipeline::Request {
                     client,
-                    public_key: public_key_bytes(&chain.key),
+                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
                     message: Message::CometRaw(value),
                     scope: scope.clone(),
                 },

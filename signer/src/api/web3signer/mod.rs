@@ -157,7 +157,7 @@ async fn sign(
     let deadline = Instant::now() + shared.max_wait();
     let item = pipeline::Request {
         client,
-        public_key,
+        public_key: pipeline::KeyId::new(public_key),
         message,
         scope: None,
     };
