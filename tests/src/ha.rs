@@ -277,10 +277,24 @@ pub async fn signs_again(instances: &Instances, keys: &[Vec<u8>], base: u64) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         answers.dedup();
-        assert!(
-            ok,
-            "instance {i} did not sign again after the fault ended; its answers: {answers:#?}"
-        );
+        if !ok {
+            // Its log now, before anything else is torn down: the reason
+            // for a refusal is there, not in the answer.
+            let log = instances.daemon(i).log();
+            let mut last: Vec<&str> = log.lines().rev().take(400).collect();
+            last.reverse();
+            let mut seen = std::collections::BTreeSet::new();
+            let reasons: Vec<&str> = last
+                .into_iter()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .filter(|l| seen.insert(l.get(28..).unwrap_or(l)))
+                .collect();
+            panic_str(&format!(
+                "instance {i} did not sign again after the fault ended; its answers: {answers:#?}\n\
+                 its log (distinct warnings, last 400 lines):\n{}",
+                reasons.join("\n")
+            ));
+        }
         assert_eq!(instances.ready(i), 200, "instance {i} not ready again");
     }
 }

@@ -416,9 +416,21 @@ impl PgCluster {
     }
 }
 
+/// A failing test shows what its server logged last.
 impl Drop for PgCluster {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!(
+                "--- last lines of the PostgreSQL log (port {}) ---",
+                self.port
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

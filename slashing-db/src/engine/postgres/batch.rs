@@ -173,6 +173,14 @@ impl PostgresEngine {
             let root = GenesisRoot::from_slice(&b)
                 .ok_or_else(|| self.corrupt("genesis root of wrong length"))?;
             self.genesis = Some(root);
+            // Pinned meanwhile: leave this transaction before the ordinary
+            // path, which registers new validators outside any transaction
+            // (their ids are cached for good, so the rows must be committed:
+            // registered inside a transaction that a crash then aborted, they
+            // were cached but gone — "a registered validator vanished" on
+            // every batch until restart, seen after a PostgreSQL restart).
+            self.batch("leaving the pin lock", "ROLLBACK")?;
+            self.begin_pending = true;
             return Ok(Some(root));
         }
         let mut locks: Vec<i64> = batch
@@ -460,6 +468,15 @@ impl PostgresEngine {
             .collect();
         if unknown.is_empty() {
             return Ok(());
+        }
+        if self.in_tx && !self.begin_pending {
+            // The ids are cached for good: rows written in a transaction
+            // that may still abort must never be.
+            return Err(DbError::Engine {
+                context: "registering validators",
+                source: "inside an open transaction (a bug: registration must commit on its own)"
+                    .into(),
+            });
         }
         let steps = vec![
             Step::Prepared(self.statement(REGISTER)?, vec![boxed(unknown.clone())]),
