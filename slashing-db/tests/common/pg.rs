@@ -274,7 +274,8 @@ impl PgCluster {
         let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D").arg(self.data_dir());
         let mut cmd = as_user(cmd, self.run_as.as_deref());
-        // A process group of its own, so `kill` can take every backend too.
+        // A process group of its own, so `kill` can signal the postmaster and
+        // its helpers at once (backends call setsid(): see `stop_with`).
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -345,8 +346,44 @@ impl PgCluster {
                     .nth(1)
                     .map(str::to_owned)
             });
+        // Backends call setsid(): they are not in the postmaster's process
+        // group, and a backend of a SIGKILLed postmaster can still commit one
+        // more transaction before it notices (seen: a decision committed
+        // "while the server was down"). A host crash takes them too: freeze
+        // the postmaster (it forks nothing more), kill its children, then it.
+        let mut children = Vec::new();
+        if whole_group {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-STOP", &pid]).status();
+            if let Ok(out) = Command::new("pgrep").args(["-P", &pid]).output() {
+                children = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+            }
+            for c in &children {
+                let _ = Command::new("kill").args(["-KILL", c]).status();
+            }
+        }
         let _ = Command::new("kill").args([signal, "--", &target]).status();
         let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Gone, or a zombie nobody has reaped yet (it runs nothing).
+        let alive = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| st.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
+                .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+        };
+        for c in &children {
+            while alive(c) {
+                assert!(
+                    Instant::now() < deadline,
+                    "a postgres backend outlived SIGKILL for 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Command::new("kill")
             .args(["-0", "--", &group])
