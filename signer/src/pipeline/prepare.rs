@@ -97,20 +97,19 @@ fn check_scope(r: &Request) -> Result<(), OutOfScope> {
     let Some(scope) = &r.scope else {
         return Ok(());
     };
-    let asked = match &r.message {
-        Message::CometVote { chain_id, .. } | Message::CometProposal { chain_id, .. } => {
-            Some(chain_id)
-        }
-        _ => None,
+    let (asked, height) = match &r.message {
+        Message::CometVote { chain_id, vote, .. } => (chain_id, vote.height),
+        Message::CometProposal { chain_id, proposal } => (chain_id, proposal.height),
+        _ => return Ok(()),
     };
-    if let Some(asked) = asked.filter(|c| c.as_str() != scope.chain_id) {
+    if asked.as_str() != scope.chain_id {
         return Err(OutOfScope::OtherChain {
             served: scope.chain_id.clone(),
             asked: asked.to_string(),
         });
     }
-    match (comet_height(&r.message), scope.max_height) {
-        (Some(height), Some(max_height)) if height > max_height => {
+    match scope.max_height {
+        Some(max_height) if height > max_height => {
             Err(OutOfScope::AboveMaxHeight { height, max_height })
         }
         _ => Ok(()),

@@ -402,14 +402,14 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             chain_id,
             vote,
             skip_extension_signing,
-        } => Response::SignedVote((|| {
+        } => Response::SignedVote((move || {
             let client = admit()?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
                     client,
                     public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
-                    message: match ChainId::new(chain_id.as_str()) {
+                    message: match ChainId::new(chain_id) {
                         Some(chain_id) => Message::CometVote {
                             version: chain.version,
                             chain_id,
@@ -439,14 +439,14 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 extension_signature: extension_signature.unwrap_or_default(),
             })
         })()),
-        Request::SignProposal { chain_id, proposal } => Response::SignedProposal((|| {
+        Request::SignProposal { chain_id, proposal } => Response::SignedProposal((move || {
             let client = admit()?;
             let signature = sign(
                 ctx,
                 pipeline::Request {
                     client,
                     public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
-                    message: match ChainId::new(chain_id.as_str()) {
+                    message: match ChainId::new(chain_id) {
                         Some(chain_id) => Message::CometProposal {
                             chain_id,
                             proposal: proposal.proposal.clone(),

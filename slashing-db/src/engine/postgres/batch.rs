@@ -146,43 +146,18 @@ impl PostgresEngine {
     /// and that path takes its locks in the order the requests ask: two
     /// instances deciding their first batches at once took a validator row
     /// and a CometBFT key crosswise and deadlocked (seen in the three-instance
-    /// race test). So such a batch first takes [`PIN_LOCK`], which only these
-    /// batches take and which therefore serialises them, and reads the pin
-    /// again under it: pinned by now (the pinner committed), the batch takes
-    /// the ordinary path; still unpinned, no batch that needs the pin can be
-    /// running elsewhere, and the batch takes its CometBFT locks at once, in
-    /// key order — the order of every other batch — before the rules ask.
-    /// Answers the pinned root, if any.
+    /// race test). So such a batch first takes an advisory lock that only
+    /// these batches take (which serialises them), then its CometBFT locks in
+    /// key order — the order of every other batch — and reads the pin again,
+    /// all in one round trip. Still unpinned: no batch that needs the pin can
+    /// be running elsewhere, and the rules run under those locks. Pinned
+    /// meanwhile (the pinner committed): the transaction is left, releasing
+    /// the locks, and the batch takes the ordinary path — which registers
+    /// new validators in statements that commit on their own, since their
+    /// ids are cached for good (registered inside a transaction that a crash
+    /// then aborted, they were cached but gone: "a registered validator
+    /// vanished" on every batch until restart). Answers the pinned root.
     fn serialise_unpinned(&mut self, batch: &[&Proposal]) -> Result<Option<GenesisRoot>, DbError> {
-        let mut steps = Vec::new();
-        if std::mem::take(&mut self.begin_pending) {
-            steps.push(Step::Control(BEGIN));
-        }
-        let pin = super::lock_key(b"pinning the network", &[]);
-        steps.push(Step::Prepared(
-            self.statement(COMET_LOCK)?,
-            vec![boxed(vec![pin])],
-        ));
-        steps.push(Step::Prepared(
-            self.statement(super::history::GENESIS)?,
-            vec![boxed(super::history::GENESIS_KEY)],
-        ));
-        let answers = self.run_steps("waiting to pin the network", &steps)?;
-        if let Some(row) = answers.last().and_then(|rows| rows.first()) {
-            let b: Vec<u8> = self.col(row, 0)?;
-            let root = GenesisRoot::from_slice(&b)
-                .ok_or_else(|| self.corrupt("genesis root of wrong length"))?;
-            self.genesis = Some(root);
-            // Pinned meanwhile: leave this transaction before the ordinary
-            // path, which registers new validators outside any transaction
-            // (their ids are cached for good, so the rows must be committed:
-            // registered inside a transaction that a crash then aborted, they
-            // were cached but gone — "a registered validator vanished" on
-            // every batch until restart, seen after a PostgreSQL restart).
-            self.batch("leaving the pin lock", "ROLLBACK")?;
-            self.begin_pending = true;
-            return Ok(Some(root));
-        }
         let mut locks: Vec<i64> = batch
             .iter()
             .filter_map(|p| match p {
@@ -192,15 +167,39 @@ impl PostgresEngine {
             .collect();
         locks.sort_unstable();
         locks.dedup();
-        if !locks.is_empty() {
-            let st = self.statement(COMET_LOCK)?;
-            self.run_steps(
-                "locking CometBFT keys",
-                &[Step::Prepared(st, vec![boxed(locks.clone())])],
-            )?;
-            self.locked_comet.extend(locks);
+        let mut steps = Vec::new();
+        if std::mem::take(&mut self.begin_pending) {
+            steps.push(Step::Control(BEGIN));
         }
-        Ok(None)
+        let pin = super::lock_key(b"pinning the network", &[]);
+        steps.push(Step::Prepared(
+            self.statement(COMET_LOCK)?,
+            vec![boxed(vec![pin])],
+        ));
+        if !locks.is_empty() {
+            steps.push(Step::Prepared(
+                self.statement(COMET_LOCK)?,
+                vec![boxed(locks.clone())],
+            ));
+        }
+        steps.push(Step::Prepared(
+            self.statement(super::history::GENESIS)?,
+            vec![boxed(super::history::GENESIS_KEY)],
+        ));
+        let answers = self.run_steps("waiting to pin the network", &steps)?;
+        match answers.last().and_then(|rows| rows.first()) {
+            None => {
+                self.locked_comet.extend(locks);
+                Ok(None)
+            }
+            Some(row) => {
+                let root = self.genesis_of(row)?;
+                self.genesis = Some(root);
+                self.batch("leaving the pin lock", "ROLLBACK")?;
+                self.begin_pending = true;
+                Ok(Some(root))
+            }
+        }
     }
 
     /// See the module documentation. Declines (leaving the batch to the

@@ -88,6 +88,12 @@ impl PostgresEngine {
         Ok(())
     }
 
+    /// The pinned root in a row of [`GENESIS`].
+    pub(super) fn genesis_of(&self, row: &Row) -> Result<GenesisRoot, DbError> {
+        let b: Vec<u8> = self.col(row, 0)?;
+        GenesisRoot::from_slice(&b).ok_or_else(|| self.corrupt("genesis root of wrong length"))
+    }
+
     pub(super) fn comet_of(&self, row: &Row, at: usize) -> Result<CometRecord, DbError> {
         let round: i64 = self.col(row, at + 1)?;
         let step: i16 = self.col(row, at + 2)?;
@@ -300,16 +306,7 @@ impl Engine for PostgresEngine {
         }
         self.classic("reading the network")?;
         let row = self.query_opt("reading genesis root", GENESIS, &[&GENESIS_KEY])?;
-        let root = match row {
-            Some(r) => {
-                let b: Vec<u8> = self.col(&r, 0)?;
-                Some(
-                    GenesisRoot::from_slice(&b)
-                        .ok_or_else(|| self.corrupt("genesis root of wrong length"))?,
-                )
-            }
-            None => None,
-        };
+        let root = row.map(|r| self.genesis_of(&r)).transpose()?;
         self.genesis = root;
         Ok(root)
     }
