@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // The generated client's `connect` helper would pull in tonic's transport.
         .build_transport(false)
+        // Malformed protobuf is the caller's error: INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::StrictCodec")
         .compile_fds(files)?;
     Ok(())
 }

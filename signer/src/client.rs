@@ -70,6 +70,15 @@ pub async fn connect(
     server_name: &str,
     tls: Arc<ClientConfig>,
 ) -> Result<SignerClient<Channel>, BoxError> {
+    Ok(SignerClient::new(channel(addr, server_name, tls).await?))
+}
+
+/// An HTTP/2 channel over mutual TLS to `addr` (what [`connect`] wraps).
+pub async fn channel(
+    addr: SocketAddr,
+    server_name: &str,
+    tls: Arc<ClientConfig>,
+) -> Result<Channel, BoxError> {
     let name = ServerName::try_from(server_name.to_owned())?;
     let connector = TlsConnector::from(tls);
     // The URI is only a label: the connector below decides where and how to connect.
@@ -85,7 +94,7 @@ pub async fn connect(
             }
         }))
         .await?;
-    Ok(SignerClient::new(channel))
+    Ok(channel)
 }
 
 /// A `raw.ed25519` request: pure Ed25519 over `message`.

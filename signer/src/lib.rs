@@ -9,6 +9,7 @@ pub mod cometbft;
 pub mod config;
 pub mod crypto;
 pub mod eth2;
+pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -21,7 +21,7 @@ use signer::api::privval::WireVote;
 use signer::audit::{self, AuditLog};
 use signer::backend::soft::{Scheme, SecretKey};
 use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
-use signer::eth2::{Network, PresetKind};
+use signer::eth2::{Clock, Network, PresetKind};
 use signer::pipeline::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature};
 use signer::policy::{ClientId, Policy, Verdict};
 use slashing_db::NotSafe;
@@ -106,6 +106,14 @@ impl Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(Network {
+        preset: PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+        clock: None,
+    })
+}
+
+fn fixture_with(network: Network) -> Fixture {
     let ex = examples();
     let bls =
         SecretKey::from_secret(Scheme::Bls, &unhex(ex["secret_key"].as_str().unwrap())).unwrap();
@@ -150,10 +158,6 @@ networks = ["chain"]
     )
     .unwrap();
     let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-    let network = Network {
-        preset: PresetKind::Minimal,
-        genesis_fork_version: [0, 0, 0, 1],
-    };
     Fixture {
         pipeline: Pipeline::new(policy, keys, db, audit, network).unwrap(),
         dir,
@@ -426,4 +430,134 @@ fn a_connection_scope_refuses_other_chains_and_heights_above_its_limit() {
     assert_eq!(refused.len(), 2, "{log}");
     assert!(refused[1].contains("\"position\":51"), "{}", refused[1]);
     assert_eq!(audit::verify(&f.audit_path()).unwrap().unwrap().records, 3);
+}
+
+/// A slot or epoch beyond what slashing history stores (2^63 and up) is the
+/// client's error — `INVALID_REQUEST`, audited — and refused before the
+/// database, so the requests it shares a batch with are decided as usual
+/// (before: `BACKEND_UNAVAILABLE` for the whole batch).
+#[test]
+fn numbers_beyond_the_storable_range_are_invalid_requests_not_outages() {
+    let f = fixture();
+    let good = attestation_request();
+    let mut huge = good.clone();
+    huge.as_object_mut().unwrap().remove("signingRoot");
+    huge["attestation"]["target"]["epoch"] = (1u64 << 63).to_string().into();
+    let request = |v: &Value| Request {
+        client: ClientId::new("vc"),
+        public_key: signer::pipeline::KeyId::new(f.bls.to_vec()),
+        message: Message::Eth2(v.clone()),
+        scope: None,
+    };
+    let answers = f
+        .pipeline
+        .sign_batch("test", vec![request(&huge), request(&good)]);
+    match &answers[0] {
+        Err(Refusal::InvalidRequest(why)) => {
+            assert_eq!(
+                why,
+                "target epoch 9223372036854775808 is out of the storable range"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(answers[1], Ok(Signature::Bls(_))),
+        "{:?}",
+        answers[1]
+    );
+    let log = std::fs::read_to_string(f.audit_path()).unwrap();
+    assert!(log.contains("refused:invalid_request"), "{log}");
+}
+
+/// With the network's clock known, a block or attestation far ahead of it is
+/// refused before the slashing database — so it cannot raise the key's
+/// watermarks — and the key goes on signing the present.
+#[test]
+fn slots_far_ahead_of_the_network_clock_are_refused_and_poison_nothing() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Minimal preset: 8 slots per epoch; the current slot is 1,000.
+    let f = fixture_with(Network {
+        preset: PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+        clock: Some(Clock {
+            genesis_time: now - 6_000,
+            seconds_per_slot: 6,
+            max_slots_ahead: 16,
+        }),
+    });
+    let mut far = attestation_request();
+    far.as_object_mut().unwrap().remove("signingRoot");
+    far["attestation"]["target"]["epoch"] = "1000000".into();
+    match f.pipeline.sign_eth2("vc", &f.bls, &body(&far)) {
+        Err(Refusal::InvalidRequest(why)) => {
+            assert!(
+                why.starts_with("the target epoch is at slot 8000000, 799"),
+                "{why}"
+            );
+            assert!(
+                why.contains("at most 16 ahead are accepted ([ethereum] max_slots_ahead)"),
+                "{why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Epoch 126 starts at slot 1,008 (within 16 of 1,000): signed, and it
+    // would have been refused as surrounded had epoch 1,000,000 been recorded.
+    let mut near = far.clone();
+    near["attestation"]["target"]["epoch"] = "126".into();
+    assert!(matches!(
+        f.pipeline.sign_eth2("vc", &f.bls, &body(&near)),
+        Ok(Signature::Bls(_))
+    ));
+    // Epoch 128 starts at 1,024: refused.
+    let mut next = far.clone();
+    next["attestation"]["target"]["epoch"] = "128".into();
+    assert!(matches!(
+        f.pipeline.sign_eth2("vc", &f.bls, &body(&next)),
+        Err(Refusal::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn the_public_networks_have_their_clock_by_default_and_it_can_be_turned_off() {
+    use signer::config::Ethereum;
+    let mut e = Ethereum::default();
+    let clock = e.network().unwrap().clock.unwrap();
+    assert_eq!(
+        (
+            clock.genesis_time,
+            clock.seconds_per_slot,
+            clock.max_slots_ahead
+        ),
+        (1_606_824_023, 12, 64)
+    );
+    e.genesis_fork_version = "0x10000910".into();
+    assert_eq!(
+        e.network().unwrap().clock.unwrap().genesis_time,
+        1_742_213_400
+    );
+    e.genesis_fork_version = "0x12345678".into();
+    assert_eq!(
+        e.network().unwrap().clock,
+        None,
+        "an unknown network has no clock unless configured"
+    );
+    e.genesis_time = Some(1_700_000_000);
+    assert_eq!(
+        e.network().unwrap().clock.unwrap().genesis_time,
+        1_700_000_000
+    );
+    let off: Ethereum = toml::from_str("max_slots_ahead = \"off\"").unwrap();
+    assert_eq!(off.network().unwrap().clock, None);
+    let bad = toml::from_str::<Ethereum>("max_slots_ahead = \"of\"").unwrap_err();
+    assert!(
+        bad.to_string().contains(
+            "invalid value: string \"of\", expected a number of slots (0 or more) or \"off\""
+        ),
+        "{bad}"
+    );
 }

@@ -755,3 +755,79 @@ networks = ["test-eth"]
             >= 14.0
     );
 }
+
+/// Bytes that are not a `SignRequest` are the caller's error:
+/// `INVALID_ARGUMENT` (tonic-prost's default is `INTERNAL`, which clients
+/// and dashboards read as the signer failing), and the daemon goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protobuf_is_invalid_argument() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let channel = signer::client::channel(daemon.grpc, "localhost", setup.client_tls("vc"))
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    // Field 1 (public_key) as a length-delimited value that claims 100 bytes
+    // and carries 2; then an invalid wire type.
+    for (bytes, why) in [
+        (vec![0x0a, 100, 1, 2], "buffer underflow"),
+        (vec![0x0f], "invalid wire type"),
+    ] {
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary(
+                tonic::Request::new(bytes.clone()),
+                tonic::codegen::http::uri::PathAndQuery::from_static("/signer.v1.Signer/Sign"),
+                RawCodec,
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{bytes:?}: {status:?}"
+        );
+        assert!(
+            status
+                .message()
+                .starts_with("malformed protobuf message: failed to decode Protobuf message"),
+            "{status:?}"
+        );
+        assert!(status.message().contains(why), "{status:?}");
+    }
+    let mut vc = daemon.client(setup.client_tls("vc")).await;
+    assert!(ask(&mut vc, attestation(&setup.bls, 0, 1, 1)).await.is_ok());
+}
+
+/// Sends raw bytes as the request; reads the answer as a `SignResponse`.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::SignResponse;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<pb::SignResponse>;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        Default::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}

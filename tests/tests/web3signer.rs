@@ -163,6 +163,33 @@ fn slashing_policy_and_bad_requests_get_the_specified_status_codes() {
     // Malformed JSON, an unknown type: 400.
     assert_eq!(post(&setup, &d, &pk, &json!("not an object")).0, 400);
     assert_eq!(post(&setup, &d, &pk, &json!({"type": "NOPE"})).0, 400);
+    // A repeated key: 400, whichever copy a proxy in front would have read.
+    let twice =
+        attestation(12, 13, 1)
+            .to_string()
+            .replacen('{', r#"{"type":"AGGREGATION_SLOT","#, 1);
+    let (status, body) = https(
+        &setup,
+        d.http_api.unwrap(),
+        Some("vc"),
+        "POST",
+        &sign_path(&pk),
+        JSON,
+        &twice,
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(r#"malformed request: duplicate key "type" at line 1"#),
+        "{body}"
+    );
+    // A slot slashing history cannot store: 400 (was 503, an outage to clients).
+    let (status, body) = post(&setup, &d, &pk, &block(1 << 63, 1));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("slot 9223372036854775808 is out of the storable range"),
+        "{body}"
+    );
     // A loaded key outside the caller's policy: 403. An unknown key: 404.
     assert_eq!(post(&setup, &d, &setup.bls2, &attestation(1, 2, 1)).0, 403);
     assert_eq!(post(&setup, &d, &[0xaa; 48], &attestation(1, 2, 1)).0, 404);
@@ -339,6 +366,7 @@ fn keys_added_or_removed_on_disk_follow_a_reload_and_reloads_do_not_leak() {
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        clock: None,
     };
     let root = signer::eth2::decode(attestation(0, 1, 1).to_string().as_bytes(), &network)
         .unwrap()

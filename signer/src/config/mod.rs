@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::cometbft::ProtocolVersion;
 use crate::cometbft::node::NodeAddr;
-use crate::eth2::{Network, PresetKind};
+use crate::eth2::{Clock, Network, PresetKind};
 use crate::tls::TlsFiles;
 
 /// The whole configuration.
@@ -302,6 +302,66 @@ pub struct Ethereum {
     /// `GENESIS_FORK_VERSION`, for builder registrations (`0x` + 8 hex).
     #[serde(default = "mainnet_fork")]
     pub genesis_fork_version: String,
+    /// The network's genesis time (Unix seconds). Known for mainnet, sepolia,
+    /// holesky and hoodi from `genesis_fork_version`; set it for other
+    /// networks so far-future slots are refused.
+    #[serde(default)]
+    pub genesis_time: Option<u64>,
+    /// `SECONDS_PER_SLOT`.
+    #[serde(default = "twelve")]
+    pub seconds_per_slot: u64,
+    /// How many slots ahead of the network's clock a block or attestation
+    /// may be; `"off"` turns the check off (networks with no wall clock).
+    #[serde(default)]
+    pub max_slots_ahead: SlotsAhead,
+}
+
+/// `[ethereum] max_slots_ahead`: a number of slots, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotsAhead {
+    /// At most this many slots ahead.
+    Slots(u64),
+    /// No check (`"off"`).
+    Off,
+}
+
+impl<'de> Deserialize<'de> for SlotsAhead {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SlotsAhead;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of slots (0 or more) or \"off\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SlotsAhead, E> {
+                u64::try_from(v)
+                    .map(SlotsAhead::Slots)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SlotsAhead, E> {
+                Ok(SlotsAhead::Slots(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SlotsAhead, E> {
+                match v {
+                    "off" => Ok(SlotsAhead::Off),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Default for SlotsAhead {
+    /// Two epochs of the mainnet preset: clock skew and early proposals fit
+    /// many times over; a poisoned watermark does not.
+    fn default() -> Self {
+        SlotsAhead::Slots(64)
+    }
+}
+
+fn twelve() -> u64 {
+    12
 }
 
 impl Default for Ethereum {
@@ -309,6 +369,9 @@ impl Default for Ethereum {
         Self {
             preset: Preset::Mainnet,
             genesis_fork_version: mainnet_fork(),
+            genesis_time: None,
+            seconds_per_slot: twelve(),
+            max_slots_ahead: SlotsAhead::default(),
         }
     }
 }
@@ -604,6 +667,9 @@ impl Config {
                 ));
             }
         }
+        if c.ethereum.seconds_per_slot == 0 {
+            return Err(invalid("ethereum.seconds_per_slot", "must be at least 1"));
+        }
         if c.ethereum.network().is_none() {
             return Err(invalid(
                 "ethereum.genesis_fork_version",
@@ -799,9 +865,25 @@ impl Ethereum {
             Preset::Mainnet => PresetKind::Mainnet,
             Preset::Minimal => PresetKind::Minimal,
         };
+        let genesis_time = self
+            .genesis_time
+            .or_else(|| Clock::known(genesis_fork_version).map(|(_, t)| t));
+        let clock = match (genesis_time, self.max_slots_ahead) {
+            (Some(genesis_time), SlotsAhead::Slots(max_slots_ahead))
+                if self.seconds_per_slot > 0 =>
+            {
+                Some(Clock {
+                    genesis_time,
+                    seconds_per_slot: self.seconds_per_slot,
+                    max_slots_ahead,
+                })
+            }
+            _ => None,
+        };
         Some(Network {
             preset,
             genesis_fork_version,
+            clock,
         })
     }
 }

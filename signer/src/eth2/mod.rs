@@ -53,6 +53,17 @@ pub enum PresetKind {
     Minimal,
 }
 
+impl PresetKind {
+    /// `SLOTS_PER_EPOCH`.
+    pub fn slots_per_epoch(self) -> u64 {
+        use preset::Preset;
+        match self {
+            PresetKind::Mainnet => preset::Mainnet::SLOTS_PER_EPOCH,
+            PresetKind::Minimal => preset::Minimal::SLOTS_PER_EPOCH,
+        }
+    }
+}
+
 /// What the signer must know of a network that requests do not carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -60,14 +71,75 @@ pub struct Network {
     pub preset: PresetKind,
     /// `GENESIS_FORK_VERSION`, for builder registrations.
     pub genesis_fork_version: [u8; 4],
+    /// The network's wall clock, where known: slots and epochs far ahead of
+    /// it are refused before they can raise a key's watermarks.
+    pub clock: Option<Clock>,
 }
 
 impl Network {
-    /// Ethereum mainnet.
+    /// Ethereum mainnet (no clock: see [`Clock::known`]).
     pub const MAINNET: Network = Network {
         preset: PresetKind::Mainnet,
         genesis_fork_version: [0, 0, 0, 0],
+        clock: None,
     };
+}
+
+/// Where a network's slots are in time, and how far ahead of the current
+/// slot a slashable message may be.
+///
+/// A block at slot 2^63−1 or an attestation targeting a far epoch is a valid
+/// message the slashing rules would accept — and then refuse every real
+/// message of that key for ever (the watermarks only rise). No honest client
+/// signs for a slot more than a few seconds ahead of the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// `genesis_time`, Unix seconds.
+    pub genesis_time: u64,
+    /// `SECONDS_PER_SLOT`.
+    pub seconds_per_slot: u64,
+    /// Slots ahead of the current one still accepted.
+    pub max_slots_ahead: u64,
+}
+
+impl Clock {
+    /// Genesis times of the public networks, by `GENESIS_FORK_VERSION`
+    /// (from each network's published `config.yaml`); all use 12-second slots.
+    pub const KNOWN: [([u8; 4], &'static str, u64); 4] = [
+        ([0x00, 0x00, 0x00, 0x00], "mainnet", 1_606_824_023),
+        ([0x90, 0x00, 0x00, 0x69], "sepolia", 1_655_733_600),
+        ([0x01, 0x01, 0x70, 0x00], "holesky", 1_695_902_400),
+        ([0x10, 0x00, 0x09, 0x10], "hoodi", 1_742_213_400),
+    ];
+
+    /// The genesis time of a public network, if `fork` is one.
+    pub fn known(fork: [u8; 4]) -> Option<(&'static str, u64)> {
+        Self::KNOWN
+            .iter()
+            .find(|(f, _, _)| *f == fork)
+            .map(|&(_, name, time)| (name, time))
+    }
+
+    /// The current slot at Unix time `now` (0 before genesis).
+    pub fn slot_at(&self, now: u64) -> u64 {
+        now.saturating_sub(self.genesis_time) / self.seconds_per_slot.max(1)
+    }
+
+    /// Refuses `slot` if it is more than `max_slots_ahead` past the slot at
+    /// `now`; the text says by how much and which setting allows more.
+    pub fn check(&self, what: &str, slot: u64, now: u64) -> Result<(), String> {
+        let current = self.slot_at(now);
+        let limit = current.saturating_add(self.max_slots_ahead);
+        if slot <= limit {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} is at slot {slot}, {} slots ahead of the network's clock (current slot {current}); \
+             at most {} ahead are accepted ([ethereum] max_slots_ahead) — check the client's clock and genesis",
+            slot - current,
+            self.max_slots_ahead
+        ))
+    }
 }
 
 /// `compute_domain(domain_type, fork_version, genesis_validators_root)`.

@@ -182,7 +182,7 @@ pub fn decode(body: &[u8], network: &Network) -> Result<Signable, Eth2Error> {
 
 /// A request body as a JSON document (what frontends do at the edge).
 pub fn parse_body(body: &[u8]) -> Result<Value, Eth2Error> {
-    serde_json::from_slice(body).map_err(|e| Eth2Error::Malformed(e.to_string()))
+    crate::json::from_slice(body).map_err(|e| Eth2Error::Malformed(e.to_string()))
 }
 
 /// [`decode`] of a request already read as a JSON document: the gRPC

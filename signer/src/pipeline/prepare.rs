@@ -364,6 +364,39 @@ impl Pipeline {
             return Err(Refusal::InvalidRequest("the key is not a BLS key".into()));
         };
         let validator = BlsPublicKey::from_slice(&r.public_key).ok_or(Refusal::UnknownKey)?;
+        // Slashing history stores slots and epochs as signed 64-bit numbers.
+        // Beyond that a request is the client's error (400), refused here:
+        // the database would fail the whole batch it shares with others.
+        let storable = |what: &str, v: u64| {
+            i64::try_from(v).map(|_| ()).map_err(|_| {
+                Refusal::InvalidRequest(format!("{what} {v} is out of the storable range"))
+            })
+        };
+        match s.slashing {
+            SlashingFacts::Block { slot } => storable("slot", slot)?,
+            SlashingFacts::Attestation { source, target } => {
+                storable("source epoch", source)?;
+                storable("target epoch", target)?;
+            }
+            SlashingFacts::None => {}
+        }
+        if let Some(clock) = self.network.clock {
+            let now = unix_now();
+            let per_epoch = self.network.preset.slots_per_epoch();
+            let ahead = |what: &str, slot: u64| {
+                clock
+                    .check(what, slot, now)
+                    .map_err(Refusal::InvalidRequest)
+            };
+            match s.slashing {
+                SlashingFacts::Block { slot } => ahead("the block", slot)?,
+                SlashingFacts::Attestation { source, target } => {
+                    ahead("the target epoch", target.saturating_mul(per_epoch))?;
+                    ahead("the source epoch", source.saturating_mul(per_epoch))?;
+                }
+                SlashingFacts::None => {}
+            }
+        }
         let proposal = match (s.slashing, s.genesis_validators_root) {
             (SlashingFacts::Block { slot }, Some(gvr)) => Some(Proposal::Block(BlockProposal {
                 pubkey: validator,
@@ -441,4 +474,11 @@ impl Pipeline {
             db: proposals.len() - 1,
         })
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
