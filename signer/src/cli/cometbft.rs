@@ -15,13 +15,21 @@ use slashing_db::{ChainId, CometProposal, CometRecord, ConsensusKey, Height, Hrs
 pub enum CometbftCommand {
     /// Import CometBFT's priv_validator_state.json or a tmkms state file.
     ImportState {
-        /// The slashing database (created if missing).
+        /// The SQLite database (created if missing)…
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        db: Option<PathBuf>,
+        /// …or the daemon's configuration: its [slashing] section names the
+        /// database, and the key is checked against the chain's
+        /// `[[cometbft]] key`.
         #[arg(long)]
-        db: PathBuf,
+        config: Option<PathBuf>,
         /// The chain the state belongs to.
         #[arg(long)]
         chain_id: String,
-        /// The consensus public key (0x + hex)…
+        /// The consensus public key: 32-byte Ed25519 or 33-byte compressed
+        /// secp256k1, in hex (0x optional) or base64, or the JSON that
+        /// `cometbft show-validator` / `<appd> tendermint show-validator`
+        /// prints…
         #[arg(
             long,
             conflicts_with = "priv_validator_key",
@@ -31,6 +39,10 @@ pub enum CometbftCommand {
         /// …or the priv_validator_key.json it belongs to.
         #[arg(long)]
         priv_validator_key: Option<PathBuf>,
+        /// Import even though the configuration does not serve this key for
+        /// this chain (with --config).
+        #[arg(long)]
+        force: bool,
         /// The state file.
         state: PathBuf,
     },
@@ -46,9 +58,7 @@ fn number(v: &Value, field: &str) -> Result<i64, String> {
 
 fn public_key(key: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, String> {
     match (key, file) {
-        (Some(k), _) => {
-            hex::decode(k.trim_start_matches("0x")).map_err(|_| "--key: not hex".into())
-        }
+        (Some(k), _) => parse_key(k).map_err(|e| format!("--key: {e}")),
         (None, Some(f)) => {
             let json = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
             signer::backend::soft::cometbft::load_priv_validator_key(&json)
@@ -56,6 +66,94 @@ fn public_key(key: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, String>
                 .map_err(|e| format!("{}: {e}", f.display()))
         }
         (None, None) => Err("give --key or --priv-validator-key".into()),
+    }
+}
+
+/// A consensus public key as operators have it at hand: hex (what the
+/// signer prints), base64 (what Cosmos tools print), or the JSON of
+/// `show-validator` (`{"type":…,"value":…}` or `{"@type":…,"key":…}`).
+/// Exactly a valid 32-byte Ed25519 point or 33-byte compressed secp256k1
+/// point: anything else would protect a key nobody signs with.
+pub(crate) fn parse_key(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    if text.starts_with('{') {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let inner = v
+            .get("value")
+            .or_else(|| v.get("key"))
+            .and_then(Value::as_str)
+            .ok_or(
+                "JSON without a \"value\" or \"key\" string (expected what show-validator prints)",
+            )?;
+        return parse_key(inner);
+    }
+    let unprefixed = text.strip_prefix("0x").unwrap_or(text);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (bytes, form) = match hex::decode(unprefixed) {
+        Ok(b) => (b, "hex"),
+        Err(_) if text.starts_with("0x") => return Err("0x but not hex".into()),
+        Err(_) => match b64.decode(text) {
+            Ok(b) => (b, "base64"),
+            Err(_) => {
+                return Err(
+                    "neither hex nor base64; give the consensus public key (show-validator prints it)"
+                        .into(),
+                );
+            }
+        },
+    };
+    match bytes.len() {
+        32 => {
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes.as_slice().try_into().unwrap_or([0; 32]))
+                .map(|_| bytes)
+                .map_err(|_| format!("32 bytes of {form}, but not an Ed25519 public key"))
+        }
+        33 => k256::PublicKey::from_sec1_bytes(&bytes)
+            .map(|_| bytes)
+            .map_err(|_| format!("33 bytes of {form}, but not a compressed secp256k1 public key")),
+        20 => Err(format!(
+            "20 bytes of {form}: a validator address, not a public key; give the consensus public key (show-validator prints it)"
+        )),
+        64 => Err(format!(
+            "64 bytes of {form}: a private key (priv_key.value), not a public key; give pub_key.value or --priv-validator-key"
+        )),
+        n => Err(format!(
+            "{n} bytes of {form}; expected a 32-byte Ed25519 or 33-byte compressed secp256k1 public key"
+        )),
+    }
+}
+
+/// What the configuration says about `chain`'s key: `Ok` if it serves
+/// `key`, otherwise why not.
+fn check_served(config: &signer::config::Config, chain: &str, key: &[u8]) -> Result<(), String> {
+    let Some(c) = config
+        .cometbft
+        .iter()
+        .find(|c| c.chain_id.as_str() == chain)
+    else {
+        let known: Vec<&str> = config
+            .cometbft
+            .iter()
+            .map(|c| c.chain_id.as_str())
+            .collect();
+        return Err(format!(
+            "the configuration serves no chain {chain:?} (its [[cometbft]] chains: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    let served = parse_key(&c.key).unwrap_or_default();
+    if served == key {
+        Ok(())
+    } else {
+        Err(format!(
+            "the configuration signs {chain} with 0x{}, not 0x{}",
+            hex::encode(&served),
+            hex::encode(key)
+        ))
     }
 }
 
@@ -111,14 +209,45 @@ fn record(
 pub fn run(c: CometbftCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let CometbftCommand::ImportState {
         db,
+        config,
         chain_id,
         key,
         priv_validator_key,
+        force,
         state,
     } = c;
     let pk = public_key(key.as_deref(), priv_validator_key.as_deref())?;
+    let chain = ChainId::new(chain_id.clone()).ok_or("--chain-id: longer than 50 bytes")?;
+    let config = config
+        .as_deref()
+        .map(|path| {
+            signer::config::Config::load(path)
+                .map(|c| (path, c))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .transpose()?;
+    match &config {
+        Some((path, c)) => {
+            if let Err(why) = check_served(c, &chain_id, &pk) {
+                if !force {
+                    return Err(format!(
+                        "{}: {why}. Importing would protect a key the signer does not sign this chain with; check --key and --chain-id (or pass --force to import anyway)",
+                        path.display()
+                    )
+                    .into());
+                }
+                eprintln!(
+                    "WARNING: {}: {why}; importing anyway (--force)",
+                    path.display()
+                );
+            }
+        }
+        None => eprintln!(
+            "WARNING: not checked that the signer serves 0x{} for {chain_id}: pass --config (instead of --db) to check it against [[cometbft]]",
+            hex::encode(&pk)
+        ),
+    }
     let key = ConsensusKey::new(pk).ok_or("the key is not a consensus public key")?;
-    let chain = ChainId::new(chain_id).ok_or("chain id longer than 50 bytes")?;
     let text = std::fs::read_to_string(&state).map_err(|e| format!("{}: {e}", state.display()))?;
     let json: Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", state.display()))?;
@@ -133,7 +262,12 @@ pub fn run(c: CometbftCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let hrs = record.hrs;
     let exact = !record.sign_bytes.is_empty();
-    let db = super::slashing::open(&db, true)?;
+    let db = match (&db, &config) {
+        (Some(db), _) => super::slashing::open(db, true)?,
+        (None, Some((path, c))) => signer::storage::open(&c.slashing, None)
+            .map_err(|e| format!("{}: [slashing]: {e}", path.display()))?,
+        (None, None) => return Err("give --db FILE or --config FILE".into()),
+    };
     if db.import_cometbft_state(key, chain.clone(), record)? {
         println!(
             "imported {}: last signed {hrs}{}",
