@@ -153,6 +153,11 @@ impl SlashingDb {
         self.exclusive(interchange::export)
     }
 
+    /// Counts the Ethereum history as stored (`signer slashing inspect`).
+    pub fn history_summary(&self) -> Result<interchange::HistorySummary, DbError> {
+        self.exclusive(interchange::summary)
+    }
+
     /// Deletes old history, raising watermarks so nothing becomes signable.
     pub fn prune(&self, config: PruneConfig) -> Result<PruneSummary, DbError> {
         self.prune_with_progress(config, |_, _| {})

@@ -222,6 +222,35 @@ fn known(r: Option<SigningRoot>) -> Option<SigningRoot> {
     r.filter(|r| !r.is_zero())
 }
 
+/// What the Ethereum history holds, counted as stored (unlike an export,
+/// where a pruned validator's watermarks appear as extra records).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistorySummary {
+    /// Validators with any history.
+    pub validators: u64,
+    /// Signed blocks recorded.
+    pub blocks: u64,
+    /// Signed attestations recorded.
+    pub attestations: u64,
+    /// Validators whose older history was pruned into watermarks.
+    pub pruned: u64,
+}
+
+/// Counts the history. Call inside a transaction.
+pub(crate) fn summary(e: &mut dyn Engine) -> Result<HistorySummary, DbError> {
+    let mut s = HistorySummary::default();
+    for (v, _) in e.validators()? {
+        let w = e.bounds(v)?.watermarks;
+        s.validators += 1;
+        s.blocks += e.blocks(v)?.len() as u64;
+        s.attestations += e.attestations(v)?.len() as u64;
+        if w.block_slot.is_some() || w.target_epoch.is_some() {
+            s.pruned += 1;
+        }
+    }
+    Ok(s)
+}
+
 /// The complete history as an interchange. Call inside a transaction.
 pub(crate) fn export(e: &mut dyn Engine) -> Result<Interchange, DbError> {
     let Some(root) = e.genesis_root()? else {

@@ -45,7 +45,7 @@ pub use engine::postgres::{Durability, PG_SCHEMA_VERSION, PostgresEngine, Postgr
 pub use engine::sqlite::{SqliteEngine, SqliteOptions};
 pub use engine::{Engine, SCHEMA_VERSION};
 pub use error::{DbError, NotSafe};
-pub use interchange::{ImportSummary, Interchange, InterchangeError};
+pub use interchange::{HistorySummary, ImportSummary, Interchange, InterchangeError};
 pub use prune::{PruneConfig, PruneSummary};
 pub use record::{
     AttestationProposal, BlockProposal, CometProposal, CometRecord, Decision, Proposal, Safe,

@@ -183,12 +183,16 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 None => println!("network:      not pinned yet (nothing recorded)"),
             }
             if pinned.is_some() {
-                let x = db.export_interchange()?;
-                let blocks: usize = x.data.iter().map(|v| v.signed_blocks.len()).sum();
-                let atts: usize = x.data.iter().map(|v| v.signed_attestations.len()).sum();
+                let h = db.history_summary()?;
                 println!(
-                    "validators:   {} ({blocks} blocks, {atts} attestations)",
-                    x.data.len()
+                    "validators:   {} ({} blocks, {} attestations recorded{})",
+                    h.validators,
+                    h.blocks,
+                    h.attestations,
+                    match h.pruned {
+                        0 => String::new(),
+                        n => format!("; older history of {n} pruned into watermarks"),
+                    }
                 );
             }
             let states = db.cometbft_states()?;
