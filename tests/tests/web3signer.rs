@@ -541,3 +541,129 @@ fn plain_http_is_only_for_loopback_and_its_client_is_flagged_by_the_policy_lint(
         "{err}"
     );
 }
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Reloads are bounded: one runs at a time whoever asks (the metrics
+/// listener and the HTTPS listener answer 409 while one runs), a reload
+/// runs no KDF for an unchanged keystore, and many concurrent reload
+/// requests leave the daemon's peak memory where it was. Before: every
+/// `POST /reload` on the metrics listener ran scrypt again for every key
+/// file, all at once — 32 of them took a daemon to 8 GiB.
+#[test]
+fn concurrent_reloads_run_one_at_a_time_and_decrypt_nothing_unchanged() {
+    let setup = Setup::new();
+    setup.enable_http("");
+    // bls2 under scrypt with n = 2^16: 64 MiB of memory per decryption.
+    let secret = hex::decode(tests::daemon::BLS_SECRET_2).unwrap();
+    let key =
+        signer::backend::soft::SecretKey::from_secret(signer::backend::soft::Scheme::Bls, &secret)
+            .unwrap();
+    let file = signer::backend::soft::write_key_file(
+        &key,
+        &secret,
+        "pw",
+        signer::backend::soft::keystore::Kdf::Scrypt { log_n: 16 },
+        "bls2",
+    )
+    .unwrap();
+    setup.write("keys/bls2.json", &file);
+    let d = setup.start();
+    let https_reload = |method: &str| {
+        https(
+            &setup,
+            d.http_api.unwrap(),
+            Some("vc"),
+            method,
+            "/reload",
+            &[],
+            "",
+        )
+        .unwrap()
+    };
+
+    // 1. The gate. A password file that is a FIFO holds a reload until this
+    //    test writes the password: every reload asked meanwhile is refused.
+    let pass = setup.path("keys/bls2.pass");
+    std::fs::remove_file(&pass).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pass)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo is needed (coreutils)");
+    let held = std::thread::scope(|s| {
+        let first = s.spawn(|| d.http("POST", "/reload"));
+        // Until the first reload opens the FIFO, it has not taken the gate.
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&pass).unwrap();
+        let mut refused = Vec::new();
+        for _ in 0..8 {
+            refused.push(d.http("POST", "/reload"));
+            refused.push(https_reload("POST"));
+        }
+        assert_eq!(
+            serde_json::from_str::<Value>(&https_reload("GET").1).unwrap()["status"],
+            "idle",
+            "the HTTPS status shows key reloads it started"
+        );
+        std::io::Write::write_all(&mut writer, b"pw").unwrap();
+        drop(writer);
+        (first.join().unwrap(), refused)
+    });
+    let (first, refused) = held;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert!(first.1.contains("keys: 4 loaded"), "{}", first.1);
+    for (status, body) in &refused {
+        assert_eq!(*status, 409, "{body}");
+        assert!(body.contains("reload is already running"), "{body}");
+    }
+    std::fs::remove_file(&pass).unwrap();
+    setup.write("keys/bls2.pass", "pw");
+
+    // 2. Unchanged keystores are not decrypted again…
+    let (status, body) = d.http("POST", "/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        d.log()
+            .contains("keystores_unchanged=4 keystores_decrypted=0"),
+        "{}",
+        d.log()
+    );
+    // …so 32 reloads asked at once leave the peak RSS where start-up (one
+    // scrypt) put it. Before, each ran scrypt concurrently: +64 MiB each.
+    let peak = proc_status_kib(d.pid(), "VmHWM:");
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let asks: Vec<_> = (0..32)
+            .map(|i| {
+                let (d, https_reload) = (&d, &https_reload);
+                s.spawn(move || {
+                    if i % 2 == 0 {
+                        d.http("POST", "/reload").0
+                    } else {
+                        https_reload("POST").0
+                    }
+                })
+            })
+            .collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert!(
+        answers.iter().all(|s| [200, 202, 409].contains(s)),
+        "{answers:?}"
+    );
+    // Let a key reload the HTTPS listener started finish.
+    while serde_json::from_str::<Value>(&https_reload("GET").1).unwrap()["status"] == "running" {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let after = proc_status_kib(d.pid(), "VmHWM:");
+    println!("peak RSS {peak} KiB before 32 concurrent reloads, {after} KiB after");
+    assert!(after < peak + 32 * 1024, "{peak} KiB -> {after} KiB");
+    // Signing went on.
+    assert_eq!(post(&setup, &d, &setup.bls, &attestation(0, 1, 1)).0, 200);
+}

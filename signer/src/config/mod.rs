@@ -71,6 +71,11 @@ pub struct Server {
     pub grpc_listen: SocketAddr,
     /// Prometheus metrics, `/healthz`, `/readyz` (plain HTTP; keep it on a private address).
     pub metrics_listen: SocketAddr,
+    /// Who may `POST /reload` on the metrics listener: `loopback` (the
+    /// default), `any`, or `off`. The listener has no authentication; a
+    /// reload re-reads files and decrypts changed keystores.
+    #[serde(default)]
+    pub metrics_reload: MetricsReload,
     /// Signing worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -84,6 +89,19 @@ pub struct Server {
     /// database transaction).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+}
+
+/// `[server] metrics_reload`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsReload {
+    /// From loopback addresses only.
+    #[default]
+    Loopback,
+    /// From anywhere that reaches the listener.
+    Any,
+    /// Not at all (SIGHUP and the HTTPS `/reload` remain).
+    Off,
 }
 
 fn default_queue_capacity() -> usize {

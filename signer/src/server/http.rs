@@ -1,10 +1,13 @@
 //! The operations listener (plain HTTP/1.1; keep it on a private address):
 //! `GET /metrics`, `GET /healthz` (the process is up), `GET /readyz` (the
 //! database answers, keys are loaded, not shutting down), and `POST /reload`
-//! (re-read TLS material and policy, as SIGHUP does; it changes nothing an
-//! operator did not already write to disk, so it needs no credentials).
+//! (re-read TLS material, policy and keys, as SIGHUP does). It changes
+//! nothing an operator did not already write to disk, but it costs work, so
+//! by default only loopback may ask (`[server] metrics_reload`), and only
+//! one reload runs at a time (409 for the rest).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -15,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Shared;
+use crate::config::MetricsReload;
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -28,6 +32,7 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
+    peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let text = "text/plain; charset=utf-8";
     Ok(match (req.method(), req.uri().path()) {
@@ -64,16 +69,31 @@ async fn handle(
             reply(status, text, body)
         }
         (&Method::POST, "/reload") => {
+            if let Err(why) = may_reload(shared.metrics_reload, peer) {
+                tracing::warn!(%peer, "metrics listener: POST /reload refused: {why}");
+                return Ok(reply(StatusCode::FORBIDDEN, text, format!("{why}\n")));
+            }
             let s = shared.clone();
-            let report = tokio::task::spawn_blocking(move || s.reload())
-                .await
-                .unwrap_or_else(|_| super::ReloadReport::failed("reload task failed"));
-            let status = if report.ok() {
-                StatusCode::OK
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            reply(status, text, report.to_string())
+            match tokio::task::spawn_blocking(move || s.try_reload()).await {
+                Ok(Some(report)) => {
+                    let status = if report.ok() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    };
+                    reply(status, text, report.to_string())
+                }
+                Ok(None) => reply(
+                    StatusCode::CONFLICT,
+                    text,
+                    "a reload is already running; ask again when it has ended\n".into(),
+                ),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    text,
+                    super::ReloadReport::failed("reload task failed").to_string(),
+                ),
+            }
         }
         (_, "/metrics" | "/healthz" | "/readyz" | "/reload") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -84,10 +104,24 @@ async fn handle(
     })
 }
 
+/// Whether `peer` may ask for a reload on this listener, or why not.
+fn may_reload(setting: MetricsReload, peer: SocketAddr) -> Result<(), &'static str> {
+    match setting {
+        MetricsReload::Any => Ok(()),
+        MetricsReload::Loopback if peer.ip().to_canonical().is_loopback() => Ok(()),
+        MetricsReload::Loopback => Err(
+            "POST /reload on the metrics listener is accepted from loopback only ([server] metrics_reload = \"loopback\"); send SIGHUP to the daemon, or POST /reload on the HTTPS listener",
+        ),
+        MetricsReload::Off => Err(
+            "POST /reload is off on this listener ([server] metrics_reload = \"off\"); send SIGHUP to the daemon, or POST /reload on the HTTPS listener",
+        ),
+    }
+}
+
 /// Serves the operations endpoints until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(x) => x,
                 Err(e) => {
@@ -100,10 +134,41 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, shared.clone()));
+            let service = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_is_loopback_only_by_default() {
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let default = MetricsReload::default();
+        for ok in [
+            "127.0.0.1:5",
+            "127.8.0.1:5",
+            "[::1]:5",
+            "[::ffff:127.0.0.1]:5",
+        ] {
+            assert_eq!(may_reload(default, at(ok)), Ok(()), "{ok}");
+        }
+        for no in [
+            "10.0.0.1:5",
+            "[::ffff:10.0.0.1]:5",
+            "[fe80::1]:5",
+            "0.0.0.0:5",
+        ] {
+            let why = may_reload(default, at(no)).unwrap_err();
+            assert!(why.contains("loopback only"), "{no}: {why}");
+        }
+        assert_eq!(may_reload(MetricsReload::Any, at("10.0.0.1:5")), Ok(()));
+        let why = may_reload(MetricsReload::Off, at("127.0.0.1:5")).unwrap_err();
+        assert!(why.contains("metrics_reload = \"off\""), "{why}");
     }
 }

@@ -43,6 +43,16 @@ impl Backends {
 
 /// Loads every configured key; the keys that loaded, and what did not.
 pub fn load_keys(sources: &[KeySource], backends: &Backends) -> (Keyring, Vec<String>) {
+    load_keys_with(sources, backends, &mut keystore::KdfMemo::default())
+}
+
+/// [`load_keys`], reusing the keystores `memo` already decrypted (a reload
+/// runs no KDF for an unchanged file); `memo` keeps only what this load used.
+pub fn load_keys_with(
+    sources: &[KeySource],
+    backends: &Backends,
+    memo: &mut keystore::KdfMemo,
+) -> (Keyring, Vec<String>) {
     let pkcs11 = backends.pkcs11.as_deref();
     let kms = backends.kms.as_ref();
     let need_kms = |what: &str| format!("{what}: a kms key needs a [kms] section");
@@ -52,21 +62,25 @@ pub fn load_keys(sources: &[KeySource], backends: &Backends) -> (Keyring, Vec<St
         tracing::debug!(from = %from.display(), scheme = key.scheme().key_type(), backend = key.backend(), "key loaded");
         loaded.push(key);
     };
-    let file_key = |path: &Path, password_file: &Path| -> Result<SecretKey, String> {
+    let file_key = |memo: &mut keystore::KdfMemo,
+                    path: &Path,
+                    password_file: &Path|
+     -> Result<SecretKey, String> {
         let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let password = keystore::read_password_file(password_file).map_err(|e| e.to_string())?;
-        soft::load_key_file(&json, &password).map_err(|e| format!("{}: {e}", path.display()))
+        soft::load_key_file_with(memo, &json, &password)
+            .map_err(|e| format!("{}: {e}", path.display()))
     };
     for source in sources {
         match source {
             KeySource::File {
                 path,
                 password_file,
-            } => match file_key(path, password_file) {
+            } => match file_key(memo, path, password_file) {
                 Ok(key) => add(key.into(), path),
                 Err(e) => errors.push(e),
             },
-            KeySource::Web3signerDir { path } => match web3signer::load_dir(path) {
+            KeySource::Web3signerDir { path } => match web3signer::load_dir_with(path, memo) {
                 Ok(report) => {
                     for (file, e) in report.errors {
                         errors.push(format!("{}: {e}", file.display()));
@@ -162,6 +176,7 @@ pub fn load_keys(sources: &[KeySource], backends: &Backends) -> (Keyring, Vec<St
             }
         }
     }
+    memo.sweep();
     let mut ring = Keyring::default();
     ring.extend(loaded);
     (ring, errors)

@@ -24,7 +24,7 @@ pub use keys::{Backends, load_keys};
 pub use reload::ReloadReport;
 pub use run::run;
 
-use reload::KeyReload;
+use reload::Reloads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,7 +66,8 @@ pub struct Shared {
     key_sources: Vec<KeySource>,
     /// Remote backends (they outlive key reloads).
     backends: Backends,
-    key_reload: std::sync::Mutex<KeyReload>,
+    reloads: Reloads,
+    metrics_reload: crate::config::MetricsReload,
     /// CometBFT chains and their nodes' labels, for readiness.
     privval_nodes: Vec<(String, Vec<String>)>,
 }

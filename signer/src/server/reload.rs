@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::Shared;
-use super::keys::{load_keys, record_keys};
+use super::keys::{load_keys_with, record_keys};
 use super::readiness::record_expiry;
+use crate::backend::soft::keystore::KdfMemo;
 use crate::policy::{Policy, Severity};
 
 /// The state of the last key reload (Web3Signer's `GET /reload`).
@@ -16,6 +18,46 @@ pub(super) struct KeyReload {
     running: bool,
     outcome: Option<Result<usize, String>>,
     time: Option<String>,
+}
+
+/// Reloads, one at a time whoever asks (SIGHUP, `POST /reload` on either
+/// listener): a reload decrypts keystores and talks to backends, so two at
+/// once only cost memory and settle nothing. A SIGHUP that arrives while one
+/// runs is not lost: the running reload goes round once more when it ends.
+#[derive(Debug, Default)]
+pub(super) struct Reloads {
+    running: AtomicBool,
+    again: AtomicBool,
+    /// The last key reload, for `GET /reload`.
+    state: Mutex<KeyReload>,
+    /// Keystores in service, decrypted (no KDF for an unchanged file).
+    memo: Mutex<KdfMemo>,
+}
+
+impl Reloads {
+    pub(super) fn new(memo: KdfMemo) -> Self {
+        Self {
+            memo: Mutex::new(memo),
+            ..Self::default()
+        }
+    }
+
+    /// The right to reload, if no reload is running.
+    fn begin(&self) -> Option<ReloadGuard<'_>> {
+        self.running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| ReloadGuard(self))
+    }
+}
+
+/// Held while a reload runs; lets the next one start when dropped.
+struct ReloadGuard<'a>(&'a Reloads);
+
+impl Drop for ReloadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
 }
 
 /// What a reload did.
@@ -80,14 +122,27 @@ impl Shared {
     /// Loads the configured keys again and puts them in force: keys whose
     /// files are gone stop signing, new ones start. Sources that fail are
     /// reported (Web3Signer's "completed with errors"); what loaded is used.
-    pub fn reload_keys(&self) -> Result<usize, String> {
-        let (keys, errors) = load_keys(&self.key_sources, &self.backends);
+    /// Unchanged keystores are not decrypted again. Call with the reload
+    /// gate held.
+    fn reload_keys(&self) -> Result<usize, String> {
+        let ((keys, errors), (reused, decrypted)) = match self.reloads.memo.lock() {
+            Ok(mut memo) => (
+                load_keys_with(&self.key_sources, &self.backends, &mut memo),
+                memo.last_round(),
+            ),
+            Err(_) => return Err("key reload: internal state poisoned; restart the signer".into()),
+        };
         let n = keys.len();
         record_keys(self.pipeline.metrics(), &keys);
         self.pipeline.set_keys(keys);
         self.pipeline.metrics().reload("keys", errors.is_empty());
         if errors.is_empty() {
-            tracing::info!(keys = n, "keys reloaded");
+            tracing::info!(
+                keys = n,
+                keystores_unchanged = reused,
+                keystores_decrypted = decrypted,
+                "keys reloaded"
+            );
             Ok(n)
         } else {
             for e in &errors {
@@ -102,26 +157,35 @@ impl Shared {
     }
 
     /// Starts a key reload in the background (Web3Signer's `POST /reload`);
-    /// false when one is already running.
+    /// false when a reload (of any kind) is already running.
     pub fn start_key_reload(self: &Arc<Self>, client: &str) -> bool {
+        if self
+            .reloads
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
         {
-            let Ok(mut state) = self.key_reload.lock() else {
-                return false;
-            };
-            if state.running {
-                return false;
-            }
+            return false;
+        }
+        if let Ok(mut state) = self.reloads.state.lock() {
             state.running = true;
             state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
         }
         tracing::info!(client, "key reload requested");
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = me.reload_keys();
-            if let Ok(mut state) = me.key_reload.lock() {
-                state.running = false;
-                state.outcome = Some(outcome);
-                state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
+            {
+                // Taken over from the compare-exchange above.
+                let _held = ReloadGuard(&me.reloads);
+                let outcome = me.reload_keys();
+                if let Ok(mut state) = me.reloads.state.lock() {
+                    state.running = false;
+                    state.outcome = Some(outcome);
+                    state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
+                }
+            }
+            if me.reloads.again.load(Ordering::Acquire) {
+                let _ = me.try_reload();
             }
         });
         true
@@ -130,7 +194,8 @@ impl Shared {
     /// Web3Signer's `GET /reload` body.
     pub fn key_reload_status(&self) -> serde_json::Value {
         let state = self
-            .key_reload
+            .reloads
+            .state
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default();
@@ -152,9 +217,35 @@ impl Shared {
         v
     }
 
-    /// Re-reads TLS material, the policy and the keys; TLS or a policy that
+    /// Re-reads TLS material, the policy and the keys, unless a reload is
+    /// already running (`None`: the caller answers 409). TLS or a policy that
     /// fails keeps the old one.
-    pub fn reload(&self) -> ReloadReport {
+    pub fn try_reload(&self) -> Option<ReloadReport> {
+        let mut last = None;
+        loop {
+            let Some(_held) = self.reloads.begin() else {
+                return last;
+            };
+            self.reloads.again.store(false, Ordering::Release);
+            last = Some(self.reload_now());
+            drop(_held);
+            // A SIGHUP that found this reload running asked for one more.
+            if !self.reloads.again.load(Ordering::Acquire) {
+                return last;
+            }
+        }
+    }
+
+    /// SIGHUP: reload now, or — if a reload is running — once more when it
+    /// ends (the files may have changed after it read them).
+    pub fn reload_on_signal(&self) {
+        self.reloads.again.store(true, Ordering::Release);
+        if self.try_reload().is_none() {
+            tracing::info!("SIGHUP: a reload is running; it will reload once more when it ends");
+        }
+    }
+
+    fn reload_now(&self) -> ReloadReport {
         let metrics = self.pipeline.metrics();
         let tls =
             self.tls

@@ -9,9 +9,9 @@ use slashing_db::GenesisRoot;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::keys::{Backends, load_keys, record_keys};
+use super::keys::{Backends, load_keys_with, record_keys};
 use super::readiness::record_expiry;
-use super::reload::{KeyReload, load_policy};
+use super::reload::{Reloads, load_policy};
 use super::routes::Routes;
 use super::{BoxError, Overrides, Shared, http};
 use crate::api::grpc::SignerService;
@@ -107,9 +107,10 @@ async fn wait_for_signals(shared: Arc<Shared>) -> Result<(), BoxError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading TLS material and policy");
+                tracing::info!("SIGHUP: reloading TLS material, policy and keys");
                 let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                // Not awaited: a long reload must not hold back SIGTERM.
+                tokio::task::spawn_blocking(move || s.reload_on_signal());
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
@@ -146,7 +147,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     // keys than configured would miss duties silently.
     let metrics = Arc::new(Metrics::new());
     let backends = Backends::start(&config, &metrics)?;
-    let (keys, errors) = load_keys(&config.keys, &backends);
+    let mut memo = crate::backend::soft::keystore::KdfMemo::default();
+    let (keys, errors) = load_keys_with(&config.keys, &backends, &mut memo);
     if let Some(first) = errors.first() {
         return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
     }
@@ -201,6 +203,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             tls_files,
             policy_file,
             backends,
+            memo,
         },
     ));
     // In-flight calls have been answered; let the workers finish, then the
@@ -219,6 +222,8 @@ struct Loaded {
     tls_files: tls::TlsFiles,
     policy_file: PathBuf,
     backends: Backends,
+    /// The keystores decrypted at start, for the first reload to reuse.
+    memo: crate::backend::soft::keystore::KdfMemo,
 }
 
 async fn serve(
@@ -233,6 +238,7 @@ async fn serve(
         tls_files,
         policy_file,
         backends,
+        memo,
     } = loaded;
     let grpc_listener = TcpListener::bind(config.server.grpc_listen)
         .await
@@ -281,7 +287,8 @@ async fn serve(
         http_tls: http_tls.clone(),
         key_sources: config.keys.clone(),
         backends,
-        key_reload: std::sync::Mutex::new(KeyReload::default()),
+        reloads: Reloads::new(memo),
+        metrics_reload: config.server.metrics_reload,
         privval_nodes: config
             .cometbft
             .iter()

@@ -85,6 +85,7 @@ struct Keystore {
 }
 
 /// What a keystore holds once decrypted.
+#[derive(Clone)]
 pub struct Decrypted {
     /// The secret bytes.
     pub secret: Zeroizing<Vec<u8>>,
@@ -257,10 +258,87 @@ pub fn decrypt(json: &[u8], password: &str) -> Result<Decrypted, KeystoreError> 
 /// Loads a BLS key from an EIP-2335 keystore, refusing one whose secret does
 /// not belong to its declared public key.
 pub fn load_bls(json: &[u8], password: &str) -> Result<BlsSecretKey, KeystoreError> {
-    let d = decrypt(json, password)?;
+    load_bls_with(&mut KdfMemo::default(), json, password)
+}
+
+/// [`load_bls`], reusing what `memo` already decrypted.
+pub fn load_bls_with(
+    memo: &mut KdfMemo,
+    json: &[u8],
+    password: &str,
+) -> Result<BlsSecretKey, KeystoreError> {
+    let d = memo.decrypt(json, password)?;
     let key = BlsSecretKey::from_bytes(&d.secret).map_err(KeystoreError::InvalidSecret)?;
     check_declared(d.pubkey, &key.public_key().to_bytes())?;
     Ok(key)
+}
+
+/// Keystores already decrypted, by content (keystore bytes and password).
+///
+/// A key reload that finds a keystore and its password unchanged takes the
+/// secret from here instead of running the KDF again: scrypt with EIP-2335's
+/// parameters costs ~256 MiB and about a second per key, and reloads that
+/// re-ran it for every unchanged file took a daemon to gigabytes of RSS.
+/// A changed file (or password) has another digest and is decrypted again;
+/// a failed decryption is not remembered. [`KdfMemo::sweep`] after each
+/// load forgets what that load did not use (removed or replaced files), so
+/// the memo holds exactly the secrets in service.
+#[derive(Default)]
+pub struct KdfMemo {
+    entries: std::collections::HashMap<[u8; 32], (Decrypted, bool)>,
+    /// This round: (taken from the memo, decrypted).
+    round: (usize, usize),
+    last: (usize, usize),
+}
+
+impl std::fmt::Debug for KdfMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KdfMemo")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl KdfMemo {
+    /// [`decrypt`], or what an earlier call with the same bytes returned.
+    pub fn decrypt(&mut self, json: &[u8], password: &str) -> Result<Decrypted, KeystoreError> {
+        let mut h = Sha256::new();
+        h.update((json.len() as u64).to_le_bytes());
+        h.update(json);
+        h.update(password.as_bytes());
+        let id: [u8; 32] = h.finalize().into();
+        if let Some((d, used)) = self.entries.get_mut(&id) {
+            *used = true;
+            self.round.0 += 1;
+            return Ok(d.clone());
+        }
+        let d = decrypt(json, password)?;
+        self.round.1 += 1;
+        self.entries.insert(id, (d.clone(), true));
+        Ok(d)
+    }
+
+    /// Forgets every entry not used since the last sweep, and ends the round.
+    pub fn sweep(&mut self) {
+        self.entries.retain(|_, (_, used)| std::mem::take(used));
+        self.last = std::mem::take(&mut self.round);
+    }
+
+    /// The last round (up to [`KdfMemo::sweep`]): keystores taken from the
+    /// memo, and keystores decrypted (the KDF ran).
+    pub fn last_round(&self) -> (usize, usize) {
+        self.last
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Refuses a keystore whose declared public key is not the secret's.

@@ -80,7 +80,16 @@ impl SecretKey {
 /// Loads a key from an EIP-2335 keystore or our key file (the same container
 /// with `key_type`), checking it against the declared public key.
 pub fn load_key_file(json: &[u8], password: &str) -> Result<SecretKey, KeystoreError> {
-    let d = keystore::decrypt(json, password)?;
+    load_key_file_with(&mut keystore::KdfMemo::default(), json, password)
+}
+
+/// [`load_key_file`], reusing what `memo` already decrypted.
+pub fn load_key_file_with(
+    memo: &mut keystore::KdfMemo,
+    json: &[u8],
+    password: &str,
+) -> Result<SecretKey, KeystoreError> {
+    let d = memo.decrypt(json, password)?;
     let scheme = match d.key_type.as_deref() {
         None | Some("bls") => Scheme::Bls,
         Some("ed25519") => Scheme::Ed25519,

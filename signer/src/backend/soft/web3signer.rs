@@ -161,6 +161,15 @@ fn field<'a>(doc: &'a Document, name: &'static str) -> Result<&'a str, KeyConfig
 
 /// Loads the key one document describes; `base` resolves relative paths.
 pub fn load_document(doc: &Document, base: &Path) -> Result<SecretKey, KeyConfigError> {
+    load_document_with(doc, base, &mut keystore::KdfMemo::default())
+}
+
+/// [`load_document`], reusing what `memo` already decrypted.
+pub fn load_document_with(
+    doc: &Document,
+    base: &Path,
+    memo: &mut keystore::KdfMemo,
+) -> Result<SecretKey, KeyConfigError> {
     let kind = field(doc, "type")?;
     let scheme = match doc.get("keyType").map(|v| v.as_str()).unwrap_or("BLS") {
         "BLS" => Scheme::Bls,
@@ -194,7 +203,9 @@ pub fn load_document(doc: &Document, base: &Path) -> Result<SecretKey, KeyConfig
                     })?,
                 );
             let password = keystore::read_password_file(&pw_path)?;
-            Ok(SecretKey::Bls(keystore::load_bls(&json, &password)?))
+            Ok(SecretKey::Bls(keystore::load_bls_with(
+                memo, &json, &password,
+            )?))
         }
         other => Err(KeyConfigError::UnsupportedType(other.to_owned())),
     }
@@ -214,6 +225,14 @@ pub struct LoadReport {
 /// non-empty `errors` means (a daemon should refuse to start rather than run
 /// with fewer keys than configured).
 pub fn load_dir(dir: &Path) -> Result<LoadReport, KeyConfigError> {
+    load_dir_with(dir, &mut keystore::KdfMemo::default())
+}
+
+/// [`load_dir`], reusing what `memo` already decrypted.
+pub fn load_dir_with(
+    dir: &Path,
+    memo: &mut keystore::KdfMemo,
+) -> Result<LoadReport, KeyConfigError> {
     let io = |source| KeyConfigError::Io {
         path: dir.to_owned(),
         source,
@@ -239,7 +258,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, KeyConfigError> {
         match parse_documents(&text) {
             Ok(docs) => {
                 for doc in docs {
-                    match load_document(&doc, &base) {
+                    match load_document_with(&doc, &base, memo) {
                         Ok(key) => report.keys.push((path.clone(), key)),
                         Err(e) => report.errors.push((path.clone(), e)),
                     }
