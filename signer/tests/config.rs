@@ -38,7 +38,15 @@ fn the_example_parses_to_what_it_shows() {
     assert_eq!(c.ethereum.preset, Preset::Mainnet);
     assert_eq!(
         c.ethereum.network().unwrap(),
-        signer::eth2::Network::MAINNET
+        signer::eth2::Network {
+            // Mainnet's clock, known from its genesis fork version.
+            clock: Some(signer::eth2::Clock {
+                genesis_time: 1_606_824_023,
+                seconds_per_slot: 12,
+                max_slots_ahead: 64
+            }),
+            ..signer::eth2::Network::MAINNET
+        }
     );
     assert_eq!(c.keys.len(), 8);
     assert_eq!(
@@ -257,7 +265,15 @@ database = "db.sqlite"
     assert_eq!(c.slashing.genesis_validators_root, None);
     assert_eq!(
         c.ethereum.network().unwrap(),
-        signer::eth2::Network::MAINNET
+        signer::eth2::Network {
+            // Mainnet's clock, known from its genesis fork version.
+            clock: Some(signer::eth2::Clock {
+                genesis_time: 1_606_824_023,
+                seconds_per_slot: 12,
+                max_slots_ahead: 64
+            }),
+            ..signer::eth2::Network::MAINNET
+        }
     );
     assert_eq!(
         (c.logging.format, c.logging.level.as_str()),
