@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod eth2;
 pub mod json;
 pub mod metrics;
+pub mod net;
 pub mod pipeline;
 pub mod policy;
 pub mod pool;

@@ -606,12 +606,31 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables.
     pub fn start_with_env(config: &Path, log: &Path, env: &[(String, String)]) -> Self {
+        Self::start_wrapped(config, log, env, &[])
+    }
+
+    /// [`Daemon::start_with_env`] run by `wrapper` (a command and its
+    /// arguments that runs the rest, such as `prlimit --nofile=1024:1024`).
+    pub fn start_wrapped(
+        config: &Path,
+        log: &Path,
+        env: &[(String, String)],
+        wrapper: &[&str],
+    ) -> Self {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic_str(&e.to_string()));
-        let mut child = Command::new(signer_bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(signer_bin());
+                c
+            }
+            None => Command::new(signer_bin()),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config)
             .args([

@@ -76,6 +76,13 @@ pub struct Server {
     /// reload re-reads files and decrypts changed keystores.
     #[serde(default)]
     pub metrics_reload: MetricsReload,
+    /// HTTP/1 listeners (HTTPS API, metrics): time allowed for a request's
+    /// headers, and idle time between requests on a kept-alive connection.
+    #[serde(default = "ten_seconds_ms")]
+    pub header_timeout_ms: u64,
+    /// HTTP/1 listeners: time allowed for a request's body.
+    #[serde(default = "ten_seconds_ms")]
+    pub body_timeout_ms: u64,
     /// Signing worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -102,6 +109,10 @@ pub enum MetricsReload {
     Any,
     /// Not at all (SIGHUP and the HTTPS `/reload` remain).
     Off,
+}
+
+fn ten_seconds_ms() -> u64 {
+    10_000
 }
 
 fn default_queue_capacity() -> usize {
@@ -694,6 +705,12 @@ impl Config {
                 "expected 0x and 8 hex digits",
             ));
         }
+        if c.server.header_timeout_ms == 0 || c.server.body_timeout_ms == 0 {
+            return Err(invalid(
+                "server.header_timeout_ms",
+                "header_timeout_ms and body_timeout_ms must be at least 1",
+            ));
+        }
         if c.server.queue_capacity == 0 || c.server.max_batch == 0 {
             return Err(invalid(
                 "server.queue_capacity",
@@ -903,5 +920,15 @@ impl Ethereum {
             genesis_fork_version,
             clock,
         })
+    }
+}
+
+impl Server {
+    /// The HTTP/1 listeners' timeouts.
+    pub fn http_timeouts(&self) -> crate::net::HttpTimeouts {
+        crate::net::HttpTimeouts {
+            header: std::time::Duration::from_millis(self.header_timeout_ms),
+            body: std::time::Duration::from_millis(self.body_timeout_ms),
+        }
     }
 }

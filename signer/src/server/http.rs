@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use crate::config::MetricsReload;
+use crate::net::Slots;
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -118,8 +119,15 @@ fn may_reload(setting: MetricsReload, peer: SocketAddr) -> Result<(), &'static s
     }
 }
 
-/// Serves the operations endpoints until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Serves the operations endpoints until `stop` turns true. Connections
+/// are bounded by `slots` (the oldest pushed out when full) and by the
+/// header timeout (slow or idle peers are closed).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Slots>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -133,11 +141,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
             _ = stop.changed() => return,
         };
         let shared = shared.clone();
+        let mut slot = slots.take_evicting();
         tokio::spawn(async move {
+            let header_timeout = shared.http_timeouts.header;
             let service = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), service);
+            tokio::select! {
+                _ = conn => {}
+                () = slot.evicted() => {}
+            }
         });
     }
 }

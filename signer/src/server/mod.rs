@@ -68,6 +68,7 @@ pub struct Shared {
     backends: Backends,
     reloads: Reloads,
     metrics_reload: crate::config::MetricsReload,
+    http_timeouts: crate::net::HttpTimeouts,
     /// CometBFT chains and their nodes' labels, for readiness.
     privval_nodes: Vec<(String, Vec<String>)>,
 }
@@ -105,6 +106,10 @@ impl crate::api::web3signer::Host for Shared {
 
     fn http_tls(&self) -> Option<&ReloadableConfig> {
         Shared::http_tls(self)
+    }
+
+    fn http_timeouts(&self) -> crate::net::HttpTimeouts {
+        self.http_timeouts
     }
 
     fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {

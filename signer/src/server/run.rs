@@ -226,6 +226,9 @@ struct Loaded {
     memo: crate::backend::soft::keystore::KdfMemo,
 }
 
+/// HTTP/2 streams one gRPC connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+
 async fn serve(
     config: Config,
     workers: usize,
@@ -289,6 +292,7 @@ async fn serve(
         backends,
         reloads: Reloads::new(memo),
         metrics_reload: config.server.metrics_reload,
+        http_timeouts: config.server.http_timeouts(),
         privval_nodes: config
             .cometbft
             .iter()
@@ -301,10 +305,27 @@ async fn serve(
     let _ = shared.readiness();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Descriptors: the soft limit raised, then shared between the listeners.
+    let budget = crate::net::descriptor_budget();
+    let tls_listeners = if http_listener.is_some() { 2 } else { 1 };
+    let limits = crate::net::ListenerLimits::share(budget, tls_listeners);
+    tracing::info!(
+        descriptors = budget,
+        handshakes = limits.handshakes,
+        strangers = limits.strangers,
+        clients = limits.clients,
+        metrics = crate::net::metrics_slots(budget),
+        "connection limits per listener"
+    );
+    let admit_pipeline = pipeline.clone();
+    let admit: listener::Admit =
+        Arc::new(move |peer: &listener::PeerInfo| admit_pipeline.identify(&peer.identity).is_ok());
     let incoming = listener::incoming(
         grpc_listener,
         tls,
         pipeline.metrics().clone(),
+        limits,
+        admit,
         stop_rx.clone(),
     );
     let service = SignerService::new(pipeline.clone(), pool, max_wait);
@@ -316,6 +337,12 @@ async fn serve(
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            // A peer that does not answer a keepalive ping is gone.
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            // Streams per connection: SignBatch carries up to 4,096 items,
+            // so a client never needs many; unlimited (h2's default) let one
+            // connection open thousands of half-sent requests.
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
             .serve_with_incoming_shutdown(
                 routes,
                 tokio_stream::wrappers::ReceiverStream::new(incoming),
@@ -327,6 +354,10 @@ async fn serve(
     let ops = tokio::spawn(http::serve(
         metrics_listener,
         shared.clone(),
+        crate::net::Slots::new(
+            "metrics listener connections",
+            crate::net::metrics_slots(budget),
+        ),
         stop_rx.clone(),
     ));
     let web3signer = http_listener.map(|l| {
@@ -334,6 +365,7 @@ async fn serve(
             l,
             shared.clone() as Arc<dyn crate::api::web3signer::Host>,
             http_tls,
+            limits,
             stop_rx,
         ))
     });

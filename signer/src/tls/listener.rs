@@ -18,6 +18,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
 use crate::metrics::Metrics;
+use crate::net::{ListenerLimits, Slot, Slots};
 use crate::tls::ReloadableConfig;
 use crate::tls::identity::{PeerIdentity, peer_identity};
 
@@ -33,11 +34,13 @@ pub struct PeerInfo {
     pub identity: Arc<PeerIdentity>,
 }
 
-/// A TLS connection that knows its peer.
+/// A TLS connection that knows its peer, holding its place among the
+/// listener's connections (it reads as closed once told to make room).
 #[derive(Debug)]
 pub struct TlsConn {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
+    slot: Slot,
 }
 
 impl Connected for TlsConn {
@@ -54,7 +57,14 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let me = self.get_mut();
+        if me.slot.poll_evicted(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for new connections",
+            )));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
     }
 }
 
@@ -115,15 +125,26 @@ pub fn failure_reason(e: &io::Error) -> &'static str {
     }
 }
 
+/// Whether a verified peer is a policy client (its connection then takes
+/// a client slot; otherwise a stranger's, which floods can push out).
+pub type Admit = Arc<dyn Fn(&PeerInfo) -> bool + Send + Sync>;
+
 /// Accepts connections on `listener` until `stop` turns true; yields the
-/// completed handshakes.
+/// completed handshakes. Connections are bounded by `limits` (see
+/// [`crate::net`]): handshakes and strangers push out their oldest when
+/// full, policy clients beyond their share are closed after the handshake.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadableConfig>,
     metrics: Arc<Metrics>,
+    limits: ListenerLimits,
+    admit: Admit,
     mut stop: watch::Receiver<bool>,
 ) -> mpsc::Receiver<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Slots::new("TLS handshakes", limits.handshakes);
+    let strangers = Slots::new("connections of non-policy clients", limits.strangers);
+    let clients = Slots::new("connections of policy clients", limits.clients);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -143,6 +164,8 @@ pub fn incoming(
             let acceptor = TlsAcceptor::from(tls.current());
             let tx = tx.clone();
             let metrics = metrics.clone();
+            let mut handshake = handshakes.take_evicting();
+            let (strangers, clients, admit) = (strangers.clone(), clients.clone(), admit.clone());
             tokio::spawn(async move {
                 let refused = |reason: &'static str, detail: String| {
                     metrics
@@ -151,7 +174,15 @@ pub fn incoming(
                         .inc();
                     tracing::info!(peer = %addr, reason, detail, "TLS handshake refused");
                 };
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let done = tokio::select! {
+                    r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
+                    () = handshake.evicted() => {
+                        refused("evicted", "closed unfinished to make room for new handshakes".into());
+                        return;
+                    }
+                };
+                drop(handshake);
+                match done {
                     Err(_) => refused("timeout", "handshake not completed in time".into()),
                     Ok(Err(e)) => refused(failure_reason(&e), e.to_string()),
                     Ok(Ok(stream)) => {
@@ -161,22 +192,39 @@ pub fn incoming(
                             .peer_certificates()
                             .and_then(|c| c.first())
                             .map(peer_identity);
-                        match cert {
-                            Some(Ok(identity)) => {
-                                metrics.connections.inc();
-                                let info = PeerInfo {
-                                    addr,
-                                    identity: Arc::new(identity),
-                                };
-                                let _ = tx
-                                    .send(Ok(TlsConn {
-                                        inner: stream,
-                                        info,
-                                    }))
-                                    .await;
+                        let Some(Ok(identity)) = cert else {
+                            refused("bad_certificate", "client certificate unreadable".into());
+                            return;
+                        };
+                        let info = PeerInfo {
+                            addr,
+                            identity: Arc::new(identity),
+                        };
+                        let slot = if admit(&info) {
+                            match clients.try_take() {
+                                Some(slot) => slot,
+                                None => {
+                                    refused(
+                                        "too_many_connections",
+                                        format!(
+                                            "all {} connection slots of policy clients are taken",
+                                            clients.capacity()
+                                        ),
+                                    );
+                                    return;
+                                }
                             }
-                            _ => refused("bad_certificate", "client certificate unreadable".into()),
-                        }
+                        } else {
+                            strangers.take_evicting()
+                        };
+                        metrics.connections.inc();
+                        let _ = tx
+                            .send(Ok(TlsConn {
+                                inner: stream,
+                                info,
+                                slot,
+                            }))
+                            .await;
                     }
                 }
             });

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http_body_util::{BodyExt, Full, Limited};
+
+use crate::net::{ListenerLimits, Slots};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
@@ -141,9 +143,29 @@ async fn sign(
             .request("http", "eth2.request", "unknown_key");
         return text(StatusCode::NOT_FOUND, "public key not found");
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    let body_timeout = shared.http_timeouts().body;
+    let body = match tokio::time::timeout(
+        body_timeout,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+        Err(_) => {
+            let mut r = text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms ([server] body_timeout_ms)",
+                    body_timeout.as_millis()
+                ),
+            );
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
     };
     // Read once here; a body that is not JSON is still decided (refused as
     // INVALID_REQUEST) and audited by the pipeline like every request.
@@ -271,18 +293,21 @@ async fn handle(
     })
 }
 
-fn serve_connection<IO>(io: IO, shared: Arc<dyn Host>, peer: Option<PeerInfo>)
+/// Serves HTTP/1 on one connection until it closes.
+async fn connection<IO>(io: IO, shared: Arc<dyn Host>, peer: Option<PeerInfo>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        let service =
-            hyper::service::service_fn(move |req| handle(req, shared.clone(), peer.clone()));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(io), service)
-            .await;
-    });
+    let header_timeout = shared.http_timeouts().header;
+    let service = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer.clone()));
+    // The header timeout also closes a kept-alive connection that sits idle
+    // that long between requests (hyper starts it when it waits for a head).
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 /// What this frontend needs from the daemon that runs it. The server
@@ -296,6 +321,8 @@ pub trait Host: Send + Sync + 'static {
     fn max_wait(&self) -> std::time::Duration;
     /// The HTTP listener's TLS setup, when it has its own (known clients).
     fn http_tls(&self) -> Option<&ReloadableConfig>;
+    /// How long a peer may take to send headers and bodies.
+    fn http_timeouts(&self) -> crate::net::HttpTimeouts;
     /// Readiness checks, each `Ok` or why not (blocking).
     fn readiness(&self) -> Vec<(&'static str, Result<(), String>)>;
     /// Starts a key reload for `client`; false if one is already running.
@@ -311,34 +338,56 @@ pub async fn serve(
     listener: TcpListener,
     shared: Arc<dyn Host>,
     tls: Option<Arc<ReloadableConfig>>,
+    limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     match tls {
         Some(tls) => {
-            let mut incoming =
-                listener::incoming(listener, tls, shared.pipeline().metrics().clone(), stop);
+            let host = shared.clone();
+            let admit: listener::Admit =
+                Arc::new(move |peer: &PeerInfo| identify(host.as_ref(), Some(peer)).is_ok());
+            let mut incoming = listener::incoming(
+                listener,
+                tls,
+                shared.pipeline().metrics().clone(),
+                limits,
+                admit,
+                stop,
+            );
             while let Some(conn) = incoming.recv().await {
                 if let Ok(conn) = conn {
                     let peer = tonic::transport::server::Connected::connect_info(&conn);
-                    serve_connection(conn, shared.clone(), Some(peer));
+                    tokio::spawn(connection(conn, shared.clone(), Some(peer)));
                 }
             }
         }
-        None => loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = stop.changed() => return,
-            };
-            match accepted {
-                Ok((tcp, _)) => {
-                    let _ = tcp.set_nodelay(true);
-                    serve_connection(tcp, shared.clone(), None);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP listener: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        None => {
+            // Loopback only (the configuration refuses anything else); still
+            // bounded, the oldest pushed out when full.
+            let slots = Slots::new("plain HTTP connections", limits.clients);
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stop.changed() => return,
+                };
+                match accepted {
+                    Ok((tcp, _)) => {
+                        let _ = tcp.set_nodelay(true);
+                        let mut slot = slots.take_evicting();
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                () = connection(tcp, shared, None) => {}
+                                () = slot.evicted() => {}
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "HTTP listener: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                 }
             }
-        },
+        }
     }
 }
