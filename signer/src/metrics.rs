@@ -13,6 +13,7 @@
 //! - `db_batch_size`: items decided per slashing-database call.
 //! - `db_commits`: transactions the slashing database committed (each one fsync).
 //! - `tls_handshake_failures_total{reason}`, `connections_total`.
+//! - `audit_write_failures_total`.
 //! - `certificate_expiry_timestamp_seconds{certificate}`: notAfter of the
 //!   server certificate and of each client CA.
 //! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0).
@@ -68,6 +69,8 @@ pub struct Metrics {
     pub tls_failures: Family<Labels, Counter>,
     /// Accepted TLS connections.
     pub connections: Counter,
+    /// Audit records that could not be written (their requests refused).
+    pub audit_failures: Counter,
     /// Certificate notAfter times.
     pub cert_expiry: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Reloads by what and result.
@@ -157,6 +160,12 @@ impl Metrics {
             "Accepted mutual-TLS connections",
             connections.clone(),
         );
+        let audit_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Batches whose audit records could not be written (every request in them refused)",
+            audit_failures.clone(),
+        );
         let cert_expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -238,6 +247,7 @@ impl Metrics {
             db_commits,
             tls_failures,
             connections,
+            audit_failures,
             cert_expiry,
             reloads,
             keys_loaded,

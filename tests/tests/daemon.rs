@@ -211,7 +211,10 @@ async fn a_valid_client_signs_and_every_refusal_is_typed_and_records_nothing() {
     assert_eq!(daemon.http("GET", "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(
         daemon.http("GET", "/readyz"),
-        (200, "serving: ok\ndatabase: ok\nkeys: ok\n".to_owned())
+        (
+            200,
+            "serving: ok\ndatabase: ok\nkeys: ok\naudit log: ok\n".to_owned()
+        )
     );
     assert_eq!(daemon.http("GET", "/nope").0, 404);
     assert_eq!(daemon.http("DELETE", "/reload").0, 405);

@@ -219,6 +219,11 @@ pub struct AuditLog {
     path: PathBuf,
     seq: u64,
     prev: String,
+    /// Bytes of complete records: where the next one starts.
+    len: u64,
+    /// Set when a failed write could not be cut off: the file may end in a
+    /// partial record, and appending after it would break the chain.
+    broken: Option<String>,
 }
 
 impl AuditLog {
@@ -257,17 +262,34 @@ impl AuditLog {
             file.sync_all().map_err(io)?;
         }
         let mut file = file;
-        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let len = file.seek(SeekFrom::End(0)).map_err(io)?;
         Ok(Self {
             file,
             path: path.to_owned(),
             seq: v.records,
             prev: v.head,
+            len,
+            broken: None,
         })
     }
 
     /// Appends one record (one `write` call, so a crash tears at most this line).
+    ///
+    /// A write that fails part way (a full disk) is cut off at once: the file
+    /// goes back to its last complete record, and the record's sequence
+    /// number and hash are not used, so the next append — when space is back
+    /// — continues the chain as if the failed one had never been tried. If
+    /// even the cut fails, the log refuses every append until the daemon is
+    /// restarted (opening cuts a torn last line).
     pub fn append(&mut self, e: Entry) -> Result<Record, AuditError> {
+        if let Some(why) = &self.broken {
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(format!(
+                    "a failed write could not be cut off ({why}); restart the signer to repair the log"
+                )),
+            });
+        }
         let record = Record {
             seq: self.seq,
             time: rfc3339(SystemTime::now()),
@@ -285,12 +307,16 @@ impl AuditLog {
         })?;
         let hash = sha256_hex(&line);
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|source| AuditError::Io {
+        if let Err(source) = self.file.write_all(&line) {
+            if let Err(cut) = self.file.set_len(self.len) {
+                self.broken = Some(cut.to_string());
+            }
+            return Err(AuditError::Io {
                 path: self.path.clone(),
                 source,
-            })?;
+            });
+        }
+        self.len += line.len() as u64;
         self.seq += 1;
         self.prev = hash;
         Ok(record)

@@ -22,6 +22,9 @@ pub enum SinkError {
     Poisoned,
 }
 
+/// How long readiness stays red after a record could not be written.
+const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// How often appended audit records are made durable.
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -35,6 +38,8 @@ const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub(crate) struct AuditSink {
     log: Mutex<AuditLog>,
+    /// Why and when the last write failed, until one succeeds.
+    trouble: Mutex<Option<(String, std::time::Instant)>>,
     flush: Arc<AuditFlush>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -95,6 +100,7 @@ impl AuditSink {
             })?;
         Ok(Self {
             log: Mutex::new(log),
+            trouble: Mutex::new(None),
             flush,
             flusher: Mutex::new(Some(flusher)),
         })
@@ -105,11 +111,47 @@ impl AuditSink {
             return Err(e);
         }
         let mut log = self.log.lock().map_err(|_| SinkError::Poisoned)?;
+        let mut written = Ok(());
         for e in entries {
-            log.append(e).map_err(|e| SinkError::Append(Arc::new(e)))?;
+            if let Err(e) = log.append(e) {
+                written = Err(SinkError::Append(Arc::new(e)));
+                break;
+            }
         }
         self.flush.appended.store(log.records(), Ordering::Release);
-        Ok(())
+        drop(log);
+        if let Ok(mut trouble) = self.trouble.lock() {
+            match (&written, trouble.is_some()) {
+                (Err(e), false) => {
+                    tracing::error!(error = %e, "audit log: a record could not be written; every request is refused until one can be (the audit record is part of the answer)");
+                    *trouble = Some((e.to_string(), std::time::Instant::now()));
+                }
+                (Err(e), true) => *trouble = Some((e.to_string(), std::time::Instant::now())),
+                (Ok(()), true) => {
+                    tracing::warn!("audit log: records are written again; signing resumes");
+                    *trouble = None;
+                }
+                (Ok(()), false) => {}
+            }
+        }
+        written
+    }
+
+    /// `Err` while the log cannot take records (the last write failed, or a
+    /// flush did), with why.
+    pub(crate) fn health(&self) -> Result<(), String> {
+        if let Some(e) = self.flush.failed.lock().ok().and_then(|f| f.clone()) {
+            return Err(format!("{e}; restart the signer once the disk is healthy"));
+        }
+        // Red for a while after a failure, then green again so that traffic
+        // returns and the next request finds out whether the disk has room:
+        // the log cannot test itself without writing a record.
+        match self.trouble.lock().ok().and_then(|t| t.clone()) {
+            Some((why, at)) if at.elapsed() < AUDIT_RETRY_AFTER => {
+                Err(format!("last record not written: {why}"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

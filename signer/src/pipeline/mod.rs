@@ -109,6 +109,11 @@ impl Pipeline {
         self
     }
 
+    /// `Err` while the audit log cannot take records (readiness).
+    pub fn audit_health(&self) -> Result<(), String> {
+        self.audit.health()
+    }
+
     /// The metrics this pipeline reports into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -240,10 +245,13 @@ impl Pipeline {
         let outcomes: Vec<Outcome> = match audited {
             Ok(()) => outcomes,
             // Without the audit record, nothing is answered.
-            Err(e) => outcomes
-                .into_iter()
-                .map(|_| Err(Refusal::BackendUnavailable(Unavailable::Audit(e.clone()))))
-                .collect(),
+            Err(e) => {
+                self.metrics.audit_failures.inc();
+                outcomes
+                    .into_iter()
+                    .map(|_| Err(Refusal::BackendUnavailable(Unavailable::Audit(e.clone()))))
+                    .collect()
+            }
         };
         for (p, o) in prepared.iter().zip(&outcomes) {
             let outcome = match o {

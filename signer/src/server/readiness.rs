@@ -84,6 +84,7 @@ impl Shared {
             _ => "database",
         };
         let db = durability.map(|_| ()).map_err(|e| e.to_string());
+        let audit = self.pipeline.audit_health();
         let keys = if self.pipeline.keys().is_empty() {
             Err("no keys loaded".into())
         } else {
@@ -121,10 +122,16 @@ impl Shared {
         let ready = serving.is_ok()
             && db.is_ok()
             && keys.is_ok()
+            && audit.is_ok()
             && privval.is_ok()
             && backends.iter().all(|(_, r)| r.is_ok());
         metrics.ready.set(i64::from(ready));
-        let mut checks = vec![("serving", serving), (db_check, db), ("keys", keys)];
+        let mut checks = vec![
+            ("serving", serving),
+            (db_check, db),
+            ("keys", keys),
+            ("audit log", audit),
+        ];
         checks.extend(backends);
         if !self.privval_nodes.is_empty() {
             checks.push(("privval", privval));
