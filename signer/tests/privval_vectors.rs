@@ -326,3 +326,49 @@ fn generations_refuse_what_they_do_not_have() {
         ))
     );
 }
+
+/// Found by the `privval_frame` fuzz target: a v0.34/v0.37 vote carrying an
+/// extension *signature* (and no extension) decoded — the check looked at the
+/// extension only — while the encoder refused it, so decode and encode
+/// disagreed. Extension fields of either kind are now refused on decode.
+#[test]
+fn an_extension_signature_in_a_generation_without_extensions_is_refused() {
+    const FOUND: &[u8] = &[
+        26, 129, 1, 10, 127, 8, 2, 24, 3, 24, 2, 34, 74, 10, 32, 139, 1, 2, 51, 134, 195, 113, 119,
+        142, 203, 99, 104, 87, 62, 255, 255, 255, 255, 255, 255, 255, 3, 47, 97, 78, 84, 254, 86,
+        82, 244, 252, 128, 18, 38, 8, 192, 132, 61, 18, 32, 114, 219, 61, 149, 150, 53, 223, 241,
+        187, 86, 123, 237, 170, 112, 87, 51, 146, 197, 21, 150, 102, 163, 248, 202, 241, 30, 65,
+        58, 172, 82, 32, 122, 42, 6, 8, 244, 154, 141, 237, 5, 50, 20, 106, 241, 244, 17, 16, 130,
+        239, 179, 136, 33, 27, 199, 44, 85, 188, 214, 30, 154, 195, 209, 56, 213, 187, 3, 82, 9,
+        92, 120, 116, 101, 110, 115, 105, 111, 110,
+    ];
+    for v in [ProtocolVersion::V0_34, ProtocolVersion::V0_37] {
+        assert_eq!(
+            privval::decode_request(v, FOUND),
+            Err(privval::PrivvalCodecError::NotInVersion("a vote extension")),
+            "{v:?}"
+        );
+    }
+    let request = privval::decode_request(ProtocolVersion::V0_38, FOUND).unwrap();
+    let bytes = privval::encode_request(ProtocolVersion::V0_38, &request).unwrap();
+    assert_eq!(
+        privval::decode_request(ProtocolVersion::V0_38, &bytes).unwrap(),
+        request
+    );
+    // Built by hand: a vote with only an extension signature.
+    let mut only_signature = fixture_vote(VoteType::Precommit, b"");
+    only_signature.extension_signature = vec![7; 64];
+    let v038 = privval::encode_request(
+        ProtocolVersion::V0_38,
+        &Request::SignVote {
+            chain_id: "c".into(),
+            vote: only_signature,
+            skip_extension_signing: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        privval::decode_request(ProtocolVersion::V0_37, &v038),
+        Err(privval::PrivvalCodecError::NotInVersion("a vote extension"))
+    );
+}

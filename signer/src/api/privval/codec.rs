@@ -71,7 +71,14 @@ fn vote_to_proto(w: &WireVote, version: ProtocolVersion) -> Result<t::Vote, E> {
     })
 }
 
-fn vote_from_proto(v: t::Vote) -> Result<WireVote, E> {
+/// A vote as `version` sends it: extension fields in a version without vote
+/// extensions are refused (before: accepted, so the decoder took what the
+/// encoder refuses — found by the `privval_frame` fuzz target).
+fn vote_from_proto(v: t::Vote, version: ProtocolVersion) -> Result<WireVote, E> {
+    let has_extension = !v.extension.is_empty() || !v.extension_signature.is_empty();
+    if has_extension && !version.has_vote_extensions() {
+        return Err(E::NotInVersion("a vote extension"));
+    }
     let kind = match v.r#type {
         1 => VoteType::Prevote,
         2 => VoteType::Precommit,
@@ -259,7 +266,7 @@ pub fn decode_request(version: ProtocolVersion, bytes: &[u8]) -> Result<Request,
                 chain_id: r.chain_id,
             }),
             v1::Sum::SignVoteRequest(r) => Ok(Request::SignVote {
-                vote: vote_from_proto(r.vote.ok_or(E::Invalid("missing vote"))?)?,
+                vote: vote_from_proto(r.vote.ok_or(E::Invalid("missing vote"))?, version)?,
                 chain_id: r.chain_id,
                 skip_extension_signing: r.skip_extension_signing,
             }),
@@ -278,10 +285,7 @@ pub fn decode_request(version: ProtocolVersion, bytes: &[u8]) -> Result<Request,
             chain_id: r.chain_id,
         }),
         Sum::SignVoteRequest(r) => {
-            let vote = vote_from_proto(r.vote.ok_or(E::Invalid("missing vote"))?)?;
-            if !version.has_vote_extensions() && !vote.vote.extension.is_empty() {
-                return Err(E::NotInVersion("a vote extension"));
-            }
+            let vote = vote_from_proto(r.vote.ok_or(E::Invalid("missing vote"))?, version)?;
             Ok(Request::SignVote {
                 vote,
                 chain_id: r.chain_id,
@@ -395,7 +399,10 @@ pub fn decode_response(version: ProtocolVersion, bytes: &[u8]) -> Result<Respons
             })),
             v1::Sum::SignedVoteResponse(r) => Ok(Response::SignedVote(match r.error {
                 Some(e) => Err(error_from_proto(e)),
-                None => Ok(vote_from_proto(r.vote.ok_or(E::Invalid("missing vote"))?)?),
+                None => Ok(vote_from_proto(
+                    r.vote.ok_or(E::Invalid("missing vote"))?,
+                    version,
+                )?),
             })),
             v1::Sum::SignedProposalResponse(r) => Ok(Response::SignedProposal(match r.error {
                 Some(e) => Err(error_from_proto(e)),
@@ -423,7 +430,10 @@ pub fn decode_response(version: ProtocolVersion, bytes: &[u8]) -> Result<Respons
         })),
         Sum::SignedVoteResponse(r) => Ok(Response::SignedVote(match r.error {
             Some(e) => Err(error_from_proto(e)),
-            None => Ok(vote_from_proto(r.vote.ok_or(E::Invalid("missing vote"))?)?),
+            None => Ok(vote_from_proto(
+                r.vote.ok_or(E::Invalid("missing vote"))?,
+                version,
+            )?),
         })),
         Sum::SignedProposalResponse(r) => Ok(Response::SignedProposal(match r.error {
             Some(e) => Err(error_from_proto(e)),
