@@ -61,11 +61,82 @@ impl Job {
     }
 }
 
+/// Queued jobs, one lane per client, served in turn: a worker's batch takes
+/// the first job of each lane in rotation, so a client that floods the queue
+/// delays another client's request by at most one of its jobs per worker —
+/// not by everything it queued. No configuration: the default is fair.
 #[derive(Debug, Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    /// Lanes in the order they are served next.
+    lanes: VecDeque<Lane>,
     items: usize,
     closed: bool,
+}
+
+#[derive(Debug)]
+struct Lane {
+    client: String,
+    jobs: VecDeque<Job>,
+    items: usize,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    /// Items `client` has queued.
+    fn items_of(&self, client: &str) -> usize {
+        self.lanes
+            .iter()
+            .find(|l| l.client == client)
+            .map_or(0, |l| l.items)
+    }
+
+    fn push(&mut self, client: String, job: Job) {
+        let n = job.items.len();
+        self.items += n;
+        match self.lanes.iter_mut().find(|l| l.client == client) {
+            Some(lane) => {
+                lane.items += n;
+                lane.jobs.push_back(job);
+            }
+            // A client with nothing queued is served next: it has not been
+            // served for a while (a flooder's lane never empties).
+            None => self.lanes.push_front(Lane {
+                client,
+                items: n,
+                jobs: VecDeque::from([job]),
+            }),
+        }
+    }
+
+    /// The next lane's first job, if it fits beside `taken` items (a first
+    /// job always fits); the lane goes to the back of the rotation.
+    fn pop_fair(&mut self, taken: usize, max_batch: usize) -> Option<Job> {
+        let lane = self.lanes.front_mut()?;
+        let n = lane.jobs.front().map_or(0, |j| j.items.len());
+        if taken > 0 && taken + n > max_batch {
+            return None;
+        }
+        let job = lane.jobs.pop_front()?;
+        lane.items -= n;
+        self.items -= n;
+        if let Some(lane) = self.lanes.pop_front()
+            && !lane.jobs.is_empty()
+        {
+            self.lanes.push_back(lane);
+        }
+        Some(job)
+    }
+}
+
+/// The client a job is for (every item of a call has the same).
+fn client_of(job: &Job) -> String {
+    job.items
+        .first()
+        .map(|r| r.client.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -136,13 +207,19 @@ impl Pool {
         if q.items > 0 && q.items + job.items.len() > self.shared.capacity {
             return Err((Rejected::Full, job));
         }
-        q.items += job.items.len();
+        // No client may hold more than half the queue (a first job of any
+        // size goes in): a flood leaves room for everyone else's requests.
+        let client = client_of(&job);
+        let mine = q.items_of(&client);
+        if mine > 0 && mine + job.items.len() > self.shared.capacity / 2 {
+            return Err((Rejected::Full, job));
+        }
+        q.push(client, job);
         self.shared
             .pipeline
             .metrics()
             .queue_depth
             .set(i64::try_from(q.items).unwrap_or(i64::MAX));
-        q.jobs.push_back(job);
         drop(q);
         self.shared.wake.notify_one();
         Ok(())
@@ -167,7 +244,7 @@ impl Pool {
 fn take(shared: &Shared) -> Option<Vec<Job>> {
     let mut q = shared.queue.lock().ok()?;
     loop {
-        if !q.jobs.is_empty() {
+        if !q.is_empty() {
             break;
         }
         if q.closed {
@@ -177,21 +254,16 @@ fn take(shared: &Shared) -> Option<Vec<Job>> {
     }
     let mut jobs = Vec::new();
     let mut n = 0;
-    while let Some(front) = q.jobs.front() {
-        if !jobs.is_empty() && n + front.items.len() > shared.max_batch {
-            break;
-        }
-        let Some(job) = q.jobs.pop_front() else { break };
+    while let Some(job) = q.pop_fair(n, shared.max_batch) {
         n += job.items.len();
         jobs.push(job);
     }
-    q.items -= n;
     shared
         .pipeline
         .metrics()
         .queue_depth
         .set(i64::try_from(q.items).unwrap_or(i64::MAX));
-    let more = !q.jobs.is_empty();
+    let more = !q.is_empty();
     drop(q);
     if more {
         // Another worker can start on the rest while this one works.

@@ -242,3 +242,91 @@ async fn idle_connection_floods_at_a_low_descriptor_limit_do_not_lock_clients_ou
     );
     drop((flood, strangers));
 }
+
+/// The same attestation each time: signed again, never slashable.
+fn same_attestation(key: &[u8]) -> proto::v1::SignRequest {
+    attestation(key, 0, 1, 1)
+}
+
+/// One client floods the queue with `SignBatch` calls of 1,024 items while
+/// another signs one request at a time. With one worker, a fair queue serves
+/// the second client's request after at most the batch in progress, so the
+/// flooder completes about one batch per request of the other — counted,
+/// not timed. Before (one FIFO queue), each of the other client's requests
+/// waited behind everything the flooder had queued (16 batches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooding_client_does_not_starve_another() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let setup = Setup::new();
+    setup.write_policy(&setup.policy_with(
+        "[[grant]]\nclients = [\"node\"]\noperations = [\"eth2.duties\"]\nkey_groups = [\"validators\"]\nnetworks = [\"test-eth\"]\n",
+    ));
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replacen("[server]\n", "[server]\nworkers = 1\n", 1),
+    );
+    let d = setup.start();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let mut flooders = Vec::new();
+    for _ in 0..8 {
+        let mut vc = d.client(setup.client_tls("vc")).await;
+        let (stop, batches, key) = (stop.clone(), batches.clone(), setup.bls.clone());
+        flooders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                let requests = (0..1024).map(|_| same_attestation(&key)).collect();
+                let answer = vc
+                    .sign_batch(proto::v1::SignBatchRequest { requests })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let signed = matches!(
+                    answer.responses.first().and_then(|r| r.outcome.as_ref()),
+                    Some(proto::v1::sign_response::Outcome::Signature(_))
+                );
+                if signed {
+                    batches.fetch_add(1, Ordering::AcqRel);
+                } else if let Some(proto::v1::sign_response::Outcome::Refusal(r)) =
+                    answer.responses.first().and_then(|r| r.outcome.as_ref())
+                {
+                    assert_eq!(r.reason(), proto::v1::Reason::Overloaded, "{r:?}");
+                    // Refused (queue full): wait for a batch to finish.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    // Once the flood is under way, the other client asks, one at a time.
+    let started = std::time::Instant::now();
+    while batches.load(Ordering::Acquire) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the flood never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut node = d.client(setup.client_tls("node")).await;
+    let before = batches.load(Ordering::Acquire);
+    for _ in 0..10 {
+        signature_of(node.sign(same_attestation(&setup.bls)).await.unwrap().into_inner());
+    }
+    let during = batches.load(Ordering::Acquire) - before;
+    stop.store(true, Ordering::Release);
+    for f in flooders {
+        f.await.unwrap();
+    }
+    println!(
+        "the flooder completed {during} batches of 1,024 while the other client signed 10 requests"
+    );
+    assert!(
+        during >= 5,
+        "the flood did not run beside the requests ({during} batches)"
+    );
+    assert!(
+        during <= 2 * 10 + 2,
+        "each request waited for {during} flood batches in all (a fair share is about one per request)"
+    );
+}
