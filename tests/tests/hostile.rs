@@ -311,7 +311,12 @@ async fn a_flooding_client_does_not_starve_another() {
     let mut node = d.client(setup.client_tls("node")).await;
     let before = batches.load(Ordering::Acquire);
     for _ in 0..10 {
-        signature_of(node.sign(same_attestation(&setup.bls)).await.unwrap().into_inner());
+        signature_of(
+            node.sign(same_attestation(&setup.bls))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
     }
     let during = batches.load(Ordering::Acquire) - before;
     stop.store(true, Ordering::Release);
