@@ -85,30 +85,33 @@ impl Queue {
         self.lanes.is_empty()
     }
 
-    /// Items `client` has queued.
-    fn items_of(&self, client: &str) -> usize {
-        self.lanes
-            .iter()
-            .find(|l| l.client == client)
-            .map_or(0, |l| l.items)
-    }
-
-    fn push(&mut self, client: String, job: Job) {
+    /// Queues `job` in its client's lane, unless that client already holds
+    /// `share` items or more with it (a first job of any size goes in).
+    /// One look-up of the lane; a name is copied only for a new lane.
+    fn push(&mut self, job: Job, share: usize) -> Result<(), Job> {
         let n = job.items.len();
-        self.items += n;
+        let client = job.items.first().map_or("", |r| r.client.as_str());
         match self.lanes.iter_mut().find(|l| l.client == client) {
             Some(lane) => {
+                if lane.items > 0 && lane.items + n > share {
+                    return Err(job);
+                }
                 lane.items += n;
                 lane.jobs.push_back(job);
             }
             // A client with nothing queued is served next: it has not been
             // served for a while (a flooder's lane never empties).
-            None => self.lanes.push_front(Lane {
-                client,
-                items: n,
-                jobs: VecDeque::from([job]),
-            }),
+            None => {
+                let client = client.to_owned();
+                self.lanes.push_front(Lane {
+                    client,
+                    items: n,
+                    jobs: VecDeque::from([job]),
+                });
+            }
         }
+        self.items += n;
+        Ok(())
     }
 
     /// The next lane's first job, if it fits beside `taken` items (a first
@@ -129,14 +132,6 @@ impl Queue {
         }
         Some(job)
     }
-}
-
-/// The client a job is for (every item of a call has the same).
-fn client_of(job: &Job) -> String {
-    job.items
-        .first()
-        .map(|r| r.client.as_str().to_owned())
-        .unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -209,12 +204,9 @@ impl Pool {
         }
         // No client may hold more than half the queue (a first job of any
         // size goes in): a flood leaves room for everyone else's requests.
-        let client = client_of(&job);
-        let mine = q.items_of(&client);
-        if mine > 0 && mine + job.items.len() > self.shared.capacity / 2 {
+        if let Err(job) = q.push(job, self.shared.capacity / 2) {
             return Err((Rejected::Full, job));
         }
-        q.push(client, job);
         self.shared
             .pipeline
             .metrics()

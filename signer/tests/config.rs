@@ -36,18 +36,7 @@ fn the_example_parses_to_what_it_shows() {
     assert_eq!(c.slashing.engine, signer::config::SlashingEngine::Sqlite);
     assert!(c.slashing.integrity_check_on_open);
     assert_eq!(c.ethereum.preset, Preset::Mainnet);
-    assert_eq!(
-        c.ethereum.network().unwrap(),
-        signer::eth2::Network {
-            // Mainnet's clock, known from its genesis fork version.
-            clock: Some(signer::eth2::Clock {
-                genesis_time: 1_606_824_023,
-                seconds_per_slot: 12,
-                max_slots_ahead: 64
-            }),
-            ..signer::eth2::Network::MAINNET
-        }
-    );
+    assert_eq!(c.ethereum.network().unwrap(), mainnet_with_its_clock());
     assert_eq!(c.keys.len(), 8);
     assert_eq!(
         c.keys[5],
@@ -263,18 +252,7 @@ database = "db.sqlite"
     assert!(c.tls.crls.is_empty() && c.keys.is_empty());
     assert!(c.slashing.integrity_check_on_open);
     assert_eq!(c.slashing.genesis_validators_root, None);
-    assert_eq!(
-        c.ethereum.network().unwrap(),
-        signer::eth2::Network {
-            // Mainnet's clock, known from its genesis fork version.
-            clock: Some(signer::eth2::Clock {
-                genesis_time: 1_606_824_023,
-                seconds_per_slot: 12,
-                max_slots_ahead: 64
-            }),
-            ..signer::eth2::Network::MAINNET
-        }
-    );
+    assert_eq!(c.ethereum.network().unwrap(), mainnet_with_its_clock());
     assert_eq!(
         (c.logging.format, c.logging.level.as_str()),
         (LogFormat::Human, "info")
@@ -412,5 +390,18 @@ database = "db.sqlite"
         let text = format!("{minimal}\n[[keys]]\n{key}\n");
         let err = Config::parse(&text, Path::new("signer.toml")).unwrap_err();
         assert!(err.to_string().contains(want), "want {want:?}, got: {err}");
+    }
+}
+
+/// Mainnet as the default `[ethereum]` section gives it: its clock is known
+/// from the genesis fork version.
+fn mainnet_with_its_clock() -> signer::eth2::Network {
+    signer::eth2::Network {
+        clock: Some(signer::eth2::Clock {
+            genesis_time: 1_606_824_023,
+            seconds_per_slot: 12,
+            max_slots_ahead: 64,
+        }),
+        ..signer::eth2::Network::MAINNET
     }
 }
