@@ -69,3 +69,11 @@ put("key_config", "file-keystore.yaml", 'type: "file-keystore"\nkeyType: "BLS"\n
 
 # gRPC: protobuf starts from nothing; libFuzzer finds the field structure.
 put("grpc_request", "empty", b"")
+
+# SecretConnection: a peer's ephemeral key (the X25519 base point, then a
+# low-order point) and one encrypted frame's worth of bytes after it, raw
+# and as the v0.34 handshake message.
+base = bytes([9]) + bytes(31)
+put("secret_connection", "point-and-frame", base + bytes(1028))
+put("secret_connection", "low-order", bytes(32) + bytes(1028))
+put("secret_connection", "v034-message", bytes([34, 10, 32]) + base + bytes(1028))
