@@ -13,7 +13,10 @@
 //! - `db_batch_size`: items decided per slashing-database call.
 //! - `db_commits`: transactions the slashing database committed (each one fsync).
 //! - `tls_handshake_failures_total{reason}`, `connections_total`.
-//! - `audit_write_failures_total`.
+//! - `audit_write_failures_total`; `audit_records` (records in the audit
+//!   log) and `audit_anchored_records` (how many of them the slashing
+//!   database anchors; it trails by about a second — a growing gap means
+//!   the anchor cannot be stored, decision 0008).
 //! - `certificate_expiry_timestamp_seconds{certificate}`: notAfter of the
 //!   server certificate and of each client CA.
 //! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0).
@@ -71,6 +74,10 @@ pub struct Metrics {
     pub connections: Counter,
     /// Audit records that could not be written (their requests refused).
     pub audit_failures: Counter,
+    /// Records in the audit log (set at scrape).
+    pub audit_records: Gauge,
+    /// Records the slashing database anchors (set at scrape).
+    pub audit_anchored: Gauge,
     /// Certificate notAfter times.
     pub cert_expiry: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Reloads by what and result.
@@ -166,6 +173,18 @@ impl Metrics {
             "Batches whose audit records could not be written (every request in them refused)",
             audit_failures.clone(),
         );
+        let audit_records = Gauge::default();
+        registry.register(
+            "audit_records",
+            "Records in the audit log",
+            audit_records.clone(),
+        );
+        let audit_anchored = Gauge::default();
+        registry.register(
+            "audit_anchored_records",
+            "Records of the audit log the slashing database anchors (trails by about a second)",
+            audit_anchored.clone(),
+        );
         let cert_expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -248,6 +267,8 @@ impl Metrics {
             tls_failures,
             connections,
             audit_failures,
+            audit_records,
+            audit_anchored,
             cert_expiry,
             reloads,
             keys_loaded,

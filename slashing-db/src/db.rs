@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use crate::anchor::{self, AuditAnchor};
 use crate::engine::Engine;
 use crate::engine::postgres::{PostgresEngine, PostgresOptions};
 use crate::engine::sqlite::{SqliteEngine, SqliteOptions};
@@ -214,6 +215,28 @@ impl SlashingDb {
     /// The last CometBFT record of every (key, chain).
     pub fn cometbft_states(&self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
         self.exclusive(|e| e.cometbft_all())
+    }
+
+    /// The anchor of the audit log named `log`, if it has one.
+    pub fn audit_anchor(&self, log: &str) -> Result<Option<AuditAnchor>, DbError> {
+        self.exclusive(|e| anchor::get(e, log))
+    }
+
+    /// Every audit log anchor, by log name.
+    pub fn audit_anchors(&self) -> Result<Vec<(String, AuditAnchor)>, DbError> {
+        self.exclusive(anchor::all)
+    }
+
+    /// Moves the anchor of `log` to `new`, durably, if it is still
+    /// `expected` (`None`: it has none); `Ok(false)` and nothing written
+    /// when it is not — another process moved it.
+    pub fn set_audit_anchor(
+        &self,
+        log: &str,
+        expected: Option<&AuditAnchor>,
+        new: &AuditAnchor,
+    ) -> Result<bool, DbError> {
+        self.exclusive(|e| anchor::compare_and_set(e, log, expected, new))
     }
 
     /// The network this database is pinned to, if any.

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod anchor;
 mod db;
 mod decide;
 pub mod engine;
@@ -40,6 +41,7 @@ pub mod rules;
 mod types;
 mod writer;
 
+pub use anchor::AuditAnchor;
 pub use db::{Config, SlashingDb, Stats};
 pub use engine::postgres::{Durability, PG_SCHEMA_VERSION, PostgresEngine, PostgresOptions};
 pub use engine::sqlite::{SqliteEngine, SqliteOptions};

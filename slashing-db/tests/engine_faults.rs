@@ -78,6 +78,9 @@ impl Engine for Faulty {
         delete_attestations_below(v: ValidatorId, target: Epoch) -> (u64, Option<(Epoch, Epoch)>);
         cometbft_last(key: &ConsensusKey, chain: &ChainId) -> Option<CometRecord>;
         cometbft_store(key: &ConsensusKey, chain: &ChainId, r: &CometRecord) -> ();
+        meta(key: &str) -> Option<Vec<u8>>;
+        set_meta(key: &str, value: &[u8]) -> ();
+        meta_with_prefix(prefix: &str) -> Vec<(String, Vec<u8>)>;
         cometbft_all() -> Vec<(ConsensusKey, ChainId, CometRecord)>;
     }
 }

@@ -634,3 +634,58 @@ fn cometbft_signatures_ride_the_next_commit_and_survive_close() {
         t.close_and_check();
     }
 }
+
+#[test]
+fn audit_anchors_move_only_from_what_the_mover_last_saw() {
+    for (engine, t) in engines() {
+        let a = |records: u64, byte: u8| AuditAnchor {
+            records,
+            head: [byte; 32],
+        };
+        assert_eq!(
+            t.db.audit_anchor("host-a:/var/audit.jsonl").unwrap(),
+            None,
+            "{engine}"
+        );
+        assert!(
+            t.db.set_audit_anchor("host-a:/var/audit.jsonl", None, &a(3, 1))
+                .unwrap()
+        );
+        // A second "first" anchor under the same name loses.
+        assert!(
+            !t.db
+                .set_audit_anchor("host-a:/var/audit.jsonl", None, &a(9, 9))
+                .unwrap(),
+            "{engine}"
+        );
+        // Moving from a stale position loses and writes nothing.
+        assert!(
+            !t.db
+                .set_audit_anchor("host-a:/var/audit.jsonl", Some(&a(2, 1)), &a(9, 9))
+                .unwrap()
+        );
+        assert!(
+            t.db.set_audit_anchor("host-a:/var/audit.jsonl", Some(&a(3, 1)), &a(5, 2))
+                .unwrap()
+        );
+        assert!(
+            t.db.set_audit_anchor("host-b:/var/audit.jsonl", None, &a(1, 7))
+                .unwrap()
+        );
+        assert_eq!(
+            t.db.audit_anchor("host-a:/var/audit.jsonl").unwrap(),
+            Some(a(5, 2)),
+            "{engine}"
+        );
+        assert_eq!(
+            t.db.audit_anchors().unwrap(),
+            vec![
+                ("host-a:/var/audit.jsonl".to_owned(), a(5, 2)),
+                ("host-b:/var/audit.jsonl".to_owned(), a(1, 7)),
+            ],
+            "{engine}: listed by name, and the network pin in `meta` is not one"
+        );
+        // The history is untouched by anchors, and the network pin stays.
+        assert_eq!(t.db.genesis_root().unwrap(), Some(GENESIS), "{engine}");
+    }
+}

@@ -3,9 +3,13 @@
 //! of the previous line's bytes, and `seq`. Editing, removing, reordering or
 //! inserting a line breaks the chain at that line; `verify` finds it.
 //!
-//! A chain cannot pin its newest line: an edit there still verifies, but
-//! changes the head hash ([`Verified::head`]); keep the head elsewhere (the
-//! daemon is to log it periodically) to catch that.
+//! A chain alone cannot pin its newest line, nor notice that its last lines
+//! were removed or the whole file replaced by a fresh chain. The slashing
+//! database therefore holds an *anchor* per log (records, head hash; see
+//! [`slashing_db::anchor`]), which the daemon moves forward about once a
+//! second to what is durably written, and exactly at a clean stop;
+//! [`check_anchor`] compares a log with it (`signer audit verify --config`,
+//! and the daemon at start). Decision 0008.
 //!
 //! A crash can leave a torn last line. `verify` reports it as such (not as
 //! tampering), and [`AuditLog::open`] cuts it off before appending, so the
@@ -56,6 +60,9 @@ pub struct Record {
     pub outcome: String,
     /// SHA-256 (hex) of the previous line, without its newline.
     pub prev: String,
+    /// Free text for events that are not requests (an acknowledged loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What the caller fills in; `seq`, `time` and `prev` are the log's.
@@ -73,6 +80,8 @@ pub struct Entry {
     pub position: Option<u64>,
     /// `signed` or `refused:<reason>`.
     pub outcome: String,
+    /// Free text, for events that are not requests.
+    pub note: Option<String>,
 }
 
 /// Audit log errors.
@@ -142,6 +151,15 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// Checks the chain of `path`. `Ok` with the number of records, or the first problem.
 pub fn verify(path: &Path) -> Result<Result<Verified, Problem>, AuditError> {
+    Ok(verify_at(path, None)?.map(|(v, _)| v))
+}
+
+/// [`verify`], also returning the head after the first `at` records (the
+/// `prev` the record `at` must carry), when the chain reaches that far.
+fn verify_at(
+    path: &Path,
+    at: Option<u64>,
+) -> Result<Result<(Verified, Option<String>), Problem>, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -151,25 +169,25 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Problem>, AuditError> {
     let mut seq = 0u64;
     let mut line_no = 0usize;
     let mut buf = Vec::new();
+    let mut head_at = None;
     loop {
+        if Some(seq) == at {
+            head_at = Some(expected_prev.clone());
+        }
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
-        if n == 0 {
-            return Ok(Ok(Verified {
+        // No newline at the end: the last write did not finish (torn).
+        let torn = n != 0 && !buf.ends_with(b"\n");
+        if n == 0 || torn {
+            let v = Verified {
                 records: seq,
-                torn_tail: false,
+                torn_tail: torn,
                 head: expected_prev,
-            }));
+            };
+            return Ok(Ok((v, head_at)));
         }
         line_no += 1;
-        let Some(line) = buf.strip_suffix(b"\n") else {
-            // No newline: the last write did not finish.
-            return Ok(Ok(Verified {
-                records: seq,
-                torn_tail: true,
-                head: expected_prev,
-            }));
-        };
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let Ok(record) = serde_json::from_slice::<Record>(line) else {
             return Ok(Err(Problem::Malformed { line: line_no }));
         };
@@ -186,6 +204,120 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Problem>, AuditError> {
         expected_prev = sha256_hex(line);
         seq += 1;
     }
+}
+
+/// How an audit log stands against its anchor in the slashing database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorCheck {
+    /// The database has no anchor for this log yet (first start, or a
+    /// database from before anchors).
+    Unanchored(Verified),
+    /// The log holds the anchored records unchanged, and perhaps more
+    /// (written after the last anchor).
+    Matches(Verified),
+    /// There is no log file, but the anchor says records were written.
+    Missing {
+        /// Records anchored.
+        anchored: u64,
+    },
+    /// The log ends before the anchored position: records were removed
+    /// from its end, or it was replaced by a shorter chain.
+    Truncated {
+        /// What the log holds.
+        log: Verified,
+        /// Records anchored.
+        anchored: u64,
+    },
+    /// The record at the anchored position is not the anchored one: the
+    /// file was replaced (a new chain) or rewritten.
+    Replaced {
+        /// What the log holds.
+        log: Verified,
+        /// Records anchored.
+        anchored: u64,
+    },
+    /// The chain itself is broken.
+    Broken(Problem),
+}
+
+impl AnchorCheck {
+    /// Whether the daemon may append to this log.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Unanchored(_) | Self::Matches(_))
+    }
+}
+
+impl std::fmt::Display for AnchorCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unanchored(v) => write!(
+                f,
+                "{} records, chain intact; no anchor in the slashing database yet (the signer sets one when it runs)",
+                v.records
+            ),
+            Self::Matches(v) => write!(
+                f,
+                "{} records, chain intact, matches the slashing database's anchor",
+                v.records
+            ),
+            Self::Missing { anchored } => write!(
+                f,
+                "the log does not exist, but the slashing database anchors {anchored} records of it: it was deleted or moved"
+            ),
+            Self::Truncated { log, anchored } => write!(
+                f,
+                "the log has {} records but the slashing database anchors {anchored}: {} records were removed from its end, or the file was replaced",
+                log.records,
+                anchored - log.records
+            ),
+            Self::Replaced { anchored, .. } => write!(
+                f,
+                "record {} is not the one the slashing database anchors: the log was replaced or rewritten",
+                anchored.saturating_sub(1)
+            ),
+            Self::Broken(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Compares the log at `path` with its anchor.
+pub fn check_anchor(
+    path: &Path,
+    anchor: Option<&slashing_db::AuditAnchor>,
+) -> Result<AnchorCheck, AuditError> {
+    let Some(anchor) = anchor.filter(|a| a.records > 0) else {
+        if !path.exists() {
+            return Ok(AnchorCheck::Unanchored(Verified {
+                records: 0,
+                torn_tail: false,
+                head: GENESIS_PREV.to_owned(),
+            }));
+        }
+        return Ok(match verify(path)? {
+            Ok(v) if anchor.is_some() => AnchorCheck::Matches(v),
+            Ok(v) => AnchorCheck::Unanchored(v),
+            Err(p) => AnchorCheck::Broken(p),
+        });
+    };
+    let anchored = anchor.records;
+    if !path.exists() {
+        return Ok(AnchorCheck::Missing { anchored });
+    }
+    Ok(match verify_at(path, Some(anchored))? {
+        Err(p) => AnchorCheck::Broken(p),
+        Ok((log, None)) => AnchorCheck::Truncated { log, anchored },
+        Ok((log, Some(head))) if head == hex::encode(anchor.head) => AnchorCheck::Matches(log),
+        Ok((log, Some(_))) => AnchorCheck::Replaced { log, anchored },
+    })
+}
+
+/// The anchor for a log's current head.
+pub fn anchor_of(records: u64, head: &str) -> slashing_db::AuditAnchor {
+    let mut h = [0u8; 32];
+    // Heads are our own sha256 hex; a malformed one anchors zeros, which
+    // then fails to match loudly rather than silently.
+    let _ = hex::decode_to_slice(head, &mut h);
+    slashing_db::AuditAnchor { records, head: h }
 }
 
 /// RFC 3339 UTC with milliseconds for a time since the Unix epoch.
@@ -300,6 +432,7 @@ impl AuditLog {
             position: e.position,
             outcome: e.outcome,
             prev: self.prev.clone(),
+            note: e.note,
         };
         let mut line = serde_json::to_vec(&record).map_err(|e| AuditError::Io {
             path: self.path.clone(),
@@ -325,6 +458,21 @@ impl AuditLog {
     /// Records in the log (the next record's `seq`).
     pub fn records(&self) -> u64 {
         self.seq
+    }
+
+    /// Hash of the last record (`prev` of the next one).
+    pub fn head(&self) -> &str {
+        &self.prev
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of complete records.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 
     /// A second handle on the file, to make appended records durable

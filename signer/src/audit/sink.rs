@@ -1,11 +1,15 @@
 //! The audit log as the signing workers share it.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::{AuditError, AuditLog, Entry};
+use slashing_db::{AuditAnchor, SlashingDb};
+
+use super::{AuditError, AuditLog, Entry, anchor_of};
 
 /// Why an audit record could not be written (cheap to clone: one failure
 /// answers every request of a batch).
@@ -20,6 +24,10 @@ pub enum SinkError {
     /// A writer panicked while holding the log.
     #[error("lock poisoned")]
     Poisoned,
+    /// The log was deleted, replaced or truncated under the daemon, or its
+    /// anchor moved by someone else; refused until a restart.
+    #[error("{0}")]
+    Tampered(Arc<str>),
 }
 
 /// How long readiness stays red after a record could not be written.
@@ -27,6 +35,11 @@ const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// How often appended audit records are made durable.
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How often the anchor in the slashing database moves to the durable head,
+/// and the file is checked for having been deleted, replaced or truncated
+/// (decision 0008).
+const ANCHOR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The audit log, shared by the workers. Records are appended (one
 /// `write(2)` each) before a request is answered, so a process crash loses
@@ -42,30 +55,167 @@ pub(crate) struct AuditSink {
     trouble: Mutex<Option<(String, std::time::Instant)>>,
     flush: Arc<AuditFlush>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    anchorer: Mutex<Option<(Arc<Anchorer>, std::thread::JoinHandle<()>)>>,
+}
+
+/// A position in the log: records, head hash, bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    records: u64,
+    hash: String,
+    len: u64,
+}
+
+impl Head {
+    fn of(log: &AuditLog) -> Self {
+        Self {
+            records: log.records(),
+            hash: log.head().to_owned(),
+            len: log.len(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Heads {
+    /// Written (in the page cache).
+    appended: Head,
+    /// Made durable by the flusher.
+    durable: Head,
 }
 
 #[derive(Debug)]
 struct AuditFlush {
     file: File,
-    appended: AtomicU64,
-    synced: AtomicU64,
+    path: PathBuf,
+    heads: Mutex<Heads>,
     stop: AtomicBool,
     /// The first fsync error; after one, every request is refused.
     failed: Mutex<Option<SinkError>>,
+    /// Set once the log was found deleted, replaced or truncated under the
+    /// daemon (or its anchor moved by another process): every request is
+    /// refused until a restart, which checks the log against its anchor.
+    tampered: Mutex<Option<Arc<str>>>,
     wake: (Mutex<()>, Condvar),
 }
 
 impl AuditFlush {
     fn sync(&self) {
-        let target = self.appended.load(Ordering::Acquire);
-        if self.synced.load(Ordering::Acquire) >= target {
+        let Some(target) = self
+            .heads
+            .lock()
+            .ok()
+            .and_then(|h| (h.durable.records < h.appended.records).then(|| h.appended.clone()))
+        else {
             return;
-        }
+        };
         match self.file.sync_data() {
-            Ok(()) => self.synced.store(target, Ordering::Release),
+            Ok(()) => {
+                if let Ok(mut h) = self.heads.lock()
+                    && h.durable.records < target.records
+                {
+                    h.durable = target;
+                }
+            }
             Err(e) => {
                 if let Ok(mut f) = self.failed.lock() {
                     f.get_or_insert_with(|| SinkError::Fsync(Arc::new(e)));
+                }
+            }
+        }
+    }
+
+    fn tampered(&self) -> Option<Arc<str>> {
+        self.tampered.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn set_tampered(&self, why: String) {
+        if let Ok(mut t) = self.tampered.lock()
+            && t.is_none()
+        {
+            tracing::error!(log = %self.path.display(), "audit log: {why}; every request is refused until the signer is restarted");
+            *t = Some(why.into());
+        }
+    }
+
+    /// Whether the file at `path` is still the one the daemon appends to,
+    /// whole; why not if it is not.
+    fn watch(&self) -> Option<String> {
+        use std::os::fd::AsRawFd;
+        let open = self.file.metadata().ok()?;
+        let written = self.heads.lock().ok()?.appended.len;
+        let keep = || {
+            format!(
+                "its records are still in the signer's open file: copy them with `cp /proc/{}/fd/{} <somewhere>` before stopping the signer; \
+             at the next start the signer compares the log with its anchor in the slashing database and says how to acknowledge the loss",
+                std::process::id(),
+                self.file.as_raw_fd()
+            )
+        };
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(if open.nlink() == 0 {
+                format!("the file was deleted under the running signer; {}", keep())
+            } else {
+                format!(
+                    "the file was moved away under the running signer (rotating the audit log is not supported: it is one chain); {}",
+                    keep()
+                )
+            }),
+            Ok(m) if (m.dev(), m.ino()) != (open.dev(), open.ino()) => Some(format!(
+                "another file was put in its place under the running signer; {}",
+                keep()
+            )),
+            _ if open.len() < written => Some(format!(
+                "the file was truncated under the running signer ({} bytes left of {written} written)",
+                open.len()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps the log's anchor in the slashing database (decision 0008).
+#[derive(Debug)]
+struct Anchorer {
+    db: Arc<SlashingDb>,
+    name: String,
+    /// The anchor as last stored (or found at start).
+    anchored: Mutex<Option<AuditAnchor>>,
+    /// A database error is logged once per outage.
+    failing: AtomicBool,
+}
+
+impl Anchorer {
+    /// Moves the anchor to the durable head if it changed.
+    fn step(&self, flush: &AuditFlush) {
+        if flush.tampered().is_some() {
+            return;
+        }
+        let Some(durable) = flush.heads.lock().ok().map(|h| h.durable.clone()) else {
+            return;
+        };
+        let new = anchor_of(durable.records, &durable.hash);
+        let Ok(mut anchored) = self.anchored.lock() else {
+            return;
+        };
+        if anchored.as_ref() == Some(&new) {
+            return;
+        }
+        match self.db.set_audit_anchor(&self.name, anchored.as_ref(), &new) {
+            Ok(true) => {
+                *anchored = Some(new);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(log = %self.name, "audit log: anchored in the slashing database again");
+                }
+            }
+            Ok(false) => flush.set_tampered(format!(
+                "its anchor in the slashing database (name {:?}) was moved by another process: \
+                 two instances use one [audit] name, or `signer audit acknowledge` ran while the signer was serving",
+                self.name
+            )),
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(log = %self.name, error = %e, "audit log: the anchor could not be stored; retrying every second (signing goes on: the records are written)");
                 }
             }
         }
@@ -74,13 +224,20 @@ impl AuditFlush {
 
 impl AuditSink {
     pub(crate) fn new(log: AuditLog) -> Result<Self, AuditError> {
-        let n = log.records();
+        // What is in the file is durable from here (a crash before this
+        // start may have left it in the page cache only).
+        log.sync()?;
+        let head = Head::of(&log);
         let flush = Arc::new(AuditFlush {
             file: log.sync_handle()?,
-            appended: AtomicU64::new(n),
-            synced: AtomicU64::new(n),
+            path: log.path().to_owned(),
+            heads: Mutex::new(Heads {
+                appended: head.clone(),
+                durable: head,
+            }),
             stop: AtomicBool::new(false),
             failed: Mutex::new(None),
+            tampered: Mutex::new(None),
             wake: (Mutex::new(()), Condvar::new()),
         });
         let f = flush.clone();
@@ -103,12 +260,58 @@ impl AuditSink {
             trouble: Mutex::new(None),
             flush,
             flusher: Mutex::new(Some(flusher)),
+            anchorer: Mutex::new(None),
         })
+    }
+
+    /// Starts keeping the log's anchor in `db` under `name`, from
+    /// `anchored` (what [`super::check_anchor`] accepted at start): once a
+    /// second, and at drop. Also starts watching the file.
+    pub(crate) fn anchor(
+        &self,
+        db: Arc<SlashingDb>,
+        name: String,
+        anchored: Option<AuditAnchor>,
+    ) -> Result<(), AuditError> {
+        let a = Arc::new(Anchorer {
+            db,
+            name,
+            anchored: Mutex::new(anchored),
+            failing: AtomicBool::new(false),
+        });
+        let (anchorer, flush) = (a.clone(), self.flush.clone());
+        let thread = std::thread::Builder::new()
+            .name("signer-audit-anchor".into())
+            .spawn(move || {
+                loop {
+                    if let Ok(g) = flush.wake.0.lock() {
+                        let _ = flush.wake.1.wait_timeout(g, ANCHOR_INTERVAL);
+                    }
+                    if flush.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if let Some(why) = flush.watch() {
+                        flush.set_tampered(why);
+                    }
+                    anchorer.step(&flush);
+                }
+            })
+            .map_err(|e| AuditError::Io {
+                path: "audit anchor thread".into(),
+                source: e,
+            })?;
+        if let Ok(mut slot) = self.anchorer.lock() {
+            *slot = Some((a, thread));
+        }
+        Ok(())
     }
 
     pub(crate) fn write(&self, entries: Vec<Entry>) -> Result<(), SinkError> {
         if let Some(e) = self.flush.failed.lock().ok().and_then(|f| f.clone()) {
             return Err(e);
+        }
+        if let Some(why) = self.flush.tampered() {
+            return Err(SinkError::Tampered(why));
         }
         let mut log = self.log.lock().map_err(|_| SinkError::Poisoned)?;
         let mut written = Ok(());
@@ -118,7 +321,11 @@ impl AuditSink {
                 break;
             }
         }
-        self.flush.appended.store(log.records(), Ordering::Release);
+        if let Ok(mut h) = self.flush.heads.lock()
+            && h.appended.records != log.records()
+        {
+            h.appended = Head::of(&log);
+        }
         drop(log);
         if let Ok(mut trouble) = self.trouble.lock() {
             match (&written, trouble.is_some()) {
@@ -137,11 +344,29 @@ impl AuditSink {
         written
     }
 
+    /// Records written, and records anchored in the slashing database
+    /// (`None` before the first anchor, or without anchoring).
+    pub(crate) fn positions(&self) -> (u64, Option<u64>) {
+        let written = self.flush.heads.lock().map_or(0, |h| h.appended.records);
+        let anchored = self.anchorer.lock().ok().and_then(|a| {
+            a.as_ref().and_then(|(a, _)| {
+                a.anchored
+                    .lock()
+                    .ok()
+                    .and_then(|x| x.as_ref().map(|x| x.records))
+            })
+        });
+        (written, anchored)
+    }
+
     /// `Err` while the log cannot take records (the last write failed, or a
     /// flush did), with why.
     pub(crate) fn health(&self) -> Result<(), String> {
         if let Some(e) = self.flush.failed.lock().ok().and_then(|f| f.clone()) {
             return Err(format!("{e}; restart the signer once the disk is healthy"));
+        }
+        if let Some(why) = self.flush.tampered() {
+            return Err(why.to_string());
         }
         // Red for a while after a failure, then green again so that traffic
         // returns and the next request finds out whether the disk has room:
@@ -162,7 +387,18 @@ impl Drop for AuditSink {
         if let Some(t) = self.flusher.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
-        // Whatever the flusher had not reached.
-        self.flush.sync();
+        let anchorer = self.anchorer.lock().ok().and_then(|mut a| a.take());
+        if let Some((a, t)) = anchorer {
+            let _ = t.join();
+            // Whatever the flusher had not reached, then the exact anchor:
+            // after a clean stop, even the last record is pinned.
+            self.flush.sync();
+            if let Some(why) = self.flush.watch() {
+                self.flush.set_tampered(why);
+            }
+            a.step(&self.flush);
+        } else {
+            self.flush.sync();
+        }
     }
 }

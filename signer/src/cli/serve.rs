@@ -44,6 +44,10 @@ pub fn init_logging(config: &Config) {
 pub fn serve(path: &Path, overrides: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let config = Config::load(path)?;
     init_logging(&config);
+    let overrides = Overrides {
+        config_file: Some(path.to_owned()),
+        ..overrides
+    };
     server::run(config, overrides).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -55,6 +59,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             grpc_listen: a.grpc_listen,
             metrics_listen: a.metrics_listen,
             http_listen: a.http_listen,
+            config_file: None,
         },
     )
 }

@@ -179,6 +179,29 @@ pub struct CometChain {
 pub struct Audit {
     /// The audit log (JSON lines, hash-chained).
     pub file: PathBuf,
+    /// The log's name in the slashing database, which anchors it (its
+    /// latest durable record). Default: `<hostname>:<absolute file path>`,
+    /// unique per instance when several share one PostgreSQL database. Set
+    /// it when the host name is not stable (a Kubernetes Deployment's pod
+    /// names; a StatefulSet's are stable), and never give two instances
+    /// the same name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Audit {
+    /// The log's name in the slashing database (see [`Audit::name`]).
+    pub fn anchor_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let path = std::path::absolute(&self.file).unwrap_or_else(|_| self.file.clone());
+        format!("{host}:{}", path.display())
+    }
 }
 
 /// `[tls]`.
@@ -684,6 +707,14 @@ impl Config {
         }
         check_slashing(&c.slashing, c.audit.is_some())
             .map_err(|(field, message)| invalid(field, &message))?;
+        if let Some(name) = c.audit.as_ref().and_then(|a| a.name.as_deref())
+            && (name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "audit.name",
+                "give a name of 1 to 200 printable characters, unique to this instance",
+            ));
+        }
         if let Some(root) = &c.slashing.genesis_validators_root {
             let ok = root
                 .strip_prefix("0x")
@@ -858,6 +889,7 @@ impl Config {
                 let dir = db.parent().unwrap_or(Path::new("."));
                 c.audit = Some(Audit {
                     file: dir.join("audit.jsonl"),
+                    name: None,
                 });
             }
         }

@@ -76,7 +76,7 @@ impl<T> Swap<T> {
 pub struct Pipeline {
     policy: Swap<Policy>,
     keys: Swap<Keyring>,
-    db: SlashingDb,
+    db: Arc<SlashingDb>,
     audit: AuditSink,
     network: Network,
     metrics: Arc<Metrics>,
@@ -95,7 +95,7 @@ impl Pipeline {
         Ok(Self {
             policy: Swap::new(policy),
             keys: Swap::new(keys),
-            db,
+            db: Arc::new(db),
             audit: AuditSink::new(audit)?,
             network,
             metrics: Arc::new(Metrics::new()),
@@ -107,6 +107,23 @@ impl Pipeline {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Keeps the audit log's anchor in the slashing database under `name`,
+    /// starting from `anchored` (what the start-up check accepted), and
+    /// watches the log file (decision 0008).
+    pub fn with_audit_anchor(
+        self,
+        name: String,
+        anchored: Option<slashing_db::AuditAnchor>,
+    ) -> Result<Self, crate::audit::AuditError> {
+        self.audit.anchor(self.db.clone(), name, anchored)?;
+        Ok(self)
+    }
+
+    /// Audit records written, and how many the slashing database anchors.
+    pub fn audit_positions(&self) -> (u64, Option<u64>) {
+        self.audit.positions()
     }
 
     /// `Err` while the audit log cannot take records (readiness).
@@ -224,6 +241,7 @@ impl Pipeline {
             .zip(&requests)
             .zip(&outcomes)
             .map(|((p, r), o)| Entry {
+                note: None,
                 client: r.client.to_string(),
                 frontend: Some(frontend.to_owned()),
                 key: hex::encode(&r.public_key),

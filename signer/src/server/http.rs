@@ -42,6 +42,11 @@ async fn handle(
             let m = shared.pipeline.metrics();
             m.db_commits
                 .set(i64::try_from(stats.commits).unwrap_or(i64::MAX));
+            let (written, anchored) = shared.pipeline.audit_positions();
+            m.audit_records
+                .set(i64::try_from(written).unwrap_or(i64::MAX));
+            m.audit_anchored
+                .set(anchored.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)));
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

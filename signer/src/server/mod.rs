@@ -48,6 +48,9 @@ pub struct Overrides {
     pub metrics_listen: Option<SocketAddr>,
     /// `--http-listen` (enables the Web3Signer API if the file does not).
     pub http_listen: Option<SocketAddr>,
+    /// Where the configuration was read from, for the commands that
+    /// messages tell an operator to run.
+    pub config_file: Option<PathBuf>,
 }
 
 /// What the daemon's tasks share.

@@ -1,6 +1,6 @@
 //! Start-up (configuration to a serving daemon), serving, and shutdown.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -160,14 +160,19 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         .ok_or("ethereum: invalid genesis_fork_version")?;
     let db = crate::storage::open(&config.slashing, genesis_root(&config)?)
         .map_err(|e| format!("slashing database: {e}"))?;
-    let audit_file = config
-        .audit
-        .as_ref()
-        .map(|a| a.file.clone())
-        .ok_or("audit: no file")?;
+    let audit_config = config.audit.clone().ok_or("audit: no file")?;
+    let audit_file = audit_config.file.clone();
+    let anchor_name = audit_config.anchor_name();
+    let anchored = check_audit_anchor(
+        &db,
+        &audit_file,
+        &anchor_name,
+        overrides.config_file.as_deref(),
+    )?;
     let audit = AuditLog::open(&audit_file).map_err(|e| format!("audit log: {e}"))?;
     let pipeline = Arc::new(
         Pipeline::new(policy, keys, db, audit, network)
+            .and_then(|p| p.with_audit_anchor(anchor_name, anchored))
             .map_err(|e| format!("audit log: {e}"))?
             .with_metrics(metrics.clone()),
     );
@@ -214,6 +219,35 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     drop(pipeline);
     tracing::info!("stopped");
     result
+}
+
+/// Compares the audit log with its anchor in the slashing database before
+/// anything is appended: a log that lost records, or was replaced, is not
+/// continued (decision 0008). Returns the anchor to continue from.
+fn check_audit_anchor(
+    db: &slashing_db::SlashingDb,
+    file: &Path,
+    name: &str,
+    config_file: Option<&Path>,
+) -> Result<Option<slashing_db::AuditAnchor>, BoxError> {
+    let anchored = db
+        .audit_anchor(name)
+        .map_err(|e| format!("slashing database: reading the audit log's anchor: {e}"))?;
+    let check = crate::audit::check_anchor(file, anchored.as_ref())
+        .map_err(|e| format!("audit log: {e}"))?;
+    if check.is_ok() {
+        tracing::info!(log = %file.display(), name, "audit log: {check}");
+        return Ok(anchored);
+    }
+    let config =
+        config_file.map_or_else(|| "<signer.toml>".to_owned(), |p| p.display().to_string());
+    Err(format!(
+        "audit log {}: {check}. The signer does not continue a log that lost records. \
+         Keep what is left as evidence (move a broken file aside); once the loss is understood, \
+         record it — an audited event — with `signer audit acknowledge --config {config} --reason \"…\"`, then start again",
+        file.display()
+    )
+    .into())
 }
 
 /// What `run` loaded before the runtime started.

@@ -203,6 +203,14 @@ pub trait Engine: Send {
     /// Every CometBFT record.
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
 
+    /// A value of the `meta` table: what the signer keeps beside the history
+    /// (the pinned network, the audit logs' anchors).
+    fn meta(&mut self, key: &str) -> Result<Option<Vec<u8>>, DbError>;
+    /// Sets a `meta` value, inserting or replacing it.
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), DbError>;
+    /// Every `meta` entry whose key starts with `prefix`, by key.
+    fn meta_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, DbError>;
+
     /// How durable a commit of this engine is, for engines whose durability
     /// depends on a server's settings (PostgreSQL), read now and checked:
     /// [`DbError::NotDurable`] when the server no longer gives what the

@@ -331,6 +331,41 @@ impl Engine for PostgresEngine {
         }
     }
 
+    fn meta(&mut self, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+        self.classic("reading meta")?;
+        let row = self.query_opt(
+            "reading meta",
+            "SELECT value FROM meta WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )?;
+        row.map(|r| self.col(&r, 0)).transpose()
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), DbError> {
+        self.classic("writing meta")?;
+        self.execute(
+            "writing meta",
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )
+        .map(|_| ())
+    }
+
+    fn meta_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        self.classic("reading meta")?;
+        // FOR UPDATE: a caller that reads to compare and then writes holds
+        // the rows until it commits.
+        let rows = self.query(
+            "reading meta",
+            "SELECT key, value FROM meta WHERE left(key, length($1)) = $1 ORDER BY key FOR UPDATE",
+            &[&prefix],
+        )?;
+        rows.iter()
+            .map(|r| Ok((self.col(r, 0)?, self.col(r, 1)?)))
+            .collect()
+    }
+
     fn validator(&mut self, pubkey: &BlsPublicKey) -> Result<Option<ValidatorId>, DbError> {
         if let Some(a) = &self.ahead {
             return a.validator(pubkey).map(|v| Some(ValidatorId(v)));

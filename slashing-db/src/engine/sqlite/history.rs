@@ -107,6 +107,36 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
+    fn meta(&mut self, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+        self.conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(self.err("reading meta"))
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute(params![key, value]))
+            .map(|_| ())
+            .map_err(self.err("writing meta"))
+    }
+
+    fn meta_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        self.conn
+            .prepare_cached(
+                "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            )
+            .and_then(|mut s| {
+                s.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(self.err("reading meta"))
+    }
+
     fn validator(&mut self, pubkey: &BlsPublicKey) -> Result<Option<ValidatorId>, DbError> {
         self.conn
             .prepare_cached("SELECT id FROM validators WHERE pubkey = ?1")
