@@ -174,7 +174,10 @@ fn audit_verify_cli() {
     let (code, out) = run();
     assert_eq!(
         (code, out.lines().next()),
-        (0, Some(format!("{}: 5 records, chain intact", path.display()).as_str()))
+        (
+            0,
+            Some(format!("{}: 5 records, chain intact", path.display()).as_str())
+        )
     );
     // Without the database, it says what it could not check.
     assert!(
@@ -194,4 +197,20 @@ fn audit_verify_cli() {
             )
         )
     );
+}
+
+#[test]
+fn a_log_has_one_writer_at_a_time() {
+    let (_dir, path) = write_log(2);
+    let first = AuditLog::open(&path).unwrap();
+    let second = AuditLog::open(&path);
+    assert!(
+        matches!(&second, Err(AuditError::InUse { path: p }) if *p == path),
+        "{second:?}"
+    );
+    let message = second.unwrap_err().to_string();
+    assert!(message.contains("in use by another process"), "{message}");
+    drop(first);
+    let mut again = AuditLog::open(&path).unwrap();
+    assert_eq!(again.append(entry(2)).unwrap().seq, 2);
 }

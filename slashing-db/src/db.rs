@@ -12,6 +12,7 @@ use crate::engine::postgres::{PostgresEngine, PostgresOptions};
 use crate::engine::sqlite::{SqliteEngine, SqliteOptions};
 use crate::error::DbError;
 use crate::interchange::{self, ImportSummary, Interchange, InterchangeError};
+use crate::key_state::{self, KeyState, KeyStateError};
 use crate::prune::{self, PruneConfig, PruneSummary};
 use crate::record::{CometRecord, Decision, Proposal};
 use crate::types::{ChainId, ConsensusKey, GenesisRoot};
@@ -237,6 +238,22 @@ impl SlashingDb {
         new: &AuditAnchor,
     ) -> Result<bool, DbError> {
         self.exclusive(|e| anchor::compare_and_set(e, log, expected, new))
+    }
+
+    /// Every key whose state an operator set (disabled, retired, or enabled
+    /// again), by public key.
+    pub fn key_states(&self) -> Result<Vec<(Vec<u8>, KeyState)>, DbError> {
+        self.exclusive(key_state::all)
+    }
+
+    /// Sets a key's state durably (out of service, or back into it); a
+    /// retired key cannot change. Returns the state before.
+    pub fn set_key_state(
+        &self,
+        public_key: &[u8],
+        new: &KeyState,
+    ) -> Result<Result<Option<KeyState>, KeyStateError>, DbError> {
+        self.exclusive(|e| key_state::set(e, public_key, new))
     }
 
     /// The network this database is pinned to, if any.

@@ -35,6 +35,7 @@ mod decide;
 pub mod engine;
 mod error;
 pub mod interchange;
+pub mod key_state;
 mod prune;
 mod record;
 pub mod rules;
@@ -48,6 +49,7 @@ pub use engine::sqlite::{SqliteEngine, SqliteOptions};
 pub use engine::{Engine, SCHEMA_VERSION};
 pub use error::{DbError, NotSafe};
 pub use interchange::{HistorySummary, ImportSummary, Interchange, InterchangeError};
+pub use key_state::{KeyState, KeyStateError, Lifecycle};
 pub use prune::{PruneConfig, PruneSummary};
 pub use record::{
     AttestationProposal, BlockProposal, CometProposal, CometRecord, Decision, Proposal, Safe,

@@ -689,3 +689,54 @@ fn audit_anchors_move_only_from_what_the_mover_last_saw() {
         assert_eq!(t.db.genesis_root().unwrap(), Some(GENESIS), "{engine}");
     }
 }
+
+#[test]
+fn key_states_are_shared_through_the_database_and_retirement_is_final() {
+    for (engine, t) in engines() {
+        let state = |state, reason: &str| KeyState {
+            state,
+            reason: reason.into(),
+            by: "ops".into(),
+            at: "2026-12-06T00:00:00.000Z".into(),
+        };
+        let (a, b) = (vec![1u8; 48], vec![2u8; 32]);
+        assert_eq!(t.db.key_states().unwrap(), vec![], "{engine}");
+        let disabled = state(Lifecycle::Disabled, "exiting");
+        assert!(disabled.refuses());
+        assert_eq!(t.db.set_key_state(&a, &disabled).unwrap(), Ok(None));
+        let retired = state(Lifecycle::Retired, "rotated");
+        assert!(retired.refuses());
+        assert_eq!(t.db.set_key_state(&b, &retired).unwrap(), Ok(None));
+        assert_eq!(
+            t.db.key_states().unwrap(),
+            vec![(a.clone(), disabled.clone()), (b.clone(), retired.clone())],
+            "{engine}"
+        );
+        // Enabled again: the state before is returned, who enabled it kept.
+        let enabled = state(Lifecycle::Enabled, "exit cancelled");
+        assert!(!enabled.refuses());
+        assert_eq!(
+            t.db.set_key_state(&a, &enabled).unwrap(),
+            Ok(Some(disabled)),
+            "{engine}"
+        );
+        // Retired stays retired, whatever is asked.
+        for new in [&enabled, &state(Lifecycle::Disabled, "x")] {
+            assert!(
+                matches!(
+                    t.db.set_key_state(&b, new).unwrap(),
+                    Err(KeyStateError::Retired { ref reason, .. }) if reason == "rotated"
+                ),
+                "{engine}"
+            );
+        }
+        assert_eq!(
+            t.db.key_states().unwrap(),
+            vec![(a.clone(), enabled.clone()), (b.clone(), retired)],
+            "{engine}"
+        );
+        // The history and the network pin are not touched.
+        assert_eq!(t.db.genesis_root().unwrap(), Some(GENESIS), "{engine}");
+        assert_eq!(t.db.audit_anchors().unwrap(), vec![], "{engine}");
+    }
+}

@@ -64,6 +64,14 @@ mod leak_tests {
             ),
             (Refusal::RateLimited(10), "rate_limited"),
             (
+                Refusal::KeyDisabled(slashing_db::Lifecycle::Disabled),
+                "key_disabled",
+            ),
+            (
+                Refusal::KeyDisabled(slashing_db::Lifecycle::Retired),
+                "key_disabled",
+            ),
+            (
                 Refusal::OutOfScope(crate::pipeline::OutOfScope::AboveMaxHeight {
                     height: 11,
                     max_height: 10,
@@ -125,6 +133,7 @@ mod leak_tests {
                 "unknown_key" => (pb::Reason::UnknownKey, 404, code::NOT_ALLOWED),
                 "invalid_request" => (pb::Reason::InvalidRequest, 400, code::INVALID),
                 "rate_limited" => (pb::Reason::Overloaded, 503, code::UNAVAILABLE),
+                "key_disabled" => (pb::Reason::KeyDisabled, 403, code::NOT_ALLOWED),
                 _ => (pb::Reason::BackendUnavailable, 503, code::UNAVAILABLE),
             };
             assert_eq!((g.reason(), status.as_u16(), p.code), expected, "{class}");

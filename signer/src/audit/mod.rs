@@ -96,6 +96,12 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process has the log open for appending (a running signer).
+    #[error("{}: in use by another process (a signer running on this log; two writers would break the chain)", path.display())]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
     /// The existing log does not verify: appending would hide the break.
     #[error("{}: the existing log does not verify ({problem}); keep it as evidence and start a new file", path.display())]
     Broken {
@@ -320,6 +326,11 @@ pub fn anchor_of(records: u64, head: &str) -> slashing_db::AuditAnchor {
     slashing_db::AuditAnchor { records, head: h }
 }
 
+/// Now, as audit records write it.
+pub fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
 /// RFC 3339 UTC with milliseconds for a time since the Unix epoch.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -359,7 +370,8 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating, mode 0600) the log at `path`. An existing log must
+    /// Opens (creating, mode 0600) the log at `path`, locked against other
+    /// writers (`flock`, held while this value lives). An existing log must
     /// verify; a torn last line is cut off first.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
@@ -373,6 +385,15 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .map_err(io)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(AuditError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(io(e.into())),
+        }
         let v = verify(path)?.map_err(|p| AuditError::Broken {
             path: path.to_owned(),
             problem: p,

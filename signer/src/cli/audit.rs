@@ -152,7 +152,7 @@ fn verify(args: LogArgs) -> Result<ExitCode, Error> {
     })
 }
 
-fn operator() -> String {
+pub(super) fn operator() -> String {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))

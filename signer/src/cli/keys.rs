@@ -19,6 +19,14 @@ use zeroize::Zeroizing;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// Take a key out of service on every signer sharing the slashing
+    /// database (a validator exiting, a key suspected compromised): it
+    /// refuses every request with KEY_DISABLED until enabled again.
+    Disable(super::lifecycle::StateArgs),
+    /// Put a disabled key back in service.
+    Enable(super::lifecycle::StateArgs),
+    /// Take a key out of service for good (its history is kept, for export).
+    Retire(super::lifecycle::StateArgs),
     /// Generate a key inside the backend (sensitive, never extractable).
     Generate {
         #[command(flatten)]
@@ -172,7 +180,11 @@ impl TokenArgs {
 }
 
 pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use slashing_db::Lifecycle;
     match c {
+        KeysCommand::Disable(a) => super::lifecycle::run(Lifecycle::Disabled, a),
+        KeysCommand::Enable(a) => super::lifecycle::run(Lifecycle::Enabled, a),
+        KeysCommand::Retire(a) => super::lifecycle::run(Lifecycle::Retired, a),
         KeysCommand::Generate {
             token,
             scheme,

@@ -6,6 +6,7 @@ mod cometbft;
 mod dev;
 mod init;
 mod keys;
+mod lifecycle;
 mod policy;
 mod serve;
 mod slashing;

@@ -23,6 +23,7 @@
 
 mod finish;
 mod keyring;
+pub mod lifecycle;
 mod prepare;
 mod rate;
 mod refusal;
@@ -81,6 +82,7 @@ pub struct Pipeline {
     network: Network,
     metrics: Arc<Metrics>,
     rate: RateLimiter,
+    key_states: Swap<lifecycle::KeyStates>,
 }
 
 impl Pipeline {
@@ -100,6 +102,7 @@ impl Pipeline {
             network,
             metrics: Arc::new(Metrics::new()),
             rate: RateLimiter::default(),
+            key_states: Swap::new(Default::default()),
         })
     }
 

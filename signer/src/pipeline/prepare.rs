@@ -165,7 +165,8 @@ impl Pipeline {
         });
         self.metrics.stage("policy", started.elapsed());
         match verdict {
-            Verdict::Allowed { .. } => Ok(()),
+            // Out of service is said only to a client allowed the key.
+            Verdict::Allowed { .. } => self.in_service(key),
             other => Err(Refusal::NotAllowed(other)),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use slashing_db::{DbError, NotSafe};
+use slashing_db::{DbError, Lifecycle, NotSafe};
 
 use crate::audit::SinkError;
 use crate::backend::BackendError;
@@ -35,6 +35,13 @@ pub enum Refusal {
     /// The client is over its policy's `max_requests_per_second`.
     #[error("over this client's rate limit of {0} requests/s")]
     RateLimited(u32),
+    /// An operator took the key out of service (`signer keys disable` or
+    /// `retire`); the reason stays in the audit log, not in the answer.
+    #[error("{}", match .0 {
+        Lifecycle::Retired => "key retired by the operator",
+        Lifecycle::Disabled | Lifecycle::Enabled => "key disabled by the operator",
+    })]
+    KeyDisabled(Lifecycle),
 }
 
 impl Refusal {
@@ -48,6 +55,7 @@ impl Refusal {
             Self::BackendUnavailable(_) => "backend_unavailable",
             Self::OutOfScope(_) => "out_of_scope",
             Self::RateLimited(_) => "rate_limited",
+            Self::KeyDisabled(_) => "key_disabled",
         }
     }
 

@@ -176,6 +176,11 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             .map_err(|e| format!("audit log: {e}"))?
             .with_metrics(metrics.clone()),
     );
+    // Keys an operator took out of service refuse from the first request.
+    pipeline
+        .refresh_key_states(true)
+        .map_err(|e| format!("slashing database: reading key states: {e}"))?;
+    let key_states = KeyStatePoller::start(pipeline.clone())?;
     let tls_files = config.tls.files();
     let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
     record_expiry(&metrics, &tls_files);
@@ -214,6 +219,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     // In-flight calls have been answered; let the workers finish, then the
     // last reference to the pipeline closes the database (WAL checkpoint).
     pool.shutdown();
+    key_states.stop();
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(pool);
     drop(pipeline);
@@ -248,6 +254,61 @@ fn check_audit_anchor(
         file.display()
     )
     .into())
+}
+
+/// Re-reads the key states (`signer keys disable|enable|retire`) from the
+/// slashing database about once a second, so that a change made through
+/// another instance or the CLI takes effect here.
+struct KeyStatePoller {
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// How often the key states are read.
+const KEY_STATE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl KeyStatePoller {
+    fn start(pipeline: Arc<Pipeline>) -> Result<Self, BoxError> {
+        let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("signer-key-states".into())
+            .spawn(move || {
+                let mut failing = false;
+                loop {
+                    let Ok(g) = s.0.lock() else { return };
+                    let Ok((g, _)) = s.1.wait_timeout_while(g, KEY_STATE_INTERVAL, |stop| !*stop)
+                    else {
+                        return;
+                    };
+                    if *g {
+                        return;
+                    }
+                    drop(g);
+                    match pipeline.refresh_key_states(false) {
+                        Ok(_) if failing => {
+                            failing = false;
+                            tracing::info!("key states: read from the slashing database again");
+                        }
+                        Ok(_) => {}
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::warn!(error = %e, "key states: the slashing database could not be read; the last states stay in force, retrying every second");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        if let Ok(mut g) = self.stop.0.lock() {
+            *g = true;
+        }
+        self.stop.1.notify_all();
+        let _ = self.thread.join();
+    }
 }
 
 /// What `run` loaded before the runtime started.

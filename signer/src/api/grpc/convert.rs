@@ -323,6 +323,7 @@ pub(crate) fn refusal(r: &Refusal) -> pb::Refusal {
         Refusal::InvalidRequest(_) => pb::Reason::InvalidRequest,
         Refusal::BackendUnavailable(_) => pb::Reason::BackendUnavailable,
         Refusal::RateLimited(_) => pb::Reason::Overloaded,
+        Refusal::KeyDisabled(_) => pb::Reason::KeyDisabled,
     };
     pb::Refusal {
         reason: reason as i32,

@@ -120,7 +120,10 @@ fn remote(code: i32, description: impl Into<String>) -> RemoteError {
 pub(crate) fn refusal_error(r: &Refusal) -> RemoteError {
     let code = match r {
         Refusal::Slashable(_) => code::DOUBLE_SIGN,
-        Refusal::NotAllowed(_) | Refusal::UnknownKey | Refusal::OutOfScope(_) => code::NOT_ALLOWED,
+        Refusal::NotAllowed(_)
+        | Refusal::UnknownKey
+        | Refusal::OutOfScope(_)
+        | Refusal::KeyDisabled(_) => code::NOT_ALLOWED,
         Refusal::InvalidRequest(_) => code::INVALID,
         Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => code::UNAVAILABLE,
     };

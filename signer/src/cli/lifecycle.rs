@@ -1,0 +1,146 @@
+//! `signer keys disable|enable|retire KEY --reason TEXT --config FILE`: take
+//! a key out of service (for a validator that is exiting, or a key suspected
+//! compromised), put it back, or retire it for good. The state is kept in
+//! the slashing database, so every instance sharing it refuses the key
+//! (`KEY_DISABLED`) within about a second; each records the change in its
+//! audit log, and so does this command when no signer holds the local log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use signer::audit::{AuditError, AuditLog};
+use signer::pipeline::lifecycle::audit_entry;
+use slashing_db::{KeyState, Lifecycle};
+
+type Error = Box<dyn std::error::Error>;
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The key's public key: hex (BLS, 48 bytes), or for CometBFT keys hex,
+    /// base64 or what `show-validator` prints.
+    key: String,
+    /// Why (kept in the slashing database and the audit logs).
+    #[arg(long)]
+    reason: String,
+    /// The daemon's configuration (its slashing database and audit log).
+    #[arg(long)]
+    config: PathBuf,
+    /// Say what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn parse_key(text: &str) -> Result<Vec<u8>, String> {
+    let unprefixed = text.trim().strip_prefix("0x").unwrap_or(text.trim());
+    if unprefixed.len() == 96
+        && let Ok(b) = hex::decode(unprefixed)
+    {
+        return blst::min_pk::PublicKey::key_validate(&b)
+            .map(|_| b)
+            .map_err(|_| "48 bytes of hex, but not a BLS public key".to_owned());
+    }
+    super::cometbft::parse_key(text).map_err(|e| {
+        format!("{e} (a BLS key is 48 bytes: 96 hex digits; an Ed25519 key 32 bytes; secp256k1 33)")
+    })
+}
+
+fn describe(s: &KeyState) -> String {
+    let what = match s.state {
+        Lifecycle::Enabled => "in service (enabled",
+        Lifecycle::Disabled => "disabled (",
+        Lifecycle::Retired => "retired (",
+    };
+    let sep = if s.state == Lifecycle::Enabled {
+        " "
+    } else {
+        ""
+    };
+    format!("{what}{sep}{} by {}: {})", s.at, s.by, s.reason)
+}
+
+pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
+    let key = parse_key(&a.key).map_err(|e| format!("KEY: {e}"))?;
+    let reason = a.reason.trim();
+    if reason.len() < 10 {
+        return Err("--reason: say why, for the audit log (at least 10 characters)".into());
+    }
+    let config = signer::config::Config::load(&a.config)?;
+    let db = signer::storage::open(&config.slashing, None).map_err(|e| {
+        format!("slashing database: {e}\n(with SQLite the running signer holds the database: stop it, change the key's state, start it again)")
+    })?;
+    let hexkey = hex::encode(&key);
+    let before = db
+        .key_states()?
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, s)| s);
+    let now = describe_before(before.as_ref());
+    let unchanged = match (state, before.as_ref().map(|s| s.state)) {
+        (_, Some(Lifecycle::Retired)) => {
+            return Err(format!("key 0x{hexkey}: {now}; retirement is final").into());
+        }
+        (Lifecycle::Enabled, None | Some(Lifecycle::Enabled)) => true,
+        (s, Some(b)) => s == b,
+        _ => false,
+    };
+    if unchanged {
+        println!("key 0x{hexkey}: {now}; nothing to change");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let new = KeyState {
+        state,
+        reason: reason.to_owned(),
+        by: super::audit::operator(),
+        at: signer::audit::now(),
+    };
+    let verb = match state {
+        Lifecycle::Enabled => "enable",
+        Lifecycle::Disabled => "disable",
+        Lifecycle::Retired => "retire (final: it can never sign again through this database)",
+    };
+    if a.dry_run {
+        println!(
+            "key 0x{hexkey}: {now}\n  would {verb} it: {reason}\n  (dry run: nothing changed)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Err(e) = db.set_key_state(&key, &new)? {
+        return Err(format!("key 0x{hexkey}: {e}").into());
+    }
+    println!("key 0x{hexkey}: was {now}\n  now {}", describe(&new));
+    println!(
+        "  (whether this signer holds the key is not checked: a key it does not hold refuses anyway)"
+    );
+    // The audit record: here if no signer holds the log, else by the
+    // signer(s), which see the change within a second.
+    let log_file = config.audit.as_ref().map(|a| a.file.clone());
+    match log_file {
+        Some(f) if f.exists() => match AuditLog::open(&f) {
+            Ok(mut log) => {
+                let r = log.append(audit_entry(&key, &new, "cli"))?;
+                log.sync()?;
+                println!("  audit record {} in {}", r.seq, f.display());
+            }
+            Err(AuditError::InUse { .. }) => println!(
+                "  the running signer refuses it within a second and records the change in {}",
+                f.display()
+            ),
+            Err(e) => {
+                return Err(
+                    format!("the state is set, but the audit record was not written: {e}").into(),
+                );
+            }
+        },
+        Some(f) => println!(
+            "  no audit log at {} yet: the change is recorded in the slashing database only",
+            f.display()
+        ),
+        None => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_before(s: Option<&KeyState>) -> String {
+    s.map_or_else(|| "in service".to_owned(), describe)
+}
