@@ -8,6 +8,7 @@ mod init;
 mod keys;
 mod lifecycle;
 mod policy;
+mod reload;
 mod serve;
 mod slashing;
 
@@ -29,6 +30,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the signing daemon.
     Serve(serve::ServeArgs),
+    /// Make the running signer re-read TLS, the policy and the keys; print what changed.
+    Reload(reload::ReloadArgs),
     /// Talk to a running signer (list keys, sign samples).
     Client(client::ClientArgs),
     /// Write a complete throwaway development setup (CA, certificates, keys, policy, config).
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Dev(a) => dev::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Reload(a) => reload::run(a),
         Command::Client(a) => client::run(a),
         Command::Init(a) => init::run(a),
         Command::Audit(c) => audit::run(c),

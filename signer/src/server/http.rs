@@ -92,7 +92,13 @@ async fn handle(
                 Ok(None) => reply(
                     StatusCode::CONFLICT,
                     text,
-                    "a reload is already running; ask again when it has ended\n".into(),
+                    format!(
+                        "a reload is already running (since {}); GET /reload says when it has ended, then ask again\n",
+                        shared
+                            .reloads
+                            .running_since()
+                            .unwrap_or_else(|| "a moment ago".into())
+                    ),
                 ),
                 Err(_) => reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +107,12 @@ async fn handle(
                 ),
             }
         }
+        // The last reload's outcome (with the key diff), or that one runs.
+        (&Method::GET, "/reload") => reply(
+            StatusCode::OK,
+            "application/json",
+            format!("{}\n", shared.key_reload_status()),
+        ),
         (_, "/metrics" | "/healthz" | "/readyz" | "/reload") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,

@@ -12,12 +12,85 @@ use super::readiness::record_expiry;
 use crate::backend::soft::keystore::KdfMemo;
 use crate::policy::{Policy, Severity};
 
-/// The state of the last key reload (Web3Signer's `GET /reload`).
+/// The state of the last reload (`GET /reload` on either listener).
 #[derive(Debug, Clone, Default)]
 pub(super) struct KeyReload {
     running: bool,
-    outcome: Option<Result<usize, String>>,
+    outcome: Option<Result<KeyDiff, String>>,
     time: Option<String>,
+}
+
+/// What a key reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyDiff {
+    /// Keys in service after the reload.
+    pub loaded: usize,
+    /// Public keys (0x hex) in service now that were not before.
+    pub added: Vec<String>,
+    /// Public keys no longer in service: refused from now on.
+    pub removed: Vec<String>,
+    /// Keys in service before and after (they signed on throughout).
+    pub unchanged: usize,
+    /// Key sources that did not load, each with why (what loaded is in service).
+    pub failed: Vec<String>,
+}
+
+impl KeyDiff {
+    fn between(
+        before: &crate::pipeline::Keyring,
+        after: &crate::pipeline::Keyring,
+        failed: Vec<String>,
+    ) -> Self {
+        let hex = |pk: &[u8]| format!("0x{}", hex::encode(pk));
+        let mut added: Vec<String> = after
+            .entries()
+            .filter(|(pk, _)| !before.contains(pk))
+            .map(|(pk, _)| hex(pk))
+            .collect();
+        let mut removed: Vec<String> = before
+            .entries()
+            .filter(|(pk, _)| !after.contains(pk))
+            .map(|(pk, _)| hex(pk))
+            .collect();
+        added.sort();
+        removed.sort();
+        Self {
+            loaded: after.len(),
+            unchanged: after.len() - added.len(),
+            added,
+            removed,
+            failed,
+        }
+    }
+}
+
+impl fmt::Display for KeyDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Keys listed per kind; the rest are counted.
+        const SHOWN: usize = 20;
+        writeln!(
+            f,
+            "keys: {} loaded ({} added, {} removed, {} unchanged, {} failed)",
+            self.loaded,
+            self.added.len(),
+            self.removed.len(),
+            self.unchanged,
+            self.failed.len()
+        )?;
+        for (sign, list) in [
+            ("+", &self.added),
+            ("-", &self.removed),
+            ("failed:", &self.failed),
+        ] {
+            for item in list.iter().take(SHOWN) {
+                writeln!(f, "  {sign} {item}")?;
+            }
+            if list.len() > SHOWN {
+                writeln!(f, "  {sign} … and {} more", list.len() - SHOWN)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reloads, one at a time whoever asks (SIGHUP, `POST /reload` on either
@@ -40,6 +113,26 @@ impl Reloads {
             memo: Mutex::new(memo),
             ..Self::default()
         }
+    }
+
+    /// Records that a reload started (`None`) or ended with `outcome`.
+    fn mark(&self, outcome: Option<Result<KeyDiff, String>>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.running = outcome.is_none();
+            if outcome.is_some() {
+                state.outcome = outcome;
+            }
+            state.time = Some(crate::audit::now());
+        }
+    }
+
+    /// When the running reload started, if one runs.
+    pub(super) fn running_since(&self) -> Option<String> {
+        self.state
+            .lock()
+            .ok()
+            .filter(|s| s.running)
+            .and_then(|s| s.time.clone())
     }
 
     /// The right to reload, if no reload is running.
@@ -67,8 +160,9 @@ pub struct ReloadReport {
     pub tls: Result<(), String>,
     /// The policy.
     pub policy: Result<(), String>,
-    /// Keys: how many loaded, or why some did not (the ones that loaded are in use).
-    pub keys: Result<usize, String>,
+    /// Keys: what changed (sources that failed are listed in it; what
+    /// loaded is in use), or why the reload could not run at all.
+    pub keys: Result<KeyDiff, String>,
 }
 
 impl ReloadReport {
@@ -82,7 +176,9 @@ impl ReloadReport {
 
     /// True when every part reloaded.
     pub fn ok(&self) -> bool {
-        self.tls.is_ok() && self.policy.is_ok() && self.keys.is_ok()
+        self.tls.is_ok()
+            && self.policy.is_ok()
+            && self.keys.as_ref().is_ok_and(|d| d.failed.is_empty())
     }
 }
 
@@ -95,7 +191,7 @@ impl fmt::Display for ReloadReport {
             }
         }
         match &self.keys {
-            Ok(n) => writeln!(f, "keys: {n} loaded"),
+            Ok(d) => write!(f, "{d}"),
             Err(e) => writeln!(f, "keys: {e}"),
         }
     }
@@ -124,7 +220,7 @@ impl Shared {
     /// reported (Web3Signer's "completed with errors"); what loaded is used.
     /// Unchanged keystores are not decrypted again. Call with the reload
     /// gate held.
-    fn reload_keys(&self) -> Result<usize, String> {
+    fn reload_keys(&self) -> Result<KeyDiff, String> {
         let ((keys, errors), (reused, decrypted)) = match self.reloads.memo.lock() {
             Ok(mut memo) => (
                 load_keys_with(&self.key_sources, &self.backends, &mut memo),
@@ -132,28 +228,28 @@ impl Shared {
             ),
             Err(_) => return Err("key reload: internal state poisoned; restart the signer".into()),
         };
-        let n = keys.len();
-        record_keys(self.pipeline.metrics(), &keys);
-        self.pipeline.set_keys(keys);
-        self.pipeline.metrics().reload("keys", errors.is_empty());
-        if errors.is_empty() {
-            tracing::info!(
-                keys = n,
-                keystores_unchanged = reused,
-                keystores_decrypted = decrypted,
-                "keys reloaded"
-            );
-            Ok(n)
-        } else {
-            for e in &errors {
-                tracing::error!(error = %e, "key reload: a key did not load");
-            }
-            Err(format!(
-                "{n} keys loaded; {} key loading error(s), first: {}",
-                errors.len(),
-                errors.first().map_or("", String::as_str)
-            ))
+        for e in &errors {
+            tracing::error!(error = %e, "key reload: a key did not load");
         }
+        let diff = KeyDiff::between(&self.pipeline.keys(), &keys, errors);
+        record_keys(self.pipeline.metrics(), &keys);
+        // One swap: removed keys refuse from the next request on, unchanged
+        // ones never stop signing.
+        self.pipeline.set_keys(keys);
+        self.pipeline
+            .metrics()
+            .reload("keys", diff.failed.is_empty());
+        tracing::info!(
+            keys = diff.loaded,
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            unchanged = diff.unchanged,
+            failed = diff.failed.len(),
+            keystores_unchanged = reused,
+            keystores_decrypted = decrypted,
+            "keys reloaded"
+        );
+        Ok(diff)
     }
 
     /// Starts a key reload in the background (Web3Signer's `POST /reload`);
@@ -167,22 +263,14 @@ impl Shared {
         {
             return false;
         }
-        if let Ok(mut state) = self.reloads.state.lock() {
-            state.running = true;
-            state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
-        }
+        self.reloads.mark(None);
         tracing::info!(client, "key reload requested");
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             {
                 // Taken over from the compare-exchange above.
                 let _held = ReloadGuard(&me.reloads);
-                let outcome = me.reload_keys();
-                if let Ok(mut state) = me.reloads.state.lock() {
-                    state.running = false;
-                    state.outcome = Some(outcome);
-                    state.time = Some(crate::audit::rfc3339(std::time::SystemTime::now()));
-                }
+                me.reloads.mark(Some(me.reload_keys()));
             }
             if me.reloads.again.load(Ordering::Acquire) {
                 let _ = me.try_reload();
@@ -202,16 +290,33 @@ impl Shared {
         let status = match (&state.running, &state.outcome) {
             (true, _) => "running",
             (false, None) => "idle",
-            (false, Some(Ok(_))) => "completed",
-            (false, Some(Err(_))) => "completed_with_errors",
+            (false, Some(Ok(d))) if d.failed.is_empty() => "completed",
+            (false, Some(_)) => "completed_with_errors",
         };
         let mut v = serde_json::json!({ "status": status });
         if let Some(obj) = v.as_object_mut() {
             if let Some(t) = state.time {
                 obj.insert("lastOperationTime".into(), t.into());
             }
-            if let Some(Err(e)) = state.outcome {
-                obj.insert("lastError".into(), e.into());
+            match state.outcome {
+                Some(Ok(d)) => {
+                    if let Some(e) = d.failed.first() {
+                        let n = d.failed.len();
+                        obj.insert(
+                            "lastError".into(),
+                            format!(
+                                "{} keys loaded; {n} key loading error(s), first: {e}",
+                                d.loaded
+                            )
+                            .into(),
+                        );
+                    }
+                    obj.insert("keys".into(), serde_json::to_value(d).unwrap_or_default());
+                }
+                Some(Err(e)) => {
+                    obj.insert("lastError".into(), e.into());
+                }
+                None => {}
             }
         }
         v
@@ -227,7 +332,10 @@ impl Shared {
                 return last;
             };
             self.reloads.again.store(false, Ordering::Release);
-            last = Some(self.reload_now());
+            self.reloads.mark(None);
+            let report = self.reload_now();
+            self.reloads.mark(Some(report.keys.clone()));
+            last = Some(report);
             drop(_held);
             // A SIGHUP that found this reload running asked for one more.
             if !self.reloads.again.load(Ordering::Acquire) {
