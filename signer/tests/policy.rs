@@ -368,3 +368,68 @@ fn rate_limits_are_per_client_optional_and_zero_is_an_error() {
             .contains("does not parse")
     );
 }
+
+/// `signer policy diff`: effective permissions gained and lost. The
+/// expected outputs were written by hand from the fixture files.
+#[test]
+fn policy_diff_reports_effective_permissions_gained_and_lost() {
+    let fixtures = "signer/tests/fixtures/policy-diff";
+    let (old, new) = (
+        format!("{fixtures}/old.toml"),
+        format!("{fixtures}/new.toml"),
+    );
+    let (code, out, err) = signer(&["policy", "diff", &old, &new]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, golden("policy-diff.txt"));
+    // A CI gate: gains fail it.
+    let (code, _, _) = signer(&["policy", "diff", &old, &new, "--exit-code"]);
+    assert_eq!(code, 1);
+
+    // Backwards: what was gained is lost, and the reverse.
+    let (code, out, _) = signer(&["policy", "diff", &new, &old, "--exit-code"]);
+    assert_eq!(code, 1, "exit-tool gains its K2 exit back");
+    assert_eq!(
+        out,
+        "client exit-tool (spiffe://x/exit)\n  + eth2.voluntary_exit on mainnet: 1 key (0xbbbbbbbb…bbbb)\n\n\
+         client monitor (spiffe://x/monitor)\n  - client removed (identity spiffe://x/monitor)\n\n\
+         client vc-a (spiffe://x/vc-a)\n  - eth2.block, eth2.attestation on mainnet: 1 key (0xcccccccc…cccc)\n\n\
+         client vc-b (spiffe://x/vc-b)\n  - rate limit 20/s → 10/s\n\n\
+         1 permission(s) gained, 4 lost (a permission: one operation on one network with one key, or a client, identity, pin or rate-limit change)\n"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join(&old)).unwrap();
+    let variant = |name: &str, from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        let p = dir.path().join(name);
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+        p.display().to_string()
+    };
+    // Renaming a network and moving lines changes nothing effective.
+    let renamed = variant("renamed.toml", "mainnet", "eth-mainnet");
+    let (code, out, _) = signer(&["policy", "diff", &old, &renamed, "--exit-code"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "no change in effective permissions\n")
+    );
+    // Only losses: the gate passes.
+    let narrower = variant(
+        "narrower.toml",
+        "[[grant]]\nclients = [\"vc-b\"]\noperations = [\"eth2.attestation\"]\nkey_groups = [\"b\"]\nnetworks = [\"mainnet\"]\n",
+        "",
+    );
+    let (code, out, _) = signer(&["policy", "diff", &old, &narrower, "--exit-code"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("client vc-b (spiffe://x/vc-b)\n  - eth2.attestation on mainnet: 1 key (0xcccccccc…cccc)\n"),
+        "{out}"
+    );
+    // Another certificate identity gets vc-a's rights: a gain.
+    let moved = variant("moved.toml", "spiffe://x/vc-a\"", "spiffe://x/vc-a2\"");
+    let (code, out, _) = signer(&["policy", "diff", &old, &moved, "--exit-code"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  + identity changed: spiffe://x/vc-a → spiffe://x/vc-a2 (that certificate gets these permissions)\n"),
+        "{out}"
+    );
+}

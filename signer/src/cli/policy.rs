@@ -1,4 +1,5 @@
-//! `signer policy check FILE` and `signer policy explain FILE [--client NAME]`.
+//! `signer policy check FILE`, `signer policy explain FILE [--client NAME]`
+//! and `signer policy diff OLD NEW [--exit-code]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +21,19 @@ pub enum PolicyCommand {
         /// Only this client (its policy name).
         #[arg(long)]
         client: Option<String>,
+    },
+    /// Print what a policy change grants and takes away, per client, in
+    /// effective permissions (operation × network × key, identities, pins,
+    /// rate limits) — for reviewing a policy change.
+    Diff {
+        /// The policy in force.
+        old: PathBuf,
+        /// The proposed one.
+        new: PathBuf,
+        /// Exit 1 when the change gains anything (a CI gate: gains need a
+        /// reviewer's approval; removals do not).
+        #[arg(long)]
+        exit_code: bool,
     },
 }
 
@@ -49,6 +63,25 @@ pub fn run(c: PolicyCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            })
+        }
+        PolicyCommand::Diff {
+            old,
+            new,
+            exit_code,
+        } => {
+            let load = |file: &Path| -> Result<Policy, Box<dyn std::error::Error>> {
+                let text = read(file)?;
+                Ok(Policy::load(&text)
+                    .map_err(|e| format!("{}: {e}", file.display()))?
+                    .0)
+            };
+            let d = policy::diff(&load(&old)?, &load(&new)?);
+            print!("{}", d.text);
+            Ok(if exit_code && d.gains > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             })
         }
         PolicyCommand::Explain { file, client } => {

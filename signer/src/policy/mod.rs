@@ -6,6 +6,7 @@
 //! wins over any grant; unknown fields are errors. `check` (`lint.rs`) lints a file,
 //! `explain` prints the effective permissions. See `policy.example.toml`.
 
+mod diff;
 mod lint;
 mod operation;
 
@@ -14,6 +15,7 @@ use std::fmt::{self, Write as _};
 
 use serde::Deserialize;
 
+pub use diff::{PolicyDiff, diff};
 pub use lint::check;
 pub use operation::{ALL as ALL_OPERATIONS, NetworkKind, Operation};
 
