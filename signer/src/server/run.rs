@@ -99,7 +99,10 @@ fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
         .transpose()
 }
 
-async fn wait_for_signals(shared: Arc<Shared>) -> Result<(), BoxError> {
+async fn wait_for_signals(
+    shared: Arc<Shared>,
+    systemd: Option<Arc<super::systemd::Notifier>>,
+) -> Result<(), BoxError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -108,9 +111,17 @@ async fn wait_for_signals(shared: Arc<Shared>) -> Result<(), BoxError> {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading TLS material, policy and keys");
-                let s = shared.clone();
+                let (s, sd) = (shared.clone(), systemd.clone());
                 // Not awaited: a long reload must not hold back SIGTERM.
-                tokio::task::spawn_blocking(move || s.reload_on_signal());
+                tokio::task::spawn_blocking(move || {
+                    if let Some(n) = &sd {
+                        n.notify("RELOADING=1\nSTATUS=reloading TLS material, policy and keys");
+                    }
+                    s.reload_on_signal();
+                    if let Some(n) = &sd {
+                        n.notify("READY=1\nSTATUS=serving");
+                    }
+                });
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
@@ -473,8 +484,35 @@ async fn serve(
         out.flush()?;
     }
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = ?http_addr, workers, "ready");
+    let systemd = super::systemd::Notifier::from_env().map(Arc::new);
+    let watchdog = systemd.as_ref().map(|n| {
+        n.notify(&format!(
+            "READY=1\nSTATUS=serving: gRPC {grpc_addr}, metrics {metrics_addr}{}",
+            http_addr
+                .map(|a| format!(", HTTPS {a}"))
+                .unwrap_or_default()
+        ));
+        let n = n.clone();
+        tokio::spawn(async move {
+            let Some(every) = n.watchdog_interval() else {
+                return;
+            };
+            tracing::info!(every_ms = every.as_millis(), "systemd watchdog: pinging");
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                n.notify("WATCHDOG=1");
+            }
+        })
+    });
 
-    let signals = wait_for_signals(shared.clone()).await;
+    let signals = wait_for_signals(shared.clone(), systemd.clone()).await;
+    if let Some(n) = &systemd {
+        n.notify("STOPPING=1\nSTATUS=stopping: answering the calls in flight");
+    }
+    // The watchdog keeps pinging while calls in flight are answered; the
+    // runtime's shutdown ends it.
+    drop(watchdog);
     shared.stopping.store(true, Ordering::Relaxed);
     shared
         .health
