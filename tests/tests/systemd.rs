@@ -80,20 +80,17 @@ fn next(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// Reads messages until one starts with `prefix`; returns it and how many
-/// watchdog pings came before it.
-fn until(socket: &UnixDatagram, prefix: &str) -> (String, usize) {
-    let mut pings = 0;
+/// Reads messages (watchdog pings in between) until one starts with `prefix`.
+fn until(socket: &UnixDatagram, prefix: &str) -> String {
     for _ in 0..10_000 {
         let m = next(socket);
         if m.starts_with(prefix) {
-            return (m, pings);
+            return m;
         }
         assert_eq!(
             m, "WATCHDOG=1",
             "unexpected notify message before {prefix:?}"
         );
-        pings += 1;
     }
     panic!("{prefix:?} never came");
 }
@@ -125,15 +122,15 @@ fn the_daemon_speaks_the_notify_protocol() {
         pings += 1;
     }
     d.signal("HUP");
-    let (reloading, _) = until(&socket, "RELOADING=1");
+    let reloading = until(&socket, "RELOADING=1");
     assert_eq!(
         reloading,
         "RELOADING=1\nSTATUS=reloading TLS material, policy and keys"
     );
-    let (ready, _) = until(&socket, "READY=1");
+    let ready = until(&socket, "READY=1");
     assert_eq!(ready, "READY=1\nSTATUS=serving");
     d.signal("TERM");
-    let (stopping, _) = until(&socket, "STOPPING=1");
+    let stopping = until(&socket, "STOPPING=1");
     assert_eq!(
         stopping,
         "STOPPING=1\nSTATUS=stopping: answering the calls in flight"
