@@ -7,10 +7,12 @@ mod dev;
 mod init;
 mod keys;
 mod lifecycle;
+mod metrics_http;
 mod policy;
 mod reload;
 mod serve;
 mod slashing;
+mod status;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Make the running signer re-read TLS, the policy and the keys; print what changed.
     Reload(reload::ReloadArgs),
+    /// What the running signer sees: readiness, keys, chains, database, certificates.
+    Status(status::StatusArgs),
     /// Talk to a running signer (list keys, sign samples).
     Client(client::ClientArgs),
     /// Write a complete throwaway development setup (CA, certificates, keys, policy, config).
@@ -65,6 +69,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Dev(a) => dev::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Reload(a) => reload::run(a),
+        Command::Status(a) => status::run(a),
         Command::Client(a) => client::run(a),
         Command::Init(a) => init::run(a),
         Command::Audit(c) => audit::run(c),

@@ -51,6 +51,19 @@ impl Pipeline {
         }
     }
 
+    /// Keys an operator took out of service (disabled or retired), as last read.
+    pub fn out_of_service(&self) -> Vec<(Vec<u8>, KeyState)> {
+        let mut v: Vec<(Vec<u8>, KeyState)> = self
+            .key_states
+            .load()
+            .iter()
+            .filter(|(_, s)| s.refuses())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Reads the key states from the slashing database. Changes since the
     /// last read take effect at once, are logged, and — unless this is the
     /// first read, before serving — recorded in the audit log (`frontend`

@@ -107,13 +107,25 @@ async fn handle(
                 ),
             }
         }
+        // What the daemon sees, for `signer status`.
+        (&Method::GET, "/status") => {
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || s.status()).await {
+                Ok(v) => reply(StatusCode::OK, "application/json", format!("{v}\n")),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    text,
+                    "status failed\n".into(),
+                ),
+            }
+        }
         // The last reload's outcome (with the key diff), or that one runs.
         (&Method::GET, "/reload") => reply(
             StatusCode::OK,
             "application/json",
             format!("{}\n", shared.key_reload_status()),
         ),
-        (_, "/metrics" | "/healthz" | "/readyz" | "/reload") => reply(
+        (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/status") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,
             "method not allowed\n".into(),

@@ -19,6 +19,7 @@ mod readiness;
 mod reload;
 mod routes;
 mod run;
+mod status;
 pub mod systemd;
 
 pub use keys::{Backends, load_keys};

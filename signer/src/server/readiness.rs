@@ -1,11 +1,7 @@
 //! Readiness (`/readyz`): every part the daemon needs to sign, checked
 //! now; and the certificate expiry gauges.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
-
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::Shared;
 use crate::metrics::Metrics;
@@ -142,30 +138,10 @@ impl Shared {
 
 /// Records notAfter of the server certificate and the client CAs.
 pub(super) fn record_expiry(metrics: &Metrics, files: &tls::TlsFiles) {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let record = |label: String, path: &Path| {
-        let Ok(iter) = CertificateDer::pem_file_iter(path) else {
-            return;
-        };
-        for (i, cert) in iter.flatten().enumerate() {
-            if let Ok((_, x)) = X509Certificate::from_der(cert.as_ref()) {
-                let name = if i == 0 {
-                    label.clone()
-                } else {
-                    format!("{label}#{i}")
-                };
-                metrics
-                    .cert_expiry
-                    .get_or_create(&vec![("certificate", name)])
-                    .set(x.validity().not_after.timestamp() as f64);
-            }
-            if label == "server" {
-                break;
-            }
-        }
-    };
-    record("server".into(), &files.cert);
-    for ca in &files.client_cas {
-        record(format!("client_ca:{}", ca.display()), ca);
+    for (name, not_after) in super::status::expiry(files) {
+        metrics
+            .cert_expiry
+            .get_or_create(&vec![("certificate", name)])
+            .set(not_after as f64);
     }
 }
