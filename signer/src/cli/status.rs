@@ -195,7 +195,7 @@ pub fn run(a: StatusArgs) -> Result<ExitCode, Error> {
     } else {
         print!("{}", render(&v));
     }
-    Ok(if v["ready"].as_bool() == Some(true) {
+    Ok(if v.get("ready").and_then(Value::as_bool) == Some(true) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
