@@ -50,6 +50,74 @@ fn the_rules_load_and_their_unit_tests_pass() {
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
+fn dashboard() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/signer.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every query of the dashboard, with its variables given values.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let d = dashboard();
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap().replace("$instance", ".*");
+            out.push((p["title"].as_str().unwrap().to_owned(), expr));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_is_well_formed_and_its_queries_parse() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "signer-overview");
+    let panels = d["panels"].as_array().unwrap();
+    let ids: BTreeSet<i64> = panels.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for p in panels {
+        let g = &p["gridPos"];
+        assert!(
+            g["x"].as_i64().unwrap() + g["w"].as_i64().unwrap() <= 24,
+            "{}",
+            p["title"]
+        );
+        assert!(
+            !p["targets"].as_array().unwrap().is_empty(),
+            "{}",
+            p["title"]
+        );
+    }
+    // promtool parses every query (as a recording rule).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, (title, expr)) in dashboard_queries().iter().enumerate() {
+        rules.push_str(&format!(
+            "      # {title}\n      - record: dashboard:query{i}\n        expr: {}\n",
+            serde_json::to_string(expr).unwrap()
+        ));
+    }
+    let file = dir.path().join("dashboard-queries.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = promtool(&["check", "rules", file.to_str().unwrap()]);
+    assert!(out.contains("SUCCESS"), "{out}");
+    // Every recorded series it reads is one recording.yml makes.
+    let recorded = std::fs::read_to_string(deploy().join("recording.yml")).unwrap();
+    for (title, expr) in dashboard_queries() {
+        for (i, _) in expr.match_indices("signer:") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            assert!(
+                recorded.contains(&format!("record: {name}\n")),
+                "{title}: {name} is not recorded"
+            );
+        }
+    }
+    println!("{} dashboard queries parse", dashboard_queries().len());
+}
+
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
@@ -74,11 +142,19 @@ fn families(exposition: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `signer_*` metric names the rule files use, as families.
+/// `signer_*` metric names the rule files and the dashboard use, as families.
 fn referenced() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for file in ["alerts.yml", "recording.yml"] {
-        let text = std::fs::read_to_string(deploy().join(file)).unwrap();
+    let queries: String = dashboard_queries()
+        .into_iter()
+        .map(|(_, e)| e + "\n")
+        .collect();
+    for file in ["alerts.yml", "recording.yml", "dashboard"] {
+        let text = if file == "dashboard" {
+            queries.clone()
+        } else {
+            std::fs::read_to_string(deploy().join(file)).unwrap()
+        };
         for (i, _) in text.match_indices("signer_") {
             let rest = &text[i..];
             let end = rest
