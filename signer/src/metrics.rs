@@ -19,7 +19,9 @@
 //!   the anchor cannot be stored, decision 0008).
 //! - `certificate_expiry_timestamp_seconds{certificate}`: notAfter of the
 //!   server certificate and of each client CA.
-//! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0).
+//! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0;
+//!   the readiness checks run at every scrape, so it is current without
+//!   /readyz probes).
 //! - `db_durability{level}`: 1 for the slashing database's durability at the
 //!   last readiness probe — `file` (SQLite, fsync per commit), `local`
 //!   (PostgreSQL, the primary's disk only), `synchronous` (a standby

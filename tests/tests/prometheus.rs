@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use signer::cometbft::ProtocolVersion;
 use tests::daemon::Setup;
+use tests::privval_node::TestNode;
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
@@ -263,6 +265,34 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// Polls `/api/v1/alerts` until `ok` accepts the list.
+    fn alerts_until(&self, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..600 {
+            if let Ok(mut s) = TcpStream::connect(&self.addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = write!(
+                    s,
+                    "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                if let Some((_, body)) = out.split_once("\r\n\r\n")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(body.trim())
+                {
+                    if ok(&v["data"]["alerts"]) {
+                        return v["data"]["alerts"].clone();
+                    }
+                    last = v;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("/api/v1/alerts never as expected; last answer: {last}");
+    }
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -277,15 +307,11 @@ fn urlencode(s: &str) -> String {
 #[test]
 fn a_real_prometheus_scrapes_the_daemon_and_evaluates_the_rules() {
     let setup = Setup::new();
-    // A chain no node serves: the daemon is up but not ready.
-    setup.enable_cometbft(
-        "prom-chain",
-        "v0.38",
-        &[(
-            "unix:///nonexistent/node.sock".into(),
-            "unix:///nonexistent/node.sock".into(),
-        )],
-    );
+    // A chain whose one node is not there yet: the daemon is up but not
+    // ready (the fault); later the node takes the connection (recovery).
+    let sock = setup.path("node.sock");
+    let addr = format!("unix://{}", sock.display());
+    setup.enable_cometbft("prom-chain", "v0.38", &[(addr.clone(), addr)]);
     let d = setup.start();
     // A family appears in /metrics once it has a series: what the live
     // daemon shows, plus a registry whose every labelled family has one.
@@ -343,5 +369,21 @@ fn a_real_prometheus_scrapes_the_daemon_and_evaluates_the_rules() {
         r.as_array().is_some_and(|a| !a.is_empty())
     });
     assert_eq!(r[0]["metric"]["chain"], "prom-chain");
+    // Every dashboard query runs on the real server (an answer, maybe empty).
+    for (_, expr) in dashboard_queries() {
+        p.until(&expr, |r| r.is_array());
+    }
+    // The alerts API shows them; after recovery (the node connects) they clear.
+    let firing = |a: &serde_json::Value, name: &str| {
+        a.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == name))
+    };
+    p.alerts_until(|a| firing(a, "SignerChainWithoutNode") && firing(a, "SignerNotReady"));
+    let node = TestNode::unix(sock, ProtocolVersion::V0_38).unwrap();
+    let conn = node.accept(Duration::from_secs(60)).unwrap();
+    let a =
+        p.alerts_until(|a| !firing(a, "SignerChainWithoutNode") && !firing(a, "SignerNotReady"));
+    println!("after the node connected, alerts: {a}");
+    drop(conn);
     assert!(d.stop().success());
 }

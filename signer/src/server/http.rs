@@ -38,6 +38,11 @@ async fn handle(
     let text = "text/plain; charset=utf-8";
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
+            // `signer_ready` and `signer_db_durability` are set by the
+            // readiness checks: run them now, so the scrape is current even
+            // when nothing probes /readyz (systemd, bare metal).
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || s.readiness()).await;
             let stats = shared.pipeline.db().stats();
             let m = shared.pipeline.metrics();
             m.db_commits
