@@ -77,6 +77,26 @@ fn import_inspect_export_prune_and_refuse_while_held() {
     let back: slashing_db::Interchange =
         slashing_db::Interchange::from_reader(std::fs::File::open(&exported).unwrap()).unwrap();
     assert_eq!(back.data.len(), 3);
+    // A second export to the same file is refused (it used to replace it
+    // silently), unless --force.
+    let before = std::fs::read(&exported).unwrap();
+    let args = [
+        "slashing",
+        "export",
+        "--db",
+        db_s,
+        "--output",
+        exported.to_str().unwrap(),
+    ];
+    let (code, _, err) = signer(&args);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("exists; an export does not replace a file") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&exported).unwrap(), before);
+    let (code, _, err) = signer(&[&args[..], &["--force"]].concat());
+    assert_eq!(code, 0, "{err}");
 
     let (code, out, _) = signer(&[
         "slashing",

@@ -36,9 +36,13 @@ pub enum SlashingCommand {
     Export {
         #[command(flatten)]
         target: Target,
-        /// Where to write (standard output if absent).
+        /// Where to write (standard output if absent). An existing file is
+        /// not replaced unless --force.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Replace an existing --output file.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Delete old history, raising watermarks so that nothing becomes signable.
     Prune {
@@ -119,7 +123,22 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 s.validators, s.blocks, s.attestations
             );
         }
-        SlashingCommand::Export { target, output } => {
+        SlashingCommand::Export {
+            target,
+            output,
+            force,
+        } => {
+            if let Some(path) = &output
+                && path.exists()
+                && !force
+            {
+                return Err(format!(
+                    "{}: exists; an export does not replace a file (it may be the history another signer needs): \
+                     choose another name, or add --force",
+                    path.display()
+                )
+                .into());
+            }
             let (_, db) = open_target(&target, false)?;
             let interchange = db.export_interchange()?;
             match output {

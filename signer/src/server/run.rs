@@ -483,7 +483,8 @@ async fn serve(
         writeln!(out, "ready grpc={grpc_addr} metrics={metrics_addr}{http}")?;
         out.flush()?;
     }
-    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = ?http_addr, workers, "ready");
+    let http_log = http_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = %http_log, workers, "ready");
     let systemd = super::systemd::Notifier::from_env().map(Arc::new);
     let watchdog = systemd.as_ref().map(|n| {
         n.notify(&format!(
