@@ -19,3 +19,14 @@ pub mod secret_file;
 pub mod server;
 pub mod storage;
 pub mod tls;
+
+/// The commit this binary was built from (`unknown` outside a checkout).
+pub const COMMIT: &str = env!("SIGNER_COMMIT");
+
+/// `signer --version`: the release and the commit.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SIGNER_COMMIT"),
+    ")"
+);

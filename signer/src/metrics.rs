@@ -13,6 +13,7 @@
 //! - `db_batch_size`: items decided per slashing-database call.
 //! - `db_commits`: transactions the slashing database committed (each one fsync).
 //! - `tls_handshake_failures_total{reason}`, `connections_total`.
+//! - `build_info{version,commit}` (always 1).
 //! - `audit_write_failures_total`; `audit_records` (records in the audit
 //!   log) and `audit_anchored_records` (how many of them the slashing
 //!   database anchors; it trails by about a second — a growing gap means
@@ -187,6 +188,18 @@ impl Metrics {
             "Records of the audit log the slashing database anchors (trails by about a second)",
             audit_anchored.clone(),
         );
+        let build_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which release and commit runs",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&vec![
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("commit", crate::COMMIT.to_owned()),
+            ])
+            .set(1);
         let cert_expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 
 /// Remote signing service for proof-of-stake validators.
 #[derive(Debug, Parser)]
-#[command(name = "signer", version, about)]
+#[command(name = "signer", version = signer::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
