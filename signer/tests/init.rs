@@ -118,3 +118,37 @@ fn init_dev_writes_a_setup_everything_accepts() {
     assert_eq!(code, 1);
     assert!(err.contains("signer init --dev DIR"), "{err}");
 }
+
+/// `signer dev` says it is serving only once it is (it used to announce the
+/// client commands before binding, then fail).
+#[test]
+fn dev_does_not_announce_a_server_that_could_not_bind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let (code, _, err) = signer(&["init", "--dev", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // Its gRPC port is taken.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let config = std::fs::read_to_string(dir.join("signer.toml")).unwrap();
+    assert!(config.contains("grpc_listen = \"127.0.0.1:9000\""));
+    std::fs::write(
+        dir.join("signer.toml"),
+        config.replace(
+            "grpc_listen = \"127.0.0.1:9000\"",
+            &format!("grpc_listen = \"127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = signer(&["dev", dir.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("signer dev: starting"), "{err}");
+    assert!(
+        !err.contains("serving"),
+        "announced a server that never bound: {err}"
+    );
+    assert!(
+        err.contains(&port.to_string()),
+        "the error names the address: {err}"
+    );
+}

@@ -27,11 +27,20 @@ pub fn run(a: DevArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let me = std::env::args().next().unwrap_or_else(|| "signer".into());
     let d = dir.display();
-    eprintln!("signer dev: serving. From another terminal:");
-    eprintln!("    {me} client --dir {d} keys");
-    eprintln!("    {me} client --dir {d} sign-attestation --target 1");
-    eprintln!("    {me} client --dir {d} sign-vote --height 1");
-    eprintln!("    curl -s http://127.0.0.1:9100/metrics | grep signer_requests");
-    eprintln!("  Stop with Ctrl-C; the slashing database in {d}/data keeps what was signed.");
-    super::serve::serve(&dir.join("signer.toml"), Overrides::default())
+    eprintln!("signer dev: starting (keys, database, listeners)…");
+    // Said once the listeners accept: before, it promised a server that
+    // could still fail to bind.
+    let announce = format!(
+        "signer dev: serving. From another terminal:\n    {me} client --dir {d} keys\n    \
+         {me} client --dir {d} sign-attestation --target 1\n    {me} client --dir {d} sign-vote --height 1\n    \
+         curl -s http://127.0.0.1:9100/metrics | grep signer_requests\n  \
+         Stop with Ctrl-C; the slashing database in {d}/data keeps what was signed."
+    );
+    super::serve::serve(
+        &dir.join("signer.toml"),
+        Overrides {
+            announce: Some(announce),
+            ..Overrides::default()
+        },
+    )
 }

@@ -60,6 +60,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             metrics_listen: a.metrics_listen,
             http_listen: a.http_listen,
             config_file: None,
+            announce: None,
         },
     )
 }

@@ -53,6 +53,9 @@ pub struct Overrides {
     /// Where the configuration was read from, for the commands that
     /// messages tell an operator to run.
     pub config_file: Option<PathBuf>,
+    /// Printed on standard error once every listener accepts (`signer dev`
+    /// says how to call it then, not before).
+    pub announce: Option<String>,
 }
 
 /// What the daemon's tasks share.

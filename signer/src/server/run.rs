@@ -225,6 +225,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             policy_file,
             backends,
             memo,
+            announce: overrides.announce.clone(),
         },
     ));
     // In-flight calls have been answered; let the workers finish, then the
@@ -330,6 +331,8 @@ struct Loaded {
     backends: Backends,
     /// The keystores decrypted at start, for the first reload to reuse.
     memo: crate::backend::soft::keystore::KdfMemo,
+    /// Said on standard error once serving ([`super::Overrides::announce`]).
+    announce: Option<String>,
 }
 
 /// HTTP/2 streams one gRPC connection may have open at once.
@@ -348,6 +351,7 @@ async fn serve(
         policy_file,
         backends,
         memo,
+        announce,
     } = loaded;
     let grpc_listener = TcpListener::bind(config.server.grpc_listen)
         .await
@@ -482,6 +486,9 @@ async fn serve(
         let http = http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
         writeln!(out, "ready grpc={grpc_addr} metrics={metrics_addr}{http}")?;
         out.flush()?;
+    }
+    if let Some(a) = announce {
+        eprintln!("{a}");
     }
     let http_log = http_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = %http_log, workers, "ready");
