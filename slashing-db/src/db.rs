@@ -44,7 +44,10 @@ impl Default for Config {
 /// Counters since open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    /// Transactions committed (each writing one is one fsync).
+    /// Transactions of the history committed (each writing one is one
+    /// fsync); the signer's bookkeeping (audit anchor, key states,
+    /// readiness probes) is not
+    /// counted.
     pub commits: u64,
     /// Proposals decided.
     pub decisions: u64,
@@ -220,12 +223,12 @@ impl SlashingDb {
 
     /// The anchor of the audit log named `log`, if it has one.
     pub fn audit_anchor(&self, log: &str) -> Result<Option<AuditAnchor>, DbError> {
-        self.exclusive(|e| anchor::get(e, log))
+        self.group.bookkeeping(|e| anchor::get(e, log))
     }
 
     /// Every audit log anchor, by log name.
     pub fn audit_anchors(&self) -> Result<Vec<(String, AuditAnchor)>, DbError> {
-        self.exclusive(anchor::all)
+        self.group.bookkeeping(anchor::all)
     }
 
     /// Moves the anchor of `log` to `new`, durably, if it is still
@@ -237,13 +240,14 @@ impl SlashingDb {
         expected: Option<&AuditAnchor>,
         new: &AuditAnchor,
     ) -> Result<bool, DbError> {
-        self.exclusive(|e| anchor::compare_and_set(e, log, expected, new))
+        self.group
+            .bookkeeping(|e| anchor::compare_and_set(e, log, expected, new))
     }
 
     /// Every key whose state an operator set (disabled, retired, or enabled
     /// again), by public key.
     pub fn key_states(&self) -> Result<Vec<(Vec<u8>, KeyState)>, DbError> {
-        self.exclusive(key_state::all)
+        self.group.bookkeeping(key_state::all)
     }
 
     /// Sets a key's state durably (out of service, or back into it); a
@@ -253,7 +257,8 @@ impl SlashingDb {
         public_key: &[u8],
         new: &KeyState,
     ) -> Result<Result<Option<KeyState>, KeyStateError>, DbError> {
-        self.exclusive(|e| key_state::set(e, public_key, new))
+        self.group
+            .bookkeeping(|e| key_state::set(e, public_key, new))
     }
 
     /// The network this database is pinned to, if any.
@@ -266,7 +271,7 @@ impl SlashingDb {
     /// (readiness asks this); `None` for SQLite (every commit fsyncs the
     /// local file).
     pub fn durability(&self) -> Result<Option<crate::Durability>, DbError> {
-        self.exclusive(|e| e.durability())
+        self.group.bookkeeping(|e| e.durability())
     }
 
     /// Counters since open.

@@ -149,14 +149,27 @@ impl GroupCommit {
     where
         E: From<DbError> + AsDbError,
     {
-        // Work queued without waiting comes first, so this sees it.
-        self.commit_detached();
-        let mut w = self.writer.lock().map_err(|_| E::from(poisoned_lock()))?;
-        let result = w.transaction(f);
+        let result = self.bookkeeping(f);
         if result.is_ok() {
             self.counters.commits.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// [`GroupCommit::exclusive`] for the signer's own bookkeeping (the
+    /// audit anchor, key states, about once a second): not counted in
+    /// `commits`, which counts the transactions of the history.
+    pub(crate) fn bookkeeping<T, E>(
+        &self,
+        f: impl FnOnce(&mut dyn Engine) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError> + AsDbError,
+    {
+        // Work queued without waiting comes first, so this sees it.
+        self.commit_detached();
+        let mut w = self.writer.lock().map_err(|_| E::from(poisoned_lock()))?;
+        w.transaction(f)
     }
 
     fn run_batch(&self, batch: &[(Option<u64>, Work)]) -> Vec<Answer> {

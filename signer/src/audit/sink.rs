@@ -183,12 +183,28 @@ struct Anchorer {
     anchored: Mutex<Option<AuditAnchor>>,
     /// A database error is logged once per outage.
     failing: AtomicBool,
+    /// When the last store failed: the next try waits [`ANCHOR_RETRY`], so
+    /// a stalled database does not have signing batches queue behind the
+    /// anchor every second.
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// After a failed store, how long until the next try.
+const ANCHOR_RETRY: Duration = Duration::from_secs(10);
 
 impl Anchorer {
     /// Moves the anchor to the durable head if it changed.
     fn step(&self, flush: &AuditFlush) {
         if flush.tampered().is_some() {
+            return;
+        }
+        if self
+            .failed_at
+            .lock()
+            .ok()
+            .and_then(|f| *f)
+            .is_some_and(|at| at.elapsed() < ANCHOR_RETRY)
+        {
             return;
         }
         let Some(durable) = flush.heads.lock().ok().map(|h| h.durable.clone()) else {
@@ -204,6 +220,9 @@ impl Anchorer {
         match self.db.set_audit_anchor(&self.name, anchored.as_ref(), &new) {
             Ok(true) => {
                 *anchored = Some(new);
+                if let Ok(mut f) = self.failed_at.lock() {
+                    *f = None;
+                }
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(log = %self.name, "audit log: anchored in the slashing database again");
                 }
@@ -214,8 +233,11 @@ impl Anchorer {
                 self.name
             )),
             Err(e) => {
+                if let Ok(mut f) = self.failed_at.lock() {
+                    *f = Some(std::time::Instant::now());
+                }
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(log = %self.name, error = %e, "audit log: the anchor could not be stored; retrying every second (signing goes on: the records are written)");
+                    tracing::warn!(log = %self.name, error = %e, "audit log: the anchor could not be stored; retrying every 10 s (signing goes on: the records are written)");
                 }
             }
         }
@@ -278,6 +300,7 @@ impl AuditSink {
             name,
             anchored: Mutex::new(anchored),
             failing: AtomicBool::new(false),
+            failed_at: Mutex::new(None),
         });
         let (anchorer, flush) = (a.clone(), self.flush.clone());
         let thread = std::thread::Builder::new()

@@ -191,7 +191,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     pipeline
         .refresh_key_states(true)
         .map_err(|e| format!("slashing database: reading key states: {e}"))?;
-    let key_states = KeyStatePoller::start(pipeline.clone())?;
+    // Only a shared database can change under a running instance (SQLite is
+    // held by this process alone).
+    let key_states = match config.slashing.postgres {
+        Some(_) => Some(KeyStatePoller::start(pipeline.clone())?),
+        None => None,
+    };
     let tls_files = config.tls.files();
     let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
     record_expiry(&metrics, &tls_files);
@@ -231,7 +236,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     // In-flight calls have been answered; let the workers finish, then the
     // last reference to the pipeline closes the database (WAL checkpoint).
     pool.shutdown();
-    key_states.stop();
+    if let Some(k) = key_states {
+        k.stop();
+    }
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(pool);
     drop(pipeline);
@@ -279,6 +286,10 @@ struct KeyStatePoller {
 /// How often the key states are read.
 const KEY_STATE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// After a failed read, how long until the next: a stalled database must
+/// not have signing batches queue behind this bookkeeping every second.
+const KEY_STATE_RETRY: Duration = Duration::from_secs(10);
+
 impl KeyStatePoller {
     fn start(pipeline: Arc<Pipeline>) -> Result<Self, BoxError> {
         let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
@@ -289,7 +300,8 @@ impl KeyStatePoller {
                 let mut failing = false;
                 loop {
                     let Ok(g) = s.0.lock() else { return };
-                    let Ok((g, _)) = s.1.wait_timeout_while(g, KEY_STATE_INTERVAL, |stop| !*stop)
+                    let wait = if failing { KEY_STATE_RETRY } else { KEY_STATE_INTERVAL };
+                    let Ok((g, _)) = s.1.wait_timeout_while(g, wait, |stop| !*stop)
                     else {
                         return;
                     };
@@ -305,7 +317,7 @@ impl KeyStatePoller {
                         Ok(_) => {}
                         Err(e) if !failing => {
                             failing = true;
-                            tracing::warn!(error = %e, "key states: the slashing database could not be read; the last states stay in force, retrying every second");
+                            tracing::warn!(error = %e, "key states: the slashing database could not be read; the last states stay in force, retrying every 10 s");
                         }
                         Err(_) => {}
                     }
