@@ -165,6 +165,28 @@ pub fn signature_of(r: pb::SignResponse) -> pb::Signature {
     }
 }
 
+/// `None` for a signature, else the refusal's reason.
+#[allow(clippy::expect_used)]
+pub fn refusal_of(r: pb::SignResponse) -> Option<pb::Reason> {
+    match r.outcome.expect("an outcome") {
+        pb::sign_response::Outcome::Signature(_) => None,
+        pb::sign_response::Outcome::Refusal(r) => Some(r.reason()),
+    }
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic_str(&format!("no {field} in /proc/{pid}/status")))
+}
+
 /// The same attestation as Web3Signer JSON, decoded and signed by the
 /// signing core directly (not through the daemon or its converters).
 pub fn core_attestation_signature(secret: &str, source: u64, target: u64, block: u8) -> Vec<u8> {

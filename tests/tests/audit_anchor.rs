@@ -20,15 +20,8 @@ use std::time::Duration;
 
 use proto::v1 as pb;
 use signer::audit::{AuditLog, Entry};
-use tests::daemon::{Daemon, Setup, attestation, signer_bin};
+use tests::daemon::{Daemon, Setup, attestation, refusal_of, signer_bin};
 use tests::ha::serve_refused;
-
-fn reason(r: pb::SignResponse) -> Option<pb::Reason> {
-    match r.outcome.unwrap() {
-        pb::sign_response::Outcome::Signature(_) => None,
-        pb::sign_response::Outcome::Refusal(r) => Some(r.reason()),
-    }
-}
 
 fn audit_log(setup: &Setup) -> PathBuf {
     setup.path("data/audit.jsonl")
@@ -62,7 +55,7 @@ async fn sign(d: &Daemon, setup: &Setup, range: std::ops::Range<u64>) {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(reason(r), None, "attestation {s}");
+        assert_eq!(refusal_of(r), None, "attestation {s}");
     }
 }
 
@@ -101,7 +94,7 @@ async fn noticed(d: &Daemon, setup: &Setup, why: &str) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(reason(r), Some(pb::Reason::BackendUnavailable));
+    assert_eq!(refusal_of(r), Some(pb::Reason::BackendUnavailable));
     let log = d.log();
     assert!(
         log.contains("ERROR") && log.contains(why) && log.contains("every request is refused"),

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use proto::v1 as pb;
-use tests::daemon::{Setup, attestation};
+use tests::daemon::{Setup, attestation, refusal_of};
 
 /// A tmpfs of `size` on a fresh directory, unmounted on drop.
 struct Tmpfs {
@@ -70,13 +70,6 @@ fn fill(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn reason(r: pb::SignResponse) -> Option<pb::Reason> {
-    match r.outcome.unwrap() {
-        pb::sign_response::Outcome::Signature(_) => None,
-        pb::sign_response::Outcome::Refusal(r) => Some(r.reason()),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_with_the_audit_named_and_the_log_survives_it() {
     let disk = Tmpfs::mount("1m");
@@ -94,7 +87,10 @@ async fn a_full_disk_refuses_with_the_audit_named_and_the_log_survives_it() {
     let d = setup.start();
     let mut vc = d.client(setup.client_tls("vc")).await;
     let ask = |source: u64| attestation(&setup.bls, source, source + 1, 1);
-    assert_eq!(reason(vc.sign(ask(0)).await.unwrap().into_inner()), None);
+    assert_eq!(
+        refusal_of(vc.sign(ask(0)).await.unwrap().into_inner()),
+        None
+    );
 
     let filler = fill(disk.path());
     // The disk is full (the log's last page may still take a few records:
@@ -106,7 +102,7 @@ async fn a_full_disk_refuses_with_the_audit_named_and_the_log_survives_it() {
         assert!(source < 100, "a full disk never refused a request");
         let r = vc.sign(ask(source)).await.unwrap().into_inner();
         source += 1;
-        match reason(r) {
+        match refusal_of(r) {
             None => signed += 1,
             Some(pb::Reason::BackendUnavailable) => break,
             Some(other) => panic!("{other:?}"),
@@ -116,7 +112,7 @@ async fn a_full_disk_refuses_with_the_audit_named_and_the_log_survives_it() {
         let r = vc.sign(ask(source)).await.unwrap().into_inner();
         source += 1;
         assert_eq!(
-            reason(r),
+            refusal_of(r),
             Some(pb::Reason::BackendUnavailable),
             "refused while the disk is full"
         );
@@ -139,7 +135,7 @@ async fn a_full_disk_refuses_with_the_audit_named_and_the_log_survives_it() {
     // daemon starts again on it.
     std::fs::remove_file(filler).unwrap();
     assert_eq!(
-        reason(vc.sign(ask(source)).await.unwrap().into_inner()),
+        refusal_of(vc.sign(ask(source)).await.unwrap().into_inner()),
         None
     );
     signed += 1;
@@ -162,7 +158,7 @@ async fn a_full_disk_refuses_with_the_audit_named_and_the_log_survives_it() {
     let d = setup.start();
     let mut vc = d.client(setup.client_tls("vc")).await;
     assert_eq!(
-        reason(vc.sign(ask(source + 1)).await.unwrap().into_inner()),
+        refusal_of(vc.sign(ask(source + 1)).await.unwrap().into_inner()),
         None
     );
 }

@@ -16,23 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use proto::v1 as pb;
-use tests::daemon::{Setup, attestation, signer_bin};
-
-fn reason(r: pb::SignResponse) -> Option<pb::Reason> {
-    match r.outcome.unwrap() {
-        pb::sign_response::Outcome::Signature(_) => None,
-        pb::sign_response::Outcome::Refusal(r) => Some(r.reason()),
-    }
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
+use tests::daemon::{Setup, attestation, proc_status_kib, refusal_of, signer_bin};
 
 /// A BLS secret key (below the group order: the top byte is small) that is
 /// the same for the same `(set, i)`.
@@ -116,7 +100,7 @@ async fn reloads_say_what_changed_removed_keys_refuse_at_once_and_unchanged_keys
                     .unwrap()
                     .into_inner();
                 source += 1;
-                match reason(r) {
+                match refusal_of(r) {
                     None => signed.fetch_add(1, Ordering::Relaxed),
                     Some(_) => failed.fetch_add(1, Ordering::Relaxed),
                 };
@@ -125,7 +109,7 @@ async fn reloads_say_what_changed_removed_keys_refuse_at_once_and_unchanged_keys
     };
     let mut vc = d.client(setup.client_tls("vc")).await;
     assert_eq!(
-        reason(
+        refusal_of(
             vc.sign(attestation(&removed, 0, 1, 1))
                 .await
                 .unwrap()
@@ -173,7 +157,7 @@ async fn reloads_say_what_changed_removed_keys_refuse_at_once_and_unchanged_keys
     );
     // Removed: refused from the very next request.
     assert_eq!(
-        reason(
+        refusal_of(
             vc.sign(attestation(&removed, 1, 2, 1))
                 .await
                 .unwrap()
@@ -183,7 +167,7 @@ async fn reloads_say_what_changed_removed_keys_refuse_at_once_and_unchanged_keys
     );
     let added = bls_public(&secret(1, 1));
     assert_eq!(
-        reason(
+        refusal_of(
             vc.sign(attestation(&added, 0, 1, 1))
                 .await
                 .unwrap()

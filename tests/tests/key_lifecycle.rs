@@ -15,16 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use proto::v1 as pb;
-use tests::daemon::{Daemon, Setup, attestation, signer_bin};
+use tests::daemon::{Daemon, Setup, attestation, refusal_of, signer_bin};
 use tests::ha::{Instances, local};
 use tests::pg::PgCluster;
-
-fn reason(r: pb::SignResponse) -> Option<pb::Reason> {
-    match r.outcome.unwrap() {
-        pb::sign_response::Outcome::Signature(_) => None,
-        pb::sign_response::Outcome::Refusal(r) => Some(r.reason()),
-    }
-}
 
 /// `signer keys VERB KEY --reason REASON --config CONFIG [extra]`:
 /// (success, stdout + stderr).
@@ -47,7 +40,7 @@ fn keys(verb: &str, key: &str, reason: &str, config: &Path, extra: &[&str]) -> (
 
 async fn ask(d: &Daemon, setup: &Setup, source: u64) -> Option<pb::Reason> {
     let mut vc = d.client(setup.client_tls("vc")).await;
-    reason(
+    refusal_of(
         vc.sign(attestation(&setup.bls, source, source + 1, 1))
             .await
             .unwrap()

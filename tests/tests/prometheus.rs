@@ -236,9 +236,14 @@ impl Prometheus {
         }
     }
 
-    /// Polls `query` until `ok` accepts its result (bounded: a hang guard).
-    fn until(&self, query: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let path = format!("/api/v1/query?query={}", urlencode(query));
+    /// Polls the API at `path` until `ok` accepts the answer's `data[field]`
+    /// (bounded: a hang guard); returns it.
+    fn poll(
+        &self,
+        path: &str,
+        field: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let mut last = serde_json::Value::Null;
         for _ in 0..600 {
             if let Ok(mut s) = TcpStream::connect(&self.addr) {
@@ -249,47 +254,32 @@ impl Prometheus {
                 );
                 let mut out = String::new();
                 let _ = s.read_to_string(&mut out);
-                if let Some((_, body)) = out.split_once("\r\n\r\n") {
-                    // Prometheus answers chunked here only for large bodies.
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body.trim()) {
-                        if ok(&v["data"]["result"]) {
-                            return v["data"]["result"].clone();
-                        }
-                        last = v;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{query}: never as expected; last answer: {last}");
-    }
-}
-
-impl Prometheus {
-    /// Polls `/api/v1/alerts` until `ok` accepts the list.
-    fn alerts_until(&self, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let mut last = serde_json::Value::Null;
-        for _ in 0..600 {
-            if let Ok(mut s) = TcpStream::connect(&self.addr) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = write!(
-                    s,
-                    "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                );
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
                 if let Some((_, body)) = out.split_once("\r\n\r\n")
                     && let Ok(v) = serde_json::from_str::<serde_json::Value>(body.trim())
                 {
-                    if ok(&v["data"]["alerts"]) {
-                        return v["data"]["alerts"].clone();
+                    if ok(&v["data"][field]) {
+                        return v["data"][field].clone();
                     }
                     last = v;
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("/api/v1/alerts never as expected; last answer: {last}");
+        panic!("{path}: never as expected; last answer: {last}");
+    }
+
+    /// Polls `query` until `ok` accepts its result.
+    fn until(&self, query: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        self.poll(
+            &format!("/api/v1/query?query={}", urlencode(query)),
+            "result",
+            ok,
+        )
+    }
+
+    /// Polls `/api/v1/alerts` until `ok` accepts the list.
+    fn alerts_until(&self, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        self.poll("/api/v1/alerts", "alerts", ok)
     }
 }
 

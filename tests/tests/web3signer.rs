@@ -9,7 +9,7 @@
 )]
 
 use serde_json::{Value, json};
-use tests::daemon::{Daemon, GVR, Setup, https};
+use tests::daemon::{Daemon, GVR, Setup, https, proc_status_kib};
 
 const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
 
@@ -540,15 +540,6 @@ fn plain_http_is_only_for_loopback_and_its_client_is_flagged_by_the_policy_lint(
         err.contains("plain HTTP only on a loopback address"),
         "{err}"
     );
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Reloads are bounded: one runs at a time whoever asks (the metrics

@@ -331,13 +331,8 @@ pub fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
-/// A time as audit records write it (RFC 3339 UTC, milliseconds).
-pub fn rfc3339_of(t: SystemTime) -> String {
-    rfc3339(t)
-}
-
 /// RFC 3339 UTC with milliseconds for a time since the Unix epoch.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

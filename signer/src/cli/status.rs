@@ -43,7 +43,7 @@ fn counts(v: &Value) -> String {
 fn date(unix: i64) -> String {
     let t =
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    signer::audit::rfc3339_of(t)
+    signer::audit::rfc3339(t)
         .get(..10)
         .unwrap_or_default()
         .to_owned()

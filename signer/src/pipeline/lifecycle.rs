@@ -90,13 +90,19 @@ impl Pipeline {
                 }
             }
         }
-        let entries: Vec<Entry> = changed
-            .iter()
-            .map(|(k, s)| audit_entry(k, s, "database"))
-            .collect();
         let n = changed.len();
+        let entries: Vec<Entry> = if first {
+            Vec::new()
+        } else {
+            changed
+                .iter()
+                .map(|(k, s)| audit_entry(k, s, "database"))
+                .collect()
+        };
         self.key_states.store(now);
-        if !first && let Err(e) = self.audit.write(entries) {
+        if !entries.is_empty()
+            && let Err(e) = self.audit.write(entries)
+        {
             // The audit sink is red now (readiness, refusals); the state
             // change itself is in force either way.
             tracing::error!(error = %e, "audit log: a key state change could not be recorded");
