@@ -414,6 +414,13 @@ async fn policy_reloads_on_sighup_without_dropping_connections_and_a_broken_one_
         r#"signer_reloads_total{what="policy",result="failed"}"#,
         1.0,
     );
+    // The SIGHUP reload goes on to the keys after the policy: wait for its
+    // end, or the POST below races it and gets 409 (one reload at a time).
+    wait_metric(
+        &daemon,
+        r#"signer_reloads_total{what="keys",result="ok"}"#,
+        2.0,
+    );
     assert!(ask(&mut vc, exit_request(&setup.bls)).await.is_ok());
     setup.write_policy(&setup.policy_with("[[grant]]\nclients = [\"nobody\"]\noperations = [\"eth2.block\"]\nkey_groups = [\"validators\"]\nnetworks = [\"test-eth\"]\n"));
     let (status, body) = daemon.http("POST", "/reload");
