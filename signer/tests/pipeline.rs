@@ -23,7 +23,7 @@ use signer::backend::soft::{Scheme, SecretKey};
 use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
 use signer::eth2::{Clock, Network, PresetKind};
 use signer::pipeline::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature};
-use signer::policy::{ClientId, Policy, Verdict};
+use signer::policy::{ClientId, Miss, Operation, Policy, Verdict};
 use slashing_db::NotSafe;
 
 /// The calls these tests make, as one-item requests to `Pipeline::sign`.
@@ -223,7 +223,9 @@ fn refusals_are_typed_leave_no_record_and_are_audited() {
 
     // Not allowed: the CometBFT node asks for an attestation. Nothing is recorded…
     match f.pipeline.sign_eth2("node", &f.bls, &body(&good)) {
-        Err(Refusal::NotAllowed(Verdict::NotGranted)) => {}
+        Err(Refusal::NotAllowed(Verdict::NotGranted(Miss::Operation(
+            Operation::Eth2Attestation,
+        )))) => {}
         other => panic!("expected NotAllowed, got {other:?}"),
     }
     // …so the conflicting attestation is still signable by the client that may.
@@ -239,7 +241,9 @@ fn refusals_are_typed_leave_no_record_and_are_audited() {
     // A key the policy does not grant (loaded or not): not allowed. A wrong root.
     assert!(matches!(
         f.pipeline.sign_eth2("vc", &[0xaa; 48], &body(&good)),
-        Err(Refusal::NotAllowed(_))
+        Err(Refusal::NotAllowed(Verdict::NotGranted(Miss::Key(
+            Operation::Eth2Attestation
+        ))))
     ));
     let mut wrong_root = good.clone();
     wrong_root["signingRoot"] = format!("0x{}", "22".repeat(32)).into();
@@ -259,6 +263,13 @@ fn refusals_are_typed_leave_no_record_and_are_audited() {
         "refused:invalid_request",
     ] {
         assert!(log.contains(outcome), "{outcome} missing from\n{log}");
+    }
+    // Policy refusals say which grant was missing, for the auditor.
+    for note in [
+        "\"note\":\"no grant gives this client eth2.attestation\"",
+        "\"note\":\"no grant gives this client eth2.attestation for this key\"",
+    ] {
+        assert!(log.contains(note), "{note} missing from\n{log}");
     }
 }
 

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use signer::policy::{Network, Operation, Policy, Request, Verdict};
+use signer::policy::{Miss, Network, Operation, Policy, Request, Verdict};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -69,21 +69,21 @@ fn decisions_on_the_example_policy() {
             Eth2Attestation,
             &b,
             Some(&mainnet),
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Key(Eth2Attestation)),
         ),
         (
             "lighthouse-a",
             Eth2Attestation,
             &a,
             Some(&other_eth),
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Network(Eth2Attestation)),
         ),
         (
             "lighthouse-a",
             Eth2Attestation,
             &a,
             None,
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Network(Eth2Attestation)),
         ),
         (
             "lighthouse-a",
@@ -99,8 +99,20 @@ fn decisions_on_the_example_policy() {
             Some(&mainnet),
             Verdict::Denied { deny: 1 },
         ),
-        ("lighthouse-a", Eth2Deposit, &a, None, Verdict::NotGranted),
-        ("lighthouse-a", RawEd25519, &a, None, Verdict::NotGranted),
+        (
+            "lighthouse-a",
+            Eth2Deposit,
+            &a,
+            None,
+            Verdict::NotGranted(Miss::Operation(Eth2Deposit)),
+        ),
+        (
+            "lighthouse-a",
+            RawEd25519,
+            &a,
+            None,
+            Verdict::NotGranted(Miss::Operation(RawEd25519)),
+        ),
         (
             "lighthouse-b",
             Eth2Attestation,
@@ -134,7 +146,7 @@ fn decisions_on_the_example_policy() {
             Eth2Attestation,
             &b,
             Some(&mainnet),
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Operation(Eth2Attestation)),
         ),
         (
             "cosmos-node",
@@ -155,22 +167,28 @@ fn decisions_on_the_example_policy() {
             CometVote,
             &cosmos,
             Some(&osmo),
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Network(CometVote)),
         ),
-        ("cosmos-node", CometRaw, &cosmos, None, Verdict::NotGranted),
+        (
+            "cosmos-node",
+            CometRaw,
+            &cosmos,
+            None,
+            Verdict::NotGranted(Miss::Operation(CometRaw)),
+        ),
         (
             "cosmos-node",
             CometVote,
             &a,
             Some(&hub),
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Key(CometVote)),
         ),
         (
             "stranger",
             Eth2Attestation,
             &a,
             Some(&mainnet),
-            Verdict::NotGranted,
+            Verdict::NotGranted(Miss::Client),
         ),
     ];
     for (i, (client, operation, k, network, want)) in table.iter().enumerate() {
@@ -431,5 +449,31 @@ fn policy_diff_reports_effective_permissions_gained_and_lost() {
     assert!(
         out.contains("  + identity changed: spiffe://x/vc-a → spiffe://x/vc-a2 (that certificate gets these permissions)\n"),
         "{out}"
+    );
+}
+
+#[test]
+fn a_deny_that_guards_against_a_future_grant_says_so_and_is_not_flagged() {
+    let base = "[clients.vc]\nidentity = \"spiffe://t/vc\"\n\
+                [networks.main]\ngenesis_validators_root = \"0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95\"\n\
+                [key_groups.g]\nkeys = [\"0x8e5e2a4f1a2b7e3a7c3fbd6d1c1f0a0b8f27d05fe25e4cc1c2f47e3e3d1ac2f0aa11223344556677889900aabbccddee\"]\n\
+                [[grant]]\nclients = [\"vc\"]\noperations = [\"eth2.attestation\"]\nkey_groups = [\"g\"]\nnetworks = [\"main\"]\n";
+    let deny = "[[deny]]\nclients = [\"vc\"]\noperations = [\"eth2.voluntary_exit\"]\nkey_groups = [\"g\"]\nnetworks = [\"main\"]\n";
+    let messages = |text: &str| -> Vec<String> {
+        let (_, findings) = signer::policy::check(text).unwrap();
+        findings.iter().map(ToString::to_string).collect()
+    };
+    // Unmarked, it may be a typo: the linter asks.
+    assert_eq!(
+        messages(&format!("{base}{deny}")),
+        ["warning: deny #1: denies nothing that is granted (a typo? if it is there to stop a future grant, say `guard = true`)"]
+    );
+    // Marked, it is what the author meant.
+    assert!(messages(&format!("{base}{deny}guard = true\n")).is_empty());
+    // A grant cannot be a guard.
+    let bad = base.replace("networks = [\"main\"]\n", "networks = [\"main\"]\nguard = true\n");
+    assert_eq!(
+        messages(&bad),
+        ["error: grant #1: `guard` marks a [[deny]] that stops a future grant; a grant cannot have it"]
     );
 }

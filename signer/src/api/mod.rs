@@ -55,7 +55,10 @@ mod leak_tests {
                 }),
                 "slashable",
             ),
-            (Refusal::NotAllowed(Verdict::NotGranted), "not_allowed"),
+            (
+                Refusal::NotAllowed(Verdict::NotGranted(crate::policy::Miss::Client)),
+                "not_allowed",
+            ),
             (Refusal::NotAllowed(Verdict::Denied { deny: 2 }), "not_allowed"),
             (Refusal::UnknownKey, "unknown_key"),
             (

@@ -60,7 +60,8 @@ pub struct Record {
     pub outcome: String,
     /// SHA-256 (hex) of the previous line, without its newline.
     pub prev: String,
-    /// Free text for events that are not requests (an acknowledged loss).
+    /// Free text: for events that are not requests (an acknowledged loss),
+    /// and why the policy refused a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -54,10 +54,16 @@ pub fn run(c: PolicyCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .iter()
                 .filter(|f| f.severity == Severity::Error)
                 .count();
+            let warnings = findings.len() - errors;
+            let plural = |n: usize, what: &str| match n {
+                1 => format!("1 {what}"),
+                n => format!("{n} {what}s"),
+            };
             println!(
-                "{}: {errors} errors, {} warnings",
+                "{}: {}, {}",
                 file.display(),
-                findings.len() - errors
+                plural(errors, "error"),
+                plural(warnings, "warning")
             );
             Ok(if errors == 0 {
                 ExitCode::SUCCESS

@@ -244,7 +244,11 @@ impl Pipeline {
             .zip(&requests)
             .zip(&outcomes)
             .map(|((p, r), o)| Entry {
-                note: None,
+                // Which grant was missing (or which deny matched), for the auditor.
+                note: match o {
+                    Err(Refusal::NotAllowed(v)) => Some(v.to_string()),
+                    _ => None,
+                },
                 client: r.client.to_string(),
                 frontend: Some(frontend.to_owned()),
                 key: hex::encode(&r.public_key),

@@ -167,7 +167,18 @@ impl Pipeline {
         match verdict {
             // Out of service is said only to a client allowed the key.
             Verdict::Allowed { .. } => self.in_service(key),
-            other => Err(Refusal::NotAllowed(other)),
+            other => {
+                // In full for the operator; the client learns only `other`,
+                // which speaks of its own grants.
+                tracing::info!(
+                    client,
+                    operation = operation.name(),
+                    key = %hex::encode(key),
+                    network = network.map_or("-", |n| policy.network_name(n).unwrap_or("(none in the policy)")),
+                    "request not allowed: {other}"
+                );
+                Err(Refusal::NotAllowed(other))
+            }
         }
     }
 

@@ -17,7 +17,7 @@ pub enum Refusal {
     #[error("slashable: {0}")]
     Slashable(NotSafe),
     /// The policy does not allow this client this operation on this key and network.
-    #[error("not allowed by policy ({0:?})")]
+    #[error("not allowed by policy: {0}")]
     NotAllowed(Verdict),
     /// No key with this public key is loaded.
     #[error("unknown key")]

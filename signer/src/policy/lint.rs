@@ -268,6 +268,13 @@ fn rule(kind: &str, i: usize, e: &RuleEntry, names: &Names<'_>, f: &mut Vec<Find
             ));
         }
     }
+    if kind == "grant" && e.guard {
+        f.push(finding(
+            Error,
+            &loc,
+            "`guard` marks a [[deny]] that stops a future grant; a grant cannot have it",
+        ));
+    }
     if kind == "grant" {
         for op in &ops {
             if let Some(why) = op.caution() {
@@ -282,6 +289,7 @@ fn rule(kind: &str, i: usize, e: &RuleEntry, names: &Names<'_>, f: &mut Vec<Find
         groups: e.key_groups.iter().cloned().collect(),
         keys,
         networks: e.networks.iter().cloned().collect(),
+        guard: e.guard,
     }
 }
 
@@ -319,11 +327,11 @@ fn across_rules(
                 && g.operations.intersection(&d.operations).next().is_some()
                 && g.keys.intersection(&d.keys).next().is_some()
         });
-        if !covers_a_grant {
+        if !covers_a_grant && !d.guard {
             f.push(finding(
                 Warning,
                 format!("deny #{}", d.number),
-                "denies nothing that is granted",
+                "denies nothing that is granted (a typo? if it is there to stop a future grant, say `guard = true`)",
             ));
         }
     }

@@ -71,6 +71,10 @@ struct RuleEntry {
     key_groups: Vec<String>,
     #[serde(default)]
     networks: Vec<String>,
+    /// Denies only: this deny guards against a future grant, so it is
+    /// expected to deny nothing that is granted today (no lint warning).
+    #[serde(default)]
+    guard: bool,
 }
 
 /// Who asks: the name of a policy client, as the identity of a verified
@@ -129,6 +133,8 @@ struct Rule {
     groups: BTreeSet<String>,
     keys: BTreeSet<Vec<u8>>,
     networks: BTreeSet<String>,
+    /// A deny marked `guard = true`.
+    guard: bool,
 }
 
 /// How serious a lint finding is.
@@ -207,8 +213,49 @@ pub enum Verdict {
         /// Deny number.
         deny: usize,
     },
-    /// No grant covers it (deny by default).
-    NotGranted,
+    /// No grant covers it (deny by default); the first part no grant of
+    /// this client covers.
+    NotGranted(Miss),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allowed { grant } => write!(f, "allowed by grant #{grant}"),
+            Self::Denied { deny } => write!(f, "refused by deny #{deny}"),
+            Self::NotGranted(miss) => miss.fmt(f),
+        }
+    }
+}
+
+/// What no grant covers, checked in this order among the grants that name
+/// the client: the client itself, the operation, the key, the network. It
+/// speaks only of the asking client's grants, so telling the client is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No grant names the client.
+    Client,
+    /// No grant gives the client this operation.
+    Operation(Operation),
+    /// Grants give the client the operation, none for this key.
+    Key(Operation),
+    /// Grants give the client the operation for this key, none on this network.
+    Network(Operation),
+}
+
+impl fmt::Display for Miss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Client => write!(f, "no grant names this client"),
+            Self::Operation(op) => write!(f, "no grant gives this client {}", op.name()),
+            Self::Key(op) => write!(f, "no grant gives this client {} for this key", op.name()),
+            Self::Network(op) => write!(
+                f,
+                "no grant gives this client {} for this key on this network",
+                op.name()
+            ),
+        }
+    }
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
@@ -267,8 +314,37 @@ impl Policy {
         }
         match self.grants.iter().find(|g| self.matches(g, r)) {
             Some(g) => Verdict::Allowed { grant: g.number },
-            None => Verdict::NotGranted,
+            None => Verdict::NotGranted(self.miss(r)),
         }
+    }
+
+    /// Why no grant matched `r` (only asked once none did).
+    fn miss(&self, r: &Request<'_>) -> Miss {
+        let mine: Vec<&Rule> = self
+            .grants
+            .iter()
+            .filter(|g| g.clients.contains(r.client))
+            .collect();
+        if mine.is_empty() {
+            return Miss::Client;
+        }
+        let op = r.operation;
+        let with_op: Vec<&&Rule> = mine.iter().filter(|g| g.operations.contains(&op)).collect();
+        if with_op.is_empty() {
+            Miss::Operation(op)
+        } else if !with_op.iter().any(|g| g.keys.contains(r.key)) {
+            Miss::Key(op)
+        } else {
+            Miss::Network(op)
+        }
+    }
+
+    /// The policy's name for `network`, if it has one.
+    pub fn network_name(&self, network: &Network) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, n)| *n == network)
+            .map(|(name, _)| name.as_str())
     }
 
     /// The operations `client` may use `key` for, on at least one network
