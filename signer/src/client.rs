@@ -73,6 +73,77 @@ pub async fn connect(
     Ok(SignerClient::new(channel(addr, server_name, tls).await?))
 }
 
+/// Why a call to the signer at `addr` failed, in words an operator can act
+/// on. tonic reports every connection failure as `transport error`; the
+/// cause (refused, certificate not trusted, our certificate refused) is
+/// further down the error's chain, and each needs a different fix.
+///
+/// `after_handshake`: the connection was made and the TLS handshake
+/// completed on our side. With TLS 1.3 the server judges our certificate
+/// only then, and a server that refuses it may just close the connection.
+pub fn explain(
+    addr: SocketAddr,
+    e: &(dyn std::error::Error + 'static),
+    after_handshake: bool,
+) -> String {
+    let mut chain: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(e) = next {
+        // A status's Display is its Debug dump; its message is the text.
+        let text = match e.downcast_ref::<tonic::Status>() {
+            Some(s) => s.message().to_owned(),
+            None => e.to_string(),
+        };
+        if !chain.iter().any(|c| c.contains(&text)) {
+            chain.push(text);
+        }
+        next = e.source();
+    }
+    let all = chain.join(": ");
+    let has = |s: &str| all.contains(s);
+    let hint = if has("Connection refused") {
+        format!(
+            "no signer is listening on {addr} (connection refused): is `signer serve` running, and is this its gRPC address?"
+        )
+    } else if has("UnknownIssuer") || has("BadSignature") {
+        format!(
+            "the server at {addr} presented a certificate that the --ca file does not trust: pass the CA that issued the signer's server certificate"
+        )
+    } else if has("NotValidForName") || has("not valid for name") {
+        "the server's certificate is not issued for the --server-name given: pass the name its certificate carries".to_owned()
+    } else if has("Expired") || has("NotValidYet") {
+        "the server's certificate has expired (or is not valid yet): renew it on the signer"
+            .to_owned()
+    } else if has("UnknownCA")
+        || has("BadCertificate")
+        || has("CertificateRequired")
+        || has("CertificateUnknown")
+        || has("AccessDenied")
+        || has("DecryptError")
+    {
+        format!(
+            "the signer at {addr} refused our client certificate: pass a --cert (and --key) issued by a CA in the signer's [tls] client_cas"
+        )
+    } else if after_handshake
+        && (has("broken pipe") || has("connection closed") || has("Connection reset"))
+    {
+        format!(
+            "the signer at {addr} closed the connection after the TLS handshake: it most likely refused our client certificate (its log says why); pass a --cert (and --key) issued by a CA in the signer's [tls] client_cas and named in its policy"
+        )
+    } else if has("timed out") || has("deadline has elapsed") {
+        format!(
+            "no answer from {addr} in time: a firewall drops the packets, or the signer is overloaded"
+        )
+    } else {
+        return all;
+    };
+    let cause = e.source().map_or_else(
+        || all.clone(),
+        |_| chain.last().cloned().unwrap_or_default(),
+    );
+    format!("{hint} ({cause})")
+}
+
 /// An HTTP/2 channel over mutual TLS to `addr` (what [`connect`] wraps).
 pub async fn channel(
     addr: SocketAddr,

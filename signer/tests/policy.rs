@@ -466,14 +466,21 @@ fn a_deny_that_guards_against_a_future_grant_says_so_and_is_not_flagged() {
     // Unmarked, it may be a typo: the linter asks.
     assert_eq!(
         messages(&format!("{base}{deny}")),
-        ["warning: deny #1: denies nothing that is granted (a typo? if it is there to stop a future grant, say `guard = true`)"]
+        [
+            "warning: deny #1: denies nothing that is granted (a typo? if it is there to stop a future grant, say `guard = true`)"
+        ]
     );
     // Marked, it is what the author meant.
     assert!(messages(&format!("{base}{deny}guard = true\n")).is_empty());
     // A grant cannot be a guard.
-    let bad = base.replace("networks = [\"main\"]\n", "networks = [\"main\"]\nguard = true\n");
+    let bad = base.replace(
+        "networks = [\"main\"]\n",
+        "networks = [\"main\"]\nguard = true\n",
+    );
     assert_eq!(
         messages(&bad),
-        ["error: grant #1: `guard` marks a [[deny]] that stops a future grant; a grant cannot have it"]
+        [
+            "error: grant #1: `guard` marks a [[deny]] that stops a future grant; a grant cannot have it"
+        ]
     );
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use proto::v1 as pb;
-use signer::client::{ClientTls, connect};
+use signer::client::{ClientTls, connect, explain};
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
@@ -133,13 +133,29 @@ pub fn run(a: ClientArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut c = connect(a.addr, &a.server_name, tls)
+        let addr = a.addr;
+        let mut c = connect(addr, &a.server_name, tls)
             .await
-            .map_err(|e| format!("connecting to {}: {e}", a.addr))?;
+            .map_err(|e| format!("connecting to {addr}: {}", explain(addr, e.as_ref(), false)))?;
+        // With TLS 1.3 the server judges our certificate after the handshake
+        // has completed on our side: its refusal arrives with the first call.
+        let call = |s: tonic::Status| -> Box<dyn std::error::Error> {
+            // A status with a source came from the connection, not the signer.
+            if std::error::Error::source(&s).is_some() {
+                format!("calling {addr}: {}", explain(addr, &s, true)).into()
+            } else {
+                s.into()
+            }
+        };
         let first_key = |scheme: &'static str| {
             let mut c = c.clone();
             async move {
-                let keys = c.list_keys(pb::ListKeysRequest {}).await?.into_inner().keys;
+                let keys = c
+                    .list_keys(pb::ListKeysRequest {})
+                    .await
+                    .map_err(call)?
+                    .into_inner()
+                    .keys;
                 keys.into_iter()
                     .find(|k| k.scheme == scheme)
                     .map(|k| k.public_key)
@@ -148,7 +164,12 @@ pub fn run(a: ClientArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         };
         let code = match a.command {
             ClientCommand::Keys => {
-                let keys = c.list_keys(pb::ListKeysRequest {}).await?.into_inner().keys;
+                let keys = c
+                    .list_keys(pb::ListKeysRequest {})
+                    .await
+                    .map_err(call)?
+                    .into_inner()
+                    .keys;
                 for k in keys {
                     println!(
                         "{:<10} 0x{}  {}",
@@ -172,7 +193,7 @@ pub fn run(a: ClientArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         .map_err(|e: Box<dyn std::error::Error>| e)?,
                 };
                 let request = signer::client::dev_attestation(&public_key, source, target, block);
-                print(c.sign(request).await?.into_inner())
+                print(c.sign(request).await.map_err(call)?.into_inner())
             }
             ClientCommand::SignVote {
                 key,
@@ -195,7 +216,7 @@ pub fn run(a: ClientArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     block,
                     1_700_000_000,
                 );
-                print(c.sign(request).await?.into_inner())
+                print(c.sign(request).await.map_err(call)?.into_inner())
             }
         };
         Ok(code)
