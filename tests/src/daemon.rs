@@ -752,23 +752,7 @@ impl Daemon {
 
     /// `GET path` on the metrics listener: (status, body).
     pub fn http(&self, method: &str, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.metrics).unwrap_or_else(|e| panic_str(&e.to_string()));
-        let _ = write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let status = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        plain_http(self.metrics, method, path)
     }
 
     /// The value of one metric line (`name{labels}` exactly as exported), or 0.
@@ -834,6 +818,27 @@ pub fn client_config(
     };
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// One plain HTTP/1.1 request (the metrics listener): (status, body).
+pub fn plain_http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic_str(&e.to_string()));
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// A blocking HTTPS request over a fresh connection with client certificate

@@ -49,10 +49,35 @@ fn date(unix: i64) -> String {
         .to_owned()
 }
 
+fn seconds(s: u64) -> String {
+    signer::server::starting::human(std::time::Duration::from_secs(s))
+}
+
 /// The human-readable page.
 fn render(s: &Value) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
+    // Still loading its keys: how far it has come, nothing else to show yet.
+    if let Some(k) = s.get("starting").map(|st| &st["keys"]) {
+        let _ = writeln!(
+            o,
+            "signer {}: STARTING (not ready yet)",
+            s["version"].as_str().unwrap_or("?")
+        );
+        let _ = write!(
+            o,
+            "  loading keys: {} of {} loaded, {} failed, {} so far",
+            k["loaded"],
+            k["total"],
+            k["failed"],
+            seconds(k["elapsed_seconds"].as_u64().unwrap_or(0))
+        );
+        if let Some(left) = k["left_seconds"].as_u64() {
+            let _ = write!(o, ", about {} left", seconds(left));
+        }
+        o.push('\n');
+        return o;
+    }
     let ready = s["ready"].as_bool() == Some(true);
     let _ = writeln!(
         o,

@@ -1,4 +1,5 @@
-//! The operations listener (plain HTTP/1.1; keep it on a private address):
+//! The operations listener (plain HTTP/1.1; keep it on a private address),
+//! bound before the keys load ([`Ops`]):
 //! `GET /metrics`, `GET /healthz` (the process is up), `GET /readyz` (the
 //! database answers, keys are loaded, not shutting down), and `POST /reload`
 //! (re-read TLS material, policy and keys, as SIGHUP does). It changes
@@ -8,7 +9,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -18,7 +20,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Shared;
+use super::starting::KeyLoad;
 use crate::config::MetricsReload;
+use crate::metrics::Metrics;
 use crate::net::Slots;
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -30,12 +34,86 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     r
 }
 
+/// What the operations listener answers for: the daemon while its keys
+/// load (it is bound before they do, so an operator and an orchestrator can
+/// see a long start progress), then the serving daemon.
+#[derive(Debug)]
+pub struct Ops {
+    load: Arc<KeyLoad>,
+    metrics: Arc<Metrics>,
+    header_timeout: Duration,
+    serving: OnceLock<Arc<Shared>>,
+}
+
+impl Ops {
+    /// Answers for a daemon whose keys `load` counts.
+    pub fn new(load: Arc<KeyLoad>, metrics: Arc<Metrics>, header_timeout: Duration) -> Self {
+        Self {
+            load,
+            metrics,
+            header_timeout,
+            serving: OnceLock::new(),
+        }
+    }
+
+    /// From now on, answers for the serving daemon.
+    pub fn serving(&self, shared: Arc<Shared>) {
+        let _ = self.serving.set(shared);
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The answers while keys load: alive, not ready, and how far it has come.
+fn starting(req: &Request<Incoming>, ops: &Ops) -> Response<Full<Bytes>> {
+    let progress = ops.load.progress();
+    let why = format!("starting: loading keys: {}", progress.line());
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n"))
+        }
+        (&Method::GET, "/metrics") => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ops.metrics.encode(),
+        ),
+        (&Method::GET, "/status") => {
+            let v = serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "ready": false,
+                "stopping": false,
+                "starting": {"phase": "loading keys", "keys": progress.json()},
+                "checks": [{"name": "starting", "ok": false, "why": why}],
+            });
+            reply(StatusCode::OK, "application/json", format!("{v}\n"))
+        }
+        (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/status") => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            format!("{why}; ask again once it is ready\n"),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
+    }
+}
+
 async fn handle(
+    req: Request<Incoming>,
+    ops: Arc<Ops>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    match ops.serving.get() {
+        Some(shared) => handle_serving(req, shared.clone(), peer).await,
+        None => Ok(starting(&req, &ops)),
+    }
+}
+
+async fn handle_serving(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let text = "text/plain; charset=utf-8";
+    let text = TEXT;
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             // `signer_ready` and `signer_db_durability` are set by the
@@ -158,7 +236,7 @@ fn may_reload(setting: MetricsReload, peer: SocketAddr) -> Result<(), &'static s
 /// header timeout (slow or idle peers are closed).
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    ops: Arc<Ops>,
     slots: Arc<Slots>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -174,11 +252,11 @@ pub async fn serve(
             },
             _ = stop.changed() => return,
         };
-        let shared = shared.clone();
+        let ops = ops.clone();
         let mut slot = slots.take_evicting();
         tokio::spawn(async move {
-            let header_timeout = shared.http_timeouts.header;
-            let service = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer));
+            let header_timeout = ops.header_timeout;
+            let service = hyper::service::service_fn(move |req| handle(req, ops.clone(), peer));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)

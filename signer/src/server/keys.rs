@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::starting::KeyLoad;
 use crate::backend::kms::Kms;
 use crate::backend::pkcs11::{Locator, Registry as Pkcs11Registry};
 use crate::backend::soft::{self, keystore, web3signer};
@@ -43,7 +44,12 @@ impl Backends {
 
 /// Loads every configured key; the keys that loaded, and what did not.
 pub fn load_keys(sources: &[KeySource], backends: &Backends) -> (Keyring, Vec<String>) {
-    load_keys_with(sources, backends, &mut keystore::KdfMemo::default())
+    load_keys_with(
+        sources,
+        backends,
+        &mut keystore::KdfMemo::default(),
+        &KeyLoad::new(sources),
+    )
 }
 
 /// [`load_keys`], reusing the keystores `memo` already decrypted (a reload
@@ -52,15 +58,24 @@ pub fn load_keys_with(
     sources: &[KeySource],
     backends: &Backends,
     memo: &mut keystore::KdfMemo,
+    progress: &KeyLoad,
 ) -> (Keyring, Vec<String>) {
     let pkcs11 = backends.pkcs11.as_deref();
     let kms = backends.kms.as_ref();
     let need_kms = |what: &str| format!("{what}: a kms key needs a [kms] section");
     let mut loaded: Vec<Key> = Vec::new();
     let mut errors = Vec::new();
-    let mut add = |key: Key, from: &Path| {
+    // `counted`: progress already heard of it (a directory counts its own).
+    let mut add = |key: Key, from: &Path, counted: bool| {
         tracing::debug!(from = %from.display(), scheme = key.scheme().key_type(), backend = key.backend(), "key loaded");
+        if !counted {
+            progress.loaded();
+        }
         loaded.push(key);
+    };
+    let failed = |errors: &mut Vec<String>, e: String| {
+        progress.failed();
+        errors.push(e);
     };
     let file_key = |memo: &mut keystore::KdfMemo,
                     path: &Path,
@@ -77,20 +92,30 @@ pub fn load_keys_with(
                 path,
                 password_file,
             } => match file_key(memo, path, password_file) {
-                Ok(key) => add(key.into(), path),
-                Err(e) => errors.push(e),
+                Ok(key) => add(key.into(), path, false),
+                Err(e) => failed(&mut errors, e),
             },
-            KeySource::Web3signerDir { path } => match web3signer::load_dir_with(path, memo) {
-                Ok(report) => {
-                    for (file, e) in report.errors {
-                        errors.push(format!("{}: {e}", file.display()));
+            KeySource::Web3signerDir { path } => {
+                // Counted as each key decrypts: a directory may hold thousands.
+                let mut each = |ok: bool| {
+                    if ok {
+                        progress.loaded();
+                    } else {
+                        progress.failed();
                     }
-                    for (file, key) in report.keys {
-                        add(key.into(), &file);
+                };
+                match web3signer::load_dir_with(path, memo, &mut each) {
+                    Ok(report) => {
+                        for (file, e) in report.errors {
+                            errors.push(format!("{}: {e}", file.display()));
+                        }
+                        for (file, key) in report.keys {
+                            add(key.into(), &file, true);
+                        }
                     }
+                    Err(e) => failed(&mut errors, e.to_string()),
                 }
-                Err(e) => errors.push(e.to_string()),
-            },
+            }
             KeySource::PrivValidatorKey { path } => {
                 let key = std::fs::read(path)
                     .map_err(|e| e.to_string())
@@ -100,9 +125,9 @@ pub fn load_keys_with(
                 match key {
                     Ok(key) => {
                         tracing::warn!(file = %path.display(), "priv_validator_key.json is not encrypted; move the key into a key file");
-                        add(key.into(), path);
+                        add(key.into(), path, false);
                     }
-                    Err(e) => errors.push(format!("{}: {e}", path.display())),
+                    Err(e) => failed(&mut errors, format!("{}: {e}", path.display())),
                 }
             }
             KeySource::Pkcs11 { label, id, tokens } => {
@@ -118,8 +143,8 @@ pub fn load_keys_with(
                     None => Err("a pkcs11 key needs a [pkcs11] section".into()),
                 });
                 match key {
-                    Ok(key) => add(key, Path::new("pkcs11")),
-                    Err(e) => errors.push(e),
+                    Ok(key) => add(key, Path::new("pkcs11"), false),
+                    Err(e) => failed(&mut errors, e),
                 }
             }
             KeySource::Kms { key_id } => {
@@ -127,8 +152,8 @@ pub fn load_keys_with(
                     .ok_or_else(|| need_kms(key_id))
                     .and_then(|k| k.load_key(key_id))
                 {
-                    Ok(key) => add(key, Path::new("kms")),
-                    Err(e) => errors.push(e),
+                    Ok(key) => add(key, Path::new("kms"), false),
+                    Err(e) => failed(&mut errors, e),
                 }
             }
             KeySource::KmsTags { tags } => {
@@ -137,14 +162,17 @@ pub fn load_keys_with(
                     .and_then(|k| k.keys_by_tags(tags))
                 {
                     Ok(keys) if keys.is_empty() => {
-                        errors.push(format!("kms_tags {tags:?}: no key carries these tags"));
+                        failed(
+                            &mut errors,
+                            format!("kms_tags {tags:?}: no key carries these tags"),
+                        );
                     }
                     Ok(keys) => {
                         for key in keys {
-                            add(key, Path::new("kms"));
+                            add(key, Path::new("kms"), false);
                         }
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => failed(&mut errors, e),
                 }
             }
             KeySource::KmsSealed { path } => {
@@ -157,8 +185,8 @@ pub fn load_keys_with(
                     })
                     .map_err(|e| format!("{}: {e}", path.display()));
                 match key {
-                    Ok(key) => add(key, path),
-                    Err(e) => errors.push(e),
+                    Ok(key) => add(key, path, false),
+                    Err(e) => failed(&mut errors, e),
                 }
             }
             KeySource::Pkcs11Sealed { path, tokens } => {
@@ -170,8 +198,8 @@ pub fn load_keys_with(
                     )),
                 };
                 match key {
-                    Ok(key) => add(key, path),
-                    Err(e) => errors.push(e),
+                    Ok(key) => add(key, path, false),
+                    Err(e) => failed(&mut errors, e),
                 }
             }
         }

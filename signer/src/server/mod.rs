@@ -19,6 +19,7 @@ mod readiness;
 mod reload;
 mod routes;
 mod run;
+pub mod starting;
 mod status;
 pub mod systemd;
 

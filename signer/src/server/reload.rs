@@ -223,7 +223,12 @@ impl Shared {
     fn reload_keys(&self) -> Result<KeyDiff, String> {
         let ((keys, errors), (reused, decrypted)) = match self.reloads.memo.lock() {
             Ok(mut memo) => (
-                load_keys_with(&self.key_sources, &self.backends, &mut memo),
+                load_keys_with(
+                    &self.key_sources,
+                    &self.backends,
+                    &mut memo,
+                    &super::starting::KeyLoad::new(&self.key_sources),
+                ),
                 memo.last_round(),
             ),
             Err(_) => return Err("key reload: internal state poisoned; restart the signer".into()),

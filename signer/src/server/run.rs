@@ -13,6 +13,7 @@ use super::keys::{Backends, load_keys_with, record_keys};
 use super::readiness::record_expiry;
 use super::reload::{Reloads, load_policy};
 use super::routes::Routes;
+use super::starting::KeyLoad;
 use super::{BoxError, Overrides, Shared, http};
 use crate::api::grpc::SignerService;
 use crate::audit::AuditLog;
@@ -152,19 +153,24 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     }
     tls::install_crypto_provider();
 
+    // Everything cheap first — policy, TLS material, the slashing database,
+    // the audit log, the listening ports — so that a mistake in any of them
+    // is reported at once, not after minutes of keystore decryption.
     let policy_file = config.policy.file.clone();
-    let policy = load_policy(&policy_file).map_err(|e| format!("policy: {e}"))?;
-    // At start every configured key must load: a signer running with fewer
-    // keys than configured would miss duties silently.
-    let metrics = Arc::new(Metrics::new());
-    let backends = Backends::start(&config, &metrics)?;
-    let mut memo = crate::backend::soft::keystore::KdfMemo::default();
-    let (keys, errors) = load_keys_with(&config.keys, &backends, &mut memo);
-    if let Some(first) = errors.first() {
-        return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
-    }
-    record_keys(&metrics, &keys);
-    tracing::info!(keys = keys.len(), "keys loaded");
+    let policy =
+        load_policy(&policy_file).map_err(|e| format!("policy {}: {e}", policy_file.display()))?;
+    let tls_files = config.tls.files();
+    let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
+    let http_tls = match &config.http {
+        Some(h) if !h.insecure_plaintext => Some(Arc::new(ReloadableConfig::load_for(
+            tls_files.clone(),
+            tls::ListenerTls {
+                alpn: vec![b"http/1.1".to_vec()],
+                known_clients: h.known_clients_file.clone(),
+            },
+        )?)),
+        _ => None,
+    };
     let network = config
         .ethereum
         .network()
@@ -181,6 +187,61 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         overrides.config_file.as_deref(),
     )?;
     let audit = AuditLog::open(&audit_file).map_err(|e| format!("audit log: {e}"))?;
+    check_free(config.server.grpc_listen, "grpc listener")?;
+    if let Some(h) = &config.http {
+        check_free(h.listen, "http listener")?;
+    }
+
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.clamp(1, 4))
+        .thread_name("signer-net")
+        .enable_all()
+        .build()?;
+
+    // The operations listener answers from here on: alive, not ready, and
+    // how far key loading has come (`signer status`, `/readyz`).
+    let metrics = Arc::new(Metrics::new());
+    let load = Arc::new(KeyLoad::new(&config.keys));
+    let metrics_listener = runtime
+        .block_on(TcpListener::bind(config.server.metrics_listen))
+        .map_err(|e| format!("metrics listener {}: {e}", config.server.metrics_listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    // Descriptors: the soft limit raised, then shared between the listeners.
+    let budget = crate::net::descriptor_budget();
+    let ops = Arc::new(http::Ops::new(
+        load.clone(),
+        metrics.clone(),
+        config.server.http_timeouts().header,
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ops_task = runtime.spawn(http::serve(
+        metrics_listener,
+        ops.clone(),
+        crate::net::Slots::new(
+            "metrics listener connections",
+            crate::net::metrics_slots(budget),
+        ),
+        stop_rx.clone(),
+    ));
+    let systemd = super::systemd::Notifier::from_env().map(Arc::new);
+    tracing::info!(metrics = %metrics_addr, keys = load.progress().total, "loading keys (signer status shows the progress)");
+    let reporter = runtime.spawn(report_progress(load.clone(), systemd.clone()));
+
+    // At start every configured key must load: a signer running with fewer
+    // keys than configured would miss duties silently.
+    let backends = Backends::start(&config, &metrics)?;
+    let mut memo = crate::backend::soft::keystore::KdfMemo::default();
+    let (keys, errors) = load_keys_with(&config.keys, &backends, &mut memo, &load);
+    reporter.abort();
+    if let Some(first) = errors.first() {
+        return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
+    }
+    record_keys(&metrics, &keys);
+    tracing::info!(keys = keys.len(), took = %super::starting::human(load.progress().elapsed), "keys loaded");
     let pipeline = Arc::new(
         Pipeline::new(policy, keys, db, audit, network)
             .and_then(|p| p.with_audit_anchor(anchor_name, anchored))
@@ -197,14 +258,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         Some(_) => Some(KeyStatePoller::start(pipeline.clone())?),
         None => None,
     };
-    let tls_files = config.tls.files();
-    let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
     record_expiry(&metrics, &tls_files);
 
-    let workers = match config.server.workers {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
     let pool = Arc::new(Pool::start(
         pipeline.clone(),
         workers,
@@ -214,11 +269,6 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
 
     start_privval(&config, &pipeline, &pool)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.clamp(1, 4))
-        .thread_name("signer-net")
-        .enable_all()
-        .build()?;
     let result = runtime.block_on(serve(
         config,
         workers,
@@ -226,11 +276,18 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         pool.clone(),
         Loaded {
             tls,
+            http_tls,
             tls_files,
             policy_file,
             backends,
             memo,
             announce: overrides.announce.clone(),
+            ops,
+            ops_task,
+            metrics_addr,
+            budget,
+            stop: (stop_tx, stop_rx),
+            systemd,
         },
     ));
     // In-flight calls have been answered; let the workers finish, then the
@@ -335,9 +392,11 @@ impl KeyStatePoller {
     }
 }
 
-/// What `run` loaded before the runtime started.
+/// What `run` loaded and started before serving.
 struct Loaded {
     tls: Arc<ReloadableConfig>,
+    /// The HTTPS listener's TLS (none without `[http]` or in plaintext).
+    http_tls: Option<Arc<ReloadableConfig>>,
     tls_files: tls::TlsFiles,
     policy_file: PathBuf,
     backends: Backends,
@@ -345,6 +404,52 @@ struct Loaded {
     memo: crate::backend::soft::keystore::KdfMemo,
     /// Said on standard error once serving ([`super::Overrides::announce`]).
     announce: Option<String>,
+    /// The operations listener, answering since before the keys loaded.
+    ops: Arc<http::Ops>,
+    ops_task: tokio::task::JoinHandle<()>,
+    metrics_addr: std::net::SocketAddr,
+    /// File descriptors the listeners share.
+    budget: u64,
+    /// Turned true to stop every listener.
+    stop: (watch::Sender<bool>, watch::Receiver<bool>),
+    systemd: Option<Arc<super::systemd::Notifier>>,
+}
+
+/// Binds `addr` for a moment: a port already taken is reported before the
+/// keys load rather than after. Port 0 (any free port) cannot be taken.
+fn check_free(addr: std::net::SocketAddr, what: &str) -> Result<(), String> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("{what} {addr}: {e}"))
+}
+
+/// Every 5 s while keys load: a log line, and systemd's status line (with
+/// more start-up time granted while keys keep loading, so that a start with
+/// thousands of keystores is not killed by `TimeoutStartSec`, and a stuck
+/// one still is).
+async fn report_progress(load: Arc<KeyLoad>, systemd: Option<Arc<super::systemd::Notifier>>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.tick().await;
+    let mut last_seen = 0;
+    loop {
+        tick.tick().await;
+        let p = load.progress();
+        tracing::info!("loading keys: {}", p.line());
+        if let Some(n) = &systemd {
+            let seen = p.loaded + p.failed;
+            let extend = if seen > last_seen {
+                "\nEXTEND_TIMEOUT_USEC=60000000"
+            } else {
+                ""
+            };
+            last_seen = seen;
+            n.notify(&format!("STATUS=loading keys: {}{extend}", p.line()));
+        }
+    }
 }
 
 /// HTTP/2 streams one gRPC connection may have open at once.
@@ -359,20 +464,23 @@ async fn serve(
 ) -> Result<(), BoxError> {
     let Loaded {
         tls,
+        http_tls,
         tls_files,
         policy_file,
         backends,
         memo,
         announce,
+        ops: ops_host,
+        ops_task: ops,
+        metrics_addr,
+        budget,
+        stop: (stop_tx, stop_rx),
+        systemd,
     } = loaded;
     let grpc_listener = TcpListener::bind(config.server.grpc_listen)
         .await
         .map_err(|e| format!("grpc listener {}: {e}", config.server.grpc_listen))?;
-    let metrics_listener = TcpListener::bind(config.server.metrics_listen)
-        .await
-        .map_err(|e| format!("metrics listener {}: {e}", config.server.metrics_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let metrics_addr = metrics_listener.local_addr()?;
     let http_listener = match &config.http {
         Some(h) => Some(
             TcpListener::bind(h.listen)
@@ -381,19 +489,9 @@ async fn serve(
         ),
         None => None,
     };
-    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     // The HTTP listener shares the server certificate and client CAs, speaks
     // HTTP/1.1 only, and may accept Web3Signer's known clients.
-    let http_tls = match &config.http {
-        Some(h) if !h.insecure_plaintext => Some(Arc::new(ReloadableConfig::load_for(
-            tls_files.clone(),
-            tls::ListenerTls {
-                alpn: vec![b"http/1.1".to_vec()],
-                known_clients: h.known_clients_file.clone(),
-            },
-        )?)),
-        _ => None,
-    };
+    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let max_wait = Duration::from_millis(config.server.max_queue_wait_ms);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -425,10 +523,8 @@ async fn serve(
             .collect(),
     });
     let _ = shared.readiness();
+    ops_host.serving(shared.clone());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Descriptors: the soft limit raised, then shared between the listeners.
-    let budget = crate::net::descriptor_budget();
     let tls_listeners = if http_listener.is_some() { 2 } else { 1 };
     let limits = crate::net::ListenerLimits::share(budget, tls_listeners);
     tracing::info!(
@@ -473,15 +569,6 @@ async fn serve(
                 },
             ),
     );
-    let ops = tokio::spawn(http::serve(
-        metrics_listener,
-        shared.clone(),
-        crate::net::Slots::new(
-            "metrics listener connections",
-            crate::net::metrics_slots(budget),
-        ),
-        stop_rx.clone(),
-    ));
     let web3signer = http_listener.map(|l| {
         tokio::spawn(crate::api::web3signer::serve(
             l,
@@ -504,7 +591,6 @@ async fn serve(
     }
     let http_log = http_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, http = %http_log, workers, "ready");
-    let systemd = super::systemd::Notifier::from_env().map(Arc::new);
     let watchdog = systemd.as_ref().map(|n| {
         n.notify(&format!(
             "READY=1\nSTATUS=serving: gRPC {grpc_addr}, metrics {metrics_addr}{}",

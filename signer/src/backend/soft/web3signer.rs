@@ -55,6 +55,15 @@ pub enum KeyConfigError {
     /// The keystore could not be loaded.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
+    /// The keystore file the configuration names could not be used (wrong
+    /// password, a public key that is not its secret's, …).
+    #[error("keystore {}: {source}", path.display())]
+    KeystoreFile {
+        /// The keystore file.
+        path: PathBuf,
+        /// Why.
+        source: KeystoreError,
+    },
 }
 
 /// One document: key → value.
@@ -203,9 +212,12 @@ pub fn load_document_with(
                     })?,
                 );
             let password = keystore::read_password_file(&pw_path)?;
-            Ok(SecretKey::Bls(keystore::load_bls_with(
-                memo, &json, &password,
-            )?))
+            keystore::load_bls_with(memo, &json, &password)
+                .map(SecretKey::Bls)
+                .map_err(|source| KeyConfigError::KeystoreFile {
+                    path: ks_path,
+                    source,
+                })
         }
         other => Err(KeyConfigError::UnsupportedType(other.to_owned())),
     }
@@ -225,13 +237,15 @@ pub struct LoadReport {
 /// non-empty `errors` means (a daemon should refuse to start rather than run
 /// with fewer keys than configured).
 pub fn load_dir(dir: &Path) -> Result<LoadReport, KeyConfigError> {
-    load_dir_with(dir, &mut keystore::KdfMemo::default())
+    load_dir_with(dir, &mut keystore::KdfMemo::default(), &mut |_| {})
 }
 
-/// [`load_dir`], reusing what `memo` already decrypted.
+/// [`load_dir`], reusing what `memo` already decrypted; `each` hears of
+/// every key as it loads (`true`) or fails (`false`), for progress.
 pub fn load_dir_with(
     dir: &Path,
     memo: &mut keystore::KdfMemo,
+    each: &mut dyn FnMut(bool),
 ) -> Result<LoadReport, KeyConfigError> {
     let io = |source| KeyConfigError::Io {
         path: dir.to_owned(),
@@ -248,6 +262,7 @@ pub fn load_dir_with(
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Zeroizing::new(t),
             Err(source) => {
+                each(false);
                 report
                     .errors
                     .push((path.clone(), KeyConfigError::Io { path, source }));
@@ -258,13 +273,18 @@ pub fn load_dir_with(
         match parse_documents(&text) {
             Ok(docs) => {
                 for doc in docs {
-                    match load_document_with(&doc, &base, memo) {
+                    let loaded = load_document_with(&doc, &base, memo);
+                    each(loaded.is_ok());
+                    match loaded {
                         Ok(key) => report.keys.push((path.clone(), key)),
                         Err(e) => report.errors.push((path.clone(), e)),
                     }
                 }
             }
-            Err(e) => report.errors.push((path, e)),
+            Err(e) => {
+                each(false);
+                report.errors.push((path, e));
+            }
         }
     }
     Ok(report)
