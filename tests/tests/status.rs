@@ -29,6 +29,48 @@ fn status(setup: &Setup, d: Option<&Daemon>, extra: &[&str]) -> (i32, String, St
     )
 }
 
+/// The page with what changes from run to run replaced by placeholders.
+fn normalise(out: &str, setup: &Setup) -> String {
+    let dir = setup.path("tls");
+    let dir = dir.parent().unwrap().display().to_string();
+    let bls = format!("0x{}", hex::encode(&setup.bls));
+    let text = out.replace(&dir, "<dir>").replace(&bls, "<bls>");
+    let mut o = String::new();
+    for line in text.lines() {
+        let line = if let Some(rest) = line.strip_prefix("signer ") {
+            format!("signer <version>: {}", rest.split_once(": ").unwrap().1)
+        } else if let Some(rest) = line.strip_prefix("  out of service: <bls> disabled ") {
+            let (_, after_time) = rest.split_once(" by ").unwrap();
+            let (_, reason) = after_time.split_once(": ").unwrap();
+            format!("  out of service: <bls> disabled <time> by <who>: {reason}")
+        } else if let Some(rest) = line.strip_prefix("audit log: ") {
+            let (records, _) = rest.split_once(", ").unwrap();
+            format!("audit log: {records}, <anchored>")
+        } else if line.starts_with("certificate ") {
+            let (name, rest) = line.split_once(": expires ").unwrap();
+            let soon = if rest.ends_with("  RENEW SOON") {
+                "  RENEW SOON"
+            } else {
+                ""
+            };
+            format!("{name}: expires <date> (<n> days){soon}")
+        } else if let Some((head, _)) = line.split_once(" down: ") {
+            format!("{head} down: <why>)")
+        } else if let Some((head, _)) = line.split_once(": DOWN (") {
+            format!("{head}: DOWN (<why>)")
+        } else {
+            line.to_owned()
+        };
+        o.push_str(&line);
+        o.push('\n');
+    }
+    o
+}
+
+fn golden(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/golden/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
 #[test]
 fn status_shows_what_the_daemon_sees() {
     let setup = Setup::new();
@@ -54,6 +96,11 @@ fn status_shows_what_the_daemon_sees() {
 
     let (code, out, err) = status(&setup, Some(&d), &[]);
     assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        normalise(&out, &setup),
+        golden("status-healthy.txt"),
+        "{out}"
+    );
     for line in [
         "signer ",
         ": READY\n",
@@ -112,4 +159,70 @@ fn status_shows_what_the_daemon_sees() {
     let (code, _, err) = status(&setup, None, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("is the signer running?"), "{err}");
+}
+
+#[test]
+fn status_with_a_backend_down_says_which_and_why() {
+    use tests::hsm::{Sim, SoftHsm, add_key, configure_pkcs11, hsm_sim_module};
+    let mut setup = Setup::new();
+    // The Ed25519 key moves into a SoftHSM token reached through hsm-sim.
+    let hsm = SoftHsm::new(&["tok-a"]);
+    let pk = hsm.import(
+        "tok-a",
+        "consensus",
+        &setup.path("keys/ed25519.json"),
+        &setup.path("keys/ed25519.pass"),
+    );
+    assert_eq!(pk, setup.ed25519);
+    setup.drop_file_key("ed25519");
+    let sim = Sim::new(hsm.path());
+    let module = hsm_sim_module();
+    configure_pkcs11(&setup, &hsm, 2000, &[("a", module.as_path(), "tok-a")]);
+    add_key(&setup, "type = \"pkcs11\"\nlabel = \"consensus\"");
+    setup.env = hsm.env();
+    setup.env.push(sim.env());
+    let d = setup.start();
+    let (code, out, _) = status(&setup, Some(&d), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("backend pkcs11 a: up\n"), "{out}");
+
+    // The token is pulled: the session keepalive (every second) notices.
+    sim.set(Vec::new(), vec!["tok-a".into()]);
+    let mut seen = None;
+    for _ in 0..200 {
+        let (code, out, _) = status(&setup, Some(&d), &[]);
+        if code == 1 {
+            seen = Some(out);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = seen.unwrap_or_else(|| panic!("the token's removal never showed:\n{}", d.log()));
+    assert_eq!(
+        normalise(&out, &setup),
+        golden("status-backend-down.txt"),
+        "{out}"
+    );
+    // The reason names the token's state, not nothing.
+    let why = out.split(": DOWN (").nth(1).unwrap();
+    assert!(why.len() > 3, "{out}");
+    let (code, json, _) = status(&setup, Some(&d), &["--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["backends"][0]["backend"], "pkcs11");
+    assert_eq!(v["backends"][0]["target"], "a");
+    assert_eq!(v["backends"][0]["up"], false);
+
+    // Back: ready again, the backend up.
+    sim.clear();
+    let mut back = false;
+    for _ in 0..200 {
+        if status(&setup, Some(&d), &[]).0 == 0 {
+            back = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(back, "{}", d.log());
+    assert!(d.stop().success());
 }

@@ -120,6 +120,18 @@ fn render(s: &Value) -> String {
             }
         );
     }
+    for b in s["backends"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "backend {} {}: {}",
+            b["backend"].as_str().unwrap_or("?"),
+            b["target"].as_str().unwrap_or("?"),
+            match b["why"].as_str() {
+                None => "up".to_owned(),
+                Some(why) => format!("DOWN ({why})"),
+            }
+        );
+    }
     for c in s["chains"].as_array().into_iter().flatten() {
         let nodes: Vec<&Value> = c["nodes"].as_array().into_iter().flatten().collect();
         let up = nodes

@@ -100,6 +100,22 @@ impl Shared {
             })
             .collect();
 
+        let mut backends: Vec<Value> = Vec::new();
+        if let Some(registry) = &self.backends.pkcs11 {
+            for (name, why) in registry.health() {
+                backends.push(match why {
+                    None => json!({"backend": "pkcs11", "target": name, "up": true}),
+                    Some(w) => json!({"backend": "pkcs11", "target": name, "up": false, "why": w}),
+                });
+            }
+        }
+        if let Some(kms) = &self.backends.kms {
+            backends.push(match kms.breaker_open() {
+                false => json!({"backend": "kms", "target": "kms", "up": true}),
+                true => json!({"backend": "kms", "target": "kms", "up": false, "why": "circuit breaker open"}),
+            });
+        }
+
         let durability = match self.pipeline.db().durability() {
             Ok(None) => json!({"engine": "sqlite", "durability": "file"}),
             Ok(Some(d)) => json!({"engine": "postgres", "durability": d.level()}),
@@ -130,6 +146,7 @@ impl Shared {
                 "by_scheme": by_scheme,
                 "out_of_service": out_of_service,
             },
+            "backends": backends,
             "chains": chains,
             "database": durability,
             "audit": {"records": records, "anchored": anchored},

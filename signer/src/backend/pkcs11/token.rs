@@ -39,6 +39,15 @@ pub enum Selector {
     Serial(String),
 }
 
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Label(l) => write!(f, "with label {l:?}"),
+            Self::Serial(s) => write!(f, "with serial {s:?}"),
+        }
+    }
+}
+
 /// How a key object is found on a token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Locator {
@@ -247,7 +256,10 @@ impl Token {
                 return Ok(slot);
             }
         }
-        Err(format!("token {:?} not present", self.selector))
+        Err(format!(
+            "token {} not present (removed, or its slot is empty)",
+            self.selector
+        ))
     }
 
     /// Opens a session and logs in (an already logged-in token is fine: the
