@@ -4,6 +4,7 @@ mod audit;
 mod client;
 mod cometbft;
 mod dev;
+mod docs;
 mod init;
 mod keys;
 mod lifecycle;
@@ -40,13 +41,13 @@ enum Command {
     Client(client::ClientArgs),
     /// Write a complete throwaway development setup (CA, certificates, keys, policy, config).
     Init(init::InitArgs),
-    /// Keys inside HSMs: generate, list, seal BLS keys.
+    /// Keys: generate, list and seal in HSMs; disable, enable or retire one on every instance.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Lint a policy file or explain its effective permissions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Check an audit log's hash chain.
+    /// The audit log: verify its chain and anchor; acknowledge a loss.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// CometBFT migration: import another signer's state (offline).
@@ -61,6 +62,11 @@ enum Command {
     /// Offline work on the slashing-protection database (refuses while a daemon holds it).
     #[command(subcommand)]
     Slashing(slashing::SlashingCommand),
+    /// Print a shell completion script, e.g. `signer completions bash >
+    /// /etc/bash_completion.d/signer` (zsh: a file `_signer` on $fpath).
+    Completions(docs::CompletionsArgs),
+    /// Print the signer(1) man page, or write every page with --dir.
+    Man(docs::ManArgs),
 }
 
 /// Runs a parsed command line.
@@ -77,6 +83,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
         Command::Cometbft(c) => cometbft::run(c),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
         Command::Bench { .. } => Err(
             "the benchmark is a binary of its own now: cargo build --release -p signer -p signer-bench \
              && target/release/signer-bench (same options)"
