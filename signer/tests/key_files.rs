@@ -148,6 +148,11 @@ fn web3signer_key_configuration_directory() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/eip2335/pbkdf2.json");
     std::fs::copy(&eip, d.join("keystore.json")).unwrap();
     std::fs::write(d.join("keystore.pass"), "𝔱𝔢𝔰𝔱𝔭𝔞𝔰𝔰𝔴𝔬𝔯𝔡🔑\n").unwrap();
+    // The same keystore claiming another public key.
+    let mut lying: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&eip).unwrap()).unwrap();
+    lying["pubkey"] = "aa".repeat(48).into();
+    std::fs::write(d.join("lying.json"), lying.to_string()).unwrap();
     let bls_raw = SecretKey::from_secret(Scheme::Bls, &[0x11; 32]).unwrap();
     let k1_raw = SecretKey::from_secret(Scheme::Secp256k1, &[0x33; 32]).unwrap();
     let files = [
@@ -157,6 +162,7 @@ fn web3signer_key_configuration_directory() {
         ("d-nested.yaml", "type: file-raw\nprivateKey:\n  value: 0x00\n".into()),
         ("e-bad-key.yaml", "type: file-raw\nkeyType: BLS\nprivateKey: \"0x00\"\n".into()),
         ("f-wrong-password.yaml", "type: file-keystore\nkeystoreFile: keystore.json\nkeystorePasswordFile: missing.pass\n".into()),
+        ("g-lying.yaml", "type: file-keystore\nkeystoreFile: lying.json\nkeystorePasswordFile: keystore.pass\n".into()),
         ("ignored.txt", "type: file-raw\n".into()),
     ];
     for (name, body) in &files {
@@ -192,7 +198,7 @@ fn web3signer_key_configuration_directory() {
             )
         })
         .collect();
-    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(errors.len(), 5, "{errors:#?}");
     assert!(matches!(&report.errors[0].1, KeyConfigError::UnsupportedType(t) if t == "aws-kms"));
     assert!(matches!(
         &report.errors[1].1,
@@ -203,6 +209,18 @@ fn web3signer_key_configuration_directory() {
         &report.errors[3].1,
         KeyConfigError::Keystore(KeystoreError::Io { .. })
     ));
+    // A keystore that is not its secret's names the keystore file, not only
+    // the YAML that points at it.
+    assert!(matches!(
+        &report.errors[4].1,
+        KeyConfigError::KeystoreFile { path, source: KeystoreError::PublicKeyMismatch { .. } }
+            if path.ends_with("lying.json")
+    ));
+    let text = report.errors[4].1.to_string();
+    assert!(
+        text.starts_with(&format!("keystore {}: ", d.join("lying.json").display())),
+        "{text}"
+    );
     // Secrets never reach error messages.
     for (_, e) in &report.errors {
         assert!(!e.to_string().contains(&"33".repeat(32)));
