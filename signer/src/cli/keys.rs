@@ -23,6 +23,10 @@ pub enum KeysCommand {
     /// database (a validator exiting, a key suspected compromised): it
     /// refuses every request with KEY_DISABLED until enabled again.
     Disable(super::lifecycle::StateArgs),
+    /// Move sealed BLS key files under another wrapping key (token AES key
+    /// A → B, KMS key A → B, token ↔ KMS): each verified before it replaces
+    /// the old file atomically; run again to finish an interrupted run.
+    Reseal(super::reseal::ResealArgs),
     /// Put a disabled key back in service.
     Enable(super::lifecycle::StateArgs),
     /// Take a key out of service for good (its history is kept, for export).
@@ -183,6 +187,7 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use slashing_db::Lifecycle;
     match c {
         KeysCommand::Disable(a) => super::lifecycle::run(Lifecycle::Disabled, a),
+        KeysCommand::Reseal(a) => super::reseal::run(a),
         KeysCommand::Enable(a) => super::lifecycle::run(Lifecycle::Enabled, a),
         KeysCommand::Retire(a) => super::lifecycle::run(Lifecycle::Retired, a),
         KeysCommand::Generate {

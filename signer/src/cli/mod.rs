@@ -11,6 +11,7 @@ mod lifecycle;
 mod metrics_http;
 mod policy;
 mod reload;
+mod reseal;
 mod serve;
 mod slashing;
 mod status;

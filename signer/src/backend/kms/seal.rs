@@ -84,6 +84,20 @@ impl Kms {
 
     /// Decrypts a sealed file into a locked in-memory key.
     pub fn unseal(self: &Arc<Self>, file: &KmsSealedKey) -> Result<Key, String> {
+        let plain = self.unseal_secret(file)?;
+        let key = Box::new(SecretKey::Bls(
+            BlsSecretKey::from_bytes(&plain).map_err(|e| format!("unsealed secret: {e}"))?,
+        ));
+        let lock = locked::lock(&*key);
+        Ok(Key::Unsealed(key, lock))
+    }
+
+    /// The sealed secret itself, checked against the file's public key: for
+    /// moving it under another wrapping key (`signer keys reseal`) only.
+    pub fn unseal_secret(
+        self: &Arc<Self>,
+        file: &KmsSealedKey,
+    ) -> Result<Zeroizing<Vec<u8>>, String> {
         if file.version != 1 || file.kind != KIND || file.scheme != "bls" {
             return Err(format!(
                 "not a KMS-sealed BLS key (version {} kind {:?})",
@@ -114,13 +128,10 @@ impl Kms {
                 .as_ref()
                 .to_vec(),
         );
-        let key = Box::new(SecretKey::Bls(
-            BlsSecretKey::from_bytes(&plain).map_err(|e| format!("unsealed secret: {e}"))?,
-        ));
-        if format!("0x{}", hex::encode(key.public_key())) != file.public_key {
+        let key = BlsSecretKey::from_bytes(&plain).map_err(|e| format!("unsealed secret: {e}"))?;
+        if format!("0x{}", hex::encode(key.public_key().to_bytes())) != file.public_key {
             return Err("the unsealed key does not match the file's public key".into());
         }
-        let lock = locked::lock(&*key);
-        Ok(Key::Unsealed(key, lock))
+        Ok(plain)
     }
 }

@@ -210,6 +210,43 @@ impl Registry {
         ))
     }
 
+    /// The secret of a sealed file, from the first of `names` (every token
+    /// when empty) that can unseal it (`signer keys reseal`).
+    pub fn unseal_secret(
+        &self,
+        file: &seal::SealedKey,
+        names: &[String],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        let mut errors = Vec::new();
+        for t in self.select(names)? {
+            let secret = t
+                .open_session(false)
+                .and_then(|s| seal::unseal_secret(&s, file).map_err(|e| e.to_string()));
+            match secret {
+                Ok(secret) => return Ok(secret),
+                Err(e) => errors.push(format!("token {:?}: {e}", t.name)),
+            }
+        }
+        Err(format!("cannot unseal: {}", errors.join("; ")))
+    }
+
+    /// Seals `secret` with token `name`'s AES key `label`.
+    pub fn seal(
+        &self,
+        name: &str,
+        label: &str,
+        secret: &[u8],
+        description: &str,
+    ) -> Result<seal::SealedKey, String> {
+        let token = self
+            .select(&[name.to_owned()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))?;
+        let session = token.open_session(false)?;
+        seal::seal(&session, label, secret, description).map_err(|e| format!("token {name:?}: {e}"))
+    }
+
     /// Token names and why each is down (`None`: up).
     pub fn health(&self) -> Vec<(String, Option<String>)> {
         self.tokens

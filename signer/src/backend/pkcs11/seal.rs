@@ -124,6 +124,17 @@ pub fn seal(
 
 /// Unseals into a [`Key`] whose secret is in locked, zeroized memory.
 pub fn unseal(session: &Session, file: &SealedKey) -> Result<Key, SealError> {
+    let secret = unseal_secret(session, file)?;
+    let key = Box::new(SecretKey::Bls(
+        BlsSecretKey::from_bytes(&secret).map_err(|_| SealError::Mismatch)?,
+    ));
+    let lock = locked::lock(&*key);
+    Ok(Key::Unsealed(key, lock))
+}
+
+/// The sealed secret itself, checked against the file's public key: for
+/// moving it under another wrapping key (`signer keys reseal`) only.
+pub fn unseal_secret(session: &Session, file: &SealedKey) -> Result<Zeroizing<Vec<u8>>, SealError> {
     if file.version != 1 || file.kind != KIND || file.scheme != "bls" {
         return Err(SealError::Format(format!(
             "version {} kind {:?} scheme {:?}",
@@ -150,12 +161,9 @@ pub fn unseal(session: &Session, file: &SealedKey) -> Result<Key, SealError> {
             .decrypt(&Mechanism::AesGcm(params), wrap, &ciphertext)
             .map_err(|e| SealError::Token(describe(&e)))?,
     );
-    let key = Box::new(SecretKey::Bls(
-        BlsSecretKey::from_bytes(&secret).map_err(|_| SealError::Mismatch)?,
-    ));
-    if key.public_key() != public_key {
+    let key = BlsSecretKey::from_bytes(&secret).map_err(|_| SealError::Mismatch)?;
+    if key.public_key().to_bytes().as_slice() != public_key.as_slice() {
         return Err(SealError::Mismatch);
     }
-    let lock = locked::lock(&*key);
-    Ok(Key::Unsealed(key, lock))
+    Ok(secret)
 }
