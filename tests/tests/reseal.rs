@@ -39,24 +39,36 @@ fn reseal(setup: &Setup, env: &[(String, String)], args: &[&str]) -> (i32, Strin
 /// How many files name each wrapping key label; fails on anything that is
 /// not a whole sealed file (a torn write, a leftover temporary).
 fn labels(dir: &Path) -> (usize, usize) {
-    let (mut a, mut b) = (0, 0);
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not whole: {e}", path.display()));
-        match v["wrapping_key_label"].as_str() {
-            Some("wrap-a") => a += 1,
-            Some("wrap-b") => b += 1,
-            other => panic!("{}: {other:?}", path.display()),
-        }
-    }
+    let (a, b, kms) = wrapping(dir, false);
+    assert_eq!(kms, 0);
     (a, b)
 }
 
-#[test]
-fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
-    let mut setup = Setup::new();
+/// Files under wrap-a, wrap-b and KMS (panics on anything else; while a
+/// run is `in_flight`, its temporary file is not counted).
+fn wrapping(dir: &Path, in_flight: bool) -> (usize, usize, usize) {
+    let (mut a, mut b, mut kms) = (0, 0, 0);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if in_flight && path.to_string_lossy().ends_with(".reseal-tmp") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not whole: {e}", path.display()));
+        match (v["wrapping_key_label"].as_str(), v["kms_key"].as_str()) {
+            (Some("wrap-a"), None) => a += 1,
+            (Some("wrap-b"), None) => b += 1,
+            (None, Some(arn)) if arn.starts_with("arn:aws:kms:") => kms += 1,
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+    (a, b, kms)
+}
+
+/// A SoftHSM token with AES keys wrap-a and wrap-b, and 20 fresh BLS keys
+/// sealed under wrap-a in `setup`'s `sealed/`, each file copied 100 times.
+fn sealed_under_wrap_a(setup: &Setup) -> SoftHsm {
     let hsm = SoftHsm::new(&["tok-a"]);
     for label in ["wrap-a", "wrap-b"] {
         hsm.keys(
@@ -65,7 +77,6 @@ fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
             &["generate", "--scheme", "aes256", "--label", label],
         );
     }
-    // 20 fresh keys sealed under wrap-a, each file copied 100 times.
     let dir = setup.path("sealed");
     std::fs::create_dir_all(&dir).unwrap();
     for i in 0..DISTINCT {
@@ -86,8 +97,16 @@ fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
             std::fs::copy(&first, dir.join(format!("k{i:02}-{j:03}.json"))).unwrap();
         }
     }
+    assert_eq!(labels(&dir), (DISTINCT * COPIES, 0));
+    hsm
+}
+
+#[test]
+fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
+    let mut setup = Setup::new();
+    let hsm = sealed_under_wrap_a(&setup);
+    let dir = setup.path("sealed");
     let total = DISTINCT * COPIES;
-    assert_eq!(labels(&dir), (total, 0));
 
     // The tokens as the daemon reaches them, through hsm-sim.
     let sim = Sim::new(hsm.path());
@@ -172,6 +191,99 @@ fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
         add_key(
             &setup,
             &format!("type = \"pkcs11_sealed\"\npath = \"sealed/k{i:02}-000.json\""),
+        );
+    }
+    setup.env = env;
+    let daemon = setup.start();
+    assert_eq!(
+        daemon.metric("signer_keys_loaded{scheme=\"bls\"}"),
+        (2 + DISTINCT) as f64
+    );
+    assert!(daemon.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_sealed_keys_move_from_a_token_to_kms_through_an_outage() {
+    use tests::kms::{aws_env, client, configure_kms, create_key, fault_file, set_faults, sim};
+    let mut setup = Setup::new();
+    let hsm = sealed_under_wrap_a(&setup);
+    let dir = setup.path("sealed");
+    let total = DISTINCT * COPIES;
+    let faults = fault_file(&setup.path("data"));
+    let kms = sim(Some(&faults), false);
+    let c = client(&kms.url).await;
+    let seal_key = create_key(&c, aws_sdk_kms::types::KeySpec::SymmetricDefault, &[]).await;
+    c.create_alias()
+        .alias_name("alias/bls-seal")
+        .target_key_id(&seal_key)
+        .send()
+        .await
+        .unwrap();
+    configure_pkcs11(&setup, &hsm, 2000, &[("a", &softhsm_module(), "tok-a")]);
+    configure_kms(&setup, &kms.url, "");
+    let mut env = hsm.env();
+    env.extend(aws_env());
+    let d = dir.to_str().unwrap().to_owned();
+
+    // KMS starts refusing every Encrypt once a hundred files have moved.
+    let run = {
+        let (config, env) = (setup.path("signer.toml"), env.clone());
+        let d = d.clone();
+        std::thread::spawn(move || {
+            Command::new(signer_bin())
+                .args(["keys", "reseal", "--config"])
+                .arg(config)
+                .args(["--to", "kms:alias/bls-seal", &d])
+                .envs(env)
+                .output()
+                .unwrap()
+        })
+    };
+    loop {
+        let (_, _, moved) = wrapping(&dir, true);
+        if moved >= 100 || run.is_finished() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    set_faults(
+        &faults,
+        vec![hsm_sim::kms::KmsFault {
+            op: "Encrypt".into(),
+            error: Some("DisabledException".into()),
+            ..Default::default()
+        }],
+    );
+    let out = run.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (a, b, moved) = wrapping(&dir, false);
+    assert_eq!((a + moved, b), (total, 0));
+    assert!(moved >= 100 && a > 0, "{a} {moved}");
+    assert!(
+        stdout.contains(&format!(
+            "{total} files: {moved} resealed to kms key alias/bls-seal, 0 already there, {a} failed\n"
+        )),
+        "{stdout}"
+    );
+
+    // KMS back: the same command finishes.
+    set_faults(&faults, Vec::new());
+    let (code, out, err) = reseal(&setup, &env, &["--to", "kms:alias/bls-seal", &d]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.ends_with(&format!(
+            "{total} files: {a} resealed to kms key alias/bls-seal, {moved} already there, 0 failed\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(wrapping(&dir, false), (0, 0, total));
+
+    // And the daemon serves them from KMS alone (no [pkcs11] needed).
+    for i in 0..DISTINCT {
+        add_key(
+            &setup,
+            &format!("type = \"kms_sealed\"\npath = \"sealed/k{i:02}-000.json\""),
         );
     }
     setup.env = env;

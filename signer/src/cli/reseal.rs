@@ -193,7 +193,7 @@ impl Backends {
         secret: &[u8],
         public_key: &str,
         description: &str,
-    ) -> Result<String, String> {
+    ) -> Result<(Sealed, String), String> {
         let (sealed, json) = self.seal(t, secret, description)?;
         let back = self
             .unseal(&sealed)
@@ -209,7 +209,7 @@ impl Backends {
         BlsSignature::from_bytes(&sig)
             .and_then(|s| s.verify(&pk, msg))
             .map_err(|e| format!("a signature with the new blob does not verify: {e}"))?;
-        Ok(json)
+        Ok((sealed, json))
     }
 }
 
@@ -332,11 +332,19 @@ pub fn run(a: ResealArgs) -> Result<ExitCode, Error> {
     // The new wrapping key must work before any file is touched.
     let (probe_key, probe_secret) = super::init::random_secret(signer::backend::Scheme::Bls)?;
     let probe_public = format!("0x{}", hex::encode(probe_key.public_key()));
-    backends
+    let (probe, _) = backends
         .seal_verified(&target, probe_secret.as_ref(), &probe_public, "probe")
         .map_err(|e| {
             format!("the new wrapping key ({target}) cannot be used: {e}; nothing was changed")
         })?;
+    // What files under the target name: KMS writes the key's ARN, whatever
+    // alias or id was given (an alias moved since is then not "already there").
+    let under = match (&target, &probe) {
+        (Target::Kms { .. }, Sealed::Kms(f)) => Target::Kms {
+            key: f.kms_key.clone(),
+        },
+        _ => target.clone(),
+    };
 
     let mut plan = Vec::new();
     let mut unreadable = Vec::new();
@@ -346,10 +354,10 @@ pub fn run(a: ResealArgs) -> Result<ExitCode, Error> {
             Err(e) => unreadable.push((f.clone(), e)),
         }
     }
-    let already = plan.iter().filter(|(_, s)| s.is_under(&target)).count();
+    let already = plan.iter().filter(|(_, s)| s.is_under(&under)).count();
     if a.dry_run {
         for (f, s) in &plan {
-            if s.is_under(&target) {
+            if s.is_under(&under) {
                 println!("{}: already under {target}", f.display());
             } else {
                 println!("{}: would move {} -> {target}", f.display(), s.wrapping());
@@ -378,14 +386,14 @@ pub fn run(a: ResealArgs) -> Result<ExitCode, Error> {
     let (mut moved, mut failed) = (0usize, unreadable.clone());
     let mut done = unreadable.len();
     for (f, s) in &plan {
-        if !s.is_under(&target) {
+        if !s.is_under(&under) {
             let result = backends
                 .unseal(s)
                 .map_err(|e| format!("cannot unseal with its {}: {e}", s.wrapping()))
                 .and_then(|secret| {
                     backends.seal_verified(&target, &secret, s.public_key(), s.description())
                 })
-                .and_then(|json| replace(f, &json));
+                .and_then(|(_, json)| replace(f, &json));
             match result {
                 Ok(()) => moved += 1,
                 Err(e) => failed.push((f.clone(), e)),
