@@ -251,3 +251,79 @@ async fn every_instance_on_a_shared_database_refuses_a_disabled_key_and_audits_i
     }
     instances.stop();
 }
+
+/// `2026-12-06T04:01:02.123Z`-like times replaced by `<time>`.
+fn without_times(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("20") {
+        let candidate = &rest[i..];
+        let b = candidate.as_bytes();
+        let is_time = b.len() > 20
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[..4].iter().all(u8::is_ascii_digit);
+        if is_time {
+            let end = candidate.find('Z').map_or(candidate.len(), |z| z + 1);
+            out.push_str(&rest[..i]);
+            out.push_str("<time>");
+            rest = &candidate[end..];
+        } else {
+            out.push_str(&rest[..i + 2]);
+            rest = &rest[i + 2..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn lifecycle_commands_say_what_they_would_do_and_what_they_did() {
+    let setup = Setup::new();
+    let config = setup.path("signer.toml");
+    // The database and the audit log exist, no signer holds them.
+    assert!(setup.start().stop().success());
+    let key = format!("0x{}", hex::encode(&setup.bls));
+    let steps: [(&str, &str, bool); 7] = [
+        ("disable", "validator 42 exiting (OPS-7)", true),
+        ("disable", "validator 42 exiting (OPS-7)", false),
+        ("disable", "validator 42 exiting (OPS-7)", false),
+        ("enable", "exit cancelled (OPS-8)", false),
+        ("retire", "moved to the new HSM (OPS-9)", true),
+        ("retire", "moved to the new HSM (OPS-9)", false),
+        ("enable", "undo the retirement please", false),
+    ];
+    let mut transcript = String::new();
+    for (verb, reason, dry) in steps {
+        let mut c = Command::new(signer_bin());
+        c.args(["keys", verb, &key, "--reason", reason, "--config"])
+            .arg(&config)
+            .env("USER", "ops-alice")
+            .env_remove("SUDO_USER");
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        transcript.push_str(&format!(
+            "$ signer keys {verb} KEY --reason \"{reason}\"{}\n{}{}exit {}\n",
+            if dry { " --dry-run" } else { "" },
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code().unwrap()
+        ));
+    }
+    let dir = setup.path("tls");
+    let dir = dir.parent().unwrap().display().to_string();
+    let got = without_times(
+        &transcript
+            .replace(&dir, "<dir>")
+            .replace(&hex::encode(&setup.bls), "<key>"),
+    );
+    let want = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/golden/key-lifecycle.txt"
+    ))
+    .unwrap();
+    assert_eq!(got, want, "\n{transcript}");
+}

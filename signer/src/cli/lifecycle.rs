@@ -95,14 +95,12 @@ pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
         at: signer::audit::now(),
     };
     let verb = match state {
-        Lifecycle::Enabled => "enable",
-        Lifecycle::Disabled => "disable",
-        Lifecycle::Retired => "retire (final: it can never sign again through this database)",
+        Lifecycle::Enabled => "enable it",
+        Lifecycle::Disabled => "disable it",
+        Lifecycle::Retired => "retire it for good (it can never sign again through this database)",
     };
     if a.dry_run {
-        println!(
-            "key 0x{hexkey}: {now}\n  would {verb} it: {reason}\n  (dry run: nothing changed)"
-        );
+        println!("key 0x{hexkey}: {now}\n  would {verb}: {reason}\n  (dry run: nothing changed)");
         return Ok(ExitCode::SUCCESS);
     }
     if let Err(e) = db.set_key_state(&key, &new)? {
