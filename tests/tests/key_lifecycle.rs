@@ -327,3 +327,75 @@ fn lifecycle_commands_say_what_they_would_do_and_what_they_did() {
     .unwrap();
     assert_eq!(got, want, "\n{transcript}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_signer_on_sqlite_disables_a_key_when_asked_and_audits_it() {
+    let setup = Setup::new();
+    let config = setup.path("signer.toml");
+    let key = format!("0x{}", hex::encode(&setup.bls));
+    let d = setup.start();
+    let control = setup.path("data/slashing.sqlite.control");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&control).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "only the signer's user may read the control token"
+    );
+    assert_eq!(ask(&d, &setup, 0).await, None);
+
+    // The daemon holds the database: the command asks it instead.
+    let (ok, out) = keys(
+        "disable",
+        &key,
+        "suspected compromise (INC-9)",
+        &config,
+        &["--dry-run"],
+    );
+    assert!(
+        ok && out.contains(
+            "  would disable it: suspected compromise (INC-9)\n  (dry run: nothing changed)"
+        ),
+        "{out}"
+    );
+    assert_eq!(ask(&d, &setup, 1).await, None, "a dry run changes nothing");
+    let (ok, out) = keys(
+        "disable",
+        &key,
+        "suspected compromise (INC-9)",
+        &config,
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("was in service\n  now disabled (")
+            && out.contains("made by the running signer, which holds the SQLite database"),
+        "{out}"
+    );
+    // In force at once: no restart.
+    assert_eq!(ask(&d, &setup, 2).await, Some(pb::Reason::KeyDisabled));
+    let (ok, out) = keys("enable", &key, "false alarm, key is fine", &config, &[]);
+    assert!(ok && out.contains("now in service (enabled "), "{out}");
+    assert_eq!(ask(&d, &setup, 3).await, None);
+
+    // Without the token (or with a wrong one): refused, nothing changes.
+    let (status, body) = tests::daemon::plain_http(d.metrics, "POST", "/keys/state");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("control token"), "{body}");
+    let log = d.log();
+    assert!(d.stop().success());
+    assert!(!control.exists(), "a clean stop removes the token:\n{log}");
+
+    // Both changes are in the daemon's audit log.
+    let records = audit_records(&setup.path("data/audit.jsonl"), "key.disable");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["frontend"], "database");
+    assert!(records[0]["note"].as_str().unwrap().contains("INC-9"));
+    assert_eq!(
+        audit_records(&setup.path("data/audit.jsonl"), "key.enable").len(),
+        1
+    );
+
+    // No signer running and no token: the command opens the database itself.
+    let (ok, out) = keys("disable", &key, "validator exiting (OPS-11)", &config, &[]);
+    assert!(ok && out.contains("audit record "), "{out}");
+}

@@ -66,9 +66,22 @@ pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
         return Err("--reason: say why, for the audit log (at least 10 characters)".into());
     }
     let config = signer::config::Config::load(&a.config)?;
-    let db = signer::storage::open(&config.slashing, None).map_err(|e| {
-        format!("slashing database: {e}\n(with SQLite the running signer holds the database: stop it, change the key's state, start it again)")
-    })?;
+    let db = match signer::storage::open(&config.slashing, None) {
+        Ok(db) => db,
+        Err(e) => {
+            // SQLite held by a serving signer: it makes the change itself.
+            if let (None, Some(path)) = (&config.slashing.postgres, &config.slashing.database) {
+                let token = signer::server::control::token_file(path);
+                if token.exists() {
+                    return through_daemon(state, &a, &key, reason, &token);
+                }
+            }
+            return Err(format!(
+                "slashing database: {e}\n(no running signer announced itself beside it either: is one starting, or was it killed? then retry, or start it)"
+            )
+            .into());
+        }
+    };
     let hexkey = hex::encode(&key);
     let before = db
         .key_states()?
@@ -94,13 +107,11 @@ pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
         by: super::audit::operator(),
         at: signer::audit::now(),
     };
-    let verb = match state {
-        Lifecycle::Enabled => "enable it",
-        Lifecycle::Disabled => "disable it",
-        Lifecycle::Retired => "retire it for good (it can never sign again through this database)",
-    };
     if a.dry_run {
-        println!("key 0x{hexkey}: {now}\n  would {verb}: {reason}\n  (dry run: nothing changed)");
+        println!(
+            "key 0x{hexkey}: {now}\n  would {}: {reason}\n  (dry run: nothing changed)",
+            verb(state)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if let Err(e) = db.set_key_state(&key, &new)? {
@@ -137,6 +148,107 @@ pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
         None => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The change made by the running signer that holds the SQLite database
+/// (`POST /keys/state` on its metrics listener, with the token it wrote
+/// beside the database).
+fn through_daemon(
+    state: Lifecycle,
+    a: &StateArgs,
+    key: &[u8],
+    reason: &str,
+    token_file: &std::path::Path,
+) -> Result<ExitCode, Error> {
+    let control: serde_json::Value = std::fs::read_to_string(token_file)
+        .map_err(|e| {
+            format!(
+                "the running signer holds the database; its control token {} cannot be read ({e}): run this as the signer's user",
+                token_file.display()
+            )
+        })
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("{}: {e}", token_file.display())))?;
+    let (Some(token), Some(addr)) = (
+        control.get("token").and_then(serde_json::Value::as_str),
+        control
+            .get("metrics")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|m| m.parse::<std::net::SocketAddr>().ok()),
+    ) else {
+        return Err(format!("{}: not a control token file", token_file.display()).into());
+    };
+    // A wildcard listener is reached on loopback.
+    let addr = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    let body = serde_json::json!({
+        "key": hex::encode(key),
+        "state": state,
+        "reason": reason,
+        "by": super::audit::operator(),
+        "dry_run": a.dry_run,
+    })
+    .to_string();
+    let auth = format!("Bearer {token}");
+    let (status, text) = super::metrics_http::exchange_with(
+        addr,
+        "POST",
+        "/keys/state",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    )?;
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .map_err(|_| format!("the signer at {addr} answered {status}: {}", text.trim()))?;
+    if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+        return Err(format!("the running signer refused the change ({status}): {e}").into());
+    }
+    let field = |name: &str| v.get(name).cloned().unwrap_or_default();
+    let before: Option<KeyState> = serde_json::from_value(field("before"))?;
+    let after: KeyState = serde_json::from_value(field("after"))?;
+    let hexkey = hex::encode(key);
+    let now = describe_before(before.as_ref());
+    if before
+        .as_ref()
+        .is_some_and(|b| b.state == Lifecycle::Retired)
+    {
+        return Err(format!("key 0x{hexkey}: {now}; retirement is final").into());
+    }
+    if a.dry_run {
+        println!(
+            "key 0x{hexkey}: {now}\n  would {}: {reason}\n  (dry run: nothing changed)",
+            verb(state)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if v.get("changed").and_then(serde_json::Value::as_bool) != Some(true) {
+        println!("key 0x{hexkey}: {now}; nothing to change");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("key 0x{hexkey}: was {now}\n  now {}", describe(&after));
+    println!(
+        "  (whether this signer holds the key is not checked: a key it does not hold refuses anyway)"
+    );
+    println!(
+        "  made by the running signer, which holds the SQLite database: in force now, recorded in its audit log"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verb(state: Lifecycle) -> &'static str {
+    match state {
+        Lifecycle::Enabled => "enable it",
+        Lifecycle::Disabled => "disable it",
+        Lifecycle::Retired => "retire it for good (it can never sign again through this database)",
+    }
 }
 
 fn describe_before(s: Option<&KeyState>) -> String {

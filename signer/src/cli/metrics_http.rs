@@ -39,12 +39,28 @@ pub(super) fn address(config: &Path, given: Option<SocketAddr>) -> Result<Socket
 /// One HTTP/1.1 exchange with the metrics listener: (status, body). While
 /// the answer takes long, says so every few seconds.
 pub(super) fn exchange(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), Error> {
+    exchange_with(addr, method, path, &[], "")
+}
+
+/// [`exchange`] with request headers and a body.
+pub(super) fn exchange_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String), Error> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
         format!("the signer's metrics listener at {addr}: {e} (is the signer running? is [server] metrics_listen right?)")
     })?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let started = Instant::now();

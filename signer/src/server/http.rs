@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -88,7 +88,7 @@ fn starting(req: &Request<Incoming>, ops: &Ops) -> Response<Full<Bytes>> {
             });
             reply(StatusCode::OK, "application/json", format!("{v}\n"))
         }
-        (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/status") => reply(
+        (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/status" | "/keys/state") => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
             format!("{why}; ask again once it is ready\n"),
@@ -190,6 +190,65 @@ async fn handle_serving(
                 ),
             }
         }
+        // `signer keys disable|enable|retire` while this daemon holds SQLite.
+        (&Method::POST, "/keys/state") => {
+            let Some(control) = shared.control.as_ref() else {
+                return Ok(reply(
+                    StatusCode::NOT_FOUND,
+                    text,
+                    "this signer's database is shared (PostgreSQL): change key states in the database (signer keys … --config)\n".into(),
+                ));
+            };
+            if !peer.ip().to_canonical().is_loopback() {
+                return Ok(reply(
+                    StatusCode::FORBIDDEN,
+                    text,
+                    "key states change from this host only (loopback)\n".into(),
+                ));
+            }
+            let auth = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            if !control.admits(auth.as_deref()) {
+                tracing::warn!(%peer, "POST /keys/state refused: no valid control token");
+                return Ok(reply(
+                    StatusCode::UNAUTHORIZED,
+                    text,
+                    "the control token (beside the SQLite database) is missing or wrong\n".into(),
+                ));
+            }
+            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return Ok(reply(
+                        StatusCode::BAD_REQUEST,
+                        text,
+                        "body too large or cut\n".into(),
+                    ));
+                }
+            };
+            let change: super::control::StateChange = match serde_json::from_slice(&body) {
+                Ok(c) => c,
+                Err(e) => return Ok(reply(StatusCode::BAD_REQUEST, text, format!("{e}\n"))),
+            };
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || s.change_key_state(&change)).await {
+                Ok((status, v)) => reply(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    "application/json",
+                    format!("{v}\n"),
+                ),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    text,
+                    "key state change failed\n".into(),
+                ),
+            }
+        }
         // What the daemon sees, for `signer status`.
         (&Method::GET, "/status") => {
             let s = shared.clone();
@@ -208,7 +267,7 @@ async fn handle_serving(
             "application/json",
             format!("{}\n", shared.key_reload_status()),
         ),
-        (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/status") => reply(
+        (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/status" | "/keys/state") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             text,
             "method not allowed\n".into(),

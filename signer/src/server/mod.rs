@@ -13,6 +13,7 @@
 //! `routes` (gRPC and health on one listener), [`http`] (the operations
 //! endpoints).
 
+pub mod control;
 pub mod http;
 mod keys;
 mod readiness;
@@ -80,6 +81,8 @@ pub struct Shared {
     http_timeouts: crate::net::HttpTimeouts,
     /// CometBFT chains and their nodes' labels, for readiness.
     privval_nodes: Vec<(String, Vec<String>)>,
+    /// On SQLite: the token for key state changes through the daemon.
+    control: Option<control::Control>,
 }
 
 impl Shared {

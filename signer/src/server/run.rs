@@ -100,14 +100,37 @@ fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
         .transpose()
 }
 
+/// SIGHUP, SIGTERM and SIGINT, caught from the start: a signal that
+/// arrives while keys load (or between `ready` and serving) is kept and
+/// acted on once serving, instead of killing the process uncleanly.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime).
+    fn catch() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 async fn wait_for_signals(
     shared: Arc<Shared>,
     systemd: Option<Arc<super::systemd::Notifier>>,
+    signals: Signals,
 ) -> Result<(), BoxError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -201,6 +224,10 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         .thread_name("signer-net")
         .enable_all()
         .build()?;
+    let signals = {
+        let _inside = runtime.enter();
+        Signals::catch()?
+    };
 
     // The operations listener answers from here on: alive, not ready, and
     // how far key loading has come (`signer status`, `/readyz`).
@@ -210,6 +237,11 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         .block_on(TcpListener::bind(config.server.metrics_listen))
         .map_err(|e| format!("metrics listener {}: {e}", config.server.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr()?;
+    // SQLite is this process's alone: `signer keys disable` asks the daemon.
+    let control = match (&config.slashing.postgres, &config.slashing.database) {
+        (None, Some(path)) => Some(super::control::Control::create(path, metrics_addr)?),
+        _ => None,
+    };
     // Descriptors: the soft limit raised, then shared between the listeners.
     let budget = crate::net::descriptor_budget();
     let ops = Arc::new(http::Ops::new(
@@ -288,6 +320,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             budget,
             stop: (stop_tx, stop_rx),
             systemd,
+            control,
+            signals,
         },
     ));
     // In-flight calls have been answered; let the workers finish, then the
@@ -413,6 +447,8 @@ struct Loaded {
     /// Turned true to stop every listener.
     stop: (watch::Sender<bool>, watch::Receiver<bool>),
     systemd: Option<Arc<super::systemd::Notifier>>,
+    control: Option<super::control::Control>,
+    signals: Signals,
 }
 
 /// Binds `addr` for a moment: a port already taken is reported before the
@@ -476,6 +512,8 @@ async fn serve(
         budget,
         stop: (stop_tx, stop_rx),
         systemd,
+        control,
+        signals,
     } = loaded;
     let grpc_listener = TcpListener::bind(config.server.grpc_listen)
         .await
@@ -521,6 +559,7 @@ async fn serve(
                 (c.chain_id.clone(), nodes)
             })
             .collect(),
+        control,
     });
     let _ = shared.readiness();
     ops_host.serving(shared.clone());
@@ -612,7 +651,7 @@ async fn serve(
         })
     });
 
-    let signals = wait_for_signals(shared.clone(), systemd.clone()).await;
+    let signals = wait_for_signals(shared.clone(), systemd.clone(), signals).await;
     if let Some(n) = &systemd {
         n.notify("STOPPING=1\nSTATUS=stopping: answering the calls in flight");
     }
