@@ -247,3 +247,54 @@ fn key_loading_shows_its_progress_in_status_readyz_and_the_log() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_stop_while_keys_load_is_honoured_at_once_and_cleanly() {
+    let setup = Setup::new();
+    let _fifo = block_on_last_key(&setup);
+    let metrics = free_port();
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replace(
+            "metrics_listen = \"127.0.0.1:0\"",
+            &format!("metrics_listen = \"{metrics}\""),
+        ),
+    );
+    let log = setup.path("serve.log");
+    let mut child = Command::new(signer_bin())
+        .args(["serve", "--config"])
+        .arg(setup.path("signer.toml"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = metrics.parse().unwrap();
+    // Loading (blocked on the FIFO) once /readyz says so.
+    let mut loading = false;
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && tests::daemon::plain_http(addr, "GET", "/readyz")
+                .1
+                .starts_with("starting: loading keys")
+        {
+            loading = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(loading, "{}", std::fs::read_to_string(&log).unwrap());
+    let control = setup.path("data/slashing.sqlite.control");
+    assert!(control.exists());
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(
+        text.contains("SIGTERM while keys load: stopping before serving"),
+        "{text}"
+    );
+    assert!(!control.exists(), "the control token is removed");
+}

@@ -60,6 +60,11 @@ impl Control {
         Ok(Self { token, file })
     }
 
+    /// The token file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
     /// Whether an `Authorization` header carries the token (compared in
     /// constant time).
     pub fn admits(&self, authorization: Option<&[u8]>) -> bool {

@@ -262,6 +262,23 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     let systemd = super::systemd::Notifier::from_env().map(Arc::new);
     tracing::info!(metrics = %metrics_addr, keys = load.progress().total, "loading keys (signer status shows the progress)");
     let reporter = runtime.spawn(report_progress(load.clone(), systemd.clone()));
+    // A stop asked for while keys load (minutes with many keystores) is
+    // honoured at once; the signals go back to serving afterwards.
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<()>();
+    let token_file = control.as_ref().map(|c| c.file().to_owned());
+    let watcher = runtime.spawn(async move {
+        let mut signals = signals;
+        let name = tokio::select! {
+            _ = loaded_rx => return signals,
+            _ = signals.term.recv() => "SIGTERM",
+            _ = signals.int.recv() => "SIGINT",
+        };
+        tracing::info!("{name} while keys load: stopping before serving");
+        if let Some(f) = token_file {
+            let _ = std::fs::remove_file(f);
+        }
+        std::process::exit(0);
+    });
 
     // At start every configured key must load: a signer running with fewer
     // keys than configured would miss duties silently.
@@ -269,6 +286,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     let mut memo = crate::backend::soft::keystore::KdfMemo::default();
     let (keys, errors) = load_keys_with(&config.keys, &backends, &mut memo, &load);
     reporter.abort();
+    let _ = loaded_tx.send(());
+    let signals = runtime.block_on(watcher)?;
     if let Some(first) = errors.first() {
         return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
     }
