@@ -85,8 +85,11 @@ impl Pipeline {
                     tracing::warn!(key, by = %s.by, reason = %s.reason, "key back in service")
                 }
                 Lifecycle::Enabled => {}
-                state => {
-                    tracing::warn!(key, ?state, by = %s.by, reason = %s.reason, "key out of service: every request for it is refused")
+                Lifecycle::Disabled => {
+                    tracing::warn!(key, state = "disabled", by = %s.by, reason = %s.reason, "key out of service: every request for it is refused")
+                }
+                Lifecycle::Retired => {
+                    tracing::warn!(key, state = "retired", by = %s.by, reason = %s.reason, "key out of service for good: every request for it is refused")
                 }
             }
         }
