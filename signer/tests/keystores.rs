@@ -151,3 +151,54 @@ fn each_bad_keystore_gets_its_own_refusal() {
     println!("EIP-2335 refusals: {cases} bad keystores, each refused with its own error");
     assert_eq!(cases, 11);
 }
+
+#[test]
+fn the_parallel_kdf_pass_opens_each_keystore_once_and_the_load_finds_it() {
+    use signer::backend::Scheme;
+    use signer::backend::soft::{SecretKey, write_key_file};
+    use zeroize::Zeroizing;
+    // Six keystores (scrypt, small n: the pass is what is tested, not speed),
+    // one of them twice, and one with the wrong password.
+    let mut jobs = Vec::new();
+    let mut secrets = Vec::new();
+    for i in 1..=6u8 {
+        let secret = [i; 32];
+        let key = SecretKey::from_secret(Scheme::Bls, &secret).unwrap();
+        let json = write_key_file(&key, &secret, "pw", keystore::Kdf::Scrypt { log_n: 4 }, "")
+            .unwrap()
+            .into_bytes();
+        jobs.push((json.clone(), Zeroizing::new("pw".to_owned())));
+        secrets.push((json, secret));
+    }
+    jobs.push(jobs[0].clone());
+    jobs.push((jobs[1].0.clone(), Zeroizing::new("wrong".to_owned())));
+
+    let mut memo = keystore::KdfMemo::default();
+    let heard = std::sync::Mutex::new((0, 0));
+    memo.warm(&jobs, 3, &|ok| {
+        let mut h = heard.lock().unwrap();
+        if ok { h.0 += 1 } else { h.1 += 1 }
+    });
+    // Each distinct keystore through the KDF once; the wrong password failed.
+    assert_eq!(*heard.lock().unwrap(), (6, 1));
+    assert_eq!(memo.len(), 6);
+    for (json, secret) in &secrets {
+        assert_eq!(memo.decrypt(json, "pw").unwrap().secret.as_slice(), secret);
+    }
+    // The wrong password is not remembered as anything: refused again.
+    assert!(matches!(
+        memo.decrypt(&jobs[1].0, "wrong"),
+        Err(KeystoreError::ChecksumMismatch)
+    ));
+    memo.sweep();
+    // Each counted once, as decrypted, not also as reused (a failure is
+    // not a decrypted keystore).
+    assert_eq!(memo.last_round(), (0, 6));
+    // A second pass over the same keystores runs no KDF.
+    memo.warm(&jobs[..6], 3, &|_| panic!("no KDF should run"));
+    for (json, _) in &secrets {
+        memo.decrypt(json, "pw").unwrap();
+    }
+    memo.sweep();
+    assert_eq!(memo.last_round(), (6, 0));
+}

@@ -60,6 +60,22 @@ pub fn load_keys_with(
     memo: &mut keystore::KdfMemo,
     progress: &KeyLoad,
 ) -> (Keyring, Vec<String>) {
+    // Every keystore through the KDF first, on as many threads as cores and
+    // memory allow; the pass below then takes them from the memo.
+    let jobs: Vec<_> = sources
+        .iter()
+        .flat_map(|s| match s {
+            KeySource::File {
+                path,
+                password_file,
+            } => web3signer::keystore_job(path, password_file)
+                .into_iter()
+                .collect(),
+            KeySource::Web3signerDir { path } => web3signer::keystore_jobs(path),
+            _ => Vec::new(),
+        })
+        .collect();
+    memo.warm(&jobs, kdf_threads(), &|ok| progress.decrypted(ok));
     let pkcs11 = backends.pkcs11.as_deref();
     let kms = backends.kms.as_ref();
     let need_kms = |what: &str| format!("{what}: a kms key needs a [kms] section");
@@ -208,6 +224,21 @@ pub fn load_keys_with(
     let mut ring = Keyring::default();
     ring.extend(loaded);
     (ring, errors)
+}
+
+/// Threads for the KDF pass: one per core, but no more than memory holds
+/// at 512 MiB each (EIP-2335's scrypt takes 256 MiB; the rest is margin).
+fn kdf_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+    });
+    match available_kib {
+        Some(kib) => cores.min(kib / (512 * 1024)).max(1),
+        None => cores,
+    }
 }
 
 pub(super) fn record_keys(metrics: &Metrics, keys: &Keyring) {

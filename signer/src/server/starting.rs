@@ -21,6 +21,10 @@ pub struct KeyLoad {
     total: usize,
     loaded: AtomicUsize,
     failed: AtomicUsize,
+    /// Keystores the parallel KDF pass opened / could not open (before the
+    /// keys are put together, which then goes fast).
+    opened: AtomicUsize,
+    unopened: AtomicUsize,
 }
 
 /// One reading of a [`KeyLoad`].
@@ -46,7 +50,15 @@ impl KeyLoad {
             total: expected(sources),
             loaded: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            opened: AtomicUsize::new(0),
+            unopened: AtomicUsize::new(0),
         }
+    }
+
+    /// One keystore through the KDF (`ok`: it opened).
+    pub fn decrypted(&self, ok: bool) {
+        let n = if ok { &self.opened } else { &self.unopened };
+        n.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One more key loaded.
@@ -61,8 +73,16 @@ impl KeyLoad {
 
     /// Where loading stands now.
     pub fn progress(&self) -> Progress {
-        let loaded = self.loaded.load(Ordering::Relaxed);
-        let failed = self.failed.load(Ordering::Relaxed);
+        // The KDF pass runs first and counts keystores; the keys are then
+        // put together quickly and counted again: show the further of the two.
+        let loaded = self
+            .loaded
+            .load(Ordering::Relaxed)
+            .max(self.opened.load(Ordering::Relaxed));
+        let failed = self
+            .failed
+            .load(Ordering::Relaxed)
+            .max(self.unopened.load(Ordering::Relaxed));
         let seen = loaded + failed;
         let total = self.total.max(seen);
         let elapsed = self.started.elapsed();

@@ -273,6 +273,15 @@ pub fn load_bls_with(
     Ok(key)
 }
 
+/// What the memo knows a keystore by: its bytes and the password.
+fn memo_id(json: &[u8], password: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((json.len() as u64).to_le_bytes());
+    h.update(json);
+    h.update(password.as_bytes());
+    h.finalize().into()
+}
+
 /// Keystores already decrypted, by content (keystore bytes and password).
 ///
 /// A key reload that finds a keystore and its password unchanged takes the
@@ -286,6 +295,9 @@ pub fn load_bls_with(
 #[derive(Default)]
 pub struct KdfMemo {
     entries: std::collections::HashMap<[u8; 32], (Decrypted, bool)>,
+    /// Put here by [`KdfMemo::warm`] this round and not asked for yet (their
+    /// KDF run is already counted).
+    warmed: std::collections::HashSet<[u8; 32]>,
     /// This round: (taken from the memo, decrypted).
     round: (usize, usize),
     last: (usize, usize),
@@ -302,14 +314,12 @@ impl std::fmt::Debug for KdfMemo {
 impl KdfMemo {
     /// [`decrypt`], or what an earlier call with the same bytes returned.
     pub fn decrypt(&mut self, json: &[u8], password: &str) -> Result<Decrypted, KeystoreError> {
-        let mut h = Sha256::new();
-        h.update((json.len() as u64).to_le_bytes());
-        h.update(json);
-        h.update(password.as_bytes());
-        let id: [u8; 32] = h.finalize().into();
+        let id = memo_id(json, password);
         if let Some((d, used)) = self.entries.get_mut(&id) {
             *used = true;
-            self.round.0 += 1;
+            if !self.warmed.remove(&id) {
+                self.round.0 += 1;
+            }
             return Ok(d.clone());
         }
         let d = decrypt(json, password)?;
@@ -318,8 +328,61 @@ impl KdfMemo {
         Ok(d)
     }
 
+    /// Decrypts the keystores of `jobs` (keystore bytes, password) that are
+    /// not held yet, `threads` at a time, so that the loads that follow find
+    /// them here: the KDF (scrypt: ~1 s and 256 MiB each) runs on every core
+    /// instead of one. `each` hears of every KDF run as it ends (`true`: the
+    /// keystore opened). Failures are not kept: the load that follows meets
+    /// them again and reports them with their file.
+    pub fn warm(
+        &mut self,
+        jobs: &[(Vec<u8>, Zeroizing<String>)],
+        threads: usize,
+        each: &(dyn Fn(bool) + Sync),
+    ) {
+        let mut todo: Vec<([u8; 32], &[u8], &str)> = Vec::new();
+        for (json, password) in jobs {
+            let id = memo_id(json, password);
+            if !self.entries.contains_key(&id) && !todo.iter().any(|(t, ..)| *t == id) {
+                todo.push((id, json, password));
+            }
+        }
+        if todo.is_empty() {
+            return;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let opened = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..threads.clamp(1, todo.len()) {
+                scope.spawn(|| {
+                    while let Some((id, json, password)) =
+                        todo.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let result = decrypt(json, password);
+                        each(result.is_ok());
+                        if let Ok(d) = result {
+                            opened
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push((*id, d));
+                        }
+                    }
+                });
+            }
+        });
+        for (id, d) in opened
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            self.round.1 += 1;
+            self.warmed.insert(id);
+            self.entries.insert(id, (d, false));
+        }
+    }
+
     /// Forgets every entry not used since the last sweep, and ends the round.
     pub fn sweep(&mut self) {
+        self.warmed.clear();
         self.entries.retain(|_, (_, used)| std::mem::take(used));
         self.last = std::mem::take(&mut self.round);
     }

@@ -168,6 +168,54 @@ fn field<'a>(doc: &'a Document, name: &'static str) -> Result<&'a str, KeyConfig
         .ok_or(KeyConfigError::Missing(name))
 }
 
+/// The EIP-2335 keystores (bytes, password) the `file-keystore` documents
+/// of `dir` name, for [`keystore::KdfMemo::warm`]. What cannot be read is
+/// left out (the load reports it), and so is a password that is not a
+/// regular file (a pipe would be read twice).
+pub fn keystore_jobs(dir: &Path) -> Vec<(Vec<u8>, Zeroizing<String>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut jobs = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if !path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path).map(Zeroizing::new) else {
+            continue;
+        };
+        let base = path.parent().unwrap_or(dir);
+        for doc in parse_documents(&text).unwrap_or_default() {
+            let keystore = doc
+                .get("type")
+                .is_some_and(|t| t.as_str() == "file-keystore")
+                && doc.get("keyType").is_none_or(|k| k.as_str() == "BLS");
+            if let (true, Ok(ks), Ok(pw)) = (
+                keystore,
+                field(&doc, "keystoreFile"),
+                field(&doc, "keystorePasswordFile"),
+            ) {
+                let (ks, pw) = (base.join(ks), base.join(pw));
+                if let Some(job) = keystore_job(&ks, &pw) {
+                    jobs.push(job);
+                }
+            }
+        }
+    }
+    jobs
+}
+
+/// A keystore and its password, read for [`keystore::KdfMemo::warm`];
+/// `None` when either cannot be read or the password is not a regular file.
+pub fn keystore_job(keystore: &Path, password: &Path) -> Option<(Vec<u8>, Zeroizing<String>)> {
+    if !std::fs::metadata(password).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let json = std::fs::read(keystore).ok()?;
+    let password = keystore::read_password_file(password).ok()?;
+    Some((json, password))
+}
+
 /// Loads the key one document describes; `base` resolves relative paths.
 pub fn load_document(doc: &Document, base: &Path) -> Result<SecretKey, KeyConfigError> {
     load_document_with(doc, base, &mut keystore::KdfMemo::default())
