@@ -156,6 +156,22 @@ impl SoftHsm {
         public_key_of(&out)
     }
 
+    /// Imports the setup's Ed25519 file key into `token` as `label`,
+    /// checking the token holds the same public key.
+    pub fn import_setup_ed25519(&self, setup: &crate::daemon::Setup, token: &str, label: &str) {
+        let pk = self.import(
+            token,
+            label,
+            &setup.path("keys/ed25519.json"),
+            &setup.path("keys/ed25519.pass"),
+        );
+        if pk != setup.ed25519 {
+            fail(&format!(
+                "token {token} holds another key than the setup's Ed25519 key"
+            ));
+        }
+    }
+
     /// Imports a key file into the token; its public key.
     pub fn import(
         &self,

@@ -47,13 +47,7 @@ async fn chaos(tokens: &[&str], timeout_ms: u64) -> Chaos {
     let mut setup = Setup::new();
     let hsm = SoftHsm::new(tokens);
     for t in tokens {
-        let pk = hsm.import(
-            t,
-            "consensus",
-            &setup.path("keys/ed25519.json"),
-            &setup.path("keys/ed25519.pass"),
-        );
-        assert_eq!(pk, setup.ed25519);
+        hsm.import_setup_ed25519(&setup, t, "consensus");
     }
     setup.drop_file_key("ed25519");
     let sim = Sim::new(hsm.path());

@@ -94,32 +94,63 @@ fn block_on_last_key(setup: &Setup) -> std::path::PathBuf {
     fifo
 }
 
+/// `signer serve` with its start held at the last key ([`block_on_last_key`])
+/// and its metrics listener on a known port: (process, metrics address,
+/// its log, the FIFO).
+fn start_held(
+    setup: &Setup,
+) -> (
+    std::process::Child,
+    String,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let fifo = block_on_last_key(setup);
+    let metrics = free_port();
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replace(
+            "metrics_listen = \"127.0.0.1:0\"",
+            &format!("metrics_listen = \"{metrics}\""),
+        ),
+    );
+    let log = setup.path("serve.log");
+    let child = Command::new(signer_bin())
+        .args(["serve", "--config"])
+        .arg(setup.path("signer.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, metrics, log, fifo)
+}
+
 #[test]
 fn cheap_checks_come_before_any_key_is_loaded() {
     let setup = Setup::new();
     // Were the keys loaded first, the start would block on this FIFO for ever.
     let _fifo = block_on_last_key(&setup);
+    // Each mistake: exit 1 at once, before any key is loaded; the message.
+    let refused_start = || {
+        let out = Command::new(signer_bin())
+            .args(["serve", "--config"])
+            .arg(setup.path("signer.toml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("loading keys"), "{err}");
+        err
+    };
     std::fs::remove_file(setup.path("tls/server.pem")).unwrap();
-    let out = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(setup.path("signer.toml"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_start();
     assert!(err.contains("tls/server.pem"), "{err}");
-    assert!(!err.contains("loading keys"), "{err}");
 
     // The same for a policy that does not parse: the file is named.
     setup.write("tls/server.pem", &setup.new_server_cert());
     setup.write("policy.toml", "[clients.vc\n");
-    let out = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(setup.path("signer.toml"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_start();
     assert!(
         err.contains(&format!(
             "policy {}: policy file does not parse",
@@ -139,39 +170,15 @@ fn cheap_checks_come_before_any_key_is_loaded() {
             &format!("grpc_listen = \"{addr}\""),
         ),
     );
-    let out = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(setup.path("signer.toml"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_start();
     assert!(err.contains(&format!("grpc listener {addr}: ")), "{err}");
-    assert!(!err.contains("loading keys"), "{err}");
 }
 
 #[test]
 fn key_loading_shows_its_progress_in_status_readyz_and_the_log() {
     use std::io::{BufRead, BufReader, Write};
     let setup = Setup::new();
-    let fifo = block_on_last_key(&setup);
-    let metrics = free_port();
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write(
-        "signer.toml",
-        &config.replace(
-            "metrics_listen = \"127.0.0.1:0\"",
-            &format!("metrics_listen = \"{metrics}\""),
-        ),
-    );
-    let log = setup.path("serve.log");
-    let mut child = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(setup.path("signer.toml"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, metrics, log, fifo) = start_held(&setup);
     let status = |json: bool| {
         let mut c = Command::new(signer_bin());
         c.args(["status", "--metrics", &metrics, "--config"])
@@ -251,23 +258,7 @@ fn key_loading_shows_its_progress_in_status_readyz_and_the_log() {
 #[test]
 fn a_stop_while_keys_load_is_honoured_at_once_and_cleanly() {
     let setup = Setup::new();
-    let _fifo = block_on_last_key(&setup);
-    let metrics = free_port();
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write(
-        "signer.toml",
-        &config.replace(
-            "metrics_listen = \"127.0.0.1:0\"",
-            &format!("metrics_listen = \"{metrics}\""),
-        ),
-    );
-    let log = setup.path("serve.log");
-    let mut child = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(setup.path("signer.toml"))
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, metrics, log, _fifo) = start_held(&setup);
     let addr = metrics.parse().unwrap();
     // Loading (blocked on the FIFO) once /readyz says so.
     let mut loading = false;

@@ -108,13 +108,7 @@ async fn an_imported_key_signs_like_its_file_and_unknown_labels_stop_the_start()
     let mut setup = Setup::new();
     let hsm = SoftHsm::new(&["tok-a"]);
     // The setup's Ed25519 file key, moved into the token.
-    let ed = hsm.import(
-        "tok-a",
-        "moved-ed",
-        &setup.path("keys/ed25519.json"),
-        &setup.path("keys/ed25519.pass"),
-    );
-    assert_eq!(ed, setup.ed25519);
+    hsm.import_setup_ed25519(&setup, "tok-a", "moved-ed");
     // Serve it from the token only.
     setup.drop_file_key("ed25519");
     configure_pkcs11(&setup, &hsm, 2000, &[("a", &softhsm_module(), "tok-a")]);
@@ -122,7 +116,7 @@ async fn an_imported_key_signs_like_its_file_and_unknown_labels_stop_the_start()
     setup.env = hsm.env();
     let daemon = setup.start();
     let mut node = daemon.client(setup.client_tls("node")).await;
-    let mut load = VoteLoad::new(ed.clone());
+    let mut load = VoteLoad::new(setup.ed25519.clone());
     assert_eq!(load.step(&mut node).await, vec![Answer::Signed; 2]);
     drop(daemon);
 

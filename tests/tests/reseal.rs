@@ -101,6 +101,25 @@ fn sealed_under_wrap_a(setup: &Setup) -> SoftHsm {
     hsm
 }
 
+/// A daemon configured with the 20 distinct sealed files (`kind`: the key
+/// type) starts — so each unseals — and holds them beside the setup's two
+/// file BLS keys.
+fn serves_the_distinct_keys(setup: &mut Setup, env: Vec<(String, String)>, kind: &str) {
+    for i in 0..DISTINCT {
+        add_key(
+            setup,
+            &format!("type = \"{kind}\"\npath = \"sealed/k{i:02}-000.json\""),
+        );
+    }
+    setup.env = env;
+    let daemon = setup.start();
+    assert_eq!(
+        daemon.metric("signer_keys_loaded{scheme=\"bls\"}"),
+        (2 + DISTINCT) as f64
+    );
+    assert!(daemon.stop().success());
+}
+
 #[test]
 fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
     let mut setup = Setup::new();
@@ -187,19 +206,7 @@ fn two_thousand_sealed_keys_move_to_another_token_key_through_a_failure() {
     assert_eq!(labels(&dir), (0, total));
 
     // The daemon serves the moved keys: each distinct one unseals under wrap-b.
-    for i in 0..DISTINCT {
-        add_key(
-            &setup,
-            &format!("type = \"pkcs11_sealed\"\npath = \"sealed/k{i:02}-000.json\""),
-        );
-    }
-    setup.env = env;
-    let daemon = setup.start();
-    assert_eq!(
-        daemon.metric("signer_keys_loaded{scheme=\"bls\"}"),
-        (2 + DISTINCT) as f64
-    );
-    assert!(daemon.stop().success());
+    serves_the_distinct_keys(&mut setup, env, "pkcs11_sealed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,18 +286,6 @@ async fn two_thousand_sealed_keys_move_from_a_token_to_kms_through_an_outage() {
     );
     assert_eq!(wrapping(&dir, false), (0, 0, total));
 
-    // And the daemon serves them from KMS alone (no [pkcs11] needed).
-    for i in 0..DISTINCT {
-        add_key(
-            &setup,
-            &format!("type = \"kms_sealed\"\npath = \"sealed/k{i:02}-000.json\""),
-        );
-    }
-    setup.env = env;
-    let daemon = setup.start();
-    assert_eq!(
-        daemon.metric("signer_keys_loaded{scheme=\"bls\"}"),
-        (2 + DISTINCT) as f64
-    );
-    assert!(daemon.stop().success());
+    // And the daemon serves them, unsealed by KMS now.
+    serves_the_distinct_keys(&mut setup, env, "kms_sealed");
 }

@@ -167,13 +167,7 @@ fn status_with_a_backend_down_says_which_and_why() {
     let mut setup = Setup::new();
     // The Ed25519 key moves into a SoftHSM token reached through hsm-sim.
     let hsm = SoftHsm::new(&["tok-a"]);
-    let pk = hsm.import(
-        "tok-a",
-        "consensus",
-        &setup.path("keys/ed25519.json"),
-        &setup.path("keys/ed25519.pass"),
-    );
-    assert_eq!(pk, setup.ed25519);
+    hsm.import_setup_ed25519(&setup, "tok-a", "consensus");
     setup.drop_file_key("ed25519");
     let sim = Sim::new(hsm.path());
     let module = hsm_sim_module();

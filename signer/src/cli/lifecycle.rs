@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use signer::audit::{AuditError, AuditLog};
-use signer::pipeline::lifecycle::audit_entry;
+use signer::pipeline::lifecycle::{Plan, audit_entry, plan};
 use slashing_db::{KeyState, Lifecycle};
 
 type Error = Box<dyn std::error::Error>;
@@ -88,18 +88,8 @@ pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
         .into_iter()
         .find(|(k, _)| *k == key)
         .map(|(_, s)| s);
-    let now = describe_before(before.as_ref());
-    let unchanged = match (state, before.as_ref().map(|s| s.state)) {
-        (_, Some(Lifecycle::Retired)) => {
-            return Err(format!("key 0x{hexkey}: {now}; retirement is final").into());
-        }
-        (Lifecycle::Enabled, None | Some(Lifecycle::Enabled)) => true,
-        (s, Some(b)) => s == b,
-        _ => false,
-    };
-    if unchanged {
-        println!("key 0x{hexkey}: {now}; nothing to change");
-        return Ok(ExitCode::SUCCESS);
+    if let Some(done) = before_change(&hexkey, state, before.as_ref(), reason, a.dry_run) {
+        return done;
     }
     let new = KeyState {
         state,
@@ -107,20 +97,10 @@ pub fn run(state: Lifecycle, a: StateArgs) -> Result<ExitCode, Error> {
         by: super::audit::operator(),
         at: signer::audit::now(),
     };
-    if a.dry_run {
-        println!(
-            "key 0x{hexkey}: {now}\n  would {}: {reason}\n  (dry run: nothing changed)",
-            verb(state)
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
     if let Err(e) = db.set_key_state(&key, &new)? {
         return Err(format!("key 0x{hexkey}: {e}").into());
     }
-    println!("key 0x{hexkey}: was {now}\n  now {}", describe(&new));
-    println!(
-        "  (whether this signer holds the key is not checked: a key it does not hold refuses anyway)"
-    );
+    changed(&hexkey, before.as_ref(), &new);
     // The audit record: here if no signer holds the log, else by the
     // signer(s), which see the change within a second.
     let log_file = config.audit.as_ref().map(|a| a.file.clone());
@@ -215,32 +195,62 @@ fn through_daemon(
     let before: Option<KeyState> = serde_json::from_value(field("before"))?;
     let after: KeyState = serde_json::from_value(field("after"))?;
     let hexkey = hex::encode(key);
-    let now = describe_before(before.as_ref());
-    if before
-        .as_ref()
-        .is_some_and(|b| b.state == Lifecycle::Retired)
-    {
-        return Err(format!("key 0x{hexkey}: {now}; retirement is final").into());
-    }
-    if a.dry_run {
-        println!(
-            "key 0x{hexkey}: {now}\n  would {}: {reason}\n  (dry run: nothing changed)",
-            verb(state)
-        );
-        return Ok(ExitCode::SUCCESS);
+    if let Some(done) = before_change(&hexkey, state, before.as_ref(), reason, a.dry_run) {
+        return done;
     }
     if v.get("changed").and_then(serde_json::Value::as_bool) != Some(true) {
-        println!("key 0x{hexkey}: {now}; nothing to change");
-        return Ok(ExitCode::SUCCESS);
+        return Err(format!(
+            "the running signer made no change (it answered {})",
+            text.trim()
+        )
+        .into());
     }
-    println!("key 0x{hexkey}: was {now}\n  now {}", describe(&after));
-    println!(
-        "  (whether this signer holds the key is not checked: a key it does not hold refuses anyway)"
-    );
+    changed(&hexkey, before.as_ref(), &after);
     println!(
         "  made by the running signer, which holds the SQLite database: in force now, recorded in its audit log"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is said, and the exit, when nothing is to be changed (retired,
+/// already in that state, a dry run); `None` when the change goes ahead.
+fn before_change(
+    hexkey: &str,
+    state: Lifecycle,
+    before: Option<&KeyState>,
+    reason: &str,
+    dry_run: bool,
+) -> Option<Result<ExitCode, Error>> {
+    let now = describe_before(before);
+    match plan(state, before) {
+        Plan::Final => Some(Err(
+            format!("key 0x{hexkey}: {now}; retirement is final").into()
+        )),
+        Plan::Unchanged => {
+            println!("key 0x{hexkey}: {now}; nothing to change");
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        Plan::Change if dry_run => {
+            println!(
+                "key 0x{hexkey}: {now}\n  would {}: {reason}\n  (dry run: nothing changed)",
+                verb(state)
+            );
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        Plan::Change => None,
+    }
+}
+
+/// What is said once the state changed.
+fn changed(hexkey: &str, before: Option<&KeyState>, now: &KeyState) {
+    println!(
+        "key 0x{hexkey}: was {}\n  now {}",
+        describe_before(before),
+        describe(now)
+    );
+    println!(
+        "  (whether this signer holds the key is not checked: a key it does not hold refuses anyway)"
+    );
 }
 
 fn verb(state: Lifecycle) -> &'static str {

@@ -295,11 +295,7 @@ impl Progress {
             return;
         }
         self.last = Some(now);
-        let elapsed = self.started.elapsed();
-        let left = u32::try_from(done)
-            .ok()
-            .filter(|&n| n > 0)
-            .and_then(|n| (elapsed / n).checked_mul(u32::try_from(self.total - done).ok()?));
+        let left = signer::server::starting::time_left(self.started.elapsed(), done, self.total);
         let pct = (done * 100).checked_div(self.total).unwrap_or(100);
         let mut line = format!(
             "reseal: {done} of {} files ({pct}%): {moved} resealed, {already} already there, {failed} failed",

@@ -15,6 +15,28 @@ use crate::audit::Entry;
 /// Every key's state as last read, by public key.
 pub(super) type KeyStates = HashMap<Vec<u8>, KeyState>;
 
+/// What asking for a key state does, given the key's state now (`None`:
+/// never set, so in service). One rule for the command and the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The key is retired: nothing can change it.
+    Final,
+    /// It is in that state already.
+    Unchanged,
+    /// The state changes.
+    Change,
+}
+
+/// The [`Plan`] for `wanted` on a key whose state is `before`.
+pub fn plan(wanted: Lifecycle, before: Option<&KeyState>) -> Plan {
+    match (wanted, before.map(|s| s.state)) {
+        (_, Some(Lifecycle::Retired)) => Plan::Final,
+        (Lifecycle::Enabled, None) => Plan::Unchanged,
+        (w, Some(b)) if w == b => Plan::Unchanged,
+        _ => Plan::Change,
+    }
+}
+
 /// What `signer keys disable|enable|retire` records as the audit request.
 pub fn audit_request(state: Lifecycle) -> &'static str {
     match state {

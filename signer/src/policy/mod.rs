@@ -319,20 +319,17 @@ impl Policy {
     }
 
     /// Why no grant matched `r` (only asked once none did).
+    /// (No allocation: `decide` runs it for every refusal, and ListKeys and
+    /// `policy diff` ask `decide` for every operation and network.)
     fn miss(&self, r: &Request<'_>) -> Miss {
-        let mine: Vec<&Rule> = self
-            .grants
-            .iter()
-            .filter(|g| g.clients.contains(r.client))
-            .collect();
-        if mine.is_empty() {
-            return Miss::Client;
-        }
         let op = r.operation;
-        let with_op: Vec<&&Rule> = mine.iter().filter(|g| g.operations.contains(&op)).collect();
-        if with_op.is_empty() {
+        let mine = || self.grants.iter().filter(|g| g.clients.contains(r.client));
+        let with_op = || mine().filter(|g| g.operations.contains(&op));
+        if mine().next().is_none() {
+            Miss::Client
+        } else if with_op().next().is_none() {
             Miss::Operation(op)
-        } else if !with_op.iter().any(|g| g.keys.contains(r.key)) {
+        } else if !with_op().any(|g| g.keys.contains(r.key)) {
             Miss::Key(op)
         } else {
             Miss::Network(op)

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use slashing_db::{KeyState, Lifecycle};
 
 use super::Shared;
+use crate::pipeline::lifecycle::{Plan, plan};
 
 /// The token file for the SQLite database at `database`.
 pub fn token_file(database: &Path) -> PathBuf {
@@ -126,17 +127,8 @@ impl Shared {
             by: c.by.clone(),
             at: crate::audit::now(),
         };
-        let unchanged = match (c.state, before.as_ref().map(|s| s.state)) {
-            (Lifecycle::Enabled, None | Some(Lifecycle::Enabled)) => true,
-            (s, Some(b)) => s == b,
-            _ => false,
-        };
-        if unchanged
-            || c.dry_run
-            || before
-                .as_ref()
-                .is_some_and(|b| b.state == Lifecycle::Retired)
-        {
+        // The command reports the plan from `before`; only a change is made.
+        if c.dry_run || plan(c.state, before.as_ref()) != Plan::Change {
             return (
                 200,
                 json!({"before": before, "after": new, "changed": false}),

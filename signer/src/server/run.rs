@@ -525,8 +525,8 @@ async fn serve(
         backends,
         memo,
         announce,
-        ops: ops_host,
-        ops_task: ops,
+        ops,
+        ops_task,
         metrics_addr,
         budget,
         stop: (stop_tx, stop_rx),
@@ -581,7 +581,7 @@ async fn serve(
         control,
     });
     let _ = shared.readiness();
-    ops_host.serving(shared.clone());
+    ops.serving(shared.clone());
 
     let tls_listeners = if http_listener.is_some() { 2 } else { 1 };
     let limits = crate::net::ListenerLimits::share(budget, tls_listeners);
@@ -689,7 +689,7 @@ async fn serve(
         Err(_) => tracing::warn!("in-flight calls did not finish within 30 s"),
         _ => {}
     }
-    ops.abort();
+    ops_task.abort();
     if let Some(w) = web3signer {
         // The accept loop has stopped; connections finish on the runtime.
         let _ = tokio::time::timeout(Duration::from_secs(5), w).await;

@@ -86,10 +86,7 @@ impl KeyLoad {
         let seen = loaded + failed;
         let total = self.total.max(seen);
         let elapsed = self.started.elapsed();
-        let left = u32::try_from(seen).ok().filter(|&n| n > 0).and_then(|n| {
-            let rest = u32::try_from(total - seen).ok()?;
-            (elapsed / n).checked_mul(rest)
-        });
+        let left = time_left(elapsed, seen, total);
         Progress {
             loaded,
             failed,
@@ -123,6 +120,14 @@ fn yaml_files(dir: &Path) -> usize {
             })
             .count()
     })
+}
+
+/// What is left of `total` items at the rate of the `done` so far (none
+/// before the first).
+pub fn time_left(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
+    let done_n = u32::try_from(done).ok().filter(|&n| n > 0)?;
+    let rest = u32::try_from(total.saturating_sub(done)).ok()?;
+    (elapsed / done_n).checked_mul(rest)
 }
 
 /// `1h02m`, `3m05s`, `12s`.
