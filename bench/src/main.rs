@@ -106,6 +106,13 @@ pub struct BenchArgs {
     /// startup: the key counts to start with (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
     startup_keys: Vec<usize>,
+    /// startup: EIP-2335 scrypt keystores to start with, each `N` or
+    /// `N:LOG_N` (scrypt cost 2^LOG_N; default 18, EIP-2335's). Each runs a
+    /// first start (KDF on every core) and a cached start (`[start_cache]`).
+    /// A small LOG_N makes the first start of a large N take seconds, for
+    /// measuring the cached start, which runs no KDF. Empty: none.
+    #[arg(long, value_delimiter = ',', default_values_t = ["1000".to_owned(), "10000:10".to_owned()])]
+    startup_keystores: Vec<String>,
     /// many-chains: chains (one Ed25519 key and one client each).
     #[arg(long, default_value_t = 64)]
     chains: usize,
@@ -365,6 +372,15 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         for &n in &a.startup_keys {
             let (ready, rss) = startup(n)?;
             startup_results.extend(startup_rows(n, ready, rss));
+        }
+        for spec in a.startup_keystores.iter().filter(|s| !s.is_empty()) {
+            let (n, log_n) = match spec.split_once(':') {
+                Some((n, l)) => (n.parse()?, l.parse()?),
+                None => (spec.parse()?, 18),
+            };
+            let s = startup::startup_keystores(n, log_n)?;
+            println!("startup: cached start: {}", s.cached_line);
+            startup_results.extend(startup::keystore_rows(&s));
         }
     }
     let validators: Vec<Vec<u8>> = if burst {

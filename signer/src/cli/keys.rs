@@ -27,6 +27,11 @@ pub enum KeysCommand {
     /// A → B, KMS key A → B, token ↔ KMS): each verified before it replaces
     /// the old file atomically; run again to finish an interrupted run.
     Reseal(super::reseal::ResealArgs),
+    /// Rotate a CometBFT chain's consensus key: make a new key in a key
+    /// file or a token, print its public key for the chain's rotation
+    /// transaction, and how to serve it (a second node, or a switch height);
+    /// or, with --move, move the key in use into a token with its history.
+    Rotate(super::rotate::RotateArgs),
     /// Put a disabled key back in service.
     Enable(super::lifecycle::StateArgs),
     /// Take a key out of service for good (its history is kept, for export).
@@ -188,6 +193,7 @@ pub fn run(c: KeysCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match c {
         KeysCommand::Disable(a) => super::lifecycle::run(Lifecycle::Disabled, a),
         KeysCommand::Reseal(a) => super::reseal::run(a),
+        KeysCommand::Rotate(a) => super::rotate::run(a),
         KeysCommand::Enable(a) => super::lifecycle::run(Lifecycle::Enabled, a),
         KeysCommand::Retire(a) => super::lifecycle::run(Lifecycle::Retired, a),
         KeysCommand::Generate {

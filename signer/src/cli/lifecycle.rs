@@ -45,7 +45,7 @@ fn parse_key(text: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-fn describe(s: &KeyState) -> String {
+pub(crate) fn describe(s: &KeyState) -> String {
     let what = match s.state {
         Lifecycle::Enabled => "in service (enabled",
         Lifecycle::Disabled => "disabled (",
@@ -140,6 +140,44 @@ fn through_daemon(
     reason: &str,
     token_file: &std::path::Path,
 ) -> Result<ExitCode, Error> {
+    let body = serde_json::json!({
+        "key": hex::encode(key),
+        "state": state,
+        "reason": reason,
+        "by": super::audit::operator(),
+        "dry_run": a.dry_run,
+    });
+    let (status, text, v) = ask_daemon(token_file, &body)?;
+    if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+        return Err(format!("the running signer refused the change ({status}): {e}").into());
+    }
+    let field = |name: &str| v.get(name).cloned().unwrap_or_default();
+    let before: Option<KeyState> = serde_json::from_value(field("before"))?;
+    let after: KeyState = serde_json::from_value(field("after"))?;
+    let hexkey = hex::encode(key);
+    if let Some(done) = before_change(&hexkey, state, before.as_ref(), reason, a.dry_run) {
+        return done;
+    }
+    if v.get("changed").and_then(serde_json::Value::as_bool) != Some(true) {
+        return Err(format!(
+            "the running signer made no change (it answered {})",
+            text.trim()
+        )
+        .into());
+    }
+    changed(&hexkey, before.as_ref(), &after);
+    println!(
+        "  made by the running signer, which holds the SQLite database: in force now, recorded in its audit log"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `POST /keys/state` with `body` to the running signer that holds the
+/// SQLite database, with the token it wrote beside it: (status, text, JSON).
+fn ask_daemon(
+    token_file: &std::path::Path,
+    body: &serde_json::Value,
+) -> Result<(u16, String, serde_json::Value), Error> {
     let control: serde_json::Value = std::fs::read_to_string(token_file)
         .map_err(|e| {
             format!(
@@ -167,14 +205,6 @@ fn through_daemon(
         }
         _ => addr,
     };
-    let body = serde_json::json!({
-        "key": hex::encode(key),
-        "state": state,
-        "reason": reason,
-        "by": super::audit::operator(),
-        "dry_run": a.dry_run,
-    })
-    .to_string();
     let auth = format!("Bearer {token}");
     let (status, text) = super::metrics_http::exchange_with(
         addr,
@@ -184,32 +214,54 @@ fn through_daemon(
             ("Authorization", &auth),
             ("Content-Type", "application/json"),
         ],
-        &body,
+        &body.to_string(),
     )?;
     let v: serde_json::Value = serde_json::from_str(text.trim())
         .map_err(|_| format!("the signer at {addr} answered {status}: {}", text.trim()))?;
-    if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
-        return Err(format!("the running signer refused the change ({status}): {e}").into());
+    Ok((status, text, v))
+}
+
+/// The state the slashing database holds for `key` (`None`: never changed,
+/// in service): read from the database, or — SQLite held by a serving
+/// signer — asked of that signer (a dry run of `enable`, which changes
+/// nothing).
+pub(crate) fn state_of(
+    config: &signer::config::Config,
+    key: &[u8],
+) -> Result<Option<KeyState>, Error> {
+    match signer::storage::open(&config.slashing, None) {
+        Ok(db) => Ok(db
+            .key_states()?
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| s)),
+        Err(e) => {
+            let token = match (&config.slashing.postgres, &config.slashing.database) {
+                (None, Some(path)) => Some(signer::server::control::token_file(path)),
+                _ => None,
+            };
+            let Some(token) = token.filter(|t| t.exists()) else {
+                return Err(format!(
+                    "slashing database: {e}\n(no running signer announced itself beside it either: is one starting, or was it killed? then retry, or start it)"
+                )
+                .into());
+            };
+            let body = serde_json::json!({
+                "key": hex::encode(key),
+                "state": Lifecycle::Enabled,
+                "reason": "read the key state (signer keys rotate)",
+                "by": super::audit::operator(),
+                "dry_run": true,
+            });
+            let (status, _, v) = ask_daemon(&token, &body)?;
+            if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+                return Err(format!("the running signer could not say ({status}): {e}").into());
+            }
+            Ok(serde_json::from_value(
+                v.get("before").cloned().unwrap_or_default(),
+            )?)
+        }
     }
-    let field = |name: &str| v.get(name).cloned().unwrap_or_default();
-    let before: Option<KeyState> = serde_json::from_value(field("before"))?;
-    let after: KeyState = serde_json::from_value(field("after"))?;
-    let hexkey = hex::encode(key);
-    if let Some(done) = before_change(&hexkey, state, before.as_ref(), reason, a.dry_run) {
-        return done;
-    }
-    if v.get("changed").and_then(serde_json::Value::as_bool) != Some(true) {
-        return Err(format!(
-            "the running signer made no change (it answered {})",
-            text.trim()
-        )
-        .into());
-    }
-    changed(&hexkey, before.as_ref(), &after);
-    println!(
-        "  made by the running signer, which holds the SQLite database: in force now, recorded in its audit log"
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// What is said, and the exit, when nothing is to be changed (retired,

@@ -12,6 +12,7 @@ mod metrics_http;
 mod policy;
 mod reload;
 mod reseal;
+mod rotate;
 mod serve;
 mod slashing;
 mod status;

@@ -10,7 +10,6 @@
 //! interrupted run loses nothing and running the same command again
 //! finishes the job (files already under the target are skipped).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -213,40 +212,14 @@ impl Backends {
     }
 }
 
-/// Writes `text` over `path` atomically: a temporary beside it, fsynced,
-/// renamed, the directory fsynced.
+/// Writes `text` over `path` atomically (see [`secret_file::replace`]).
 fn replace(path: &Path, text: &str) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = tmp_path(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    // Same permissions as the file it replaces.
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("{}: {e}", dir.display()))
+    let bytes = [text.as_bytes(), b"\n"].concat();
+    signer::secret_file::replace(path, &tmp_path(path), &bytes)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".reseal-tmp");
-    path.with_file_name(name)
+    signer::secret_file::beside(path, ".reseal-tmp")
 }
 
 /// The files named, directories expanded (`*.json`, sorted); temporaries an

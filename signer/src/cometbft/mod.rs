@@ -51,6 +51,16 @@ impl<'de> serde::Deserialize<'de> for ProtocolVersion {
 }
 
 impl ProtocolVersion {
+    /// The configuration's spelling (`v0.34`, `v0.37`, `v0.38`, `v1`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V0_34 => "v0.34",
+            Self::V0_37 => "v0.37",
+            Self::V0_38 => "v0.38",
+            Self::V1 => "v1",
+        }
+    }
+
     /// Whether votes may carry extensions.
     pub fn has_vote_extensions(self) -> bool {
         self >= Self::V0_38

@@ -58,6 +58,9 @@ pub struct Config {
     /// Where keys come from.
     #[serde(default)]
     pub keys: Vec<KeySource>,
+    /// Decrypted keystores kept sealed between starts (off unless set).
+    #[serde(default)]
+    pub start_cache: Option<StartCache>,
     /// Logging.
     #[serde(default)]
     pub logging: Logging,
@@ -171,6 +174,46 @@ pub struct CometChain {
     pub max_height: Option<i64>,
     /// Nodes to dial: `tcp://<node id>@host:port` or `unix:///path`.
     pub nodes: Vec<NodeAddr>,
+    /// A consensus key rotation (`signer keys rotate`): from `switch_height`
+    /// on, the chain is signed with this key (`0x` + hex, loaded from
+    /// `[[keys]]`) and `key` is no longer used for it.
+    #[serde(default)]
+    pub next_key: Option<String>,
+    /// The first height `next_key` signs (with `next_key`).
+    #[serde(default)]
+    pub switch_height: Option<i64>,
+}
+
+/// `[start_cache]`: the keystores' decrypted secrets, kept in one file
+/// sealed under exactly one of an operator secret, a PKCS#11 token's AES key
+/// or a KMS key, so that a restart with unchanged keystores runs no KDF.
+/// See `docs/keys.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartCache {
+    /// The cache file (written 0600, replaced atomically).
+    pub file: PathBuf,
+    /// Seal under a key derived (scrypt, once per start) from this file's
+    /// secret…
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// …or under `TOKEN:LABEL`: the AES key `LABEL` of the `[[pkcs11.tokens]]`
+    /// entry named `TOKEN`…
+    #[serde(default)]
+    pub pkcs11: Option<String>,
+    /// …or under this KMS symmetric key (id, alias or ARN).
+    #[serde(default)]
+    pub kms: Option<String>,
+}
+
+impl StartCache {
+    /// `pkcs11 = "TOKEN:LABEL"`, split.
+    pub fn pkcs11_target(&self) -> Option<(&str, &str)> {
+        self.pkcs11
+            .as_deref()
+            .and_then(|s| s.split_once(':'))
+            .filter(|(t, l)| !t.is_empty() && !l.is_empty())
+    }
 }
 
 /// `[audit]`.
@@ -823,9 +866,65 @@ impl Config {
                 ));
             }
         }
+        if let Some(sc) = &c.start_cache {
+            let given = [
+                sc.password_file.is_some(),
+                sc.pkcs11.is_some(),
+                sc.kms.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(invalid(
+                    "start_cache",
+                    "give exactly one of password_file, pkcs11 (\"TOKEN:LABEL\"), kms (a key id, alias or ARN) to seal the cache under",
+                ));
+            }
+            if sc.pkcs11.is_some() {
+                match sc.pkcs11_target() {
+                    None => {
+                        return Err(invalid(
+                            "start_cache.pkcs11",
+                            "give \"TOKEN:LABEL\": a [[pkcs11.tokens]] name and the label of its AES key",
+                        ));
+                    }
+                    Some((t, _)) if !token_names.contains(&t) => {
+                        return Err(invalid(
+                            "start_cache.pkcs11",
+                            &format!("no [[pkcs11.tokens]] named {t:?}"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if sc.kms.is_some() && c.kms.is_none() {
+                return Err(invalid(
+                    "start_cache.kms",
+                    "a kms key needs a [kms] section",
+                ));
+            }
+        }
         for chain in &c.cometbft {
             if chain.nodes.is_empty() {
                 return Err(invalid("cometbft.nodes", "name at least one node"));
+            }
+            match (&chain.next_key, chain.switch_height) {
+                (None, None) => {}
+                (Some(next), Some(h)) => {
+                    if h < 1 {
+                        return Err(invalid("cometbft.switch_height", "a height is 1 or more"));
+                    }
+                    if next.eq_ignore_ascii_case(&chain.key) {
+                        return Err(invalid(
+                            "cometbft.next_key",
+                            "the same as key: a rotation needs a new key",
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(invalid(
+                        "cometbft.next_key",
+                        "give next_key and switch_height together (signer keys rotate prints both)",
+                    ));
+                }
             }
             let tcp = chain
                 .nodes
@@ -898,6 +997,12 @@ impl Config {
                 if let Some(f) = &mut t.pin_file {
                     resolve(&base, f);
                 }
+            }
+        }
+        if let Some(sc) = &mut c.start_cache {
+            resolve(&base, &mut sc.file);
+            if let Some(p) = &mut sc.password_file {
+                resolve(&base, p);
             }
         }
         for k in &mut c.keys {

@@ -23,7 +23,12 @@ fn point_error(what: &'static str, e: BLST_ERROR) -> CryptoError {
 }
 
 /// A BLS secret key. Not printable, not serialisable, zeroized on drop.
-pub struct BlsSecretKey(SecretKey);
+/// Its public key is derived once, when first asked for, and kept: the
+/// derivation is a G1 scalar multiplication (~50 µs), and a keystore's load
+/// asks for it (to check the declared key) before the keyring does (on
+/// every core). Derived eagerly, 10,000 raw keys took 0.98 s to start
+/// instead of 0.52 s: the keyring's parallel derivation became sequential.
+pub struct BlsSecretKey(SecretKey, std::sync::OnceLock<BlsPublicKey>);
 
 impl std::fmt::Debug for BlsSecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,13 +41,15 @@ impl BlsSecretKey {
     pub fn from_bytes(b: &[u8]) -> Result<Self, CryptoError> {
         exact::<32>("BLS secret key", b)?;
         SecretKey::from_bytes(b)
-            .map(Self)
+            .map(|sk| Self(sk, std::sync::OnceLock::new()))
             .map_err(|_| CryptoError::InvalidSecretKey)
     }
 
     /// The public key.
     pub fn public_key(&self) -> BlsPublicKey {
-        BlsPublicKey(self.0.sk_to_pk())
+        self.1
+            .get_or_init(|| BlsPublicKey(self.0.sk_to_pk()))
+            .clone()
     }
 
     /// Signs `msg` (for Ethereum: a 32-byte signing root).

@@ -20,6 +20,7 @@ mod readiness;
 mod reload;
 mod routes;
 mod run;
+mod start_cache;
 pub mod starting;
 mod status;
 pub mod systemd;

@@ -105,12 +105,15 @@ pub(super) struct Reloads {
     state: Mutex<KeyReload>,
     /// Keystores in service, decrypted (no KDF for an unchanged file).
     memo: Mutex<KdfMemo>,
+    /// `[start_cache]`: written again when a reload changes what the memo holds.
+    start_cache: Option<super::start_cache::StartCache>,
 }
 
 impl Reloads {
-    pub(super) fn new(memo: KdfMemo) -> Self {
+    pub(super) fn new(memo: KdfMemo, start_cache: Option<super::start_cache::StartCache>) -> Self {
         Self {
             memo: Mutex::new(memo),
+            start_cache,
             ..Self::default()
         }
     }
@@ -229,7 +232,12 @@ impl Shared {
                     &mut memo,
                     &super::starting::KeyLoad::new(&self.key_sources),
                 ),
-                memo.last_round(),
+                {
+                    if let Some(cache) = &self.reloads.start_cache {
+                        cache.store(&memo);
+                    }
+                    memo.last_round()
+                },
             ),
             Err(_) => return Err("key reload: internal state poisoned; restart the signer".into()),
         };

@@ -30,6 +30,7 @@ fn start_privval(
     pipeline: &Arc<Pipeline>,
     pool: &Arc<Pool>,
 ) -> Result<(), BoxError> {
+    use crate::api::privval::PubKey;
     use crate::api::privval::connector::{self, Chain, Context};
     if config.cometbft.is_empty() {
         return Ok(());
@@ -60,25 +61,51 @@ fn start_privval(
     };
     let keys = pipeline.keys();
     for c in &config.cometbft {
-        let key_bytes = hex::decode(c.key.trim_start_matches("0x"))
-            .map_err(|_| format!("cometbft {}: key is not hex", c.chain_id))?;
-        let key = keys
-            .entries()
-            .find(|(pk, _)| *pk == key_bytes.as_slice())
-            .map(|(_, k)| k)
-            .and_then(connector::pub_key_of)
-            .ok_or_else(|| {
-                format!(
-                    "cometbft {}: no Ed25519 or secp256k1 key {} is loaded",
-                    c.chain_id, c.key
-                )
-            })?;
+        let find = |field: &str, hex_key: &str| -> Result<(Vec<u8>, PubKey), String> {
+            let bytes = hex::decode(hex_key.trim_start_matches("0x"))
+                .map_err(|_| format!("cometbft {}: {field} is not hex", c.chain_id))?;
+            let key = keys
+                .entries()
+                .find(|(pk, _)| *pk == bytes.as_slice())
+                .map(|(_, k)| k)
+                .and_then(connector::pub_key_of)
+                .ok_or_else(|| {
+                    format!(
+                        "cometbft {}: no Ed25519 or secp256k1 key {hex_key} ({field}) is loaded",
+                        c.chain_id
+                    )
+                })?;
+            Ok((bytes, key))
+        };
+        let (old_bytes, key) = find("key", &c.key)?;
+        let next = match (&c.next_key, c.switch_height) {
+            (Some(n), Some(h)) => Some((find("next_key", n)?, h)),
+            _ => None,
+        };
+        let highest = rotation_state(
+            pipeline.db(),
+            &c.chain_id,
+            &old_bytes,
+            next.as_ref().map(|((b, _), h)| (b.as_slice(), *h)),
+        )?;
+        if let Some(((_, _), h)) = &next {
+            tracing::info!(
+                chain = %c.chain_id,
+                key = %c.key,
+                next_key = c.next_key.as_deref().unwrap_or_default(),
+                switch_height = h,
+                highest_signed = highest,
+                "privval: consensus key rotation configured"
+            );
+        }
         let chain = Chain {
             chain_id: c.chain_id.clone(),
             version: c.protocol,
             key,
             sign_extensions: c.sign_extensions,
             max_height: c.max_height,
+            next: next.map(|((_, k), h)| (k, h)),
+            highest: Arc::new(std::sync::atomic::AtomicI64::new(highest)),
         };
         for node in c.nodes.iter().cloned() {
             let (ctx, chain) = (ctx.clone(), chain.clone());
@@ -89,6 +116,59 @@ fn start_privval(
         tracing::info!(chain = %c.chain_id, nodes = c.nodes.len(), "privval: dialing nodes");
     }
     Ok(())
+}
+
+/// The highest height the chain was signed at by its key or its next key
+/// (0: never). With a rotation, first makes sure the next key cannot sign
+/// at or below the last height its predecessor signed, nor below the switch
+/// height: its record is raised to the higher of the two, position only, so
+/// that the two keys never both sign one height. Idempotent; never lowers.
+fn rotation_state(
+    db: &slashing_db::SlashingDb,
+    chain_id: &str,
+    key: &[u8],
+    next: Option<(&[u8], i64)>,
+) -> Result<i64, String> {
+    use slashing_db::{ChainId, CometRecord, ConsensusKey, Height, Hrs, Step};
+    let states = db
+        .cometbft_states()
+        .map_err(|e| format!("cometbft {chain_id}: reading the slashing database: {e}"))?;
+    let last = |k: &[u8]| {
+        states
+            .iter()
+            .filter(|(sk, c, _)| sk.as_bytes() == k && c.as_str() == chain_id)
+            .map(|(_, _, r)| r.hrs.height.0)
+            .max()
+    };
+    let old_last = last(key).unwrap_or(0);
+    let Some((next, switch)) = next else {
+        return Ok(i64::try_from(old_last).unwrap_or(i64::MAX));
+    };
+    let floor = old_last.max(u64::try_from(switch.saturating_sub(1)).unwrap_or(0));
+    if floor > 0 {
+        let chain = ChainId::new(chain_id.to_owned())
+            .ok_or_else(|| format!("cometbft {chain_id}: chain id over 50 bytes"))?;
+        let consensus = ConsensusKey::new(next.to_vec())
+            .ok_or_else(|| format!("cometbft {chain_id}: next_key is not a consensus key"))?;
+        let record = CometRecord {
+            // Every round and step of the floor height is taken.
+            hrs: Hrs {
+                height: Height(floor),
+                round: i32::MAX.unsigned_abs(),
+                step: Step::Precommit,
+            },
+            sign_bytes: Vec::new(),
+            signature: None,
+        };
+        let raised = db
+            .import_cometbft_state(consensus, chain, record)
+            .map_err(|e| format!("cometbft {chain_id}: raising next_key's record: {e}"))?;
+        if raised {
+            tracing::info!(chain = %chain_id, height = floor, "privval: next_key's record raised: it signs only above this height");
+        }
+    }
+    let highest = last(key).into_iter().chain(last(next)).max().unwrap_or(0);
+    Ok(i64::try_from(highest).unwrap_or(i64::MAX))
 }
 
 fn genesis_root(config: &Config) -> Result<Option<GenesisRoot>, String> {
@@ -284,7 +364,18 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     // keys than configured would miss duties silently.
     let backends = Backends::start(&config, &metrics)?;
     let mut memo = crate::backend::soft::keystore::KdfMemo::default();
+    let start_cache = config
+        .start_cache
+        .clone()
+        .map(|c| super::start_cache::StartCache::new(c, backends.clone()));
+    if let Some(cache) = &start_cache {
+        cache.prime(&mut memo);
+    }
     let (keys, errors) = load_keys_with(&config.keys, &backends, &mut memo, &load);
+    // Also when a key failed: what did open need no KDF run next time.
+    if let Some(cache) = &start_cache {
+        cache.store(&memo);
+    }
     reporter.abort();
     let _ = loaded_tx.send(());
     let signals = runtime.block_on(watcher)?;
@@ -292,7 +383,14 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         return Err(format!("keys: {first} ({} key source error(s))", errors.len()).into());
     }
     record_keys(&metrics, &keys);
-    tracing::info!(keys = keys.len(), took = %super::starting::human(load.progress().elapsed), "keys loaded");
+    let (from_memo, decrypted) = memo.last_round();
+    tracing::info!(
+        keys = keys.len(),
+        took = %super::starting::human(load.progress().elapsed),
+        keystores_decrypted = decrypted,
+        keystores_from_cache = from_memo,
+        "keys loaded"
+    );
     let pipeline = Arc::new(
         Pipeline::new(policy, keys, db, audit, network)
             .and_then(|p| p.with_audit_anchor(anchor_name, anchored))
@@ -332,6 +430,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             policy_file,
             backends,
             memo,
+            start_cache,
             announce: overrides.announce.clone(),
             ops,
             ops_task,
@@ -455,6 +554,8 @@ struct Loaded {
     backends: Backends,
     /// The keystores decrypted at start, for the first reload to reuse.
     memo: crate::backend::soft::keystore::KdfMemo,
+    /// `[start_cache]`, rewritten when a reload changes the keystores.
+    start_cache: Option<super::start_cache::StartCache>,
     /// Said on standard error once serving ([`super::Overrides::announce`]).
     announce: Option<String>,
     /// The operations listener, answering since before the keys loaded.
@@ -524,6 +625,7 @@ async fn serve(
         policy_file,
         backends,
         memo,
+        start_cache,
         announce,
         ops,
         ops_task,
@@ -567,7 +669,7 @@ async fn serve(
         http_tls: http_tls.clone(),
         key_sources: config.keys.clone(),
         backends,
-        reloads: Reloads::new(memo),
+        reloads: Reloads::new(memo, start_cache),
         metrics_reload: config.server.metrics_reload,
         http_timeouts: config.server.http_timeouts(),
         privval_nodes: config

@@ -72,6 +72,39 @@ pub struct Chain {
     pub sign_extensions: bool,
     /// Highest height signed.
     pub max_height: Option<i64>,
+    /// A consensus key rotation: from this height on, this key signs the
+    /// chain and `key` is not used for it.
+    pub next: Option<(PubKey, i64)>,
+    /// The highest height this signer signed the chain at, shared by the
+    /// chain's node threads (and started from the slashing database): the
+    /// key `PubKey` answers is the one for the height after it.
+    pub highest: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Chain {
+    /// The key that signs the chain at `height`.
+    pub fn key_at(&self, height: i64) -> PubKey {
+        match self.next {
+            Some((next, from)) if height >= from => next,
+            _ => self.key,
+        }
+    }
+
+    /// The key for the next height: what `PubKey` answers. CometBFT asks it
+    /// again after each commit, so a node moves to the new key by itself at
+    /// the switch height.
+    fn current_key(&self) -> PubKey {
+        self.key_at(
+            self.highest
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_add(1),
+        )
+    }
+
+    fn signed_at(&self, height: i64) {
+        self.highest
+            .fetch_max(height, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What every node thread needs.
@@ -397,7 +430,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
     match request {
         Request::Ping => Response::Ping,
         Request::PubKey { chain_id } => Response::PubKey(if chain_id == chain.chain_id {
-            Ok(chain.key)
+            Ok(chain.current_key())
         } else {
             Err(wrong_chain(&chain_id))
         }),
@@ -407,11 +440,12 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             skip_extension_signing,
         } => Response::SignedVote((move || {
             let client = admit()?;
+            let height = vote.vote.height;
             let signature = sign(
                 ctx,
                 pipeline::Request {
                     client,
-                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
+                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key_at(height))),
                     message: match ChainId::new(chain_id) {
                         Some(chain_id) => Message::CometVote {
                             version: chain.version,
@@ -432,6 +466,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             else {
                 return Err(remote(code::INVALID, "unexpected signature kind"));
             };
+            chain.signed_at(height);
             let mut signed = vote.vote.clone();
             signed.timestamp = timestamp;
             Ok(WireVote {
@@ -444,11 +479,12 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
         })()),
         Request::SignProposal { chain_id, proposal } => Response::SignedProposal((move || {
             let client = admit()?;
+            let height = proposal.proposal.height;
             let signature = sign(
                 ctx,
                 pipeline::Request {
                     client,
-                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
+                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key_at(height))),
                     message: match ChainId::new(chain_id) {
                         Some(chain_id) => Message::CometProposal {
                             chain_id,
@@ -467,6 +503,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
             else {
                 return Err(remote(code::INVALID, "unexpected signature kind"));
             };
+            chain.signed_at(height);
             let mut signed = proposal.proposal.clone();
             signed.timestamp = timestamp;
             Ok(WireProposal {
@@ -482,7 +519,7 @@ fn answer(ctx: &Context, chain: &Chain, identity: &PeerIdentity, request: Reques
                 ctx,
                 pipeline::Request {
                     client,
-                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.key)),
+                    public_key: pipeline::KeyId::new(public_key_bytes(&chain.current_key())),
                     message: Message::CometRaw(value),
                     scope: scope.clone(),
                 },

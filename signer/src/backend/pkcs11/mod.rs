@@ -247,6 +247,41 @@ impl Registry {
         seal::seal(&session, label, secret, description).map_err(|e| format!("token {name:?}: {e}"))
     }
 
+    /// Generates a key on token `name` (`signer keys rotate`); see
+    /// [`admin::generate`].
+    pub fn generate(
+        &self,
+        name: &str,
+        kind: admin::KeyKind,
+        label: &str,
+    ) -> Result<admin::Generated, String> {
+        let token = self
+            .select(&[name.to_owned()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))?;
+        let session = token.open_session(true)?;
+        admin::generate(&session, kind, label).map_err(|e| format!("token {name:?}: {e}"))
+    }
+
+    /// Imports a secret into token `name` (`signer keys rotate --move`);
+    /// see [`admin::import`].
+    pub fn import(
+        &self,
+        name: &str,
+        scheme: crate::backend::Scheme,
+        label: &str,
+        secret: &[u8],
+    ) -> Result<admin::Generated, String> {
+        let token = self
+            .select(&[name.to_owned()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))?;
+        let session = token.open_session(true)?;
+        admin::import(&session, scheme, label, secret).map_err(|e| format!("token {name:?}: {e}"))
+    }
+
     /// Token names and why each is down (`None`: up).
     pub fn health(&self) -> Vec<(String, Option<String>)> {
         self.tokens

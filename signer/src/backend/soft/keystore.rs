@@ -380,6 +380,26 @@ impl KdfMemo {
         }
     }
 
+    /// Adds keystores decrypted in an earlier run (the start cache), by
+    /// their memo id. They count as taken from the memo when a load asks for
+    /// them, and go at the next [`KdfMemo::sweep`] if none does.
+    pub fn prime(&mut self, entries: Vec<([u8; 32], Decrypted)>) {
+        for (id, d) in entries {
+            self.entries.entry(id).or_insert((d, false));
+        }
+    }
+
+    /// Everything held, by memo id (sorted), for the start cache.
+    pub fn held(&self) -> Vec<([u8; 32], Decrypted)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, (d, _))| (*id, d.clone()))
+            .collect();
+        out.sort_by_key(|a| a.0);
+        out
+    }
+
     /// Forgets every entry not used since the last sweep, and ends the round.
     pub fn sweep(&mut self) {
         self.warmed.clear();
