@@ -61,6 +61,9 @@ pub struct Config {
     /// Decrypted keystores kept sealed between starts (off unless set).
     #[serde(default)]
     pub start_cache: Option<StartCache>,
+    /// The Ethereum Keymanager API on the HTTPS listener (off unless set).
+    #[serde(default)]
+    pub keymanager: Option<Keymanager>,
     /// Logging.
     #[serde(default)]
     pub logging: Logging,
@@ -182,6 +185,21 @@ pub struct CometChain {
     /// The first height `next_key` signs (with `next_key`).
     #[serde(default)]
     pub switch_height: Option<i64>,
+}
+
+/// `[keymanager]`: the Ethereum Keymanager API (`/eth/v1/keystores`) on the
+/// `[http]` listener, for the clients the policy's `[keymanager]` names,
+/// each with its bearer token. See `docs/keymanager.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keymanager {
+    /// Where imported keys are kept: their EIP-2335 keystores (encrypted),
+    /// password files (0600) and Web3Signer key-configuration files. Loaded
+    /// like a `web3signer_dir` key source; created if missing.
+    pub store: PathBuf,
+    /// One bearer token per client, `<client>.token` (made at start, 0600,
+    /// for each client the policy allows that has none).
+    pub token_dir: PathBuf,
 }
 
 /// `[start_cache]`: the keystores' decrypted secrets, kept in one file
@@ -866,6 +884,12 @@ impl Config {
                 ));
             }
         }
+        if c.keymanager.is_some() && c.http.as_ref().is_none_or(|h| h.insecure_plaintext) {
+            return Err(invalid(
+                "keymanager",
+                "the Keymanager API is served on the HTTPS listener: configure [http] with TLS (not insecure_plaintext)",
+            ));
+        }
         if let Some(sc) = &c.start_cache {
             let given = [
                 sc.password_file.is_some(),
@@ -998,6 +1022,14 @@ impl Config {
                     resolve(&base, f);
                 }
             }
+        }
+        if let Some(k) = &mut c.keymanager {
+            resolve(&base, &mut k.store);
+            resolve(&base, &mut k.token_dir);
+            // Imported keys load like any Web3Signer key directory.
+            c.keys.push(KeySource::Web3signerDir {
+                path: k.store.clone(),
+            });
         }
         if let Some(sc) = &mut c.start_cache {
             resolve(&base, &mut sc.file);

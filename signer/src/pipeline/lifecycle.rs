@@ -65,6 +65,17 @@ pub fn audit_entry(public_key: &[u8], s: &KeyState, seen_by: &str) -> Entry {
 }
 
 impl Pipeline {
+    /// Records events that are not signing requests (key imports and
+    /// deletions). A failure turns the audit sink red (readiness) and is
+    /// logged; the event itself has happened.
+    pub fn audit_events(&self, entries: Vec<Entry>) {
+        if !entries.is_empty()
+            && let Err(e) = self.audit.write(entries)
+        {
+            tracing::error!(error = %e, "audit log: an event could not be recorded");
+        }
+    }
+
     /// `Err` when an operator took `key` out of service.
     pub(super) fn in_service(&self, key: &[u8]) -> Result<(), Refusal> {
         match self.key_states.load().get(key) {

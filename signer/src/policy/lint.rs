@@ -39,6 +39,27 @@ pub fn check(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
     let grants = rules("grant", &file.grant, &names, &mut f);
     let denies = rules("deny", &file.deny, &names, &mut f);
     across_rules(&grants, &denies, &clients, &groups, &mut f);
+    let mut keymanager = BTreeSet::new();
+    for name in file.keymanager.iter().flat_map(|k| k.clients.iter()) {
+        if !clients.contains_key(name) {
+            f.push(finding(
+                Error,
+                "keymanager.clients",
+                format!("no client named {name:?}"),
+            ));
+        } else if clients
+            .get(name)
+            .is_some_and(|c| c.identity == LOOPBACK_PLAINTEXT)
+        {
+            f.push(finding(
+                Error,
+                "keymanager.clients",
+                format!("{name} is the plain-HTTP identity: key import and delete need mutual TLS"),
+            ));
+        } else {
+            keymanager.insert(name.clone());
+        }
+    }
     f.sort_by_key(|x| x.severity);
     Ok((
         Policy {
@@ -46,6 +67,7 @@ pub fn check(text: &str) -> Result<(Policy, Vec<Finding>), PolicyError> {
             networks,
             grants,
             denies,
+            keymanager,
         },
         f,
     ))

@@ -37,6 +37,16 @@ struct File {
     grant: Vec<RuleEntry>,
     #[serde(default)]
     deny: Vec<RuleEntry>,
+    #[serde(default)]
+    keymanager: Option<KeymanagerEntry>,
+}
+
+/// `[keymanager]`: who may import and delete keys through the Keymanager
+/// API (each also needs its bearer token).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeymanagerEntry {
+    clients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +195,8 @@ pub struct Policy {
     networks: BTreeMap<String, Network>,
     grants: Vec<Rule>,
     denies: Vec<Rule>,
+    /// Clients allowed the Keymanager API.
+    keymanager: BTreeSet<String>,
 }
 
 /// One request, as the policy sees it.
@@ -373,6 +385,16 @@ impl Policy {
     }
 
     /// The effective permissions, as a table per client (all, or one).
+    /// Whether `client` may use the Keymanager API (list, import, delete keys).
+    pub fn keymanager_allows(&self, client: &str) -> bool {
+        self.keymanager.contains(client)
+    }
+
+    /// The clients allowed the Keymanager API.
+    pub fn keymanager_clients(&self) -> impl Iterator<Item = &str> {
+        self.keymanager.iter().map(String::as_str)
+    }
+
     pub fn explain(&self, only: Option<&str>) -> String {
         let mut out = String::new();
         for c in self
@@ -385,6 +407,12 @@ impl Policy {
                 let _ = write!(out, ", at most {n} requests/s");
             }
             out.push('\n');
+            if self.keymanager.contains(&c.name) {
+                let _ = writeln!(
+                    out,
+                    "  keymanager: may list, import and delete keys (with its bearer token)"
+                );
+            }
             let mut rows = Vec::new();
             for op in ALL_OPERATIONS {
                 let networks: Vec<Option<&String>> = if op.network_kind() == NetworkKind::None {

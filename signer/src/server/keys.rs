@@ -228,7 +228,7 @@ pub fn load_keys_with(
 
 /// Threads for the KDF pass: one per core, but no more than memory holds
 /// at 512 MiB each (EIP-2335's scrypt takes 256 MiB; the rest is margin).
-fn kdf_threads() -> usize {
+pub(super) fn kdf_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()

@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod http;
+pub mod keymanager;
 mod keys;
 mod readiness;
 mod reload;
@@ -84,6 +85,8 @@ pub struct Shared {
     privval_nodes: Vec<(String, Vec<String>)>,
     /// On SQLite: the token for key state changes through the daemon.
     control: Option<control::Control>,
+    /// `[keymanager]`, when the Keymanager API is on.
+    keymanager: Option<crate::config::Keymanager>,
 }
 
 impl Shared {
@@ -135,5 +138,15 @@ impl crate::api::web3signer::Host for Shared {
 
     fn key_reload_status(&self) -> serde_json::Value {
         Shared::key_reload_status(self)
+    }
+
+    fn keymanager(
+        &self,
+        op: crate::api::web3signer::KeymanagerOp,
+        client: &crate::policy::ClientId,
+        authorization: Option<&[u8]>,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        Shared::keymanager(self, op, client, authorization, body)
     }
 }

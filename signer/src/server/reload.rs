@@ -104,7 +104,7 @@ pub(super) struct Reloads {
     /// The last key reload, for `GET /reload`.
     state: Mutex<KeyReload>,
     /// Keystores in service, decrypted (no KDF for an unchanged file).
-    memo: Mutex<KdfMemo>,
+    pub(super) memo: Mutex<KdfMemo>,
     /// `[start_cache]`: written again when a reload changes what the memo holds.
     start_cache: Option<super::start_cache::StartCache>,
 }
@@ -263,6 +263,30 @@ impl Shared {
             "keys reloaded"
         );
         Ok(diff)
+    }
+
+    /// Reloads keys now, waiting (up to a minute) for a reload that runs to
+    /// end first (the Keymanager API: its answer must reflect the reload).
+    pub(super) fn reload_keys_waiting(&self) -> Result<KeyDiff, String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let guard = loop {
+            if let Some(g) = self.reloads.begin() {
+                break g;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("another reload has run for over a minute; try again".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        self.reloads.mark(None);
+        let outcome = self.reload_keys();
+        let result = match &outcome {
+            Ok(d) => Ok(d.clone()),
+            Err(e) => Err(e.clone()),
+        };
+        self.reloads.mark(Some(outcome));
+        drop(guard);
+        result
     }
 
     /// Starts a key reload in the background (Web3Signer's `POST /reload`);

@@ -262,6 +262,10 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     let policy_file = config.policy.file.clone();
     let policy =
         load_policy(&policy_file).map_err(|e| format!("policy {}: {e}", policy_file.display()))?;
+    // The Keymanager store is a key source: it must exist before keys load.
+    if let Some(k) = &config.keymanager {
+        super::keymanager::prepare(k, &policy)?;
+    }
     let tls_files = config.tls.files();
     let tls = Arc::new(ReloadableConfig::load(tls_files.clone())?);
     let http_tls = match &config.http {
@@ -681,6 +685,7 @@ async fn serve(
             })
             .collect(),
         control,
+        keymanager: config.keymanager.clone(),
     });
     let _ = shared.readiness();
     ops.serving(shared.clone());

@@ -224,7 +224,7 @@ impl StartCache {
         );
         let mac = hex::decode(&file.mac).map_err(|_| "damaged: mac is not hex".to_owned())?;
         let expected = keys.tag(&iv, &plain)?;
-        if !constant_time_eq(&expected, &mac) {
+        if !crate::secret_file::constant_time_eq(&expected, &mac) {
             return Err(match file.sealing {
                 Sealing::Password { .. } => {
                     "it does not open with this password_file (changed since it was written?) or was altered".into()
@@ -392,10 +392,6 @@ fn read_secret(path: &Path) -> Result<Zeroizing<String>, String> {
         return Err(format!("password_file {} is empty", path.display()));
     }
     Ok(s)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Per entry: id (32) ‖ secret length (u16 BE) ‖ secret ‖ declared public

@@ -6,7 +6,9 @@
 //! Endpoints (paths and status codes as `openapi-specs/eth2/web3signer.yaml`):
 //! `POST /api/v1/eth2/sign/{identifier}`, `GET /api/v1/eth2/publicKeys`,
 //! `GET /upcheck`, `GET /healthcheck`, `GET /api/v1/eth2/highWatermark`,
-//! `POST /reload` and `GET /reload`.
+//! `POST /reload` and `GET /reload`; and the Ethereum Keymanager API's
+//! `GET/POST/DELETE /eth/v1/keystores` when `[keymanager]` is configured
+//! (the daemon's side: `server::keymanager`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -232,7 +234,27 @@ async fn handle(
         let identifier = identifier.to_owned();
         return Ok(sign(req, shared, peer, &identifier).await);
     }
+    if path == "/eth/v1/keystores" {
+        let op = match method {
+            Method::GET => KeymanagerOp::List,
+            Method::POST => KeymanagerOp::Import,
+            Method::DELETE => KeymanagerOp::Delete,
+            _ => {
+                return Ok(text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use GET, POST or DELETE",
+                ));
+            }
+        };
+        return Ok(keymanager(req, shared, peer, op).await);
+    }
     Ok(match (&method, path.as_str()) {
+        // Remote keys are a validator client's: it names the signer that
+        // holds them. This is that signer.
+        (_, "/eth/v1/remotekeys") => json_reply(
+            StatusCode::NOT_FOUND,
+            &json!({"code": 404, "message": "this is a remote signer: /eth/v1/remotekeys belongs to validator clients; import keystores here with /eth/v1/keystores"}),
+        ),
         (&Method::GET, "/upcheck") => text(StatusCode::OK, "OK"),
         (&Method::GET, "/healthcheck") => {
             let s = shared.clone();
@@ -312,6 +334,75 @@ where
         .await;
 }
 
+/// What a Keymanager API request asks (`/eth/v1/keystores`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeymanagerOp {
+    /// `GET`: the keys served, and which were imported here.
+    List,
+    /// `POST`: import keystores (and their history).
+    Import,
+    /// `DELETE`: stop keys and return their history.
+    Delete,
+}
+
+/// `/eth/v1/keystores`: the client (mutual TLS), then the daemon decides
+/// (bearer token, policy) and does it, off the async threads.
+async fn keymanager(
+    req: Request<Incoming>,
+    shared: Arc<dyn Host>,
+    peer: Option<PeerInfo>,
+    op: KeymanagerOp,
+) -> Reply {
+    let client = match identify(shared.as_ref(), peer.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            return json_reply(StatusCode::FORBIDDEN, &json!({"code": 403, "message": e}));
+        }
+    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let body = if op == KeymanagerOp::List {
+        Bytes::new()
+    } else {
+        match tokio::time::timeout(
+            shared.http_timeouts().body,
+            Limited::new(req.into_body(), MAX_BODY).collect(),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
+                return json_reply(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"code": 400, "message": format!("request body: {e}")}),
+                );
+            }
+            Err(_) => {
+                return json_reply(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &json!({"code": 408, "message": "request body not received in time ([server] body_timeout_ms)"}),
+                );
+            }
+        }
+    };
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        shared.keymanager(op, &client, authorization.as_deref(), &body)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        (
+            500,
+            json!({"code": 500, "message": "the request failed inside the signer"}),
+        )
+    });
+    json_reply(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &answer,
+    )
+}
+
 /// What this frontend needs from the daemon that runs it. The server
 /// implements it; the frontend never imports the server.
 pub trait Host: Send + Sync + 'static {
@@ -331,6 +422,14 @@ pub trait Host: Send + Sync + 'static {
     fn start_key_reload(self: Arc<Self>, client: &str) -> bool;
     /// The last key reload's state, as Web3Signer's `GET /reload` shows it.
     fn key_reload_status(&self) -> serde_json::Value;
+    /// A Keymanager API request of `client` (blocking): status and JSON.
+    fn keymanager(
+        &self,
+        op: KeymanagerOp,
+        client: &ClientId,
+        authorization: Option<&[u8]>,
+        body: &[u8],
+    ) -> (u16, serde_json::Value);
 }
 
 /// Serves the API on `listener` until `stop` turns true: over mutual TLS
