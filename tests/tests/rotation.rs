@@ -457,3 +457,53 @@ fn a_file_key_moves_into_a_token_with_its_history() {
     drop(conn);
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn rotate_says_what_it_would_do_and_what_it_did() {
+    let setup = Setup::new();
+    let node = TestNode::tcp([1; 32], ProtocolVersion::V0_38).unwrap();
+    setup.enable_cometbft(CHAIN, "v0.38", &[(node.address(), node.identity())]);
+    setup.write("keys/cons-2.pass", "a new consensus key password");
+    let steps: [&[&str]; 3] = [
+        &["--at-height", "1200", "--dry-run"],
+        &["--at-height", "1200"],
+        &["--at-height", "1200"],
+    ];
+    let mut transcript = String::new();
+    let mut new = Vec::new();
+    for extra in steps {
+        let mut args = vec![
+            "--new-key",
+            "file:keys/cons-2.json",
+            "--password-file",
+            "keys/cons-2.pass",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = rotate(&setup, &args);
+        if code == 0 && !extra.contains(&"--dry-run") {
+            new = new_key_of(&out);
+        }
+        transcript.push_str(&format!(
+            "$ signer keys rotate --chain-id {CHAIN} {}\n{out}{err}exit {code}\n",
+            args.join(" ")
+        ));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&new);
+    let dir = setup.path("tls");
+    let dir = dir.parent().unwrap().display().to_string();
+    let got = transcript
+        .replace(&dir, "<dir>")
+        .replace(&hex::encode(&setup.ed25519), "<old>")
+        .replace(&hex::encode(&new), "<new>")
+        .replace(&b64, "<new-base64>")
+        .replace(
+            &hex::encode_upper(&Sha256::digest(&new)[..20]),
+            "<new-address>",
+        );
+    let want = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/golden/key-rotate.txt"
+    ))
+    .unwrap_or_default();
+    assert_eq!(got, want, "\n{got}");
+}
