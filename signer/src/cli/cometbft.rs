@@ -125,24 +125,29 @@ pub(crate) fn parse_key(text: &str) -> Result<Vec<u8>, String> {
 
 /// What the configuration says about `chain`'s key: `Ok` if it serves
 /// `key`, otherwise why not.
+/// The chains `[[cometbft]]` serves, for messages: `a, b` or `none`.
+pub(crate) fn configured_chains(config: &signer::config::Config) -> String {
+    let known: Vec<&str> = config
+        .cometbft
+        .iter()
+        .map(|c| c.chain_id.as_str())
+        .collect();
+    if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    }
+}
+
 fn check_served(config: &signer::config::Config, chain: &str, key: &[u8]) -> Result<(), String> {
     let Some(c) = config
         .cometbft
         .iter()
         .find(|c| c.chain_id.as_str() == chain)
     else {
-        let known: Vec<&str> = config
-            .cometbft
-            .iter()
-            .map(|c| c.chain_id.as_str())
-            .collect();
         return Err(format!(
             "the configuration serves no chain {chain:?} (its [[cometbft]] chains: {})",
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
+            configured_chains(config)
         ));
     };
     let served = parse_key(&c.key).unwrap_or_default();

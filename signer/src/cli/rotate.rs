@@ -128,20 +128,11 @@ pub fn run(a: RotateArgs) -> Result<ExitCode, Error> {
     let chain = match chains.as_slice() {
         [one] => *one,
         [] => {
-            let known: Vec<&str> = config
-                .cometbft
-                .iter()
-                .map(|c| c.chain_id.as_str())
-                .collect();
             return Err(format!(
                 "{}: no [[cometbft]] entry for chain {:?} (configured: {})",
                 a.config.display(),
                 a.chain_id,
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
+                super::cometbft::configured_chains(&config)
             )
             .into());
         }

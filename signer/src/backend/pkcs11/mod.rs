@@ -230,6 +230,14 @@ impl Registry {
         Err(format!("cannot unseal: {}", errors.join("; ")))
     }
 
+    /// The token the configuration names `name`.
+    fn named(&self, name: &str) -> Result<Arc<Token>, String> {
+        self.select(&[name.to_owned()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))
+    }
+
     /// Seals `secret` with token `name`'s AES key `label`.
     pub fn seal(
         &self,
@@ -238,11 +246,7 @@ impl Registry {
         secret: &[u8],
         description: &str,
     ) -> Result<seal::SealedKey, String> {
-        let token = self
-            .select(&[name.to_owned()])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))?;
+        let token = self.named(name)?;
         let session = token.open_session(false)?;
         seal::seal(&session, label, secret, description).map_err(|e| format!("token {name:?}: {e}"))
     }
@@ -255,11 +259,7 @@ impl Registry {
         kind: admin::KeyKind,
         label: &str,
     ) -> Result<admin::Generated, String> {
-        let token = self
-            .select(&[name.to_owned()])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))?;
+        let token = self.named(name)?;
         let session = token.open_session(true)?;
         admin::generate(&session, kind, label).map_err(|e| format!("token {name:?}: {e}"))
     }
@@ -273,11 +273,7 @@ impl Registry {
         label: &str,
         secret: &[u8],
     ) -> Result<admin::Generated, String> {
-        let token = self
-            .select(&[name.to_owned()])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("no pkcs11 token {name:?} in the configuration"))?;
+        let token = self.named(name)?;
         let session = token.open_session(true)?;
         admin::import(&session, scheme, label, secret).map_err(|e| format!("token {name:?}: {e}"))
     }
