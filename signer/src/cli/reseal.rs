@@ -290,7 +290,7 @@ pub fn run(a: ResealArgs) -> Result<ExitCode, Error> {
     let files = files(&a.paths)?;
     let backends = Backends {
         pkcs11: match &config.pkcs11 {
-            Some(c) => Some(Registry::start(c, None).map_err(|e| format!("pkcs11: {e}"))?),
+            Some(c) => Some(Registry::open(c).map_err(|e| format!("pkcs11: {e}"))?),
             None => None,
         },
         kms: match &config.kms {

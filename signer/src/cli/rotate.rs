@@ -221,7 +221,7 @@ pub fn run(a: RotateArgs) -> Result<ExitCode, Error> {
             if !c.tokens.iter().any(|t| &t.name == token) {
                 return Err(format!("--new-key: no [[pkcs11.tokens]] named {token:?}").into());
             }
-            Some(Registry::start(c, None).map_err(|e| format!("pkcs11: {e}"))?)
+            Some(Registry::open(c).map_err(|e| format!("pkcs11: {e}"))?)
         }
         Target::File(_) => None,
     };

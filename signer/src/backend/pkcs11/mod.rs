@@ -90,6 +90,24 @@ impl Registry {
     /// and starts the session pools. A token that is absent at start is an
     /// error: starting without a configured HSM hides a broken setup.
     pub fn start(config: &Pkcs11Config, metrics: Option<Arc<Metrics>>) -> Result<Self, String> {
+        Self::build(config, metrics, true)
+    }
+
+    /// [`Registry::start`] without session threads, for one-shot commands
+    /// (`keys rotate`, `keys reseal`) that open sessions as they go. A
+    /// command that started them and then exited raced those threads,
+    /// still inside the module's calls, against the module's own exit-time
+    /// destructors: SoftHSM crashed the process with a signal, about once
+    /// in a full test run.
+    pub fn open(config: &Pkcs11Config) -> Result<Self, String> {
+        Self::build(config, None, false)
+    }
+
+    fn build(
+        config: &Pkcs11Config,
+        metrics: Option<Arc<Metrics>>,
+        threads: bool,
+    ) -> Result<Self, String> {
         let mut modules: HashMap<PathBuf, Pkcs11> = HashMap::new();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let settings = token::PoolSettings {
@@ -123,7 +141,9 @@ impl Registry {
             token
                 .open_session(false)
                 .map_err(|e| format!("pkcs11 token {:?}: {e}", t.name))?;
-            token.start();
+            if threads {
+                token.start();
+            }
             tokens.push(token);
         }
         Ok(Self {
