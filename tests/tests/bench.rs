@@ -24,6 +24,8 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "20",
             "--startup-keys",
             "5",
+            "--startup-keystores",
+            "4,20:10",
             "--chains",
             "2",
             "--chain-heights",
@@ -111,6 +113,12 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "cometbft-votes privval p999",
             "startup 5 keys ready",
             "startup 5 keys rss",
+            "startup 4 ks 2^18 decrypt one",
+            "startup 4 ks 2^18 first start",
+            "startup 4 ks 2^18 cached start",
+            "startup 20 ks 2^10 decrypt one",
+            "startup 20 ks 2^10 first start",
+            "startup 20 ks 2^10 cached start",
         ]
         .into_iter()
         .map(String::from)
