@@ -9,7 +9,9 @@
 )]
 
 use serde_json::{Value, json};
-use tests::daemon::{Daemon, GVR, Setup, https, proc_status_kib};
+use tests::daemon::{
+    BLS_SECRET, Daemon, GVR, Setup, core_attestation_signature, https, proc_status_kib,
+};
 
 const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
 
@@ -663,4 +665,197 @@ fn concurrent_reloads_run_one_at_a_time_and_decrypt_nothing_unchanged() {
     assert!(after < peak + 32 * 1024, "{peak} KiB -> {after} KiB");
     // Signing went on.
     assert_eq!(post(&setup, &d, &setup.bls, &attestation(0, 1, 1)).0, 200);
+}
+
+/// An attestation as `core_attestation_signature` builds it (checkpoint roots 0xcc…).
+fn attestation_cc(source: u64, target: u64, block: u8) -> Value {
+    let mut a = attestation(source, target, block);
+    let cc = format!("0x{}", "cc".repeat(32));
+    a["attestation"]["source"]["root"] = json!(cc);
+    a["attestation"]["target"]["root"] = json!(cc);
+    a
+}
+
+fn post_batch(setup: &Setup, d: &Daemon, body: &str) -> (u16, String) {
+    https(
+        setup,
+        d.http_api.unwrap(),
+        Some("vc"),
+        "POST",
+        "/api/v1/eth2/sign_batch",
+        JSON,
+        body,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_batch_of_a_thousand_attestations_is_one_commit_answered_per_item() {
+    let setup = Setup::new();
+    setup.enable_http("");
+    let d = setup.start();
+    let key = format!("0x{}", hex::encode(&setup.bls));
+    let mut items: Vec<Value> = (1..=1000u64)
+        .map(|t| json!({"identifier": key, "request": attestation_cc(t - 1, t, 1)}))
+        .collect();
+    // Inside the batch: a conflict with target 500 (a different block),
+    // a key outside the policy, an unknown key, an identifier that is no
+    // key, and a request that is not a request.
+    items.push(json!({"identifier": key, "request": attestation_cc(0, 500, 9)}));
+    items.push(json!({"identifier": format!("0x{}", hex::encode(&setup.bls2)), "request": attestation_cc(1, 2, 1)}));
+    items.push(
+        json!({"identifier": format!("0x{}", "ab".repeat(48)), "request": attestation_cc(1, 2, 1)}),
+    );
+    items.push(json!({"identifier": "0x1234", "request": attestation_cc(1, 2, 1)}));
+    items.push(json!({"identifier": key, "request": "ATTESTATION"}));
+    let commits_before = d.metric("signer_db_commits");
+    let decided_before = d.metric("signer_db_batch_size_sum");
+    let (status, body) = post_batch(&setup, &d, &json!({ "requests": items }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let responses = v["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 1005);
+    for (i, r) in responses[..1000].iter().enumerate() {
+        let t = i as u64 + 1;
+        let expected = format!(
+            "0x{}",
+            hex::encode(core_attestation_signature(BLS_SECRET, t - 1, t, 1))
+        );
+        assert_eq!(
+            r,
+            &json!({"status": 200, "signature": expected}),
+            "item {i}"
+        );
+    }
+    let status_of = |i: usize| responses[i]["status"].as_u64().unwrap();
+    let message_of = |i: usize| responses[i]["message"].as_str().unwrap().to_owned();
+    assert_eq!(status_of(1000), 412, "{}", message_of(1000));
+    assert!(
+        message_of(1000).contains("slashable"),
+        "{}",
+        message_of(1000)
+    );
+    assert_eq!(status_of(1001), 403, "{}", message_of(1001));
+    assert_eq!(status_of(1002), 404, "{}", message_of(1002));
+    assert_eq!(
+        (status_of(1003), message_of(1003).as_str()),
+        (
+            400,
+            "requests[1003].identifier: expected a BLS public key (0x and 96 hex digits)"
+        )
+    );
+    assert_eq!(status_of(1004), 400, "{}", message_of(1004));
+    assert!(
+        message_of(1004).contains("requests[1004].request: expected a JSON object"),
+        "{}",
+        message_of(1004)
+    );
+    // One transaction for the whole batch (a metrics scrape commits nothing).
+    assert_eq!(d.metric("signer_db_commits") - commits_before, 1.0);
+    assert_eq!(
+        d.metric("signer_db_batch_size_sum") - decided_before,
+        1001.0,
+        "the 1,000 attestations and the conflicting one were decided together"
+    );
+    // What was signed is what is recorded, and the batch route's answers
+    // equal the single route's: the same attestation again signs the same.
+    let (status, again) = post(&setup, &d, &setup.bls, &attestation_cc(499, 500, 1));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&again).unwrap()["signature"],
+        responses[499]["signature"]
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn conflicting_items_inside_one_batch_sign_exactly_one_and_bad_batches_are_refused_whole() {
+    let setup = Setup::new();
+    setup.enable_http("");
+    let d = setup.start();
+    let key = format!("0x{}", hex::encode(&setup.bls));
+    // Eight different attestations with one target: exactly the first is signed.
+    let items: Vec<Value> = (0..8u8)
+        .map(|b| json!({"identifier": key, "request": attestation_cc(0, 7, b)}))
+        .collect();
+    let (status, body) = post_batch(&setup, &d, &json!({ "requests": items }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let statuses: Vec<u64> = v["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 412, 412, 412, 412, 412, 412, 412]);
+    // Two blocks at one slot in one batch: one signed.
+    let blocks = json!({"requests": [
+        {"identifier": key, "request": block(40, 1)},
+        {"identifier": key, "request": block(40, 2)},
+    ]});
+    let (status, body) = post_batch(&setup, &d, &blocks.to_string());
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["responses"][0]["status"], 200, "{body}");
+    assert_eq!(v["responses"][1]["status"], 412, "{body}");
+
+    // Whole-request refusals, each saying what is wrong.
+    let commits = d.metric("signer_db_commits");
+    for (body, expected) in [
+        ("not json", "expected {\"requests\""),
+        (
+            "{\"requests\": []}",
+            "requests: empty; send at least one item",
+        ),
+        ("{\"items\": []}", "unknown field `items`"),
+        (
+            "{\"requests\": [{\"identifier\": \"0x00\"}]}",
+            "missing field `request`",
+        ),
+    ] {
+        let (status, answer) = post_batch(&setup, &d, body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.contains(expected), "{body}: {answer}");
+    }
+    let too_many: Vec<Value> = (0..=signer::api::web3signer::MAX_BATCH_ITEMS)
+        .map(|_| json!({"identifier": key, "request": {}}))
+        .collect();
+    let (status, answer) = post_batch(&setup, &d, &json!({ "requests": too_many }).to_string());
+    assert_eq!(
+        (status, answer.as_str()),
+        (
+            400,
+            "requests: 4097 items; at most 4096 per batch — split it"
+        )
+    );
+    // A certificate that is no policy client: 403 saying so, nothing decided.
+    let stranger = https(
+        &setup,
+        d.http_api.unwrap(),
+        Some("stranger"),
+        "POST",
+        "/api/v1/eth2/sign_batch",
+        JSON,
+        &blocks.to_string(),
+    );
+    assert_eq!(
+        stranger,
+        Ok((
+            403,
+            "no client in the policy has identity [\"spiffe://signer.test/stranger\"]".to_owned()
+        ))
+    );
+    let (status, _) = https(
+        &setup,
+        d.http_api.unwrap(),
+        Some("vc"),
+        "GET",
+        "/api/v1/eth2/sign_batch",
+        &[],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 405);
+    assert_eq!(d.metric("signer_db_commits"), commits);
+    assert!(d.stop().success());
 }

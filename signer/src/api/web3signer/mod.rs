@@ -6,7 +6,8 @@
 //! Endpoints (paths and status codes as `openapi-specs/eth2/web3signer.yaml`):
 //! `POST /api/v1/eth2/sign/{identifier}`, `GET /api/v1/eth2/publicKeys`,
 //! `GET /upcheck`, `GET /healthcheck`, `GET /api/v1/eth2/highWatermark`,
-//! `POST /reload` and `GET /reload`; and the Ethereum Keymanager API's
+//! `POST /reload` and `GET /reload`; this signer's batch extension
+//! `POST /api/v1/eth2/sign_batch`; and the Ethereum Keymanager API's
 //! `GET/POST/DELETE /eth/v1/keystores` when `[keymanager]` is configured
 //! (the daemon's side: `server::keymanager`).
 
@@ -121,6 +122,99 @@ fn parse_key(identifier: &str) -> Option<Vec<u8>> {
     hex::decode(h).ok().filter(|k| k.len() == 48)
 }
 
+/// Reads a request body within `limit` bytes and `[server] body_timeout_ms`;
+/// `Err` is the status and text to answer.
+async fn read_body(
+    req: Request<Incoming>,
+    shared: &dyn Host,
+    limit: usize,
+) -> Result<Bytes, (StatusCode, String)> {
+    let body_timeout = shared.http_timeouts().body;
+    match tokio::time::timeout(body_timeout, Limited::new(req.into_body(), limit).collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) => Err((StatusCode::BAD_REQUEST, format!("request body: {e}"))),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} ms ([server] body_timeout_ms)",
+                body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// A body-read failure as a text reply (a timed-out connection is closed).
+fn body_failure((status, why): (StatusCode, String)) -> Reply {
+    let mut r = text(status, why);
+    if status == StatusCode::REQUEST_TIMEOUT {
+        r.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    r
+}
+
+/// A signing request body as the pipeline takes it: parsed once here; a
+/// body that is not JSON is still decided (refused as INVALID_REQUEST) and
+/// audited by the pipeline like every request.
+fn eth2_message(body: &[u8]) -> Message {
+    match crate::eth2::parse_body(body) {
+        Ok(v) => Message::Eth2(v),
+        Err(e) => Message::Invalid {
+            request: "eth2.request",
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Queues `items` as one job (one pipeline batch) and waits for the
+/// answers, one per item; `Err` is the whole request's refusal.
+async fn run_job(shared: &dyn Host, items: Vec<pipeline::Request>) -> Result<Vec<Answer>, Reply> {
+    let n = items.len();
+    let deadline = Instant::now() + shared.max_wait();
+    let (job, rx) = Job::new(items, "http", deadline);
+    let metrics = shared.pipeline().metrics().clone();
+    if let Err((why, _)) = shared.pool().submit(job) {
+        for _ in 0..n {
+            metrics.request("http", "any", "overloaded");
+        }
+        let why = match why {
+            Rejected::Full => "the signing queue is full",
+            Rejected::Closed => "the signer is shutting down",
+        };
+        return Err(text(StatusCode::SERVICE_UNAVAILABLE, why));
+    }
+    match rx.await {
+        Ok(answers) if answers.len() == n => Ok(answers),
+        _ => Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the signer lost the answer; nothing is known to be signed — retry",
+        )),
+    }
+}
+
+/// One answer as its status, and the signature or the reason.
+fn answer_of(answer: Answer) -> (StatusCode, Result<String, String>) {
+    match answer {
+        Answer::Done(Ok(Signature::Bls(sig))) => {
+            (StatusCode::OK, Ok(format!("0x{}", hex::encode(sig))))
+        }
+        Answer::Done(Ok(_)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Err("not a BLS signature".to_owned()),
+        ),
+        Answer::Done(Err(r)) => {
+            let (status, message) = refusal_reply(&r);
+            (status, Err(message))
+        }
+        Answer::Overloaded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Err("waited past its deadline in the signing queue".to_owned()),
+        ),
+    }
+}
+
 async fn sign(
     req: Request<Incoming>,
     shared: Arc<dyn Host>,
@@ -147,76 +241,165 @@ async fn sign(
             .request("http", "eth2.request", "unknown_key");
         return text(StatusCode::NOT_FOUND, "public key not found");
     }
-    let body_timeout = shared.http_timeouts().body;
-    let body = match tokio::time::timeout(
-        body_timeout,
-        Limited::new(req.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("request body: {e}")),
-        Err(_) => {
-            let mut r = text(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within {} ms ([server] body_timeout_ms)",
-                    body_timeout.as_millis()
-                ),
-            );
-            r.headers_mut().insert(
-                hyper::header::CONNECTION,
-                hyper::header::HeaderValue::from_static("close"),
-            );
-            return r;
-        }
+    let body = match read_body(req, shared.as_ref(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return body_failure(e),
     };
-    // Read once here; a body that is not JSON is still decided (refused as
-    // INVALID_REQUEST) and audited by the pipeline like every request.
-    let message = match crate::eth2::parse_body(&body) {
-        Ok(v) => Message::Eth2(v),
-        Err(e) => Message::Invalid {
-            request: "eth2.request",
-            reason: e.to_string(),
-        },
-    };
-    let deadline = Instant::now() + shared.max_wait();
     let item = pipeline::Request {
         client,
         public_key: pipeline::KeyId::new(public_key),
-        message,
+        message: eth2_message(&body),
         scope: None,
     };
-    let (job, rx) = Job::new(vec![item], "http", deadline);
-    let metrics = shared.pipeline().metrics().clone();
-    if let Err((why, _)) = shared.pool().submit(job) {
-        metrics.request("http", "any", "overloaded");
-        let why = match why {
-            Rejected::Full => "the signing queue is full",
-            Rejected::Closed => "the signer is shutting down",
-        };
-        return text(StatusCode::SERVICE_UNAVAILABLE, why);
+    let answer = run_job(shared.as_ref(), vec![item]).await;
+    shared
+        .pipeline()
+        .metrics()
+        .stage("total", started.elapsed());
+    let answer = match answer {
+        Ok(mut a) => a.pop(),
+        Err(reply) => return reply,
+    };
+    match answer.map(answer_of) {
+        Some((status, Ok(sig))) if !as_text => json_reply(status, &json!({ "signature": sig })),
+        Some((status, Ok(sig) | Err(sig))) => text(status, sig),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "no answer"),
     }
-    let answer = rx.await.ok().and_then(|mut a| a.pop());
-    metrics.stage("total", started.elapsed());
-    match answer {
-        Some(Answer::Done(Ok(Signature::Bls(sig)))) => {
-            let hex_sig = format!("0x{}", hex::encode(sig));
-            if as_text {
-                text(StatusCode::OK, hex_sig)
-            } else {
-                json_reply(StatusCode::OK, &json!({ "signature": hex_sig }))
+}
+
+/// Most items one batch request may carry.
+pub const MAX_BATCH_ITEMS: usize = 4096;
+
+/// Largest batch request body (4,096 attestations fit with room to spare).
+const MAX_BATCH_BODY: usize = 16 << 20;
+
+/// `POST /api/v1/eth2/sign_batch`, this signer's extension of the API
+/// (docs/web3signer.md): many signing requests in one HTTP request, decided
+/// as one pipeline batch — one slashing-database transaction — and answered
+/// one item each, in order, with the status the single route would give.
+/// Conflicting items of one batch are decided in order: the first is
+/// signed, the others refused as slashable.
+async fn sign_batch(
+    req: Request<Incoming>,
+    shared: Arc<dyn Host>,
+    peer: Option<PeerInfo>,
+) -> Reply {
+    let started = Instant::now();
+    let client = match identify(shared.as_ref(), peer.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return text(StatusCode::FORBIDDEN, e),
+    };
+    let body = match read_body(req, shared.as_ref(), MAX_BATCH_BODY).await {
+        Ok(b) => b,
+        Err(e) => return body_failure(e),
+    };
+    let items = match batch_items(&body) {
+        Ok(items) => items,
+        Err(why) => return text(StatusCode::BAD_REQUEST, why),
+    };
+    // Items whose identifier is not a loaded key are answered here; the rest go
+    // to the pipeline as one job, and come back in order.
+    let mut answers: Vec<Option<(StatusCode, Result<String, String>)>> = Vec::new();
+    let mut requests = Vec::new();
+    let keys = shared.pipeline().keys();
+    for (i, (identifier, request)) in items.into_iter().enumerate() {
+        match parse_key(&identifier) {
+            // As the single route: 404 for a key this signer does not hold.
+            Some(public_key) if !keys.contains(&public_key) => {
+                shared
+                    .pipeline()
+                    .metrics()
+                    .request("http", "eth2.request", "unknown_key");
+                answers.push(Some((
+                    StatusCode::NOT_FOUND,
+                    Err("public key not found".to_owned()),
+                )));
             }
+            Some(public_key) => {
+                answers.push(None);
+                requests.push(pipeline::Request {
+                    client: client.clone(),
+                    public_key: pipeline::KeyId::new(public_key),
+                    message: match request {
+                        serde_json::Value::Object(_) => Message::Eth2(request),
+                        _ => Message::Invalid {
+                            request: "eth2.request",
+                            reason: format!("requests[{i}].request: expected a JSON object"),
+                        },
+                    },
+                    scope: None,
+                });
+            }
+            None => answers.push(Some((
+                StatusCode::BAD_REQUEST,
+                Err(format!(
+                    "requests[{i}].identifier: expected a BLS public key (0x and 96 hex digits)"
+                )),
+            ))),
         }
-        Some(Answer::Done(Ok(_))) => text(StatusCode::INTERNAL_SERVER_ERROR, "not a BLS signature"),
-        Some(Answer::Done(Err(r))) => {
-            let (status, message) = refusal_reply(&r);
-            text(status, message)
+    }
+    drop(keys);
+    let mut done = if requests.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        match run_job(shared.as_ref(), requests).await {
+            Ok(a) => a.into_iter(),
+            Err(reply) => return reply,
         }
-        Some(Answer::Overloaded) | None => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waited past its deadline in the signing queue",
-        ),
+    };
+    let responses: Vec<serde_json::Value> = answers
+        .into_iter()
+        .map(|a| {
+            let (status, result) = a.unwrap_or_else(|| {
+                done.next().map_or(
+                    (StatusCode::SERVICE_UNAVAILABLE, Err("no answer".to_owned())),
+                    answer_of,
+                )
+            });
+            match result {
+                Ok(sig) => json!({"status": status.as_u16(), "signature": sig}),
+                Err(message) => json!({"status": status.as_u16(), "message": message}),
+            }
+        })
+        .collect();
+    shared
+        .pipeline()
+        .metrics()
+        .stage("total", started.elapsed());
+    json_reply(StatusCode::OK, &json!({ "responses": responses }))
+}
+
+/// `{"requests": [{"identifier": "0x…", "request": {…}}, …]}` as
+/// (identifier, request) pairs, or what is wrong with it.
+fn batch_items(body: &[u8]) -> Result<Vec<(String, serde_json::Value)>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        identifier: String,
+        request: serde_json::Value,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        requests: Vec<Item>,
+    }
+    let shape = |e: serde_json::Error| {
+        format!(
+            "expected {{\"requests\": [{{\"identifier\": \"0x…\", \"request\": {{…}}}}, …]}}: {e}"
+        )
+    };
+    let batch: Batch =
+        serde_json::from_value(crate::json::from_slice(body).map_err(shape)?).map_err(shape)?;
+    match batch.requests.len() {
+        0 => Err("requests: empty; send at least one item".to_owned()),
+        n if n > MAX_BATCH_ITEMS => Err(format!(
+            "requests: {n} items; at most {MAX_BATCH_ITEMS} per batch — split it"
+        )),
+        _ => Ok(batch
+            .requests
+            .into_iter()
+            .map(|i| (i.identifier, i.request))
+            .collect()),
     }
 }
 
@@ -233,6 +416,12 @@ async fn handle(
         }
         let identifier = identifier.to_owned();
         return Ok(sign(req, shared, peer, &identifier).await);
+    }
+    if path == "/api/v1/eth2/sign_batch" {
+        if method != Method::POST {
+            return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
+        }
+        return Ok(sign_batch(req, shared, peer).await);
     }
     if path == "/eth/v1/keystores" {
         let op = match method {
@@ -366,24 +555,10 @@ async fn keymanager(
     let body = if op == KeymanagerOp::List {
         Bytes::new()
     } else {
-        match tokio::time::timeout(
-            shared.http_timeouts().body,
-            Limited::new(req.into_body(), MAX_BODY).collect(),
-        )
-        .await
-        {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) => {
-                return json_reply(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"code": 400, "message": format!("request body: {e}")}),
-                );
-            }
-            Err(_) => {
-                return json_reply(
-                    StatusCode::REQUEST_TIMEOUT,
-                    &json!({"code": 408, "message": "request body not received in time ([server] body_timeout_ms)"}),
-                );
+        match read_body(req, shared.as_ref(), MAX_BODY).await {
+            Ok(b) => b,
+            Err((status, why)) => {
+                return json_reply(status, &json!({"code": status.as_u16(), "message": why}));
             }
         }
     };
