@@ -4,6 +4,7 @@
 //! the facts slashing protection needs. A client-supplied root is only
 //! compared, never used.
 
+pub mod blocks;
 pub mod containers;
 pub mod preset;
 mod request;
@@ -13,7 +14,8 @@ use tree_hash::TreeHash;
 
 use containers::{ForkData, SigningData, Version};
 pub use request::{
-    Eth2Error, ForkName, RequestKind, Signable, SlashingFacts, decode, decode_value, parse_body,
+    Content, Eth2Error, ForkName, RequestKind, Signable, SlashingFacts, decode, decode_value,
+    parse_body,
 };
 
 /// Domain types (`DOMAIN_*` in the consensus specs).

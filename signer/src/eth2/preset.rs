@@ -1,6 +1,7 @@
 //! Consensus presets: the sizes SSZ types take (list limits, bitfield
 //! lengths). Only the ones signing needs; values from
-//! `consensus-specs/presets/{mainnet,minimal}`.
+//! `consensus-specs/presets/{mainnet,minimal}` (limits the two share since
+//! Bellatrix are written where they are used, in `blocks.rs`).
 
 use ssz_types::typenum::{U4, U8, U16, U32, U64, U128, U512, U2048, U8192, U131072, Unsigned};
 
@@ -18,6 +19,8 @@ pub trait Preset: Clone + Send + Sync + std::fmt::Debug + PartialEq + 'static {
     type SyncSubcommitteeSize: Unsigned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
     /// `MAX_PROPOSER_SLASHINGS`, `MAX_DEPOSITS`, `MAX_VOLUNTARY_EXITS` (16 in both).
     type Max16: Unsigned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
+    /// `MAX_WITHDRAWALS_PER_PAYLOAD` (Capella on).
+    type MaxWithdrawalsPerPayload: Unsigned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
     /// `SLOTS_PER_EPOCH`.
     const SLOTS_PER_EPOCH: u64;
 }
@@ -33,6 +36,7 @@ impl Preset for Mainnet {
     type SyncCommitteeSize = U512;
     type SyncSubcommitteeSize = U128;
     type Max16 = U16;
+    type MaxWithdrawalsPerPayload = U16;
     const SLOTS_PER_EPOCH: u64 = 32;
 }
 
@@ -47,5 +51,6 @@ impl Preset for Minimal {
     type SyncCommitteeSize = U32;
     type SyncSubcommitteeSize = U8;
     type Max16 = U16;
+    type MaxWithdrawalsPerPayload = U4;
     const SLOTS_PER_EPOCH: u64 = 8;
 }

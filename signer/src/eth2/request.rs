@@ -1,11 +1,12 @@
 //! Web3Signer eth2 signing requests → [`Signable`].
 
-use alloy_primitives::B256;
+use alloy_primitives::{Address, B256};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tree_hash::TreeHash;
 
+use super::blocks::*;
 use super::containers::*;
 use super::domain::{self, DomainType};
 use super::preset::{Mainnet, Minimal, Preset};
@@ -95,6 +96,35 @@ pub enum SlashingFacts {
     },
 }
 
+/// What a block-content policy can read in a request (`policy` content
+/// constraints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Neither a block nor a builder registration.
+    None,
+    /// A block from Bellatrix on sent as a header only (as the Web3Signer
+    /// API does): the header commits to the body by its root and shows
+    /// nothing of it.
+    HeaderOnly,
+    /// A block, full or blinded: its graffiti, and its execution payload's
+    /// fee recipient and gas limit (none before Bellatrix).
+    Block {
+        /// `body.graffiti`.
+        graffiti: B256,
+        /// `execution_payload(_header).{fee_recipient, gas_limit}`.
+        payload: Option<(Address, u64)>,
+        /// A blinded block (the payload is a builder's, shown as its header).
+        blinded: bool,
+    },
+    /// A builder API validator registration.
+    Registration {
+        /// `fee_recipient`.
+        fee_recipient: Address,
+        /// `gas_limit`.
+        gas_limit: u64,
+    },
+}
+
 /// A decoded request: what to sign and what to check first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signable {
@@ -106,6 +136,8 @@ pub struct Signable {
     pub slashing: SlashingFacts,
     /// The network named by `fork_info` (absent for deposits and registrations).
     pub genesis_validators_root: Option<B256>,
+    /// What a block-content policy can check.
+    pub content: Content,
 }
 
 /// Why a request cannot be signed.
@@ -221,29 +253,94 @@ fn domain_at(fi: &ForkInfo, domain_type: DomainType, epoch: u64) -> B256 {
     compute_domain(domain_type, version, fi.genesis_validators_root)
 }
 
-/// The signing root and slashing facts of a message, given its `fork_info`.
-type RootAndFacts = Result<(B256, SlashingFacts), Eth2Error>;
+/// The signing root, slashing facts and content of a message, given its `fork_info`.
+type RootAndFacts = Result<(B256, SlashingFacts, Content), Eth2Error>;
+
+/// A full or blinded block of body `B` in `bb[field]`: slot, root, content.
+fn block_of<B>(
+    bb: &Value,
+    field: &'static str,
+    blinded: bool,
+) -> Result<(u64, B256, Content), Eth2Error>
+where
+    B: DeserializeOwned + TreeHash + BodyFacts,
+{
+    let b: BeaconBlock<B> = parse(bb, field)?;
+    let content = Content::Block {
+        graffiti: b.body.graffiti(),
+        payload: b.body.payload(),
+        blinded,
+    };
+    Ok((b.slot, b.tree_hash_root(), content))
+}
+
+/// A block of a fork from Bellatrix on, from `block` (full) or
+/// `blinded_block`: slot, root, content. `None` when neither is present.
+fn payload_block<P: Preset>(
+    fork: ForkName,
+    bb: &Value,
+) -> Option<Result<(u64, B256, Content), Eth2Error>> {
+    let blinded = match (
+        bb.get("block").filter(|b| !b.is_null()),
+        bb.get("blinded_block").filter(|b| !b.is_null()),
+    ) {
+        (Some(_), Some(_)) => {
+            return Some(Err(Eth2Error::WrongForm(
+                "beacon_block carries block and blinded_block: send one",
+            )));
+        }
+        (Some(_), None) => false,
+        (None, Some(_)) => true,
+        (None, None) => return None,
+    };
+    let field = if blinded { "blinded_block" } else { "block" };
+    Some(match (fork, blinded) {
+        (ForkName::Bellatrix, false) => {
+            block_of::<BodyBellatrix<P, PayloadBellatrix>>(bb, field, false)
+        }
+        (ForkName::Bellatrix, true) => {
+            block_of::<BodyBellatrix<P, HeaderBellatrix>>(bb, field, true)
+        }
+        (ForkName::Capella, false) => {
+            block_of::<BodyCapella<P, PayloadCapella<P>>>(bb, field, false)
+        }
+        (ForkName::Capella, true) => block_of::<BodyCapella<P, HeaderCapella>>(bb, field, true),
+        (ForkName::Deneb, false) => block_of::<BodyDeneb<P, PayloadDeneb<P>>>(bb, field, false),
+        (ForkName::Deneb, true) => block_of::<BodyDeneb<P, HeaderDeneb>>(bb, field, true),
+        (ForkName::Electra | ForkName::Fulu, false) => {
+            block_of::<BodyElectra<P, PayloadDeneb<P>>>(bb, field, false)
+        }
+        (ForkName::Electra | ForkName::Fulu, true) => {
+            block_of::<BodyElectra<P, HeaderDeneb>>(bb, field, true)
+        }
+        (ForkName::Phase0 | ForkName::Altair, _) => Err(Eth2Error::WrongForm(
+            "phase0 and altair blocks have no execution payload: send block",
+        )),
+    })
+}
 
 fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2Error> {
     let kind = at(v, "type")?.as_str().ok_or(Eth2Error::Missing("type"))?;
     let epoch_of = |slot: u64| slot / P::SLOTS_PER_EPOCH;
     let with_fork = |kind, root_of: &dyn Fn(&ForkInfo) -> RootAndFacts| {
         let fi: ForkInfo = parse(v, "fork_info")?;
-        let (signing_root, slashing) = root_of(&fi)?;
+        let (signing_root, slashing, content) = root_of(&fi)?;
         Ok::<_, Eth2Error>(Signable {
             kind,
             signing_root,
             slashing,
             genesis_validators_root: Some(fi.genesis_validators_root),
+            content,
         })
     };
     match kind {
         "BLOCK" => with_fork(RequestKind::Block, &|fi| {
-            let block: BeaconBlock<BeaconBlockBodyPhase0<P>> = parse(v, "block")?;
-            let domain = domain_at(fi, domain::BEACON_PROPOSER, epoch_of(block.slot));
+            let (slot, root, content) = block_of::<BeaconBlockBodyPhase0<P>>(v, "block", false)?;
+            let domain = domain_at(fi, domain::BEACON_PROPOSER, epoch_of(slot));
             Ok((
-                compute_signing_root(&block, domain),
-                SlashingFacts::Block { slot: block.slot },
+                compute_signing_root(&root, domain),
+                SlashingFacts::Block { slot },
+                content,
             ))
         }),
         "BLOCK_V2" => {
@@ -254,29 +351,42 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                     .ok_or(Eth2Error::Missing("version"))?,
             )?;
             with_fork(RequestKind::BlockV2(fork), &|fi| {
-                let (slot, object_root) = match fork {
-                    ForkName::Phase0 => {
-                        let b: BeaconBlock<BeaconBlockBodyPhase0<P>> = parse(bb, "block")?;
-                        (b.slot, b.tree_hash_root())
-                    }
-                    ForkName::Altair => {
-                        let b: BeaconBlock<BeaconBlockBodyAltair<P>> = parse(bb, "block")?;
-                        (b.slot, b.tree_hash_root())
-                    }
+                let (slot, object_root, content) = match fork {
+                    ForkName::Phase0 => block_of::<BeaconBlockBodyPhase0<P>>(bb, "block", false)?,
+                    ForkName::Altair => block_of::<BeaconBlockBodyAltair<P>>(bb, "block", false)?,
                     _ => {
-                        if bb.get("block_header").is_none() {
-                            return Err(Eth2Error::WrongForm(
-                                "from Bellatrix on, BLOCK_V2 carries block_header",
-                            ));
+                        let header = bb
+                            .get("block_header")
+                            .filter(|h| !h.is_null())
+                            .map(|_| parse::<BeaconBlockHeader>(bb, "block_header"))
+                            .transpose()?;
+                        match (payload_block::<P>(fork, bb).transpose()?, header) {
+                            (Some((slot, root, content)), header) => {
+                                // A header sent beside the block must be that block's.
+                                if let Some(h) = header
+                                    && h.tree_hash_root() != root
+                                {
+                                    return Err(Eth2Error::Malformed(format!(
+                                        "block_header (root {}) is not the header of the block sent beside it (root {root})",
+                                        h.tree_hash_root()
+                                    )));
+                                }
+                                (slot, root, content)
+                            }
+                            (None, Some(h)) => (h.slot, h.tree_hash_root(), Content::HeaderOnly),
+                            (None, None) => {
+                                return Err(Eth2Error::WrongForm(
+                                    "from Bellatrix on, BLOCK_V2 carries block_header (or this signer's extension: block or blinded_block)",
+                                ));
+                            }
                         }
-                        let h: BeaconBlockHeader = parse(bb, "block_header")?;
-                        (h.slot, h.tree_hash_root())
                     }
                 };
                 let domain = domain_at(fi, domain::BEACON_PROPOSER, epoch_of(slot));
                 Ok((
                     compute_signing_root(&object_root, domain),
                     SlashingFacts::Block { slot },
+                    content,
                 ))
             })
         }
@@ -287,7 +397,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                 source: data.source.epoch,
                 target: data.target.epoch,
             };
-            Ok((compute_signing_root(&data, domain), facts))
+            Ok((compute_signing_root(&data, domain), facts, Content::None))
         }),
         "AGGREGATION_SLOT" => with_fork(RequestKind::AggregationSlot, &|fi| {
             let s: SlotOnly = parse(v, "aggregation_slot")?;
@@ -297,6 +407,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                     domain_at(fi, domain::SELECTION_PROOF, epoch_of(s.slot)),
                 ),
                 SlashingFacts::None,
+                Content::None,
             ))
         }),
         "AGGREGATE_AND_PROOF" => with_fork(RequestKind::AggregateAndProof, &|fi| {
@@ -317,6 +428,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             Ok((
                 compute_signing_root(&object_root, domain),
                 SlashingFacts::None,
+                Content::None,
             ))
         }),
         "AGGREGATE_AND_PROOF_V2" => {
@@ -338,6 +450,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                 Ok((
                     compute_signing_root(&object_root, domain),
                     SlashingFacts::None,
+                    Content::None,
                 ))
             })
         }
@@ -346,6 +459,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             Ok((
                 compute_signing_root(&e.epoch, domain_at(fi, domain::RANDAO, e.epoch)),
                 SlashingFacts::None,
+                Content::None,
             ))
         }),
         "VOLUNTARY_EXIT" => with_fork(RequestKind::VoluntaryExit, &|fi| {
@@ -353,6 +467,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             Ok((
                 compute_signing_root(&exit, domain_at(fi, domain::VOLUNTARY_EXIT, exit.epoch)),
                 SlashingFacts::None,
+                Content::None,
             ))
         }),
         "SYNC_COMMITTEE_MESSAGE" => with_fork(RequestKind::SyncCommitteeMessage, &|fi| {
@@ -361,6 +476,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             Ok((
                 compute_signing_root(&m.beacon_block_root, domain),
                 SlashingFacts::None,
+                Content::None,
             ))
         }),
         "SYNC_COMMITTEE_SELECTION_PROOF" => {
@@ -368,7 +484,11 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                 let d: SyncAggregatorSelectionData = parse(v, "sync_aggregator_selection_data")?;
                 let domain =
                     domain_at(fi, domain::SYNC_COMMITTEE_SELECTION_PROOF, epoch_of(d.slot));
-                Ok((compute_signing_root(&d, domain), SlashingFacts::None))
+                Ok((
+                    compute_signing_root(&d, domain),
+                    SlashingFacts::None,
+                    Content::None,
+                ))
             })
         }
         "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF" => {
@@ -379,7 +499,11 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                     domain::CONTRIBUTION_AND_PROOF,
                     epoch_of(cp.contribution.slot),
                 );
-                Ok((compute_signing_root(&cp, domain), SlashingFacts::None))
+                Ok((
+                    compute_signing_root(&cp, domain),
+                    SlashingFacts::None,
+                    Content::None,
+                ))
             })
         }
         "DEPOSIT" => {
@@ -396,6 +520,7 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                 signing_root: compute_signing_root(&msg, domain),
                 slashing: SlashingFacts::None,
                 genesis_validators_root: None,
+                content: Content::None,
             })
         }
         "VALIDATOR_REGISTRATION" => {
@@ -411,6 +536,10 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                 signing_root: compute_signing_root(&r, domain),
                 slashing: SlashingFacts::None,
                 genesis_validators_root: None,
+                content: Content::Registration {
+                    fee_recipient: r.fee_recipient,
+                    gas_limit: r.gas_limit,
+                },
             })
         }
         other => Err(Eth2Error::UnknownType(other.to_owned())),
