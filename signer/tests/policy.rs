@@ -484,3 +484,75 @@ fn a_deny_that_guards_against_a_future_grant_says_so_and_is_not_flagged() {
         ]
     );
 }
+
+#[test]
+fn block_content_constraints_are_linted_and_a_proposing_grant_without_them_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("content.toml");
+    let key = "0x".to_owned() + &"ab".repeat(48);
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[clients.a]
+identity = "spiffe://x/a"
+[networks.main]
+genesis_validators_root = "0x{gvr}"
+[key_groups.g]
+keys = ["{key}"]
+[[grant]]
+clients = ["a"]
+operations = ["eth2.block"]
+key_groups = ["g"]
+networks = ["main"]
+fee_recipient = ["0x1234", "0x388c818ca8b9251b393131c08a736a67ccb19297"]
+gas_limit = {{ min = 60000000, max = 30000000 }}
+block_content = "unchecked"
+[[grant]]
+clients = ["a"]
+operations = ["eth2.attestation"]
+key_groups = ["g"]
+networks = ["main"]
+graffiti = "x"
+fee_recipient = []
+[[grant]]
+clients = ["a"]
+operations = ["eth2.validator_registration"]
+key_groups = ["g"]
+block_content = "sometimes"
+[[grant]]
+clients = ["a"]
+operations = ["eth2.block"]
+key_groups = ["g"]
+networks = ["main"]
+[[deny]]
+clients = ["a"]
+operations = ["eth2.block"]
+key_groups = ["g"]
+networks = ["main"]
+graffiti = "x"
+"#,
+            gvr = "11".repeat(32)
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = signer(&["policy", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "error: grant #1: block_content = \"unchecked\" beside block constraints: say one or the other",
+        "error: grant #1: fee_recipient: \"0x1234\" is not an execution address (0x and 40 hex digits)",
+        "error: grant #1: gas_limit: min 60000000 is above max 30000000",
+        "error: grant #2: fee_recipient = []: an empty list allows no address; leave it out to allow any",
+        "error: grant #3: block_content = \"sometimes\": the only value is \"unchecked\" (no block constraint, on purpose)",
+        "error: deny #1: fee_recipient, gas_limit, graffiti, builder_registrations and block_content belong to grants: a deny refuses whole operations",
+        "warning: grant #2: graffiti and block_content concern eth2.block, which this grant does not give",
+        "warning: grant #3: graffiti and block_content concern eth2.block, which this grant does not give",
+        "warning: grant #4: gives eth2.block with no block-content constraint: a block paying any fee recipient, with any gas limit and graffiti, is signed (set fee_recipient, gas_limit or graffiti; or block_content = \"unchecked\" to say it is on purpose)",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "missing finding: {want}\n--- output:\n{out}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use tests::daemon::GVR;
+use tests::daemon::{BLS_SECRET, Daemon, GVR, Setup, https};
 
 const FORK_VERSION: &str = "0x00000001";
 
@@ -175,5 +175,222 @@ fn a_header_sent_beside_a_block_must_be_that_blocks_and_block_forms_are_exclusiv
             .unwrap_err()
             .to_string(),
         "beacon_block carries block and blinded_block: send one"
+    );
+}
+
+const FEE_OK: &str = "0x388c818ca8b9251b393131c08a736a67ccb19297";
+const FEE_BUILDER: &str = "0x1111111111111111111111111111111111111111";
+const FEE_THIEF: &str = "0xdeaddeaddeaddeaddeaddeaddeaddeaddeaddead";
+
+/// The setup's policy with `vc`'s grant holding block-content constraints.
+fn constrained(setup: &Setup) -> String {
+    let policy = setup.default_policy();
+    let grant = "key_groups = [\"validators\"]\nnetworks = [\"test-eth\"]\n";
+    assert!(policy.contains(grant));
+    policy.replacen(
+        grant,
+        &format!(
+            "{grant}fee_recipient = \"{FEE_OK}\"\ngas_limit = {{ min = 30000000, max = 60000000 }}\ngraffiti = \"ok*\"\nbuilder_registrations = {{ fee_recipient = \"{FEE_BUILDER}\" }}\n"
+        ),
+        1,
+    )
+}
+
+fn graffiti(text: &str) -> String {
+    let mut g = [0u8; 32];
+    g[..text.len()].copy_from_slice(text.as_bytes());
+    format!("0x{}", hex::encode(g))
+}
+
+/// A Lodestar block line as a request at `slot` with these contents.
+fn block_request(line: &Value, slot: u64, fee: &str, gas: u64, graffiti_text: &str) -> Value {
+    let mut r = request_for(line);
+    let field = if line["blinded"] == true {
+        "blinded_block"
+    } else {
+        "block"
+    };
+    let payload = if line["blinded"] == true {
+        "execution_payload_header"
+    } else {
+        "execution_payload"
+    };
+    let b = &mut r["beacon_block"][field];
+    b["slot"] = json!(slot.to_string());
+    b["body"]["graffiti"] = json!(graffiti(graffiti_text));
+    b["body"][payload]["fee_recipient"] = json!(fee);
+    b["body"][payload]["gas_limit"] = json!(gas.to_string());
+    r
+}
+
+fn registration(fee: &str, gas: u64) -> Value {
+    json!({
+        "type": "VALIDATOR_REGISTRATION",
+        "validator_registration": {
+            "fee_recipient": fee, "gas_limit": gas.to_string(), "timestamp": "1700000000",
+            "pubkey": format!("0x{}", "aa".repeat(48)),
+        },
+    })
+}
+
+fn post(setup: &Setup, d: &Daemon, body: &Value) -> (u16, String) {
+    https(
+        setup,
+        d.http_api.unwrap(),
+        Some("vc"),
+        "POST",
+        &format!("/api/v1/eth2/sign/0x{}", hex::encode(&setup.bls)),
+        &[("Content-Type", "application/json")],
+        &body.to_string(),
+    )
+    .unwrap()
+}
+
+/// What the signing core signs for `request` (its root checked against
+/// Lodestar's above), as the API's hex.
+fn expected_signature(request: &Value) -> String {
+    let network = signer::eth2::Network {
+        preset: signer::eth2::PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+        clock: None,
+    };
+    let s = signer::eth2::decode_value(request, &network).unwrap();
+    let key =
+        signer::crypto::bls::BlsSecretKey::from_bytes(&hex::decode(BLS_SECRET).unwrap()).unwrap();
+    format!(
+        "0x{}",
+        hex::encode(key.sign(s.signing_root.as_slice()).to_bytes())
+    )
+}
+
+#[test]
+fn a_block_content_policy_signs_what_it_allows_and_refuses_the_rest_naming_the_field() {
+    let setup = Setup::new();
+    setup.enable_http("");
+    setup.write_policy(&constrained(&setup));
+    let d = setup.start();
+    let lines = lodestar_blocks("minimal", 1, 21);
+    assert_eq!(lines.len(), 10, "five forks, full and blinded");
+    let grant = "grant #1";
+    let mut slot = 100;
+    let mut checked = 0;
+    for line in &lines {
+        let what = format!("{} blinded={}", line["fork"], line["blinded"]);
+        slot += 1;
+        // Each violation, at a slot nothing was signed for: refused, 403,
+        // the field and what is allowed named.
+        for (fee, gas, text, expected) in [
+            (
+                FEE_THIEF,
+                36_000_000,
+                "ok-1",
+                format!(
+                    "policy violation: execution_payload.fee_recipient is {FEE_THIEF}; {grant} allows {FEE_OK}"
+                ),
+            ),
+            (
+                FEE_OK,
+                70_000_000,
+                "ok-1",
+                format!(
+                    "policy violation: execution_payload.gas_limit is 70000000; {grant} allows 30000000 to 60000000"
+                ),
+            ),
+            (
+                FEE_OK,
+                36_000_000,
+                "evil",
+                format!("policy violation: graffiti is \"evil\"; {grant} allows \"ok*\""),
+            ),
+        ] {
+            let (status, body) = post(&setup, &d, &block_request(line, slot, fee, gas, text));
+            assert_eq!((status, body.as_str()), (403, expected.as_str()), "{what}");
+            checked += 1;
+        }
+        // The same slot with allowed contents: signed (the refusals recorded nothing).
+        let ok = block_request(line, slot, FEE_OK, 36_000_000, "ok-node");
+        let (status, body) = post(&setup, &d, &ok);
+        assert_eq!(status, 200, "{what}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["signature"],
+            expected_signature(&ok),
+            "{what}"
+        );
+        checked += 1;
+    }
+    // A header alone shows nothing: refused, asking for the block.
+    let header = json!({
+        "type": "BLOCK_V2",
+        "fork_info": request_for(&lines[0])["fork_info"],
+        "beacon_block": {"version": "DENEB", "block_header": {
+            "slot": "500", "proposer_index": "1",
+            "parent_root": format!("0x{}", "11".repeat(32)),
+            "state_root": format!("0x{}", "22".repeat(32)),
+            "body_root": format!("0x{}", "33".repeat(32)),
+        }},
+    });
+    assert_eq!(
+        post(&setup, &d, &header),
+        (
+            403,
+            format!(
+                "policy violation: beacon_block is a block_header only; {grant} allows only blocks whose contents it can check: send beacon_block.block or .blinded_block"
+            )
+        )
+    );
+    // Registrations: held to builder_registrations' fee recipient, and to
+    // the grant's gas limit (builder_registrations names none).
+    assert_eq!(
+        post(&setup, &d, &registration(FEE_BUILDER, 36_000_000)).0,
+        200
+    );
+    assert_eq!(
+        post(&setup, &d, &registration(FEE_OK, 36_000_000)),
+        (
+            403,
+            format!(
+                "policy violation: validator_registration.fee_recipient is {FEE_OK}; {grant} allows {FEE_BUILDER}"
+            )
+        )
+    );
+    assert_eq!(
+        post(&setup, &d, &registration(FEE_BUILDER, 29_999_999)),
+        (
+            403,
+            format!(
+                "policy violation: validator_registration.gas_limit is 29999999; {grant} allows 30000000 to 60000000"
+            )
+        )
+    );
+    // Attestations are not blocks: untouched by the constraints.
+    let attestation = json!({
+        "type": "ATTESTATION",
+        "fork_info": request_for(&lines[0])["fork_info"],
+        "attestation": {
+            "slot": "8", "index": "0",
+            "beacon_block_root": format!("0x{}", "44".repeat(32)),
+            "source": {"epoch": "0", "root": format!("0x{}", "00".repeat(32))},
+            "target": {"epoch": "1", "root": format!("0x{}", "00".repeat(32))},
+        },
+    });
+    assert_eq!(post(&setup, &d, &attestation).0, 200);
+    println!(
+        "{checked} block requests decided as the policy says, across 5 forks, full and blinded"
+    );
+    assert_eq!(checked, 40);
+    assert!(d.stop().success());
+    // Every violation is an audit event, with what was wrong.
+    let audit = std::fs::read_to_string(setup.path("data/audit.jsonl")).unwrap();
+    let violations: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["outcome"] == "refused:policy_violation")
+        .collect();
+    assert_eq!(violations.len(), 30 + 1 + 2, "{audit}");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v["note"] == format!("graffiti is \"evil\"; {grant} allows \"ok*\"")),
+        "{violations:?}"
     );
 }

@@ -193,6 +193,11 @@ clients = ["dev"]
 operations = ["eth2.duties"]
 key_groups = ["dev-bls"]
 networks = ["dev-eth"]
+# Validator clients send block headers only (the Web3Signer API): their
+# blocks' fee recipient and graffiti cannot be checked. In production, name
+# them (fee_recipient, gas_limit, graffiti; see policy.example.toml) for
+# clients that send full or blinded blocks.
+block_content = "unchecked"
 
 [[grant]]
 clients = ["dev"]

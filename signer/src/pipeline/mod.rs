@@ -247,6 +247,7 @@ impl Pipeline {
                 // Which grant was missing (or which deny matched), for the auditor.
                 note: match o {
                     Err(Refusal::NotAllowed(v)) => Some(v.to_string()),
+                    Err(Refusal::PolicyViolation(v)) => Some(v.to_string()),
                     _ => None,
                 },
                 client: r.client.to_string(),

@@ -372,6 +372,27 @@ impl Pipeline {
             &r.public_key,
             network.as_ref(),
         )?;
+        // What the block or registration commits to, read from the message
+        // whose root is signed.
+        policy
+            .check_content(
+                &policy::Request {
+                    client: r.client.as_str(),
+                    operation,
+                    key: &r.public_key,
+                    network: network.as_ref(),
+                },
+                &s.content,
+            )
+            .map_err(|v| {
+                tracing::info!(
+                    client = r.client.as_str(),
+                    operation = operation.name(),
+                    key = %hex::encode(&r.public_key),
+                    "request outside its grant's block-content constraints: {v}"
+                );
+                Refusal::PolicyViolation(v)
+            })?;
         let Some(key) = keys.get(&r.public_key)?.bls() else {
             return Err(Refusal::InvalidRequest("the key is not a BLS key".into()));
         };

@@ -7,7 +7,7 @@ use slashing_db::{DbError, Lifecycle, NotSafe};
 
 use crate::audit::SinkError;
 use crate::backend::BackendError;
-use crate::policy::Verdict;
+use crate::policy::{Verdict, Violation};
 
 /// Why a request was not signed. Frontends map these to their wire codes
 /// and tell the client [`Refusal::client_message`], nothing else.
@@ -19,6 +19,10 @@ pub enum Refusal {
     /// The policy does not allow this client this operation on this key and network.
     #[error("not allowed by policy: {0}")]
     NotAllowed(Verdict),
+    /// Allowed, but what it would sign is outside its grant's block-content
+    /// constraints (fee recipient, gas limit, graffiti, registration values).
+    #[error("policy violation: {0}")]
+    PolicyViolation(Violation),
     /// No key with this public key is loaded.
     #[error("unknown key")]
     UnknownKey,
@@ -50,6 +54,7 @@ impl Refusal {
         match self {
             Self::Slashable(_) => "slashable",
             Self::NotAllowed(_) => "not_allowed",
+            Self::PolicyViolation(_) => "policy_violation",
             Self::UnknownKey => "unknown_key",
             Self::InvalidRequest(_) => "invalid_request",
             Self::BackendUnavailable(_) => "backend_unavailable",

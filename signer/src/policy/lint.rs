@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     Client, File, Finding, LOOPBACK_PLAINTEXT, Network, NetworkKind, Operation, Policy,
-    PolicyError, Rule, RuleEntry, Severity, finding, parse_hex,
+    PolicyError, Rule, RuleEntry, Severity, content, finding, parse_hex,
 };
 use Severity::{Error, Warning};
 
@@ -304,6 +304,23 @@ fn rule(kind: &str, i: usize, e: &RuleEntry, names: &Names<'_>, f: &mut Vec<Find
             }
         }
     }
+    let content = content::resolve(
+        &content::Entry {
+            fee_recipient: e.fee_recipient.as_ref(),
+            gas_limit: e.gas_limit,
+            graffiti: e.graffiti.as_ref(),
+            builder_registrations: e.builder_registrations.as_ref(),
+            block_content: e.block_content.as_deref(),
+        },
+        kind,
+        &loc,
+        (
+            ops.contains(&Operation::Eth2Block),
+            ops.contains(&Operation::Eth2ValidatorRegistration),
+            !e.clients.is_empty() && !e.key_groups.is_empty() && !e.networks.is_empty(),
+        ),
+        f,
+    );
     Rule {
         number: i + 1,
         clients: e.clients.iter().cloned().collect(),
@@ -312,6 +329,7 @@ fn rule(kind: &str, i: usize, e: &RuleEntry, names: &Names<'_>, f: &mut Vec<Find
         keys,
         networks: e.networks.iter().cloned().collect(),
         guard: e.guard,
+        content,
     }
 }
 

@@ -6,6 +6,7 @@
 //! wins over any grant; unknown fields are errors. `check` (`lint.rs`) lints a file,
 //! `explain` prints the effective permissions. See `policy.example.toml`.
 
+mod content;
 mod diff;
 mod lint;
 mod operation;
@@ -15,6 +16,7 @@ use std::fmt::{self, Write as _};
 
 use serde::Deserialize;
 
+pub use content::{Constraints, Violation};
 pub use diff::{PolicyDiff, diff};
 pub use lint::check;
 pub use operation::{ALL as ALL_OPERATIONS, NetworkKind, Operation};
@@ -85,6 +87,12 @@ struct RuleEntry {
     /// expected to deny nothing that is granted today (no lint warning).
     #[serde(default)]
     guard: bool,
+    /// Grants only: block-content constraints (`content.rs`).
+    fee_recipient: Option<content::OneOrMany>,
+    gas_limit: Option<content::RangeEntry>,
+    graffiti: Option<content::OneOrMany>,
+    builder_registrations: Option<content::RegistrationEntry>,
+    block_content: Option<String>,
 }
 
 /// Who asks: the name of a policy client, as the identity of a verified
@@ -145,6 +153,8 @@ struct Rule {
     networks: BTreeSet<String>,
     /// A deny marked `guard = true`.
     guard: bool,
+    /// A grant's block-content constraints.
+    content: Option<Constraints>,
 }
 
 /// How serious a lint finding is.
@@ -348,6 +358,30 @@ impl Policy {
         }
     }
 
+    /// Whether `content` is within the constraints of a grant that allows
+    /// `r` (asked once `decide` allowed it): any one allowing grant whose
+    /// constraints it meets, or that has none, is enough; otherwise the
+    /// first allowing grant's violation.
+    pub fn check_content(
+        &self,
+        r: &Request<'_>,
+        content: &crate::eth2::Content,
+    ) -> Result<(), Violation> {
+        if *content == crate::eth2::Content::None {
+            return Ok(());
+        }
+        let mut first = None;
+        for g in self.grants.iter().filter(|g| self.matches(g, r)) {
+            match g.content.as_ref().map(|c| c.check(g.number, content)) {
+                None | Some(Ok(())) => return Ok(()),
+                Some(Err(v)) => {
+                    first.get_or_insert(v);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// The policy's name for `network`, if it has one.
     pub fn network_name(&self, network: &Network) -> Option<&str> {
         self.networks
@@ -466,6 +500,16 @@ impl Policy {
                 );
                 for (op, net, keys, rule) in rows {
                     let _ = writeln!(out, "  {op:<36} {net:<12} {keys:>5}  {rule}");
+                }
+                let constraints: String = self
+                    .grants
+                    .iter()
+                    .filter(|g| g.clients.contains(&c.name))
+                    .filter_map(|g| g.content.as_ref().map(|k| k.explain(g.number)))
+                    .collect();
+                if !constraints.is_empty() {
+                    let _ = writeln!(out, "  contents:");
+                    out.push_str(&constraints);
                 }
             }
             out.push('\n');

@@ -324,6 +324,7 @@ pub(crate) fn refusal(r: &Refusal) -> pb::Refusal {
         Refusal::BackendUnavailable(_) => pb::Reason::BackendUnavailable,
         Refusal::RateLimited(_) => pb::Reason::Overloaded,
         Refusal::KeyDisabled(_) => pb::Reason::KeyDisabled,
+        Refusal::PolicyViolation(_) => pb::Reason::PolicyViolation,
     };
     pb::Refusal {
         reason: reason as i32,

@@ -156,7 +156,8 @@ pub(crate) fn refusal_error(r: &Refusal) -> RemoteError {
         Refusal::NotAllowed(_)
         | Refusal::UnknownKey
         | Refusal::OutOfScope(_)
-        | Refusal::KeyDisabled(_) => code::NOT_ALLOWED,
+        | Refusal::KeyDisabled(_)
+        | Refusal::PolicyViolation(_) => code::NOT_ALLOWED,
         Refusal::InvalidRequest(_) => code::INVALID,
         Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => code::UNAVAILABLE,
     };

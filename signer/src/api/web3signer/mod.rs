@@ -43,9 +43,10 @@ type Reply = Response<Full<Bytes>>;
 pub(crate) fn refusal_reply(r: &Refusal) -> (StatusCode, String) {
     let status = match r {
         Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
-        Refusal::NotAllowed(_) | Refusal::OutOfScope(_) | Refusal::KeyDisabled(_) => {
-            StatusCode::FORBIDDEN
-        }
+        Refusal::NotAllowed(_)
+        | Refusal::PolicyViolation(_)
+        | Refusal::OutOfScope(_)
+        | Refusal::KeyDisabled(_) => StatusCode::FORBIDDEN,
         Refusal::UnknownKey => StatusCode::NOT_FOUND,
         Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => StatusCode::SERVICE_UNAVAILABLE,
