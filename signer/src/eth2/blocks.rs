@@ -60,45 +60,50 @@ macro_rules! payload_facts {
     )*};
 }
 
-/// `ExecutionPayload` of Bellatrix.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-pub struct PayloadBellatrix {
-    /// Parent block hash.
-    pub parent_hash: B256,
-    /// Who receives the priority fees.
-    pub fee_recipient: Address,
-    /// State root.
-    pub state_root: B256,
-    /// Receipts root.
-    pub receipts_root: B256,
-    /// Logs bloom.
-    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
-    pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
-    /// RANDAO mix.
-    pub prev_randao: B256,
-    /// Block number.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub block_number: u64,
-    /// Gas limit.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_limit: u64,
-    /// Gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_used: u64,
-    /// Timestamp.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub timestamp: u64,
-    /// Extra data.
-    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
-    pub extra_data: VariableList<u8, U32>,
-    /// Base fee.
-    #[serde(with = "serde_utils::u256_dec")]
-    pub base_fee_per_gas: U256,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Transactions.
-    #[serde(with = "ssz_types::serde_utils::list_of_hex_var_list")]
-    pub transactions: VariableList<Transaction, U1048576>,
+/// An execution payload or payload header: the fields every fork's has
+/// (Bellatrix's, in order), then the fork's own, in order.
+macro_rules! execution_payload {
+    ($(#[$m:meta])* $name:ident $(<$p:ident>)? { $($(#[$fm:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Deserialize, TreeHash)]
+        #[serde(bound = "")]
+        pub struct $name $(<$p: Preset>)? {
+            /// Parent block hash.
+            pub parent_hash: B256,
+            /// Who receives the priority fees.
+            pub fee_recipient: Address,
+            /// State root.
+            pub state_root: B256,
+            /// Receipts root.
+            pub receipts_root: B256,
+            /// Logs bloom.
+            #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
+            pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
+            /// RANDAO mix.
+            pub prev_randao: B256,
+            /// Block number.
+            #[serde(with = "serde_utils::quoted_u64")]
+            pub block_number: u64,
+            /// Gas limit.
+            #[serde(with = "serde_utils::quoted_u64")]
+            pub gas_limit: u64,
+            /// Gas used.
+            #[serde(with = "serde_utils::quoted_u64")]
+            pub gas_used: u64,
+            /// Timestamp.
+            #[serde(with = "serde_utils::quoted_u64")]
+            pub timestamp: u64,
+            /// Extra data.
+            #[serde(with = "ssz_types::serde_utils::hex_var_list")]
+            pub extra_data: VariableList<u8, U32>,
+            /// Base fee.
+            #[serde(with = "serde_utils::u256_dec")]
+            pub base_fee_per_gas: U256,
+            /// Block hash.
+            pub block_hash: B256,
+            $($(#[$fm])* pub $field: $ty,)*
+        }
+    };
 }
 
 /// `Withdrawal` (Capella).
@@ -117,229 +122,76 @@ pub struct Withdrawal {
     pub amount: u64,
 }
 
-/// `ExecutionPayload` of Capella.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-#[serde(bound = "")]
-pub struct PayloadCapella<P: Preset> {
-    /// Parent block hash.
-    pub parent_hash: B256,
-    /// Who receives the priority fees.
-    pub fee_recipient: Address,
-    /// State root.
-    pub state_root: B256,
-    /// Receipts root.
-    pub receipts_root: B256,
-    /// Logs bloom.
-    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
-    pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
-    /// RANDAO mix.
-    pub prev_randao: B256,
-    /// Block number.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub block_number: u64,
-    /// Gas limit.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_limit: u64,
-    /// Gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_used: u64,
-    /// Timestamp.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub timestamp: u64,
-    /// Extra data.
-    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
-    pub extra_data: VariableList<u8, U32>,
-    /// Base fee.
-    #[serde(with = "serde_utils::u256_dec")]
-    pub base_fee_per_gas: U256,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Transactions.
-    #[serde(with = "ssz_types::serde_utils::list_of_hex_var_list")]
-    pub transactions: VariableList<Transaction, U1048576>,
-    /// Withdrawals.
-    pub withdrawals: VariableList<Withdrawal, P::MaxWithdrawalsPerPayload>,
-}
+execution_payload!(
+    /// `ExecutionPayload` of Bellatrix.
+    PayloadBellatrix {
+        /// Transactions.
+        #[serde(with = "ssz_types::serde_utils::list_of_hex_var_list")]
+        transactions: VariableList<Transaction, U1048576>,
+    }
+);
 
-/// `ExecutionPayload` of Deneb (also Electra and Fulu).
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-#[serde(bound = "")]
-pub struct PayloadDeneb<P: Preset> {
-    /// Parent block hash.
-    pub parent_hash: B256,
-    /// Who receives the priority fees.
-    pub fee_recipient: Address,
-    /// State root.
-    pub state_root: B256,
-    /// Receipts root.
-    pub receipts_root: B256,
-    /// Logs bloom.
-    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
-    pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
-    /// RANDAO mix.
-    pub prev_randao: B256,
-    /// Block number.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub block_number: u64,
-    /// Gas limit.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_limit: u64,
-    /// Gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_used: u64,
-    /// Timestamp.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub timestamp: u64,
-    /// Extra data.
-    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
-    pub extra_data: VariableList<u8, U32>,
-    /// Base fee.
-    #[serde(with = "serde_utils::u256_dec")]
-    pub base_fee_per_gas: U256,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Transactions.
-    #[serde(with = "ssz_types::serde_utils::list_of_hex_var_list")]
-    pub transactions: VariableList<Transaction, U1048576>,
-    /// Withdrawals.
-    pub withdrawals: VariableList<Withdrawal, P::MaxWithdrawalsPerPayload>,
-    /// Blob gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub blob_gas_used: u64,
-    /// Excess blob gas.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub excess_blob_gas: u64,
-}
+execution_payload!(
+    /// `ExecutionPayload` of Capella.
+    PayloadCapella<P> {
+        /// Transactions.
+        #[serde(with = "ssz_types::serde_utils::list_of_hex_var_list")]
+        transactions: VariableList<Transaction, U1048576>,
+        /// Withdrawals.
+        withdrawals: VariableList<Withdrawal, P::MaxWithdrawalsPerPayload>,
+    }
+);
 
-/// `ExecutionPayloadHeader` of Bellatrix (blinded blocks).
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-pub struct HeaderBellatrix {
-    /// Parent block hash.
-    pub parent_hash: B256,
-    /// Who receives the priority fees.
-    pub fee_recipient: Address,
-    /// State root.
-    pub state_root: B256,
-    /// Receipts root.
-    pub receipts_root: B256,
-    /// Logs bloom.
-    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
-    pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
-    /// RANDAO mix.
-    pub prev_randao: B256,
-    /// Block number.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub block_number: u64,
-    /// Gas limit.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_limit: u64,
-    /// Gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_used: u64,
-    /// Timestamp.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub timestamp: u64,
-    /// Extra data.
-    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
-    pub extra_data: VariableList<u8, U32>,
-    /// Base fee.
-    #[serde(with = "serde_utils::u256_dec")]
-    pub base_fee_per_gas: U256,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Root of the transactions.
-    pub transactions_root: B256,
-}
+execution_payload!(
+    /// `ExecutionPayload` of Deneb (also Electra and Fulu).
+    PayloadDeneb<P> {
+        /// Transactions.
+        #[serde(with = "ssz_types::serde_utils::list_of_hex_var_list")]
+        transactions: VariableList<Transaction, U1048576>,
+        /// Withdrawals.
+        withdrawals: VariableList<Withdrawal, P::MaxWithdrawalsPerPayload>,
+        /// Blob gas used.
+        #[serde(with = "serde_utils::quoted_u64")]
+        blob_gas_used: u64,
+        /// Excess blob gas.
+        #[serde(with = "serde_utils::quoted_u64")]
+        excess_blob_gas: u64,
+    }
+);
 
-/// `ExecutionPayloadHeader` of Capella.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-pub struct HeaderCapella {
-    /// Parent block hash.
-    pub parent_hash: B256,
-    /// Who receives the priority fees.
-    pub fee_recipient: Address,
-    /// State root.
-    pub state_root: B256,
-    /// Receipts root.
-    pub receipts_root: B256,
-    /// Logs bloom.
-    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
-    pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
-    /// RANDAO mix.
-    pub prev_randao: B256,
-    /// Block number.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub block_number: u64,
-    /// Gas limit.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_limit: u64,
-    /// Gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_used: u64,
-    /// Timestamp.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub timestamp: u64,
-    /// Extra data.
-    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
-    pub extra_data: VariableList<u8, U32>,
-    /// Base fee.
-    #[serde(with = "serde_utils::u256_dec")]
-    pub base_fee_per_gas: U256,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Root of the transactions.
-    pub transactions_root: B256,
-    /// Root of the withdrawals.
-    pub withdrawals_root: B256,
-}
+execution_payload!(
+    /// `ExecutionPayloadHeader` of Bellatrix (blinded blocks).
+    HeaderBellatrix {
+        /// Root of the transactions.
+        transactions_root: B256,
+    }
+);
 
-/// `ExecutionPayloadHeader` of Deneb (also Electra and Fulu).
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-pub struct HeaderDeneb {
-    /// Parent block hash.
-    pub parent_hash: B256,
-    /// Who receives the priority fees.
-    pub fee_recipient: Address,
-    /// State root.
-    pub state_root: B256,
-    /// Receipts root.
-    pub receipts_root: B256,
-    /// Logs bloom.
-    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
-    pub logs_bloom: FixedVector<u8, LogsBloomBytes>,
-    /// RANDAO mix.
-    pub prev_randao: B256,
-    /// Block number.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub block_number: u64,
-    /// Gas limit.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_limit: u64,
-    /// Gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub gas_used: u64,
-    /// Timestamp.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub timestamp: u64,
-    /// Extra data.
-    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
-    pub extra_data: VariableList<u8, U32>,
-    /// Base fee.
-    #[serde(with = "serde_utils::u256_dec")]
-    pub base_fee_per_gas: U256,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Root of the transactions.
-    pub transactions_root: B256,
-    /// Root of the withdrawals.
-    pub withdrawals_root: B256,
-    /// Blob gas used.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub blob_gas_used: u64,
-    /// Excess blob gas.
-    #[serde(with = "serde_utils::quoted_u64")]
-    pub excess_blob_gas: u64,
-}
+execution_payload!(
+    /// `ExecutionPayloadHeader` of Capella.
+    HeaderCapella {
+        /// Root of the transactions.
+        transactions_root: B256,
+        /// Root of the withdrawals.
+        withdrawals_root: B256,
+    }
+);
+
+execution_payload!(
+    /// `ExecutionPayloadHeader` of Deneb (also Electra and Fulu).
+    HeaderDeneb {
+        /// Root of the transactions.
+        transactions_root: B256,
+        /// Root of the withdrawals.
+        withdrawals_root: B256,
+        /// Blob gas used.
+        #[serde(with = "serde_utils::quoted_u64")]
+        blob_gas_used: u64,
+        /// Excess blob gas.
+        #[serde(with = "serde_utils::quoted_u64")]
+        excess_blob_gas: u64,
+    }
+);
 
 payload_facts!(
     PayloadBellatrix,
