@@ -556,3 +556,31 @@ graffiti = "x"
         );
     }
 }
+
+#[test]
+fn a_mistyped_constraint_says_what_shape_it_needs() {
+    let example = std::fs::read_to_string(root().join("policy.example.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (line, says) in [
+        (
+            "gas_limit = 30000000",
+            "expected a range with both ends, e.g. { min = 30000000, max = 60000000 }",
+        ),
+        (
+            "fee_recipient = 123",
+            "a string or a list of strings, e.g. \"0x…\" or [\"0x…\", \"0x…\"]",
+        ),
+        ("gas_limit = { min = 1 }", "missing field `max`"),
+    ] {
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            example.replace("block_content = \"unchecked\"", line),
+        )
+        .unwrap();
+        let (code, out, err) = signer(&["policy", "check", file.to_str().unwrap()]);
+        assert_ne!(code, 0, "{line}: {out}");
+        assert!(err.contains(says), "{line}: {err}");
+        assert!(err.contains(line), "{line}: the line is shown: {err}");
+    }
+}

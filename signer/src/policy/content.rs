@@ -31,7 +31,10 @@ use super::{Finding, finding};
 
 /// One value or a list of them.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a string or a list of strings, e.g. \"0x…\" or [\"0x…\", \"0x…\"]"
+)]
 pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -48,7 +51,10 @@ impl OneOrMany {
 
 /// `gas_limit = { min, max }`.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a range with both ends, e.g. { min = 30000000, max = 60000000 }"
+)]
 pub(super) struct RangeEntry {
     min: u64,
     max: u64,
