@@ -297,128 +297,95 @@ pub struct ExecutionRequests {
     pub consolidations: VariableList<ConsolidationRequest, U2>,
 }
 
-/// `BeaconBlockBody` of Bellatrix over payload `E` (full or header): the
-/// field's name is `execution_payload` in a block and
-/// `execution_payload_header` in a blinded block; the root does not
-/// depend on names.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-#[serde(bound = "E: serde::de::DeserializeOwned")]
-pub struct BodyBellatrix<P: Preset, E: tree_hash::TreeHash> {
-    /// RANDAO reveal.
-    pub randao_reveal: SignatureBytes,
-    /// Eth1 vote.
-    pub eth1_data: Eth1Data,
-    /// Graffiti.
-    pub graffiti: B256,
-    /// Proposer slashings.
-    pub proposer_slashings: VariableList<ProposerSlashing, P::Max16>,
-    /// Attester slashings.
-    pub attester_slashings: VariableList<AttesterSlashing<P>, U2>,
-    /// Attestations.
-    pub attestations: VariableList<Attestation<P>, U128>,
-    /// Deposits.
-    pub deposits: VariableList<Deposit, P::Max16>,
-    /// Exits.
-    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::Max16>,
-    /// Sync committee participation.
-    pub sync_aggregate: SyncAggregate<P>,
-    /// The payload (or its header).
-    #[serde(alias = "execution_payload_header")]
-    pub execution_payload: E,
+/// A block body from Bellatrix on, over payload `E` (full or header): the
+/// fields every such fork has, in order — with the fork's kinds of attester
+/// slashing and attestation — then the fork's own. The payload's field is
+/// named `execution_payload` in a block and `execution_payload_header` in a
+/// blinded block; the root does not depend on names.
+macro_rules! block_body {
+    (
+        $(#[$m:meta])* $name:ident,
+        $slashings:ty, $attestations:ty
+        { $($(#[$fm:meta])* $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Deserialize, TreeHash)]
+        #[serde(bound = "E: serde::de::DeserializeOwned")]
+        pub struct $name<P: Preset, E: tree_hash::TreeHash> {
+            /// RANDAO reveal.
+            pub randao_reveal: SignatureBytes,
+            /// Eth1 vote.
+            pub eth1_data: Eth1Data,
+            /// Graffiti.
+            pub graffiti: B256,
+            /// Proposer slashings.
+            pub proposer_slashings: VariableList<ProposerSlashing, P::Max16>,
+            /// Attester slashings.
+            pub attester_slashings: $slashings,
+            /// Attestations.
+            pub attestations: $attestations,
+            /// Deposits.
+            pub deposits: VariableList<Deposit, P::Max16>,
+            /// Exits.
+            pub voluntary_exits: VariableList<SignedVoluntaryExit, P::Max16>,
+            /// Sync committee participation.
+            pub sync_aggregate: SyncAggregate<P>,
+            /// The payload (or its header).
+            #[serde(alias = "execution_payload_header")]
+            pub execution_payload: E,
+            $($(#[$fm])* pub $field: $ty,)*
+        }
+    };
 }
 
-/// `BeaconBlockBody` of Capella over payload `E`.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-#[serde(bound = "E: serde::de::DeserializeOwned")]
-pub struct BodyCapella<P: Preset, E: tree_hash::TreeHash> {
-    /// RANDAO reveal.
-    pub randao_reveal: SignatureBytes,
-    /// Eth1 vote.
-    pub eth1_data: Eth1Data,
-    /// Graffiti.
-    pub graffiti: B256,
-    /// Proposer slashings.
-    pub proposer_slashings: VariableList<ProposerSlashing, P::Max16>,
-    /// Attester slashings.
-    pub attester_slashings: VariableList<AttesterSlashing<P>, U2>,
-    /// Attestations.
-    pub attestations: VariableList<Attestation<P>, U128>,
-    /// Deposits.
-    pub deposits: VariableList<Deposit, P::Max16>,
-    /// Exits.
-    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::Max16>,
-    /// Sync committee participation.
-    pub sync_aggregate: SyncAggregate<P>,
-    /// The payload (or its header).
-    #[serde(alias = "execution_payload_header")]
-    pub execution_payload: E,
-    /// Withdrawal credential changes.
-    pub bls_to_execution_changes: VariableList<SignedBlsToExecutionChange, U16>,
-}
+block_body!(
+    /// `BeaconBlockBody` of Bellatrix.
+    BodyBellatrix,
+    VariableList<AttesterSlashing<P>, U2>,
+    VariableList<Attestation<P>, U128>
+    {}
+);
 
-/// `BeaconBlockBody` of Deneb over payload `E`.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-#[serde(bound = "E: serde::de::DeserializeOwned")]
-pub struct BodyDeneb<P: Preset, E: tree_hash::TreeHash> {
-    /// RANDAO reveal.
-    pub randao_reveal: SignatureBytes,
-    /// Eth1 vote.
-    pub eth1_data: Eth1Data,
-    /// Graffiti.
-    pub graffiti: B256,
-    /// Proposer slashings.
-    pub proposer_slashings: VariableList<ProposerSlashing, P::Max16>,
-    /// Attester slashings.
-    pub attester_slashings: VariableList<AttesterSlashing<P>, U2>,
-    /// Attestations.
-    pub attestations: VariableList<Attestation<P>, U128>,
-    /// Deposits.
-    pub deposits: VariableList<Deposit, P::Max16>,
-    /// Exits.
-    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::Max16>,
-    /// Sync committee participation.
-    pub sync_aggregate: SyncAggregate<P>,
-    /// The payload (or its header).
-    #[serde(alias = "execution_payload_header")]
-    pub execution_payload: E,
-    /// Withdrawal credential changes.
-    pub bls_to_execution_changes: VariableList<SignedBlsToExecutionChange, U16>,
-    /// Blob commitments.
-    pub blob_kzg_commitments: VariableList<KzgCommitment, U4096>,
-}
+block_body!(
+    /// `BeaconBlockBody` of Capella.
+    BodyCapella,
+    VariableList<AttesterSlashing<P>, U2>,
+    VariableList<Attestation<P>, U128>
+    {
+        /// Withdrawal credential changes.
+        bls_to_execution_changes: VariableList<SignedBlsToExecutionChange, U16>,
+    }
+);
 
-/// `BeaconBlockBody` of Electra (and Fulu, which changes no block field) over payload `E`.
-#[derive(Debug, Clone, Deserialize, TreeHash)]
-#[serde(bound = "E: serde::de::DeserializeOwned")]
-pub struct BodyElectra<P: Preset, E: tree_hash::TreeHash> {
-    /// RANDAO reveal.
-    pub randao_reveal: SignatureBytes,
-    /// Eth1 vote.
-    pub eth1_data: Eth1Data,
-    /// Graffiti.
-    pub graffiti: B256,
-    /// Proposer slashings.
-    pub proposer_slashings: VariableList<ProposerSlashing, P::Max16>,
-    /// Attester slashings (at most one from Electra).
-    pub attester_slashings: VariableList<AttesterSlashingElectra<P>, U1>,
-    /// Attestations (at most eight from Electra).
-    pub attestations: VariableList<AttestationElectra<P>, U8>,
-    /// Deposits.
-    pub deposits: VariableList<Deposit, P::Max16>,
-    /// Exits.
-    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::Max16>,
-    /// Sync committee participation.
-    pub sync_aggregate: SyncAggregate<P>,
-    /// The payload (or its header).
-    #[serde(alias = "execution_payload_header")]
-    pub execution_payload: E,
-    /// Withdrawal credential changes.
-    pub bls_to_execution_changes: VariableList<SignedBlsToExecutionChange, U16>,
-    /// Blob commitments.
-    pub blob_kzg_commitments: VariableList<KzgCommitment, U4096>,
-    /// Execution-layer requests.
-    pub execution_requests: ExecutionRequests,
-}
+block_body!(
+    /// `BeaconBlockBody` of Deneb.
+    BodyDeneb,
+    VariableList<AttesterSlashing<P>, U2>,
+    VariableList<Attestation<P>, U128>
+    {
+        /// Withdrawal credential changes.
+        bls_to_execution_changes: VariableList<SignedBlsToExecutionChange, U16>,
+        /// Blob commitments.
+        blob_kzg_commitments: VariableList<KzgCommitment, U4096>,
+    }
+);
+
+block_body!(
+    /// `BeaconBlockBody` of Electra (and Fulu, which changes no block
+    /// field): at most one attester slashing and eight attestations, over
+    /// every committee of a slot.
+    BodyElectra,
+    VariableList<AttesterSlashingElectra<P>, U1>,
+    VariableList<AttestationElectra<P>, U8>
+    {
+        /// Withdrawal credential changes.
+        bls_to_execution_changes: VariableList<SignedBlsToExecutionChange, U16>,
+        /// Blob commitments.
+        blob_kzg_commitments: VariableList<KzgCommitment, U4096>,
+        /// Execution-layer requests.
+        execution_requests: ExecutionRequests,
+    }
+);
 
 macro_rules! body_facts {
     ($($t:ident),*) => {$(
