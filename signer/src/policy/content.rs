@@ -88,7 +88,7 @@ impl Entry<'_> {
     }
 }
 
-/// A grant's content constraints, resolved.
+/// A grant's content constraints, resolved (all `None`: none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Constraints {
     /// Allowed execution fee recipients of blocks.
@@ -171,7 +171,8 @@ fn range(what: &str, r: RangeEntry, loc: &str, f: &mut Vec<Finding>) -> Option<(
     Some((r.min, r.max))
 }
 
-/// Resolves and lints a grant's content fields (`proposes`: it names
+/// Resolves and lints a rule's content fields — none for a deny, which
+/// may not have them (`proposes`: it names
 /// eth2.block; `registers`: eth2.validator_registration; `effective`: it
 /// names clients, keys and networks, so it grants something).
 pub(super) fn resolve(
@@ -180,7 +181,7 @@ pub(super) fn resolve(
     loc: &str,
     (proposes, registers, effective): (bool, bool, bool),
     f: &mut Vec<Finding>,
-) -> Option<Constraints> {
+) -> Constraints {
     if kind != "grant" {
         if e.any() {
             f.push(finding(
@@ -189,7 +190,7 @@ pub(super) fn resolve(
                 "fee_recipient, gas_limit, graffiti, builder_registrations and block_content belong to grants: a deny refuses whole operations",
             ));
         }
-        return None;
+        return Constraints::default();
     }
     let mut c = Constraints::default();
     match e.block_content {
@@ -274,7 +275,7 @@ pub(super) fn resolve(
              (set fee_recipient, gas_limit or graffiti; or block_content = \"unchecked\" to say it is on purpose)",
         ));
     }
-    Some(c)
+    c
 }
 
 /// `*` any run of characters, `?` one; everything else itself.
@@ -368,14 +369,15 @@ impl Constraints {
                     ));
                 }
                 if let Some(patterns) = &self.graffiti {
-                    let text: Vec<char> = graffiti_text(&graffiti.0).chars().collect();
+                    let text = graffiti_text(&graffiti.0);
+                    let chars: Vec<char> = text.chars().collect();
                     if !patterns
                         .iter()
-                        .any(|p| glob(&p.chars().collect::<Vec<_>>(), &text))
+                        .any(|p| glob(&p.chars().collect::<Vec<_>>(), &chars))
                     {
                         return Err(violation(
                             "graffiti",
-                            format!("{:?}", graffiti_text(&graffiti.0)),
+                            format!("{text:?}"),
                             patterns
                                 .iter()
                                 .map(|p| format!("{p:?}"))

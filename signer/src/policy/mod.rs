@@ -16,7 +16,8 @@ use std::fmt::{self, Write as _};
 
 use serde::Deserialize;
 
-pub use content::{Constraints, Violation};
+use content::Constraints;
+pub use content::Violation;
 pub use diff::{PolicyDiff, diff};
 pub use lint::check;
 pub use operation::{ALL as ALL_OPERATIONS, NetworkKind, Operation};
@@ -153,8 +154,8 @@ struct Rule {
     networks: BTreeSet<String>,
     /// A deny marked `guard = true`.
     guard: bool,
-    /// A grant's block-content constraints.
-    content: Option<Constraints>,
+    /// A grant's block-content constraints (a deny's are empty).
+    content: Constraints,
 }
 
 /// How serious a lint finding is.
@@ -372,9 +373,9 @@ impl Policy {
         }
         let mut first = None;
         for g in self.grants.iter().filter(|g| self.matches(g, r)) {
-            match g.content.as_ref().map(|c| c.check(g.number, content)) {
-                None | Some(Ok(())) => return Ok(()),
-                Some(Err(v)) => {
+            match g.content.check(g.number, content) {
+                Ok(()) => return Ok(()),
+                Err(v) => {
                     first.get_or_insert(v);
                 }
             }
@@ -505,7 +506,7 @@ impl Policy {
                     .grants
                     .iter()
                     .filter(|g| g.clients.contains(&c.name))
-                    .filter_map(|g| g.content.as_ref().map(|k| k.explain(g.number)))
+                    .map(|g| g.content.explain(g.number))
                     .collect();
                 if !constraints.is_empty() {
                     let _ = writeln!(out, "  contents:");
