@@ -14,6 +14,8 @@ const NETWORKS: [Network; 2] = [
     Network {
         preset: PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        // Gloas from genesis, so its message types are reached.
+        gloas_fork_epoch: Some(0),
         clock: None,
     },
 ];

@@ -115,6 +115,7 @@ fn main() {
     let net = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     for (name, label) in [

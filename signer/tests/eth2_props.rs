@@ -63,6 +63,7 @@ const NETS: [Network; 2] = [
     Network {
         preset: PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     },
 ];

@@ -30,6 +30,7 @@ fn json(name: &str) -> Value {
 const EXAMPLES: Network = Network {
     preset: PresetKind::Minimal,
     genesis_fork_version: [0, 0, 0, 1],
+    gloas_fork_epoch: None,
     clock: None,
 };
 
@@ -73,6 +74,7 @@ fn web3signer_openapi_examples() {
                 let mainnet = Network {
                     preset: PresetKind::Mainnet,
                     genesis_fork_version: [0, 0, 0, 1],
+                    gloas_fork_epoch: None,
                     clock: None,
                 };
                 match eth2::decode(&body, &mainnet) {

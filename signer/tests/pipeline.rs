@@ -109,6 +109,7 @@ fn fixture() -> Fixture {
     fixture_with(Network {
         preset: PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     })
 }
@@ -494,6 +495,7 @@ fn slots_far_ahead_of_the_network_clock_are_refused_and_poison_nothing() {
     let f = fixture_with(Network {
         preset: PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: Some(Clock {
             genesis_time: now - 6_000,
             seconds_per_slot: 6,

@@ -18,57 +18,9 @@ const env = (k) => {
 const fromHex = (h) => Uint8Array.from(Buffer.from(h.replace(/^0x/, ""), "hex"));
 const toHex = (b) => "0x" + Buffer.from(b).toString("hex");
 
-// A small deterministic generator (xorshift32), so a failure can be replayed.
-let state = Number(env("BLOCKS_SEED")) >>> 0 || 1;
-const next = () => {
-  state ^= state << 13;
-  state >>>= 0;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  state >>>= 0;
-  return state;
-};
-const below = (n) => next() % n;
-const bytes = (n) => Uint8Array.from({ length: n }, () => below(256));
+import { makeRandom } from "./random.mjs";
 
-// A random value of any SSZ type, by its shape (properties, not class
-// names: Lodestar subclasses the byte types): lists get 0..3 items (or
-// fewer when their limit is lower), byte lists 0..40 bytes.
-function random(type) {
-  const name = type.constructor.name;
-  if (type.fields) {
-    const v = type.defaultValue();
-    for (const [field, t] of Object.entries(type.fields)) v[field] = random(t);
-    return v;
-  }
-  if (type.limitBits !== undefined) {
-    const BitArray = type.defaultValue().constructor;
-    const len = below(Math.min(type.limitBits, 40) + 1);
-    return BitArray.fromBoolArray(Array.from({ length: len }, () => below(2) === 1));
-  }
-  if (type.lengthBits !== undefined) {
-    const BitArray = type.defaultValue().constructor;
-    return BitArray.fromBoolArray(Array.from({ length: type.lengthBits }, () => below(2) === 1));
-  }
-  if (type.lengthBytes !== undefined && type.elementType === undefined) return bytes(type.lengthBytes);
-  if (type.limitBytes !== undefined && type.elementType === undefined) return bytes(below(Math.min(type.limitBytes, 40) + 1));
-  if (name.startsWith("List")) {
-    const len = below(Math.min(type.limit, 3) + 1);
-    return Array.from({ length: len }, () => random(type.elementType));
-  }
-  if (name.startsWith("Vector")) {
-    return Array.from({ length: type.length }, () => random(type.elementType));
-  }
-  if (name === "BooleanType") return below(2) === 1;
-  if (name.startsWith("Uint")) {
-    if (type.byteLength > 8) {
-      return (BigInt(next()) << 96n) | (BigInt(next()) << 64n) | (BigInt(next()) << 32n) | BigInt(next());
-    }
-    const big = (BigInt(next()) << 21n) | BigInt(below(1 << 21)); // < 2^53
-    return name === "UintBigintType" ? big : Number(big);
-  }
-  throw new Error(`no generator for SSZ type ${type.typeName} (${name})`);
-}
+const { random } = makeRandom({ seed: Number(env("BLOCKS_SEED")), maxItems: 3, maxBytes: 40 });
 
 const forkVersion = fromHex(env("BLOCKS_FORK_VERSION"));
 const gvr = fromHex(env("BLOCKS_GVR"));

@@ -206,6 +206,7 @@ pub fn core_attestation_signature(secret: &str, source: u64, target: u64, block:
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     let s = signer::eth2::decode(body.to_string().as_bytes(), &network)

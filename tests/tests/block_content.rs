@@ -86,6 +86,7 @@ fn block_roots_equal_lodestars_for_every_payload_fork_full_and_blinded_in_both_p
         let network = signer::eth2::Network {
             preset: kind,
             genesis_fork_version: [0, 0, 0, 1],
+            gloas_fork_epoch: None,
             clock: None,
         };
         for line in lodestar_blocks(preset, 100, seed) {
@@ -146,6 +147,7 @@ fn a_header_sent_beside_a_block_must_be_that_blocks_and_block_forms_are_exclusiv
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     let line = lodestar_blocks("minimal", 1, 5)
@@ -252,6 +254,7 @@ fn expected_signature(request: &Value) -> String {
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     let s = signer::eth2::decode_value(request, &network).unwrap();

@@ -272,6 +272,7 @@ async fn every_ethereum_request_type_signs_as_the_signing_core_does() {
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     let key = BlsSecretKey::from_bytes(&unhex(BLS_SECRET)).unwrap();

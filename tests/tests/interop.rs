@@ -163,6 +163,7 @@ fn lighthouse_shaped_requests_sign_and_py_ecc_verifies_every_signature() {
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     let mut to_verify = Vec::new();

@@ -368,6 +368,7 @@ fn keys_added_or_removed_on_disk_follow_a_reload_and_reloads_do_not_leak() {
     let network = signer::eth2::Network {
         preset: signer::eth2::PresetKind::Minimal,
         genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
         clock: None,
     };
     let root = signer::eth2::decode(attestation(0, 1, 1).to_string().as_bytes(), &network)

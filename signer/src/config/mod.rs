@@ -427,6 +427,12 @@ pub struct Ethereum {
     /// may be; `"off"` turns the check off (networks with no wall clock).
     #[serde(default)]
     pub max_slots_ahead: SlotsAhead,
+    /// `GLOAS_FORK_EPOCH` from the network's `config.yaml`. Until it is set,
+    /// the Gloas message types (bids, envelopes, payload attestations,
+    /// proposer preferences, builder request authorisations, Gloas blocks)
+    /// are refused; before that epoch, too.
+    #[serde(default)]
+    pub gloas_fork_epoch: Option<u64>,
 }
 
 /// `[ethereum] max_slots_ahead`: a number of slots, or `"off"`.
@@ -485,6 +491,7 @@ impl Default for Ethereum {
             genesis_time: None,
             seconds_per_slot: twelve(),
             max_slots_ahead: SlotsAhead::default(),
+            gloas_fork_epoch: None,
         }
     }
 }
@@ -1087,6 +1094,7 @@ impl Ethereum {
         Some(Network {
             preset,
             genesis_fork_version,
+            gloas_fork_epoch: self.gloas_fork_epoch,
             clock,
         })
     }

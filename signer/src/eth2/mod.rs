@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod containers;
+pub mod gloas;
 pub mod preset;
 mod request;
 
@@ -44,6 +45,15 @@ pub mod domain {
     pub const CONTRIBUTION_AND_PROOF: DomainType = [9, 0, 0, 0];
     /// Builder API validator registrations (`DOMAIN_APPLICATION_BUILDER`).
     pub const APPLICATION_BUILDER: DomainType = [0, 0, 0, 1];
+    /// Gloas builders' bids and payload envelopes.
+    pub const BEACON_BUILDER: DomainType = [0x0b, 0, 0, 0];
+    /// Gloas payload attestations.
+    pub const PTC_ATTESTER: DomainType = [0x0c, 0, 0, 0];
+    /// Gloas proposer preferences.
+    pub const PROPOSER_PREFERENCES: DomainType = [0x0d, 0, 0, 0];
+    /// Gloas builder API request authorisation (network-independent, like
+    /// registrations).
+    pub const BUILDER_REQUEST_AUTH: DomainType = [0x0b, 0, 0, 1];
 }
 
 /// Which preset a network uses.
@@ -73,6 +83,9 @@ pub struct Network {
     pub preset: PresetKind,
     /// `GENESIS_FORK_VERSION`, for builder registrations.
     pub genesis_fork_version: [u8; 4],
+    /// `GLOAS_FORK_EPOCH`: Gloas messages are refused before it, and
+    /// always when it is not set.
+    pub gloas_fork_epoch: Option<u64>,
     /// The network's wall clock, where known: slots and epochs far ahead of
     /// it are refused before they can raise a key's watermarks.
     pub clock: Option<Clock>,
@@ -83,6 +96,7 @@ impl Network {
     pub const MAINNET: Network = Network {
         preset: PresetKind::Mainnet,
         genesis_fork_version: [0, 0, 0, 0],
+        gloas_fork_epoch: None,
         clock: None,
     };
 }

@@ -9,6 +9,7 @@ use tree_hash::TreeHash;
 use super::blocks::*;
 use super::containers::*;
 use super::domain::{self, DomainType};
+use super::gloas::*;
 use super::preset::{Mainnet, Minimal, Preset};
 use super::{Network, PresetKind, compute_domain, compute_signing_root};
 
@@ -29,6 +30,8 @@ pub enum ForkName {
     Electra,
     /// Fulu.
     Fulu,
+    /// Gloas (enshrined proposer–builder separation).
+    Gloas,
 }
 
 impl ForkName {
@@ -41,6 +44,7 @@ impl ForkName {
             "DENEB" => Self::Deneb,
             "ELECTRA" => Self::Electra,
             "FULU" => Self::Fulu,
+            "GLOAS" => Self::Gloas,
             _ => return Err(Eth2Error::UnknownFork(s.to_owned())),
         })
     }
@@ -75,6 +79,16 @@ pub enum RequestKind {
     SyncCommitteeContributionAndProof,
     /// `VALIDATOR_REGISTRATION`.
     ValidatorRegistration,
+    /// `EXECUTION_PAYLOAD_BID` (Gloas, a builder's).
+    ExecutionPayloadBid,
+    /// `EXECUTION_PAYLOAD_ENVELOPE` (Gloas, a builder's).
+    ExecutionPayloadEnvelope,
+    /// `PAYLOAD_ATTESTATION_MESSAGE` (Gloas, a payload-timeliness committee member's).
+    PayloadAttestationMessage,
+    /// `PROPOSER_PREFERENCES` (Gloas, a proposer's).
+    ProposerPreferences,
+    /// `BUILDER_REQUEST_AUTH` (Gloas builder API, a proposer's).
+    BuilderRequestAuth,
 }
 
 /// What slashing protection must check before this is signed.
@@ -115,6 +129,14 @@ pub enum Content {
         payload: Option<(Address, u64)>,
         /// A blinded block (the payload is a builder's, shown as its header).
         blinded: bool,
+    },
+    /// Gloas proposer preferences: what the proposer asks builders to pay
+    /// to, and the gas limit to aim at.
+    Preferences {
+        /// `fee_recipient`.
+        fee_recipient: Address,
+        /// `target_gas_limit`.
+        gas_limit: u64,
     },
     /// A builder API validator registration.
     Registration {
@@ -158,6 +180,9 @@ pub enum Eth2Error {
     /// The fork does not have this request form (e.g. a block header before Bellatrix).
     #[error("{0}")]
     WrongForm(&'static str),
+    /// A message of a fork the network has not reached, or has not scheduled.
+    #[error("{0}")]
+    NotActive(String),
     /// The client's `signingRoot` is not the one we computed from the message.
     #[error("signing root mismatch: the request says {client}, the message hashes to {computed}")]
     SigningRootMismatch {
@@ -175,7 +200,12 @@ fn at<'a>(v: &'a Value, name: &'static str) -> Result<&'a Value, Eth2Error> {
 }
 
 fn parse<T: DeserializeOwned>(v: &Value, name: &'static str) -> Result<T, Eth2Error> {
-    T::deserialize(at(v, name)?).map_err(|e| Eth2Error::Malformed(format!("{name}: {e}")))
+    parse_data(at(v, name)?, name)
+}
+
+/// `data` read as a `T`; errors name it `name`.
+fn parse_data<T: DeserializeOwned>(data: &Value, name: &'static str) -> Result<T, Eth2Error> {
+    T::deserialize(data).map_err(|e| Eth2Error::Malformed(format!("{name}: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -313,10 +343,44 @@ fn payload_block<P: Preset>(
         (ForkName::Electra | ForkName::Fulu, true) => {
             block_of::<BodyElectra<P, HeaderDeneb>>(bb, field, true)
         }
+        (ForkName::Gloas, _) => Err(Eth2Error::WrongForm(
+            "a gloas block carries a builder's bid, not an execution payload: send block_header",
+        )),
         (ForkName::Phase0 | ForkName::Altair, _) => Err(Eth2Error::WrongForm(
             "phase0 and altair blocks have no execution payload: send block",
         )),
     })
+}
+
+/// `body[field]` as the API wraps every Gloas message: `{version, data}`,
+/// of fork Gloas or later.
+fn versioned<'a>(v: &'a Value, field: &'static str) -> Result<&'a Value, Eth2Error> {
+    let x = at(v, field)?;
+    let version = at(x, "version")?
+        .as_str()
+        .ok_or(Eth2Error::Malformed(format!(
+            "{field}.version: expected a fork name"
+        )))?;
+    match ForkName::parse(version)? {
+        ForkName::Gloas => at(x, "data"),
+        _ => Err(Eth2Error::WrongForm(
+            "this message type exists from the gloas fork on: version must be GLOAS",
+        )),
+    }
+}
+
+/// Refuses a Gloas message at `epoch` unless the network has reached Gloas.
+fn gloas_active(network: &Network, what: &str, epoch: u64) -> Result<(), Eth2Error> {
+    match network.gloas_fork_epoch {
+        None => Err(Eth2Error::NotActive(format!(
+            "{what} is a gloas message and this network has no gloas fork scheduled; \
+             set [ethereum] gloas_fork_epoch once the network announces it"
+        ))),
+        Some(fork) if epoch < fork => Err(Eth2Error::NotActive(format!(
+            "{what} is at epoch {epoch}, before the gloas fork at epoch {fork} ([ethereum] gloas_fork_epoch)"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2Error> {
@@ -382,6 +446,9 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                         }
                     }
                 };
+                if fork == ForkName::Gloas {
+                    gloas_active(network, "the block", epoch_of(slot))?;
+                }
                 let domain = domain_at(fi, domain::BEACON_PROPOSER, epoch_of(slot));
                 Ok((
                     compute_signing_root(&object_root, domain),
@@ -439,7 +506,11 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                     .ok_or(Eth2Error::Missing("version"))?,
             )?;
             with_fork(RequestKind::AggregateAndProofV2(fork), &|fi| {
-                let (slot, object_root) = if fork >= ForkName::Electra {
+                let (slot, object_root) = if fork >= ForkName::Gloas {
+                    let ap: AggregateAndProof<AttestationGloas<P>> = parse(x, "data")?;
+                    gloas_active(network, "the aggregate", epoch_of(ap.aggregate.data.slot))?;
+                    (ap.aggregate.data.slot, ap.tree_hash_root())
+                } else if fork >= ForkName::Electra {
                     let ap: AggregateAndProof<AttestationElectra<P>> = parse(x, "data")?;
                     (ap.aggregate.data.slot, ap.tree_hash_root())
                 } else {
@@ -540,6 +611,88 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
                     fee_recipient: r.fee_recipient,
                     gas_limit: r.gas_limit,
                 },
+            })
+        }
+        "EXECUTION_PAYLOAD_BID" => with_fork(RequestKind::ExecutionPayloadBid, &|fi| {
+            let bid: ExecutionPayloadBid = parse_data(
+                versioned(v, "execution_payload_bid")?,
+                "execution_payload_bid",
+            )?;
+            gloas_active(network, "the bid", epoch_of(bid.slot))?;
+            let domain = domain_at(fi, domain::BEACON_BUILDER, epoch_of(bid.slot));
+            Ok((
+                compute_signing_root(&bid, domain),
+                SlashingFacts::None,
+                Content::None,
+            ))
+        }),
+        "EXECUTION_PAYLOAD_ENVELOPE" => with_fork(RequestKind::ExecutionPayloadEnvelope, &|fi| {
+            let e: ExecutionPayloadEnvelope<P> = parse_data(
+                versioned(v, "execution_payload_envelope")?,
+                "execution_payload_envelope",
+            )?;
+            let epoch = epoch_of(e.payload.slot_number);
+            gloas_active(network, "the envelope", epoch)?;
+            let domain = domain_at(fi, domain::BEACON_BUILDER, epoch);
+            Ok((
+                compute_signing_root(&e, domain),
+                SlashingFacts::None,
+                Content::None,
+            ))
+        }),
+        "PAYLOAD_ATTESTATION_MESSAGE" => with_fork(RequestKind::PayloadAttestationMessage, &|fi| {
+            let d: PayloadAttestationData = parse_data(
+                versioned(v, "payload_attestation_message")?,
+                "payload_attestation_message",
+            )?;
+            gloas_active(network, "the payload attestation", epoch_of(d.slot))?;
+            let domain = domain_at(fi, domain::PTC_ATTESTER, epoch_of(d.slot));
+            Ok((
+                compute_signing_root(&d, domain),
+                SlashingFacts::None,
+                Content::None,
+            ))
+        }),
+        "PROPOSER_PREFERENCES" => with_fork(RequestKind::ProposerPreferences, &|fi| {
+            let p: ProposerPreferences = parse_data(
+                versioned(v, "proposer_preferences")?,
+                "proposer_preferences",
+            )?;
+            let epoch = epoch_of(p.proposal_slot);
+            gloas_active(network, "the proposer preferences", epoch)?;
+            let domain = domain_at(fi, domain::PROPOSER_PREFERENCES, epoch);
+            Ok((
+                compute_signing_root(&p, domain),
+                SlashingFacts::None,
+                Content::Preferences {
+                    fee_recipient: p.fee_recipient,
+                    gas_limit: p.target_gas_limit,
+                },
+            ))
+        }),
+        "BUILDER_REQUEST_AUTH" => {
+            let a: BuilderRequestAuth = parse_data(
+                versioned(v, "builder_request_auth")?,
+                "builder_request_auth",
+            )?;
+            gloas_active(
+                network,
+                "the builder request authorisation",
+                epoch_of(a.slot),
+            )?;
+            // Like registrations: the genesis fork version and no genesis
+            // validators root, so it names no network.
+            let domain = compute_domain(
+                domain::BUILDER_REQUEST_AUTH,
+                network.genesis_fork_version.into(),
+                B256::ZERO,
+            );
+            Ok(Signable {
+                kind: RequestKind::BuilderRequestAuth,
+                signing_root: compute_signing_root(&a, domain),
+                slashing: SlashingFacts::None,
+                genesis_validators_root: None,
+                content: Content::None,
             })
         }
         other => Err(Eth2Error::UnknownType(other.to_owned())),

@@ -45,6 +45,11 @@ fn operation_of(kind: RequestKind) -> Operation {
         RequestKind::SyncCommitteeSelectionProof => Operation::Eth2SyncCommitteeSelectionProof,
         RequestKind::SyncCommitteeContributionAndProof => Operation::Eth2SyncCommitteeContribution,
         RequestKind::ValidatorRegistration => Operation::Eth2ValidatorRegistration,
+        RequestKind::PayloadAttestationMessage => Operation::Eth2PayloadAttestation,
+        RequestKind::ProposerPreferences => Operation::Eth2ProposerPreferences,
+        RequestKind::BuilderRequestAuth => Operation::Eth2BuilderRequestAuth,
+        RequestKind::ExecutionPayloadBid => Operation::Eth2ExecutionPayloadBid,
+        RequestKind::ExecutionPayloadEnvelope => Operation::Eth2ExecutionPayloadEnvelope,
     }
 }
 
@@ -142,6 +147,11 @@ pub(super) fn applies_to(op: Operation, scheme: Scheme) -> bool {
         | Operation::Eth2SyncCommitteeSelectionProof
         | Operation::Eth2SyncCommitteeContribution
         | Operation::Eth2ValidatorRegistration
+        | Operation::Eth2PayloadAttestation
+        | Operation::Eth2ProposerPreferences
+        | Operation::Eth2BuilderRequestAuth
+        | Operation::Eth2ExecutionPayloadBid
+        | Operation::Eth2ExecutionPayloadEnvelope
         | Operation::Eth2VoluntaryExit
         | Operation::Eth2Deposit => scheme == Scheme::Bls,
     }

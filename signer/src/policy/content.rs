@@ -388,6 +388,30 @@ impl Constraints {
                 }
                 Ok(())
             }
+            Content::Preferences {
+                fee_recipient,
+                gas_limit,
+            } => {
+                if let Some(allowed) = &self.fee_recipient
+                    && !allowed.contains(&fee_recipient.0.0)
+                {
+                    return Err(violation(
+                        "proposer_preferences.fee_recipient",
+                        format!("{fee_recipient:#x}"),
+                        list(allowed),
+                    ));
+                }
+                if let Some((min, max)) = self.gas_limit
+                    && !(min..=max).contains(&gas_limit)
+                {
+                    return Err(violation(
+                        "proposer_preferences.target_gas_limit",
+                        gas_limit.to_string(),
+                        span((min, max)),
+                    ));
+                }
+                Ok(())
+            }
             Content::Registration {
                 fee_recipient,
                 gas_limit,
@@ -443,6 +467,20 @@ impl Constraints {
             let _ = writeln!(
                 out,
                 "    grant #{grant}: blocks: {}; full or blinded blocks only (a block_header alone is refused)",
+                parts.join(", ")
+            );
+        }
+        if self.fee_recipient.is_some() || self.gas_limit.is_some() {
+            let mut parts = Vec::new();
+            if let Some(a) = &self.fee_recipient {
+                parts.push(format!("fee recipient {}", list(a)));
+            }
+            if let Some(r) = self.gas_limit {
+                parts.push(format!("target gas limit {}", span(r)));
+            }
+            let _ = writeln!(
+                out,
+                "    grant #{grant}: proposer preferences (gloas): {}",
                 parts.join(", ")
             );
         }

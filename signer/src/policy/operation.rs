@@ -23,6 +23,16 @@ pub enum Operation {
     Eth2SyncCommitteeContribution,
     /// `eth2.validator_registration` (builder API).
     Eth2ValidatorRegistration,
+    /// `eth2.payload_attestation` (Gloas PAYLOAD_ATTESTATION_MESSAGE).
+    Eth2PayloadAttestation,
+    /// `eth2.proposer_preferences` (Gloas).
+    Eth2ProposerPreferences,
+    /// `eth2.builder_request_auth` (Gloas builder API).
+    Eth2BuilderRequestAuth,
+    /// `eth2.execution_payload_bid` (Gloas, builder keys).
+    Eth2ExecutionPayloadBid,
+    /// `eth2.execution_payload_envelope` (Gloas, builder keys).
+    Eth2ExecutionPayloadEnvelope,
     /// `eth2.voluntary_exit`: irreversible.
     Eth2VoluntaryExit,
     /// `eth2.deposit`.
@@ -42,7 +52,7 @@ pub enum Operation {
 use Operation::*;
 
 /// Every operation, in display order.
-pub const ALL: [Operation; 16] = [
+pub const ALL: [Operation; 21] = [
     Eth2Block,
     Eth2Attestation,
     Eth2AggregationSlot,
@@ -52,6 +62,11 @@ pub const ALL: [Operation; 16] = [
     Eth2SyncCommitteeSelectionProof,
     Eth2SyncCommitteeContribution,
     Eth2ValidatorRegistration,
+    Eth2PayloadAttestation,
+    Eth2ProposerPreferences,
+    Eth2BuilderRequestAuth,
+    Eth2ExecutionPayloadBid,
+    Eth2ExecutionPayloadEnvelope,
     Eth2VoluntaryExit,
     Eth2Deposit,
     CometVote,
@@ -61,8 +76,11 @@ pub const ALL: [Operation; 16] = [
     RawEd25519,
 ];
 
-/// `eth2.duties`: what a validator client needs day to day (not exits, not deposits).
-pub const ETH2_DUTIES: [Operation; 9] = [
+/// `eth2.duties`: what a validator client needs day to day (not exits, not
+/// deposits). From Gloas on that includes payload attestations and proposer
+/// preferences; builder request authorisations (opaque data) and builders'
+/// own messages are granted by name (`eth2.builder` for the latter two).
+pub const ETH2_DUTIES: [Operation; 11] = [
     Eth2Block,
     Eth2Attestation,
     Eth2AggregationSlot,
@@ -72,7 +90,12 @@ pub const ETH2_DUTIES: [Operation; 9] = [
     Eth2SyncCommitteeSelectionProof,
     Eth2SyncCommitteeContribution,
     Eth2ValidatorRegistration,
+    Eth2PayloadAttestation,
+    Eth2ProposerPreferences,
 ];
+
+/// `eth2.builder`: what a Gloas builder signs with its builder key.
+pub const ETH2_BUILDER: [Operation; 2] = [Eth2ExecutionPayloadBid, Eth2ExecutionPayloadEnvelope];
 
 /// What kind of network an operation's requests name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +121,11 @@ impl Operation {
             Eth2SyncCommitteeSelectionProof => "eth2.sync_committee_selection_proof",
             Eth2SyncCommitteeContribution => "eth2.sync_committee_contribution",
             Eth2ValidatorRegistration => "eth2.validator_registration",
+            Eth2PayloadAttestation => "eth2.payload_attestation",
+            Eth2ProposerPreferences => "eth2.proposer_preferences",
+            Eth2BuilderRequestAuth => "eth2.builder_request_auth",
+            Eth2ExecutionPayloadBid => "eth2.execution_payload_bid",
+            Eth2ExecutionPayloadEnvelope => "eth2.execution_payload_envelope",
             Eth2VoluntaryExit => "eth2.voluntary_exit",
             Eth2Deposit => "eth2.deposit",
             CometVote => "cometbft.vote",
@@ -113,6 +141,7 @@ impl Operation {
     pub fn parse(name: &str) -> Option<Vec<Operation>> {
         match name {
             "eth2.duties" => Some(ETH2_DUTIES.to_vec()),
+            "eth2.builder" => Some(ETH2_BUILDER.to_vec()),
             "cometbft.consensus" => Some(vec![CometVote, CometProposal]),
             _ => ALL.iter().find(|o| o.name() == name).map(|o| vec![*o]),
         }
@@ -121,9 +150,12 @@ impl Operation {
     /// The network its requests name.
     pub fn network_kind(self) -> NetworkKind {
         match self {
-            Eth2Deposit | Eth2ValidatorRegistration | RawSecp256k1 | RawEd25519 | CometRaw => {
-                NetworkKind::None
-            }
+            Eth2Deposit
+            | Eth2ValidatorRegistration
+            | Eth2BuilderRequestAuth
+            | RawSecp256k1
+            | RawEd25519
+            | CometRaw => NetworkKind::None,
             CometVote | CometProposal => NetworkKind::CometBft,
             _ => NetworkKind::Ethereum,
         }
@@ -134,6 +166,9 @@ impl Operation {
         match self {
             Eth2VoluntaryExit => Some("voluntary exits are irreversible"),
             Eth2Deposit => Some("deposits move funds"),
+            Eth2BuilderRequestAuth => {
+                Some("authorises requests to builders; the data it signs is opaque to the signer")
+            }
             RawSecp256k1 | RawEd25519 | CometRaw => {
                 Some("signs arbitrary bytes: no slashing protection, no structure check")
             }

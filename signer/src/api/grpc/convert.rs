@@ -114,6 +114,7 @@ fn fork_name(f: i32) -> Result<&'static str, String> {
         Ok(pb::ForkName::Deneb) => "DENEB",
         Ok(pb::ForkName::Electra) => "ELECTRA",
         Ok(pb::ForkName::Fulu) => "FULU",
+        Ok(pb::ForkName::Gloas) => "GLOAS",
         _ => return Err("aggregate_and_proof.fork must name a fork".into()),
     })
 }
@@ -165,7 +166,7 @@ pub fn eth2_json(e: &pb::Eth2Request) -> Result<Value, String> {
                 "data": attestation_data(a.data.as_ref())?,
                 "signature": hex0x(&a.signature),
             });
-            if matches!(fork, "ELECTRA" | "FULU")
+            if matches!(fork, "ELECTRA" | "FULU" | "GLOAS")
                 && let Some(o) = aggregate.as_object_mut()
             {
                 o.insert("committee_bits".into(), hex0x(&a.committee_bits).into());
@@ -238,6 +239,55 @@ pub fn eth2_json(e: &pb::Eth2Request) -> Result<Value, String> {
                 "pubkey": hex0x(&r.pubkey),
             }),
         ),
+        M::PayloadAttestation(d) => (
+            "PAYLOAD_ATTESTATION_MESSAGE",
+            "payload_attestation_message",
+            gloas(json!({
+                "beacon_block_root": hex0x(&d.beacon_block_root),
+                "slot": q(d.slot),
+                "payload_present": d.payload_present,
+                "blob_data_available": d.blob_data_available,
+            })),
+        ),
+        M::ProposerPreferences(p) => (
+            "PROPOSER_PREFERENCES",
+            "proposer_preferences",
+            gloas(json!({
+                "dependent_root": hex0x(&p.dependent_root),
+                "proposal_slot": q(p.proposal_slot),
+                "validator_index": q(p.validator_index),
+                "fee_recipient": hex0x(&p.fee_recipient),
+                "target_gas_limit": q(p.target_gas_limit),
+            })),
+        ),
+        M::BuilderRequestAuth(a) => (
+            "BUILDER_REQUEST_AUTH",
+            "builder_request_auth",
+            gloas(json!({"data": hex0x(&a.data), "slot": q(a.slot)})),
+        ),
+        M::ExecutionPayloadBid(b) => (
+            "EXECUTION_PAYLOAD_BID",
+            "execution_payload_bid",
+            gloas(json!({
+                "parent_block_hash": hex0x(&b.parent_block_hash),
+                "parent_block_root": hex0x(&b.parent_block_root),
+                "block_hash": hex0x(&b.block_hash),
+                "prev_randao": hex0x(&b.prev_randao),
+                "fee_recipient": hex0x(&b.fee_recipient),
+                "gas_limit": q(b.gas_limit),
+                "builder_index": q(b.builder_index),
+                "slot": q(b.slot),
+                "value": q(b.value),
+                "execution_payment": q(b.execution_payment),
+                "blob_kzg_commitments": hex_list(&b.blob_kzg_commitments),
+                "execution_requests_root": hex0x(&b.execution_requests_root),
+            })),
+        ),
+        M::ExecutionPayloadEnvelope(e) => (
+            "EXECUTION_PAYLOAD_ENVELOPE",
+            "execution_payload_envelope",
+            gloas(envelope(e)?),
+        ),
     };
     let mut body = json!({ "type": kind, field: value });
     if let Some(o) = body.as_object_mut() {
@@ -260,6 +310,87 @@ pub fn eth2_json(e: &pb::Eth2Request) -> Result<Value, String> {
         }
     }
     Ok(body)
+}
+
+/// A Gloas message as the API wraps it.
+fn gloas(data: Value) -> Value {
+    json!({"version": "GLOAS", "data": data})
+}
+
+fn hex_list(items: &[Vec<u8>]) -> Vec<String> {
+    items.iter().map(|b| hex0x(b)).collect()
+}
+
+fn envelope(e: &pb::ExecutionPayloadEnvelope) -> Result<Value, String> {
+    let p = e
+        .payload
+        .as_ref()
+        .ok_or("execution_payload_envelope.payload missing")?;
+    let r = e
+        .execution_requests
+        .as_ref()
+        .ok_or("execution_payload_envelope.execution_requests missing")?;
+    let map = |items: Vec<Value>| Value::Array(items);
+    Ok(json!({
+        "payload": {
+            "parent_hash": hex0x(&p.parent_hash),
+            "fee_recipient": hex0x(&p.fee_recipient),
+            "state_root": hex0x(&p.state_root),
+            "receipts_root": hex0x(&p.receipts_root),
+            "logs_bloom": hex0x(&p.logs_bloom),
+            "prev_randao": hex0x(&p.prev_randao),
+            "block_number": q(p.block_number),
+            "gas_limit": q(p.gas_limit),
+            "gas_used": q(p.gas_used),
+            "timestamp": q(p.timestamp),
+            "extra_data": hex0x(&p.extra_data),
+            "base_fee_per_gas": p.base_fee_per_gas,
+            "block_hash": hex0x(&p.block_hash),
+            "transactions": hex_list(&p.transactions),
+            "withdrawals": map(p.withdrawals.iter().map(|w| json!({
+                "index": q(w.index),
+                "validator_index": q(w.validator_index),
+                "address": hex0x(&w.address),
+                "amount": q(w.amount),
+            })).collect()),
+            "blob_gas_used": q(p.blob_gas_used),
+            "excess_blob_gas": q(p.excess_blob_gas),
+            "block_access_list": hex0x(&p.block_access_list),
+            "slot_number": q(p.slot_number),
+        },
+        "execution_requests": {
+            "deposits": map(r.deposits.iter().map(|d| json!({
+                "pubkey": hex0x(&d.pubkey),
+                "withdrawal_credentials": hex0x(&d.withdrawal_credentials),
+                "amount": q(d.amount),
+                "signature": hex0x(&d.signature),
+                "index": q(d.index),
+            })).collect()),
+            "withdrawals": map(r.withdrawals.iter().map(|w| json!({
+                "source_address": hex0x(&w.source_address),
+                "validator_pubkey": hex0x(&w.validator_pubkey),
+                "amount": q(w.amount),
+            })).collect()),
+            "consolidations": map(r.consolidations.iter().map(|c| json!({
+                "source_address": hex0x(&c.source_address),
+                "source_pubkey": hex0x(&c.source_pubkey),
+                "target_pubkey": hex0x(&c.target_pubkey),
+            })).collect()),
+            "builder_deposits": map(r.builder_deposits.iter().map(|d| json!({
+                "pubkey": hex0x(&d.pubkey),
+                "withdrawal_credentials": hex0x(&d.withdrawal_credentials),
+                "amount": q(d.amount),
+                "signature": hex0x(&d.signature),
+            })).collect()),
+            "builder_exits": map(r.builder_exits.iter().map(|x| json!({
+                "source_address": hex0x(&x.source_address),
+                "pubkey": hex0x(&x.pubkey),
+            })).collect()),
+        },
+        "builder_index": q(e.builder_index),
+        "beacon_block_root": hex0x(&e.beacon_block_root),
+        "parent_beacon_block_root": hex0x(&e.parent_beacon_block_root),
+    }))
 }
 
 /// A pipeline outcome as a `SignResponse`.
