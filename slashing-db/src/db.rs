@@ -14,8 +14,8 @@ use crate::error::DbError;
 use crate::interchange::{self, ImportSummary, Interchange, InterchangeError};
 use crate::key_state::{self, KeyState, KeyStateError};
 use crate::prune::{self, PruneConfig, PruneSummary};
-use crate::record::{CometRecord, Decision, Proposal};
-use crate::types::{ChainId, ConsensusKey, GenesisRoot};
+use crate::record::{CometRecord, Decision, Lane, Proposal, SignedMessage};
+use crate::types::{BlsPublicKey, ChainId, ConsensusKey, GenesisRoot};
 use crate::writer::{AsDbError, GroupCommit, Work};
 
 /// Settings of a [`SlashingDb`].
@@ -219,6 +219,19 @@ impl SlashingDb {
     /// The last CometBFT record of every (key, chain).
     pub fn cometbft_states(&self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
         self.exclusive(|e| e.cometbft_all())
+    }
+
+    /// The last Gloas message of `lane` recorded for `pubkey`, if any.
+    pub fn last_message(
+        &self,
+        pubkey: &BlsPublicKey,
+        lane: Lane,
+    ) -> Result<Option<SignedMessage>, DbError> {
+        let pubkey = *pubkey;
+        self.exclusive(move |e| match e.validator(&pubkey)? {
+            Some(v) => e.message_last(v, lane),
+            None => Ok(None),
+        })
     }
 
     /// The anchor of the audit log named `log`, if it has one.

@@ -4,7 +4,7 @@
 
 use crate::engine::{Engine, ValidatorId};
 use crate::error::{DbError, NotSafe};
-use crate::record::{Decision, Proposal, Safe, SignedAttestation, SignedBlock};
+use crate::record::{Decision, Proposal, Safe, SignedAttestation, SignedBlock, SignedMessage};
 use crate::rules::{cometbft, eth};
 use crate::types::{BlsPublicKey, GenesisRoot};
 
@@ -54,6 +54,25 @@ pub fn decide(e: &mut dyn Engine, p: &Proposal) -> Result<Decision, DbError> {
                         source: a.source,
                         target: a.target,
                         signing_root: Some(a.signing_root),
+                    },
+                )?;
+            }
+            Ok(d)
+        }
+        Proposal::Message(m) => {
+            if let Some(refusal) = check_network(e, &m.genesis_root)? {
+                return Ok(Err(refusal));
+            }
+            let v = validator_or_insert(e, &m.pubkey)?;
+            let last = e.message_last(v, m.lane)?;
+            let d = eth::check_message(m, last.as_ref());
+            if d == Ok(Safe::Valid) {
+                e.message_store(
+                    v,
+                    m.lane,
+                    &SignedMessage {
+                        slot: m.slot,
+                        signing_root: m.signing_root,
                     },
                 )?;
             }

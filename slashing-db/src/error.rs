@@ -100,6 +100,24 @@ pub enum NotSafe {
         /// What was asked for.
         asked: crate::Hrs,
     },
+    /// Gloas: a different message of the lane was signed at this slot.
+    #[error("equivocation: a different {} was signed at slot {}", lane.name(), prev.slot)]
+    Equivocation {
+        /// Which kind of message.
+        lane: crate::Lane,
+        /// The stored message at the same slot.
+        prev: crate::SignedMessage,
+    },
+    /// Gloas: a message of the lane was signed at a later slot.
+    #[error("{} at slot {slot} is older than the one signed at slot {}", lane.name(), prev.slot)]
+    StaleMessage {
+        /// Which kind of message.
+        lane: crate::Lane,
+        /// The requested slot.
+        slot: Slot,
+        /// The stored, later message.
+        prev: crate::SignedMessage,
+    },
     /// CometBFT: same height/round/step, but a different message (not only
     /// the timestamp differs). Signing it would be a double sign.
     #[error("double sign: different sign bytes at {}", prev.hrs)]
@@ -126,6 +144,8 @@ impl NotSafe {
             Self::RoundRegression { .. } => "round_regression",
             Self::StepRegression { .. } => "step_regression",
             Self::ConflictingSignBytes { .. } => "double_sign",
+            Self::Equivocation { .. } => "equivocation",
+            Self::StaleMessage { .. } => "stale_message",
         }
     }
 }

@@ -52,8 +52,8 @@ pub use interchange::{HistorySummary, ImportSummary, Interchange, InterchangeErr
 pub use key_state::{KeyState, KeyStateError, Lifecycle};
 pub use prune::{PruneConfig, PruneSummary};
 pub use record::{
-    AttestationProposal, BlockProposal, CometProposal, CometRecord, Decision, Proposal, Safe,
-    SignedAttestation, SignedBlock,
+    AttestationProposal, BlockProposal, CometProposal, CometRecord, Decision, Lane,
+    MessageProposal, Proposal, Safe, SignedAttestation, SignedBlock, SignedMessage,
 };
 pub use rules::sign_bytes::SignBytesError;
 pub use types::{

@@ -121,6 +121,68 @@ impl CometProposal {
     }
 }
 
+/// A kind of Gloas message that no slashing condition covers but that a
+/// validator or builder must not equivocate on: one message per key and
+/// slot, slots only rising (`docs/eth2.md`, "Gloas messages").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lane {
+    /// A payload-timeliness committee member's `PayloadAttestationData`.
+    PayloadAttestation,
+    /// A builder's `ExecutionPayloadEnvelope`.
+    PayloadEnvelope,
+}
+
+impl Lane {
+    /// The number stored in the database.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::PayloadAttestation => 1,
+            Self::PayloadEnvelope => 2,
+        }
+    }
+
+    /// The lane a stored number names.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(Self::PayloadAttestation),
+            2 => Some(Self::PayloadEnvelope),
+            _ => None,
+        }
+    }
+
+    /// What the messages of this lane are called in refusals.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PayloadAttestation => "payload attestation",
+            Self::PayloadEnvelope => "payload envelope",
+        }
+    }
+}
+
+/// The last message of a lane signed with a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedMessage {
+    /// Its slot.
+    pub slot: Slot,
+    /// Its signing root.
+    pub signing_root: SigningRoot,
+}
+
+/// A Gloas message of a [`Lane`] the caller wants to sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageProposal {
+    /// The validator's (or builder's) key.
+    pub pubkey: BlsPublicKey,
+    /// The network (from the request's `fork_info`).
+    pub genesis_root: GenesisRoot,
+    /// Which kind of message.
+    pub lane: Lane,
+    /// Its slot.
+    pub slot: Slot,
+    /// Signing root computed by the signer.
+    pub signing_root: SigningRoot,
+}
+
 /// One message to check and, if safe, record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proposal {
@@ -130,6 +192,8 @@ pub enum Proposal {
     Attestation(AttestationProposal),
     /// CometBFT vote or proposal.
     CometBft(CometProposal),
+    /// Gloas message that must not be equivocated.
+    Message(MessageProposal),
 }
 
 /// A message that may be signed.

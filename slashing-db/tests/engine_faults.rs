@@ -57,6 +57,8 @@ impl Engine for Faulty {
         genesis_root() -> Option<GenesisRoot>;
         set_genesis_root(root: &GenesisRoot) -> ();
         validator(pubkey: &BlsPublicKey) -> Option<ValidatorId>;
+        message_last(v: ValidatorId, lane: slashing_db::Lane) -> Option<slashing_db::SignedMessage>;
+        message_store(v: ValidatorId, lane: slashing_db::Lane, m: &slashing_db::SignedMessage) -> ();
         insert_validator(pubkey: &BlsPublicKey) -> ValidatorId;
         validators() -> Vec<(ValidatorId, BlsPublicKey)>;
         bounds(v: ValidatorId) -> Bounds;

@@ -87,6 +87,16 @@ fn schema_v1_database_opens_and_still_protects() {
             .unwrap(),
         Err(NotSafe::HeightRegression { .. })
     ));
+    // Version 2's table (Gloas messages) is there.
+    let ptc = Lane::PayloadAttestation;
+    assert_eq!(
+        db.check_and_record(message(v, ptc, 200, root(4))).unwrap(),
+        Ok(Safe::Valid)
+    );
+    assert!(matches!(
+        db.check_and_record(message(v, ptc, 200, root(5))).unwrap(),
+        Err(NotSafe::Equivocation { .. })
+    ));
     db.close();
     let c = rusqlite::Connection::open(dir.path().join("slashing.sqlite")).unwrap();
     let v: i64 = c
@@ -105,6 +115,31 @@ fn schema_constraints_stop_what_the_rules_should_have() {
     let c = rusqlite::Connection::open(dir.path().join("slashing.sqlite")).unwrap();
     let second_block = c.execute("INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (1, 100, zeroblob(32))", []);
     assert!(second_block.unwrap_err().to_string().contains("UNIQUE"));
+    c.execute(
+        "INSERT INTO signed_messages (validator_id, lane, slot, signing_root) VALUES (1, 1, 50, zeroblob(32))",
+        [],
+    )
+    .unwrap();
+    let message_back = c.execute(
+        "UPDATE signed_messages SET slot = 49 WHERE validator_id = 1 AND lane = 1",
+        [],
+    );
+    assert!(
+        message_back
+            .unwrap_err()
+            .to_string()
+            .contains("may not go back")
+    );
+    let message_other_root = c.execute(
+        "UPDATE signed_messages SET signing_root = randomblob(32) WHERE validator_id = 1 AND lane = 1",
+        [],
+    );
+    assert!(
+        message_other_root
+            .unwrap_err()
+            .to_string()
+            .contains("may not go back")
+    );
     let changed_root = c.execute(
         "UPDATE signed_attestations SET signing_root = zeroblob(32) WHERE target_epoch = 11",
         [],

@@ -167,7 +167,8 @@ fn instances_starting_at_the_same_instant_on_an_empty_database_create_one_schema
             "slashing",
             &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"),
         );
-        assert_eq!(tables, "6", "one set of tables");
+        // meta, validators, blocks, attestations, CometBFT, Gloas messages, and the version.
+        assert_eq!(tables, "7", "one set of tables");
     }
 }
 
@@ -437,6 +438,8 @@ fn a_version_1_database_is_migrated_at_open_with_its_history() {
         &format!(
             "SET search_path = {schema};
              DROP FUNCTION signer_expect(boolean, text);
+             DROP TABLE signed_messages;
+             DROP FUNCTION signed_messages_monotonic();
              UPDATE signer_schema SET version = 1;"
         ),
     );
@@ -454,6 +457,18 @@ fn a_version_1_database_is_migrated_at_open_with_its_history() {
         db.check_and_record(att(pk(1), 2, 3, root(1))).unwrap(),
         Ok(Safe::Valid)
     );
+    // Version 3's table is there: Gloas messages are recorded.
+    let ptc = Lane::PayloadAttestation;
+    assert_eq!(
+        db.check_and_record(message(pk(1), ptc, 9, root(1)))
+            .unwrap(),
+        Ok(Safe::Valid)
+    );
+    assert!(matches!(
+        db.check_and_record(message(pk(1), ptc, 9, root(2)))
+            .unwrap(),
+        Err(NotSafe::Equivocation { .. })
+    ));
     assert_consistent_pg(&c, &schema);
 }
 

@@ -249,6 +249,74 @@ fn a_batch_is_decided_in_order_and_allows_at_most_one_of_a_conflict() {
     }
 }
 
+/// Gloas payload attestations and envelopes: one message per key, lane and
+/// slot, slots only rising; lanes and keys independent of each other and of
+/// blocks at the same slot.
+#[test]
+fn gloas_messages_are_one_per_slot_and_never_go_back() {
+    let (v, w) = (pk(1), pk(2));
+    let ptc = Lane::PayloadAttestation;
+    let env = Lane::PayloadEnvelope;
+    run_table(
+        "gloas messages",
+        &[
+            (message(v, ptc, 10, root(A)), Valid),
+            (message(v, ptc, 10, root(A)), SameData),
+            (message(v, ptc, 10, root(B)), Refused("equivocation")),
+            (message(v, ptc, 9, root(A)), Refused("stale_message")),
+            (message(v, env, 10, root(B)), Valid),
+            (message(w, ptc, 10, root(B)), Valid),
+            (block(v, 10, root(B)), Valid),
+            (message(v, ptc, 11, root(B)), Valid),
+            // The slot-10 record is replaced by slot 11: slot 10 is now stale, not a repeat.
+            (message(v, ptc, 10, root(A)), Refused("stale_message")),
+            (message(v, env, 10, root(A)), Refused("equivocation")),
+        ],
+    );
+}
+
+/// A batch mixing Gloas messages with blocks, attestations and CometBFT
+/// votes is decided in order, in one commit (PostgreSQL decides such a batch
+/// question by question, with its locks taken up front).
+#[test]
+fn a_batch_with_gloas_messages_is_decided_in_order_in_one_commit() {
+    for engine in ENGINES {
+        let t = TempDb::of(engine, Some(GENESIS));
+        let v = pk(1);
+        let ptc = Lane::PayloadAttestation;
+        let answers =
+            t.db.check_and_record_batch(vec![
+                block(v, 5, root(A)),
+                message(v, ptc, 5, root(A)),
+                message(v, ptc, 5, root(B)),
+                att(v, 1, 2, root(A)),
+                message(pk(2), ptc, 5, root(B)),
+                message(v, ptc, 5, root(A)),
+            ])
+            .unwrap();
+        let got: Vec<Expect> = answers.iter().map(classify).collect();
+        assert_eq!(
+            got,
+            [
+                Valid,
+                Valid,
+                Refused("equivocation"),
+                Valid,
+                Valid,
+                SameData
+            ],
+            "{engine}"
+        );
+        assert_eq!(t.db.stats().commits, 1, "{engine}: one durable commit");
+        // And it is durable: the next batch sees it.
+        assert_eq!(
+            classify(&t.db.check_and_record(message(v, ptc, 5, root(B))).unwrap()),
+            Refused("equivocation"),
+            "{engine}"
+        );
+    }
+}
+
 /// CometBFT: the double-sign rule of CometBFT's own file signer.
 #[test]
 fn cometbft_height_round_step() {

@@ -698,3 +698,158 @@ fn grpc_message(field: &str, d: &Value) -> pb::eth2_request::Message {
         other => panic!("{other}"),
     }
 }
+
+/// Payload attestations and envelopes are not slashable, but an equivocation
+/// splits views (docs/eth2.md): a second, different message at a slot is
+/// refused as slashable with the first one as evidence, a repeat is signed
+/// again, an earlier slot is refused, and the database holds the first
+/// message afterwards.
+#[test]
+fn the_daemon_refuses_gloas_equivocations_and_keeps_the_first_message() {
+    let setup = gloas_setup();
+    let d = setup.start();
+    let slot = 8 * GLOAS_EPOCH + 3;
+    let ptc = |present: bool, slot: u64| {
+        request(
+            "payload_attestation_message",
+            &json!({
+                "beacon_block_root": format!("0x{}", "ab".repeat(32)),
+                "slot": slot.to_string(),
+                "payload_present": present,
+                "blob_data_available": true,
+            }),
+        )
+    };
+    let (status, first) = post(&setup, &d, &setup.bls, &ptc(true, slot));
+    assert_eq!(status, 200, "{first}");
+    // The same message again (a validator client retrying): the same signature.
+    assert_eq!(
+        post(&setup, &d, &setup.bls, &ptc(true, slot)),
+        (200, first.clone())
+    );
+    // The other vote at the same slot: refused, naming the conflict.
+    let (status, body) = post(&setup, &d, &setup.bls, &ptc(false, slot));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            412,
+            format!(
+                "slashable: equivocation: a different payload attestation was signed at slot {slot}"
+            )
+            .as_str()
+        )
+    );
+    // An earlier slot: refused as stale.
+    let (status, body) = post(&setup, &d, &setup.bls, &ptc(true, slot - 1));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            412,
+            format!(
+                "slashable: payload attestation at slot {} is older than the one signed at slot {slot}",
+                slot - 1
+            )
+            .as_str()
+        )
+    );
+
+    // A builder's envelope: one per slot, likewise (and independent of the
+    // payload attestations of the same slot).
+    let mut objects: BTreeMap<String, Value> = BTreeMap::new();
+    for line in node("minimal", "generate", 43, 1, None) {
+        objects.insert(
+            line["kind"].as_str().unwrap().to_owned(),
+            line["data"].clone(),
+        );
+    }
+    let envelope = |block_root: &str| {
+        let mut data = at_slot(
+            "execution_payload_envelope",
+            &objects["execution_payload_envelope"],
+            slot,
+        );
+        data["beacon_block_root"] = json!(block_root);
+        request("execution_payload_envelope", &data)
+    };
+    let one = format!("0x{}", "01".repeat(32));
+    let other = format!("0x{}", "02".repeat(32));
+    assert_eq!(post(&setup, &d, &setup.bls2, &envelope(&one)).0, 200);
+    let (status, body) = post(&setup, &d, &setup.bls2, &envelope(&other));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            412,
+            format!(
+                "slashable: equivocation: a different payload envelope was signed at slot {slot}"
+            )
+            .as_str()
+        )
+    );
+
+    // Over gRPC the refusal is SLASHABLE with the recorded message as evidence.
+    let expected_root = signer::eth2::decode_value(
+        &ptc(true, slot),
+        &network(signer::eth2::PresetKind::Minimal, Some(GLOAS_EPOCH)),
+    )
+    .unwrap()
+    .signing_root;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = d.client(setup.client_tls("vc")).await;
+        let message = grpc_message(
+            "payload_attestation_message",
+            &ptc(false, slot)["payload_attestation_message"]["data"],
+        );
+        let response = client
+            .sign(pb::SignRequest {
+                public_key: setup.bls.clone(),
+                message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+                    fork_info: Some(pb::ForkInfo {
+                        fork: Some(pb::Fork {
+                            previous_version: hex::decode(&FORK_VERSION[2..]).unwrap(),
+                            current_version: hex::decode(&FORK_VERSION[2..]).unwrap(),
+                            epoch: 0,
+                        }),
+                        genesis_validators_root: hex::decode(&GVR[2..]).unwrap(),
+                    }),
+                    signing_root: Vec::new(),
+                    message: Some(message),
+                })),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(pb::sign_response::Outcome::Refusal(r)) = response.outcome else {
+            panic!("{response:?}");
+        };
+        assert_eq!(r.reason(), pb::Reason::Slashable);
+        let e = r.evidence.unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.slot, e.signing_root.as_slice()),
+            ("equivocation", Some(slot), expected_root.as_slice())
+        );
+    });
+    d.stop();
+
+    // The database holds the first vote, whatever was asked after it.
+    let db = slashing_db::SlashingDb::open(
+        &setup.path("data/slashing.sqlite"),
+        slashing_db::Config::default(),
+    )
+    .unwrap();
+    let pk = slashing_db::BlsPublicKey::from_slice(&setup.bls).unwrap();
+    assert_eq!(
+        db.last_message(&pk, slashing_db::Lane::PayloadAttestation)
+            .unwrap(),
+        Some(slashing_db::SignedMessage {
+            slot: slashing_db::Slot(slot),
+            signing_root: slashing_db::SigningRoot(expected_root.0),
+        })
+    );
+    assert_eq!(
+        db.last_message(&pk, slashing_db::Lane::PayloadEnvelope)
+            .unwrap(),
+        None,
+        "envelopes were signed with the builder key"
+    );
+}

@@ -15,8 +15,8 @@ use tree_hash::TreeHash;
 
 use containers::{ForkData, SigningData, Version};
 pub use request::{
-    Content, Eth2Error, ForkName, RequestKind, Signable, SlashingFacts, decode, decode_value,
-    parse_body,
+    Content, Eth2Error, ForkName, OnePerSlot, RequestKind, Signable, SlashingFacts, decode,
+    decode_value, parse_body,
 };
 
 /// Domain types (`DOMAIN_*` in the consensus specs).

@@ -108,6 +108,23 @@ pub enum SlashingFacts {
         /// Target epoch.
         target: u64,
     },
+    /// A Gloas message no slashing condition covers but that must not be
+    /// equivocated: one per key and slot, slots only rising.
+    OnePerSlot {
+        /// Which kind.
+        kind: OnePerSlot,
+        /// Its slot.
+        slot: u64,
+    },
+}
+
+/// The Gloas messages signed at most once per key and slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnePerSlot {
+    /// `PayloadAttestationData` (a payload-timeliness committee member's).
+    PayloadAttestation,
+    /// `ExecutionPayloadEnvelope` (a builder's).
+    PayloadEnvelope,
 }
 
 /// What a block-content policy can read in a request (`policy` content
@@ -636,7 +653,10 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             let domain = domain_at(fi, domain::BEACON_BUILDER, epoch);
             Ok((
                 compute_signing_root(&e, domain),
-                SlashingFacts::None,
+                SlashingFacts::OnePerSlot {
+                    kind: OnePerSlot::PayloadEnvelope,
+                    slot: e.payload.slot_number,
+                },
                 Content::None,
             ))
         }),
@@ -649,7 +669,10 @@ fn decode_with<P: Preset>(v: &Value, network: &Network) -> Result<Signable, Eth2
             let domain = domain_at(fi, domain::PTC_ATTESTER, epoch_of(d.slot));
             Ok((
                 compute_signing_root(&d, domain),
-                SlashingFacts::None,
+                SlashingFacts::OnePerSlot {
+                    kind: OnePerSlot::PayloadAttestation,
+                    slot: d.slot,
+                },
                 Content::None,
             ))
         }),

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use slashing_db::{
     AttestationProposal, BlockProposal, BlsPublicKey, ChainId, CometProposal, ConsensusKey, Epoch,
-    GenesisRoot, Proposal, SigningRoot, Slot,
+    GenesisRoot, Lane, MessageProposal, Proposal, SigningRoot, Slot,
 };
 
 use crate::backend::{Key, Scheme};
 use crate::cometbft;
 use crate::crypto::bls::BlsSecretKey;
-use crate::eth2::{self, RequestKind, SlashingFacts};
+use crate::eth2::{self, OnePerSlot, RequestKind, SlashingFacts};
 use crate::policy::{self, Operation, Policy, Verdict};
 
 use super::{Keyring, Message, OutOfScope, Pipeline, Refusal, Request};
@@ -228,7 +228,8 @@ impl Pipeline {
                     Ok(s) => {
                         let operation = operation_of(s.kind);
                         let position = match s.slashing {
-                            SlashingFacts::Block { slot } => Some(slot),
+                            SlashingFacts::Block { slot }
+                            | SlashingFacts::OnePerSlot { slot, .. } => Some(slot),
                             SlashingFacts::Attestation { target, .. } => Some(target),
                             SlashingFacts::None => None,
                         };
@@ -416,7 +417,9 @@ impl Pipeline {
             })
         };
         match s.slashing {
-            SlashingFacts::Block { slot } => storable("slot", slot)?,
+            SlashingFacts::Block { slot } | SlashingFacts::OnePerSlot { slot, .. } => {
+                storable("slot", slot)?
+            }
             SlashingFacts::Attestation { source, target } => {
                 storable("source epoch", source)?;
                 storable("target epoch", target)?;
@@ -433,6 +436,7 @@ impl Pipeline {
             };
             match s.slashing {
                 SlashingFacts::Block { slot } => ahead("the block", slot)?,
+                SlashingFacts::OnePerSlot { slot, .. } => ahead("the message", slot)?,
                 SlashingFacts::Attestation { source, target } => {
                     ahead("the target epoch", target.saturating_mul(per_epoch))?;
                     ahead("the source epoch", source.saturating_mul(per_epoch))?;
@@ -453,6 +457,18 @@ impl Pipeline {
                     genesis_root: GenesisRoot(gvr.0),
                     source: Epoch(source),
                     target: Epoch(target),
+                    signing_root: SigningRoot(s.signing_root.0),
+                }))
+            }
+            (SlashingFacts::OnePerSlot { kind, slot }, Some(gvr)) => {
+                Some(Proposal::Message(MessageProposal {
+                    pubkey: validator,
+                    genesis_root: GenesisRoot(gvr.0),
+                    lane: match kind {
+                        OnePerSlot::PayloadAttestation => Lane::PayloadAttestation,
+                        OnePerSlot::PayloadEnvelope => Lane::PayloadEnvelope,
+                    },
+                    slot: Slot(slot),
                     signing_root: SigningRoot(s.signing_root.0),
                 }))
             }

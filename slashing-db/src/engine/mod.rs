@@ -11,7 +11,7 @@ pub mod sqlite;
 pub use schema::SCHEMA_VERSION;
 
 use crate::error::DbError;
-use crate::record::{CometRecord, Proposal, SignedAttestation, SignedBlock};
+use crate::record::{CometRecord, Lane, Proposal, SignedAttestation, SignedBlock, SignedMessage};
 use crate::rules::eth::max_bound;
 use crate::types::{BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Slot};
 
@@ -200,6 +200,21 @@ pub trait Engine: Send {
         }
         Ok(())
     }
+    /// The last Gloas message of `lane` recorded for validator `v`.
+    fn message_last(
+        &mut self,
+        v: ValidatorId,
+        lane: Lane,
+    ) -> Result<Option<SignedMessage>, DbError>;
+    /// Records `m` as the last message of `lane` for validator `v` (its slot
+    /// above the last one's: the schema refuses a slot that goes back).
+    fn message_store(
+        &mut self,
+        v: ValidatorId,
+        lane: Lane,
+        m: &SignedMessage,
+    ) -> Result<(), DbError>;
+
     /// Every CometBFT record.
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
 

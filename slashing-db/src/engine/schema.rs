@@ -8,10 +8,10 @@
 //! back. A bug in the rules then surfaces as an error, not as a double sign.
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` takes a database from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = "
 CREATE TABLE meta (
@@ -100,4 +100,21 @@ CREATE TRIGGER cometbft_state_monotonic BEFORE UPDATE ON cometbft_state
       OR ((NEW.height, NEW.round, NEW.step) = (OLD.height, OLD.round, OLD.step)
           AND NEW.sign_bytes IS NOT OLD.sign_bytes)
     BEGIN SELECT RAISE(ABORT, 'slashing protection: CometBFT height/round/step may not go back'); END;
+";
+
+/// Version 2: the last Gloas message per validator and lane (payload
+/// attestations, payload envelopes): one row each, its slot never going
+/// back and one slot holding one message.
+const V2: &str = "
+CREATE TABLE signed_messages (
+    validator_id INTEGER NOT NULL REFERENCES validators (id),
+    lane         INTEGER NOT NULL CHECK (lane IN (1, 2)),
+    slot         INTEGER NOT NULL CHECK (slot >= 0),
+    signing_root BLOB NOT NULL CHECK (length(signing_root) = 32),
+    PRIMARY KEY (validator_id, lane)
+) STRICT, WITHOUT ROWID;
+
+CREATE TRIGGER signed_messages_monotonic BEFORE UPDATE ON signed_messages
+    WHEN NEW.slot < OLD.slot OR (NEW.slot = OLD.slot AND NEW.signing_root IS NOT OLD.signing_root)
+    BEGIN SELECT RAISE(ABORT, 'slashing protection: a Gloas message slot may not go back'); END;
 ";

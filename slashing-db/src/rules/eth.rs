@@ -17,7 +17,10 @@
 //! bound never falls when old records are deleted.
 
 use crate::error::NotSafe;
-use crate::record::{AttestationProposal, BlockProposal, Safe, SignedAttestation, SignedBlock};
+use crate::record::{
+    AttestationProposal, BlockProposal, MessageProposal, Safe, SignedAttestation, SignedBlock,
+    SignedMessage,
+};
 use crate::types::{Epoch, Slot};
 
 /// What the store knows that matters for a block at one slot.
@@ -103,6 +106,29 @@ pub fn check_attestation(
         });
     }
     Ok(Safe::Valid)
+}
+
+/// Decides a Gloas message of a lane against the last one signed: a later
+/// slot is new, the same message again is a repeat, anything else is refused
+/// (a different message at the slot is an equivocation; an earlier slot
+/// is stale, and could equivocate on a slot whose record was replaced).
+pub fn check_message(p: &MessageProposal, last: Option<&SignedMessage>) -> Result<Safe, NotSafe> {
+    match last {
+        None => Ok(Safe::Valid),
+        Some(prev) if p.slot > prev.slot => Ok(Safe::Valid),
+        Some(prev) if p.slot == prev.slot && p.signing_root == prev.signing_root => {
+            Ok(Safe::SameData)
+        }
+        Some(prev) if p.slot == prev.slot => Err(NotSafe::Equivocation {
+            lane: p.lane,
+            prev: prev.clone(),
+        }),
+        Some(prev) => Err(NotSafe::StaleMessage {
+            lane: p.lane,
+            slot: p.slot,
+            prev: prev.clone(),
+        }),
+    }
 }
 
 /// True when `outer` surrounds `inner` (Casper FFG: `outer.source < inner.source`

@@ -150,6 +150,16 @@ pub fn block(pubkey: BlsPublicKey, slot: u64, r: SigningRoot) -> Proposal {
     })
 }
 
+pub fn message(pubkey: BlsPublicKey, lane: Lane, slot: u64, r: SigningRoot) -> Proposal {
+    Proposal::Message(MessageProposal {
+        pubkey,
+        genesis_root: GENESIS,
+        lane,
+        slot: Slot(slot),
+        signing_root: r,
+    })
+}
+
 pub fn att(pubkey: BlsPublicKey, source: u64, target: u64, r: SigningRoot) -> Proposal {
     Proposal::Attestation(AttestationProposal {
         pubkey,

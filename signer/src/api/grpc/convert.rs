@@ -502,6 +502,10 @@ fn evidence(n: &NotSafe) -> pb::Evidence {
         | NotSafe::RoundRegression { prev, .. }
         | NotSafe::StepRegression { prev, .. }
         | NotSafe::ConflictingSignBytes { prev } => comet(&mut e, &prev.hrs),
+        NotSafe::Equivocation { prev, .. } | NotSafe::StaleMessage { prev, .. } => {
+            e.slot = Some(prev.slot.0);
+            e.signing_root = prev.signing_root.0.to_vec();
+        }
     }
     e
 }

@@ -227,12 +227,16 @@ impl PostgresEngine {
             .filter_map(|p| match p {
                 Proposal::Block(b) if on_network(&b.genesis_root) => Some(b.pubkey),
                 Proposal::Attestation(a) if on_network(&a.genesis_root) => Some(a.pubkey),
+                Proposal::Message(m) if on_network(&m.genesis_root) => Some(m.pubkey),
                 _ => None,
             })
             .collect();
         pubkeys.sort_unstable();
         pubkeys.dedup();
         self.register(&pubkeys)?;
+        if batch.iter().any(|p| matches!(p, Proposal::Message(_))) {
+            return self.lock_for_questions(&pubkeys, batch);
+        }
 
         let mut ahead = Ahead::default();
         for pk in &pubkeys {
@@ -269,6 +273,8 @@ impl PostgresEngine {
                     comet_keys.push((c.key().clone(), c.chain_id().clone()));
                     ahead.proposals += 1;
                 }
+                // Batches with these returned above.
+                Proposal::Message(_) => {}
             }
         }
         if !std::mem::take(&mut self.read_next) {
@@ -459,6 +465,56 @@ impl PostgresEngine {
     /// learns the ids. New keys are registered in a transaction of their own
     /// before the batch's (an empty row protects nothing and refuses
     /// nothing), so the batch's locks are only ever taken in id order.
+    /// A batch with Gloas messages is decided question by question: they are
+    /// rare (a validator sits on a payload-timeliness committee about once
+    /// in 2,000 slots) and the read-ahead path does not serve them. Its
+    /// validator rows and CometBFT keys are locked first, in the order every
+    /// batch takes them (ids, then keys, each sorted), so that the questions'
+    /// own locks find them held and two instances cannot deadlock.
+    fn lock_for_questions(
+        &mut self,
+        pubkeys: &[BlsPublicKey],
+        batch: &[&Proposal],
+    ) -> Result<(), DbError> {
+        let mut ids = pubkeys
+            .iter()
+            .map(|pk| {
+                self.ids
+                    .get(pk)
+                    .copied()
+                    .ok_or_else(|| not_read("a registered validator"))
+            })
+            .collect::<Result<Vec<i64>, DbError>>()?;
+        ids.sort_unstable();
+        let mut comet: Vec<i64> = batch
+            .iter()
+            .filter_map(|p| match p {
+                Proposal::CometBft(c) => Some(super::comet_lock_key(c.key(), c.chain_id())),
+                _ => None,
+            })
+            .collect();
+        comet.sort_unstable();
+        comet.dedup();
+        let mut steps = Vec::new();
+        if std::mem::take(&mut self.begin_pending) {
+            steps.push(Step::Control(BEGIN));
+        }
+        steps.push(Step::Prepared(
+            self.statement(LOCK)?,
+            vec![boxed(ids.clone())],
+        ));
+        if !comet.is_empty() {
+            steps.push(Step::Prepared(
+                self.statement(COMET_LOCK)?,
+                vec![boxed(comet.clone())],
+            ));
+        }
+        self.run_steps("locking a batch with Gloas messages", &steps)?;
+        self.locked.extend(ids);
+        self.locked_comet.extend(comet);
+        Ok(())
+    }
+
     fn register(&mut self, pubkeys: &[BlsPublicKey]) -> Result<(), DbError> {
         let unknown: Vec<Vec<u8>> = pubkeys
             .iter()

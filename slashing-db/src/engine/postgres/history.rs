@@ -15,7 +15,7 @@ use tokio_postgres::types::FromSql;
 use super::PostgresEngine;
 use crate::engine::{Bounds, Engine, ValidatorId, Watermarks};
 use crate::error::DbError;
-use crate::record::{CometRecord, Proposal, SignedAttestation, SignedBlock};
+use crate::record::{CometRecord, Lane, Proposal, SignedAttestation, SignedBlock, SignedMessage};
 use crate::types::{
     BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Height, Hrs, SigningRoot, Slot, Step,
 };
@@ -716,6 +716,49 @@ impl Engine for PostgresEngine {
             _ => None,
         };
         Ok((self.u64_of(n)?, max))
+    }
+
+    fn message_last(
+        &mut self,
+        v: ValidatorId,
+        lane: Lane,
+    ) -> Result<Option<SignedMessage>, DbError> {
+        // A batch with Gloas messages is not read ahead (`read_ahead_batch`).
+        self.classic("reading Gloas messages")?;
+        self.lock_validator(v)?;
+        let row = self.query_opt(
+            "reading Gloas messages",
+            "SELECT slot, signing_root FROM signed_messages WHERE validator_id = $1 AND lane = $2",
+            &[&v.0, &(lane.code() as i16)],
+        )?;
+        row.map(|r| {
+            Ok(SignedMessage {
+                slot: Slot(self.u64_of(self.col(&r, 0)?)?),
+                signing_root: self
+                    .root_of(Some(self.col(&r, 1)?))?
+                    .ok_or_else(|| self.corrupt("Gloas message without a root"))?,
+            })
+        })
+        .transpose()
+    }
+
+    fn message_store(
+        &mut self,
+        v: ValidatorId,
+        lane: Lane,
+        m: &SignedMessage,
+    ) -> Result<(), DbError> {
+        self.classic("recording a Gloas message")?;
+        self.lock_validator(v)?;
+        let s = i64_of("slot", m.slot.0)?;
+        self.execute(
+            "recording a Gloas message",
+            "INSERT INTO signed_messages (validator_id, lane, slot, signing_root) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (validator_id, lane) DO UPDATE SET
+               slot = excluded.slot, signing_root = excluded.signing_root",
+            &[&v.0, &(lane.code() as i16), &s, &m.signing_root.as_bytes()],
+        )?;
+        Ok(())
     }
 
     fn cometbft_last(

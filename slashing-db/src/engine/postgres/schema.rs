@@ -9,10 +9,10 @@ use super::{PostgresEngine, lock_key};
 use crate::error::DbError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` takes a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE signer_schema (
@@ -150,11 +150,34 @@ BEGIN
 END $$;
 "#;
 
+/// Version 3: the last Gloas message per validator and lane (as SQLite's
+/// version 2). A new table only: instances of version 2 keep working beside
+/// it during a rolling upgrade (they refuse Gloas messages, which they do
+/// not know).
+const V3: &str = r#"
+CREATE TABLE signed_messages (
+    validator_id bigint NOT NULL REFERENCES validators (id),
+    lane         smallint NOT NULL CHECK (lane IN (1, 2)),
+    slot         bigint NOT NULL CHECK (slot >= 0),
+    signing_root bytea NOT NULL CHECK (length(signing_root) = 32),
+    PRIMARY KEY (validator_id, lane)
+);
+
+CREATE FUNCTION signed_messages_monotonic() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'slashing protection: a Gloas message slot may not go back';
+END $$;
+CREATE TRIGGER signed_messages_monotonic BEFORE UPDATE ON signed_messages
+    FOR EACH ROW WHEN (NEW.slot < OLD.slot
+        OR (NEW.slot = OLD.slot AND NEW.signing_root IS DISTINCT FROM OLD.signing_root))
+    EXECUTE FUNCTION signed_messages_monotonic();
+"#;
+
 /// Tables of ours: if any exists without `signer_schema`, the database holds
 /// something else and is not touched.
 const OURS: &str = "SELECT count(*) FROM pg_catalog.pg_tables
     WHERE schemaname = current_schema()
-      AND tablename IN ('signer_schema', 'meta', 'validators', 'signed_blocks', 'signed_attestations', 'cometbft_state')";
+      AND tablename IN ('signer_schema', 'meta', 'validators', 'signed_blocks', 'signed_attestations', 'cometbft_state', 'signed_messages')";
 
 /// Creates or migrates the schema, once, whoever else starts at the same time.
 pub(super) fn migrate(e: &mut PostgresEngine) -> Result<(), DbError> {

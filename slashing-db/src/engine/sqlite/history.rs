@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteEngine, corrupt, root_param, to_i64, to_root, to_u64};
 use crate::engine::{Bounds, Engine, ValidatorId, Watermarks};
 use crate::error::DbError;
-use crate::record::{CometRecord, SignedAttestation, SignedBlock};
+use crate::record::{CometRecord, Lane, SignedAttestation, SignedBlock, SignedMessage};
 use crate::types::{
     BlsPublicKey, ChainId, ConsensusKey, Epoch, GenesisRoot, Height, Hrs, Slot, Step,
 };
@@ -463,6 +463,49 @@ impl Engine for SqliteEngine {
             _ => None,
         };
         Ok((n as u64, max))
+    }
+
+    fn message_last(
+        &mut self,
+        v: ValidatorId,
+        lane: Lane,
+    ) -> Result<Option<SignedMessage>, DbError> {
+        let raw: Option<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT slot, signing_root FROM signed_messages WHERE validator_id = ?1 AND lane = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![v.0, lane.code()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(self.err("reading Gloas messages"))?;
+        raw.map(|(slot, root)| {
+            Ok(SignedMessage {
+                slot: Slot(to_u64(&self.path, slot)?),
+                signing_root: to_root(&self.path, Some(root))?
+                    .ok_or_else(|| corrupt(&self.path, "Gloas message without a root"))?,
+            })
+        })
+        .transpose()
+    }
+
+    fn message_store(
+        &mut self,
+        v: ValidatorId,
+        lane: Lane,
+        m: &SignedMessage,
+    ) -> Result<(), DbError> {
+        let s = to_i64("slot", m.slot.0)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signed_messages (validator_id, lane, slot, signing_root) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (validator_id, lane) DO UPDATE SET
+                   slot = excluded.slot, signing_root = excluded.signing_root",
+            )
+            .and_then(|mut st| st.execute(params![v.0, lane.code(), s, m.signing_root.as_bytes()]))
+            .map_err(self.err("recording a Gloas message"))?;
+        Ok(())
     }
 
     fn cometbft_last(
