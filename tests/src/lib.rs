@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod ha;
 pub mod hsm;
 pub mod kms;
+pub mod lodestar;
 /// Real PostgreSQL clusters for tests (the harness slashing-db's tests use).
 #[path = "../../slashing-db/tests/common/pg.rs"]
 #[allow(

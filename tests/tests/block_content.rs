@@ -12,26 +12,15 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{Value, json};
 use tests::daemon::{BLS_SECRET, Daemon, GVR, Setup, https};
 
 const FORK_VERSION: &str = "0x00000001";
 
-fn lodestar_dir() -> &'static Path {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/lodestar"));
-    assert!(
-        dir.join("node_modules/@lodestar/types").exists(),
-        "Lodestar's SSZ types are missing: run `npm ci` in {} (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
-
 /// `per_kind` random blocks of each fork, full and blinded, from Lodestar.
 fn lodestar_blocks(preset: &str, per_kind: usize, seed: u32) -> Vec<Value> {
-    let dir = lodestar_dir();
+    let dir = tests::lodestar::dir();
     let out = std::process::Command::new("node")
         .arg(dir.join("blocks.mjs"))
         .current_dir(dir)

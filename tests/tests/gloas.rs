@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use proto::v1 as pb;
@@ -40,18 +39,8 @@ const KINDS: [(&str, &str); 6] = [
     ("aggregate_and_proof", "AGGREGATE_AND_PROOF_V2"),
 ];
 
-fn lodestar_dir() -> &'static Path {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/lodestar"));
-    assert!(
-        dir.join("node_modules/@lodestar/types").exists(),
-        "Lodestar's SSZ types are missing: run `npm ci` in {} (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
-
 fn node(preset: &str, mode: &str, seed: u32, per_kind: usize, stdin: Option<&str>) -> Vec<Value> {
-    let dir = lodestar_dir();
+    let dir = tests::lodestar::dir();
     let mut child = Command::new("node")
         .arg(dir.join("gloas.mjs"))
         .current_dir(dir)
