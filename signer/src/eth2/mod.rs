@@ -5,6 +5,7 @@
 //! compared, never used.
 
 pub mod blocks;
+pub mod commit_boost;
 pub mod containers;
 pub mod gloas;
 pub mod preset;
