@@ -4,8 +4,8 @@
 pub mod daemon;
 pub mod ha;
 pub mod hsm;
+pub mod independent;
 pub mod kms;
-pub mod lodestar;
 /// Real PostgreSQL clusters for tests (the harness slashing-db's tests use).
 #[path = "../../slashing-db/tests/common/pg.rs"]
 #[allow(

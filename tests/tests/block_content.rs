@@ -20,29 +20,20 @@ const FORK_VERSION: &str = "0x00000001";
 
 /// `per_kind` random blocks of each fork, full and blinded, from Lodestar.
 fn lodestar_blocks(preset: &str, per_kind: usize, seed: u32) -> Vec<Value> {
-    let dir = tests::lodestar::dir();
-    let out = std::process::Command::new("node")
-        .arg(dir.join("blocks.mjs"))
+    let dir = tests::independent::lodestar_dir();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(dir.join("blocks.mjs"))
         .current_dir(dir)
         .env("LODESTAR_PRESET", preset)
         .env("BLOCKS_PER_KIND", per_kind.to_string())
         .env("BLOCKS_SEED", seed.to_string())
         .env("BLOCKS_FORK_VERSION", FORK_VERSION)
-        .env("BLOCKS_GVR", GVR)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("node cannot run ({e}): install Debian's nodejs (scripts/test does)")
-        });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .env("BLOCKS_GVR", GVR);
+    tests::independent::json_lines(
+        cmd,
+        String::new(),
+        "install Debian's nodejs and run `npm ci` in tests/lodestar (scripts/test does)",
+    )
 }
 
 /// A BLOCK_V2 request for a Lodestar block line, full or blinded as it is.

@@ -13,8 +13,7 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use alloy_primitives::{B256, keccak256};
 use serde_json::{Value, json};
@@ -48,31 +47,16 @@ fn address(key: &Secp256k1SecretKey) -> [u8; 20] {
 }
 
 fn reference(cases: &[Value]) -> Vec<Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/commit_boost/reference.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python3 cannot run ({e}): scripts/test installs it"));
-    let input: String = cases.iter().map(|c| format!("{c}\n")).collect();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "the Python reference failed (pip packages py_ecc and eth-account: scripts/test installs them):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/commit_boost/reference.py"
+    ));
+    tests::independent::json_lines(
+        cmd,
+        cases.iter().map(|c| format!("{c}\n")).collect(),
+        "python3 with the pip packages py_ecc and eth-account (scripts/test installs them)",
+    )
 }
 
 #[test]

@@ -16,8 +16,7 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use proto::v1 as pb;
 use serde_json::{Value, json};
@@ -40,9 +39,9 @@ const KINDS: [(&str, &str); 6] = [
 ];
 
 fn node(preset: &str, mode: &str, seed: u32, per_kind: usize, stdin: Option<&str>) -> Vec<Value> {
-    let dir = tests::lodestar::dir();
-    let mut child = Command::new("node")
-        .arg(dir.join("gloas.mjs"))
+    let dir = tests::independent::lodestar_dir();
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("gloas.mjs"))
         .current_dir(dir)
         .env("LODESTAR_PRESET", preset)
         .env("GLOAS_MODE", mode)
@@ -50,33 +49,12 @@ fn node(preset: &str, mode: &str, seed: u32, per_kind: usize, stdin: Option<&str
         .env("GLOAS_PER_KIND", per_kind.to_string())
         .env("GLOAS_FORK_VERSION", FORK_VERSION)
         .env("GLOAS_GENESIS_FORK_VERSION", GENESIS_FORK_VERSION)
-        .env("GLOAS_GVR", GVR)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("node cannot run ({e}): install Debian's nodejs (scripts/test does)")
-        });
-    // Written from a thread, so neither side waits on a full pipe; a write
-    // error (node exited early) shows as node's own failure below.
-    let mut input = child.stdin.take().unwrap();
-    let text = stdin.unwrap_or_default().to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(text.as_bytes());
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .env("GLOAS_GVR", GVR);
+    tests::independent::json_lines(
+        cmd,
+        stdin.unwrap_or_default().to_owned(),
+        "install Debian's nodejs and run `npm ci` in tests/lodestar (scripts/test does)",
+    )
 }
 
 fn network(preset: signer::eth2::PresetKind, gloas: Option<u64>) -> signer::eth2::Network {
@@ -523,21 +501,7 @@ fn the_daemon_signs_each_gloas_kind_after_the_fork_and_refuses_it_before() {
             let data = at_slot(field, &objects[field], 8 * GLOAS_EPOCH + 9);
             let message = grpc_message(field, &data);
             let response = client
-                .sign(pb::SignRequest {
-                    public_key: key.clone(),
-                    message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
-                        fork_info: Some(pb::ForkInfo {
-                            fork: Some(pb::Fork {
-                                previous_version: hex::decode(&FORK_VERSION[2..]).unwrap(),
-                                current_version: hex::decode(&FORK_VERSION[2..]).unwrap(),
-                                epoch: 0,
-                            }),
-                            genesis_validators_root: hex::decode(&GVR[2..]).unwrap(),
-                        }),
-                        signing_root: Vec::new(),
-                        message: Some(message),
-                    })),
-                })
+                .sign(grpc_request(key.clone(), message))
                 .await
                 .unwrap()
                 .into_inner();
@@ -552,6 +516,26 @@ fn the_daemon_signs_each_gloas_kind_after_the_fork_and_refuses_it_before() {
         }
     });
     d.stop();
+}
+
+/// A `signer.v1` request to sign a Gloas `message` with `key`, under the
+/// tests' `fork_info`.
+fn grpc_request(key: Vec<u8>, message: pb::eth2_request::Message) -> pb::SignRequest {
+    pb::SignRequest {
+        public_key: key,
+        message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
+            fork_info: Some(pb::ForkInfo {
+                fork: Some(pb::Fork {
+                    previous_version: h(&json!(FORK_VERSION)),
+                    current_version: h(&json!(FORK_VERSION)),
+                    epoch: 0,
+                }),
+                genesis_validators_root: h(&json!(GVR)),
+            }),
+            signing_root: Vec::new(),
+            message: Some(message),
+        })),
+    }
 }
 
 fn h(v: &Value) -> Vec<u8> {
@@ -790,21 +774,7 @@ fn the_daemon_refuses_gloas_equivocations_and_keeps_the_first_message() {
             &ptc(false, slot)["payload_attestation_message"]["data"],
         );
         let response = client
-            .sign(pb::SignRequest {
-                public_key: setup.bls.clone(),
-                message: Some(pb::sign_request::Message::Eth2(pb::Eth2Request {
-                    fork_info: Some(pb::ForkInfo {
-                        fork: Some(pb::Fork {
-                            previous_version: hex::decode(&FORK_VERSION[2..]).unwrap(),
-                            current_version: hex::decode(&FORK_VERSION[2..]).unwrap(),
-                            epoch: 0,
-                        }),
-                        genesis_validators_root: hex::decode(&GVR[2..]).unwrap(),
-                    }),
-                    signing_root: Vec::new(),
-                    message: Some(message),
-                })),
-            })
+            .sign(grpc_request(setup.bls.clone(), message))
             .await
             .unwrap()
             .into_inner();
