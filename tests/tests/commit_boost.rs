@@ -200,3 +200,126 @@ fn roots_and_signatures_equal_an_implementation_written_from_the_specification()
     }
     assert_eq!(counts.len(), 5);
 }
+
+/// Module tokens made by PyJWT, as Commit-Boost's documentation makes them:
+/// the verifier accepts the right ones and refuses each wrong one with its
+/// own reason (missing, malformed, another algorithm, unknown module,
+/// another module's secret, expired, another route, no or another body
+/// hash).
+#[test]
+fn module_tokens_made_by_pyjwt_are_accepted_or_refused_with_the_reason() {
+    use signer::api::commit_boost::jwt::{JwtError, verify};
+    let secrets = [
+        ("preconf", b"preconf-secret".as_slice()),
+        ("other", b"other-secret".as_slice()),
+    ];
+    let secret = |m: &str| secrets.iter().find(|(n, _)| *n == m).map(|(_, s)| *s);
+    let now = 1_800_000_000u64;
+    let get = "/signer/v1/get_pubkeys";
+    let sign = "/signer/v1/request_signature/bls";
+    let body = r#"{"pubkey":"0xaa","object_root":"0xbb","nonce":0}"#;
+    let claims =
+        |module: &str, route: &str, exp: u64| json!({"module": module, "route": route, "exp": exp});
+    // (token request, route, body, expected)
+    type Case<'a> = (Value, &'a str, Option<&'a str>, Result<&'a str, JwtError>);
+    let cases: Vec<Case> = vec![
+        (
+            json!({"claims": claims("preconf", get, now + 60), "secret": "preconf-secret", "alg": "HS256"}),
+            get,
+            None,
+            Ok("preconf"),
+        ),
+        (
+            json!({"claims": claims("preconf", sign, now + 60), "secret": "preconf-secret", "alg": "HS256", "body": body}),
+            sign,
+            Some(body),
+            Ok("preconf"),
+        ),
+        (
+            json!({"claims": claims("preconf", get, now - 10), "secret": "preconf-secret", "alg": "HS256"}),
+            get,
+            None,
+            Err(JwtError::Expired(10)),
+        ),
+        (
+            json!({"claims": claims("preconf", get, now + 60), "secret": "other-secret", "alg": "HS256"}),
+            get,
+            None,
+            Err(JwtError::BadSignature("preconf".into())),
+        ),
+        (
+            json!({"claims": claims("stranger", get, now + 60), "secret": "preconf-secret", "alg": "HS256"}),
+            get,
+            None,
+            Err(JwtError::UnknownModule("stranger".into())),
+        ),
+        (
+            json!({"claims": claims("preconf", get, now + 60), "secret": "preconf-secret", "alg": "HS256"}),
+            sign,
+            None,
+            Err(JwtError::WrongRoute {
+                got: get.into(),
+                expected: sign.into(),
+            }),
+        ),
+        (
+            json!({"claims": claims("preconf", sign, now + 60), "secret": "preconf-secret", "alg": "HS256", "body": body}),
+            sign,
+            Some(r#"{"pubkey":"0xaa","object_root":"0xcc","nonce":0}"#),
+            Err(JwtError::PayloadMismatch),
+        ),
+        (
+            json!({"claims": claims("preconf", sign, now + 60), "secret": "preconf-secret", "alg": "HS256"}),
+            sign,
+            Some(body),
+            Err(JwtError::PayloadHashMissing),
+        ),
+        (
+            json!({"claims": claims("preconf", get, now + 60), "secret": "", "alg": "none"}),
+            get,
+            None,
+            Err(JwtError::Algorithm("none".into())),
+        ),
+        (
+            json!({"claims": claims("preconf", get, now + 60), "secret": "preconf-secret", "alg": "HS512"}),
+            get,
+            None,
+            Err(JwtError::Algorithm("HS512".into())),
+        ),
+    ];
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/commit_boost/tokens.py"
+    ));
+    let tokens = tests::independent::json_lines(
+        cmd,
+        cases.iter().map(|(c, ..)| format!("{c}\n")).collect(),
+        "python3 with the pip packages pyjwt and eth-account (scripts/test installs them)",
+    );
+    assert_eq!(tokens.len(), cases.len());
+    for ((request, route, body, expected), token) in cases.iter().zip(&tokens) {
+        let header = format!("Bearer {}", token["token"].as_str().unwrap());
+        let got = verify(Some(&header), secret, route, body.map(str::as_bytes), now);
+        assert_eq!(
+            got.as_ref()
+                .map(|c| c.module.as_str())
+                .map_err(Clone::clone),
+            expected.clone(),
+            "{request}"
+        );
+        if let Err(e) = got {
+            println!("refused: {e}");
+        }
+    }
+    // No header, another scheme, and a token that is not one.
+    assert_eq!(verify(None, secret, get, None, now), Err(JwtError::Missing));
+    assert_eq!(
+        verify(Some("Basic dXNlcjpwdw=="), secret, get, None, now),
+        Err(JwtError::Missing)
+    );
+    assert_eq!(
+        verify(Some("Bearer not.a.jwt"), secret, get, None, now),
+        Err(JwtError::Malformed)
+    );
+}

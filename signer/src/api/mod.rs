@@ -1,5 +1,6 @@
 //! Frontends: how clients reach the pipeline.
 
+pub mod commit_boost;
 pub mod grpc;
 pub mod privval;
 pub mod web3signer;
