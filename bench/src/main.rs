@@ -84,7 +84,7 @@ use daemon::{
 use proto::v1 as pb;
 use serde_json::{Value, json};
 use startup::{startup, startup_rows};
-use votes::{NodeConn, accept_signer, baseline, grpc_votes, privval_votes, vote};
+use votes::{NodeConn, accept_signer, baseline, floor, grpc_votes, privval_votes, vote};
 
 /// Benchmark a real signer daemon against the machine's own limits.
 #[derive(Debug, Parser)]
@@ -295,6 +295,54 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
     ]
 }
 
+/// The vote latencies against the floor of a durable vote ([`floor`]):
+/// privval p50 ≤ 1.25 × and p99 ≤ 2.5 × the floor's p50. gRPC's target adds
+/// a gRPC echo round trip, not measured yet: its ratio is shown without one.
+fn floor_rows(grpc: &[Duration], privval: &[Duration], floor_p50: f64, floor_p99: f64) -> Vec<Row> {
+    let sorted = |t: &[Duration]| {
+        let mut t = t.to_vec();
+        t.sort();
+        t
+    };
+    let (grpc, privval) = (sorted(grpc), sorted(privval));
+    let row = |variant, figure, value, baseline, target| Row {
+        scenario: "cometbft-votes",
+        variant,
+        figure,
+        unit: "µs",
+        value,
+        baseline,
+        target,
+    };
+    let p50 = percentile(&privval, 0.5);
+    let p99 = percentile(&privval, 0.99);
+    vec![
+        row("floor", "p50", floor_p50, None, None),
+        row("floor", "p99", floor_p99, None, None),
+        row(
+            "privval",
+            "p50 vs floor",
+            p50,
+            Some(floor_p50),
+            Some(("≤ 1.25 × floor".to_owned(), p50 <= 1.25 * floor_p50)),
+        ),
+        row(
+            "privval",
+            "p99 vs floor",
+            p99,
+            Some(floor_p50),
+            Some(("≤ 2.5 × floor".to_owned(), p99 <= 2.5 * floor_p50)),
+        ),
+        row(
+            "grpc",
+            "p50 vs floor",
+            percentile(&grpc, 0.5),
+            Some(floor_p50),
+            None,
+        ),
+    ]
+}
+
 fn main() -> ExitCode {
     match run(BenchArgs::parse()) {
         Ok(code) => code,
@@ -466,8 +514,19 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     } else {
         ("grpc", "privval")
     };
+    // The floor (issue 21): transport round trip + one device write + one
+    // signature. Not measured against PostgreSQL (its floor is a commit
+    // round trip, the baseline above).
+    let floor_rows = match pg {
+        None => {
+            let (floor_p50, floor_p99) = floor(&daemon.dir, 1000)?;
+            floor_rows(&grpc, &privval, floor_p50, floor_p99)
+        }
+        Some(_) => Vec::new(),
+    };
     rows.extend(rows_for(g, grpc, base));
     rows.extend(rows_for(p, privval, base));
+    rows.extend(floor_rows);
     rows.extend(startup_results);
     rows.extend(hsm_rows);
     report(&a, rows, stage_reports, Some(&daemon))
@@ -519,7 +578,7 @@ fn report(
     }
     if let Some(daemon) = daemon {
         println!(
-            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({})",
+            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({}); its floor, one SecretConnection echo on loopback + one 4 KiB O_DSYNC write into a preallocated file on that disk + one Ed25519 signature, best p50 of three passes of 1000",
             daemon.dir.display()
         );
     }
