@@ -121,6 +121,7 @@ pub(crate) fn start(
     validators: &[Vec<u8>],
     chain_nodes: &[SocketAddr],
     pg: Option<&postgres::LocalPostgres>,
+    db_dir: Option<&Path>,
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = bench_dir();
     let _ = std::fs::remove_dir_all(&dir);
@@ -187,6 +188,17 @@ pub(crate) fn start(
         }
         config = config.replace(sqlite, "[slashing]\nengine = \"postgres\"\n");
         config.push_str(&pg.tables("data/pg-password", "data/audit.jsonl"));
+    }
+    if let Some(db_dir) = db_dir {
+        let sqlite = "[slashing]\ndatabase = \"data/slashing.sqlite\"\n";
+        if !config.contains(sqlite) {
+            return Err("the dev configuration's [slashing] section changed shape".into());
+        }
+        let db = db_dir.join(format!("slashing-{}.sqlite", std::process::id()));
+        config = config.replace(
+            sqlite,
+            &format!("[slashing]\ndatabase = \"{}\"\n", db.display()),
+        );
     }
     let config = config
         .replace("127.0.0.1:9000", "127.0.0.1:0")

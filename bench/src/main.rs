@@ -130,6 +130,13 @@ pub struct BenchArgs {
     /// cometbft-votes and eth2-burst).
     #[arg(long, value_enum, default_value_t = Db::Sqlite)]
     db: Db,
+    /// SQLite: keep the slashing database in this directory instead of the
+    /// daemon's (e.g. a tmpfs such as /dev/shm, to see what the signer costs
+    /// beside durability); the cometbft-votes baselines are measured there
+    /// too. The directory is created if missing; the database file
+    /// (`slashing-<pid>.sqlite`) is left in it.
+    #[arg(long)]
+    db_dir: Option<PathBuf>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -448,12 +455,27 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     } else {
         None
     };
+    if a.db_dir.is_some() && postgres {
+        return Err(
+            "--db-dir places the SQLite database; it has no meaning with --db postgres".into(),
+        );
+    }
+    let db_dir = a
+        .db_dir
+        .as_ref()
+        .map(|d| {
+            std::fs::create_dir_all(d)?;
+            std::fs::canonicalize(d)
+        })
+        .transpose()
+        .map_err(|e| format!("--db-dir: {e}"))?;
     let daemon = start(
         &node,
         node_seed,
         &validators,
         chain_nodes.as_ref().map_or(&[][..], |n| &n.addrs[..]),
         pg.as_ref(),
+        db_dir.as_deref(),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -500,7 +522,7 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let base = match &pg {
         Some(pg) => pg.commit_baseline(1000)?,
-        None => baseline(&daemon.dir, 1000)?,
+        None => baseline(db_dir.as_deref().unwrap_or(&daemon.dir), 1000)?,
     };
 
     let ks: Value = serde_json::from_slice(&std::fs::read(daemon.dir.join("keys/ed25519.json"))?)?;
@@ -519,7 +541,7 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // round trip, the baseline above).
     let floor_rows = match pg {
         None => {
-            let (floor_p50, floor_p99) = floor(&daemon.dir, 1000)?;
+            let (floor_p50, floor_p99) = floor(db_dir.as_deref().unwrap_or(&daemon.dir), 1000)?;
             floor_rows(&grpc, &privval, floor_p50, floor_p99)
         }
         Some(_) => Vec::new(),
@@ -578,8 +600,8 @@ fn report(
     }
     if let Some(daemon) = daemon {
         println!(
-            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the daemon's disk ({}); its floor, one SecretConnection echo on loopback + one 4 KiB O_DSYNC write into a preallocated file on that disk + one Ed25519 signature, best p50 of three passes of 1000",
-            daemon.dir.display()
+            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the database's disk ({}); its floor, one SecretConnection echo on loopback + one 4 KiB O_DSYNC write into a preallocated file on that disk + one Ed25519 signature, best p50 of three passes of 1000",
+            a.db_dir.as_deref().unwrap_or(&daemon.dir).display()
         );
     }
     if rows.iter().any(|r| r.scenario.starts_with("kms")) {

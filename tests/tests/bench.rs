@@ -177,3 +177,55 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
         );
     }
 }
+
+/// `--db-dir` puts the slashing database (and the vote baselines) in
+/// another directory — a tmpfs, to see the signer's cost beside
+/// durability: the database is made there and the vote rows are reported.
+#[test]
+fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_dir = dir.path().join("db on tmpfs");
+    let json = dir.path().join("bench.json");
+    let out = std::process::Command::new(tests::daemon::bench_bin())
+        .env("SIGNER_BIN", tests::daemon::signer_bin())
+        .args([
+            "--scenario",
+            "cometbft-votes",
+            "--heights",
+            "5",
+            "--warmup",
+            "1",
+            "--db-dir",
+        ])
+        .arg(&db_dir)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Vec<String> = std::fs::read_dir(&db_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        made.iter()
+            .any(|f| f.starts_with("slashing-") && f.ends_with(".sqlite")),
+        "{made:?}"
+    );
+    assert!(
+        stdout.contains("db on tmpfs"),
+        "the baselines name where they were measured: {stdout}"
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        rows.len(),
+        11,
+        "six vote rows and five floor rows: {rows:?}"
+    );
+}
