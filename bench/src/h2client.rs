@@ -64,6 +64,29 @@ impl Client {
             .await
     }
 
+    /// One `grpc.health.v1.Health/Check` call for the whole server: the
+    /// cheapest gRPC round trip through the daemon's TLS and HTTP/2 stack
+    /// (no pipeline, no key): the transport part of a signing call.
+    pub async fn health_check(&mut self) -> Result<i32, BoxError> {
+        /// `grpc.health.v1.HealthCheckRequest` (the server: empty name).
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct HealthCheckRequest {
+            #[prost(string, tag = "1")]
+            service: String,
+        }
+        /// `grpc.health.v1.HealthCheckResponse`.
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct HealthCheckResponse {
+            #[prost(int32, tag = "1")]
+            status: i32,
+        }
+        let framed = frame(&HealthCheckRequest::default());
+        let r: HealthCheckResponse = self
+            .unary("https://localhost/grpc.health.v1.Health/Check", framed)
+            .await?;
+        Ok(r.status)
+    }
+
     /// One `SignBatch` call with a `SignBatchRequest` made by [`frame`].
     pub async fn sign_batch(&mut self, framed: Bytes) -> Result<pb::SignBatchResponse, BoxError> {
         self.unary("https://localhost/signer.v1.Signer/SignBatch", framed)

@@ -135,6 +135,30 @@ pub(crate) fn floor(dir: &Path, rounds: usize) -> Result<(f64, f64), Box<dyn std
     best.ok_or_else(|| "no passes".into())
 }
 
+/// The gRPC round trip the signer's own transport costs: `Health/Check` on
+/// one connection, `rounds` times; the best p50 of three passes, µs.
+pub(crate) async fn grpc_echo(
+    d: &Daemon,
+    rounds: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let mut c = connect_h2(d, 1).await?.pop().ok_or("no client")?;
+    let mut best = f64::INFINITY;
+    for _pass in 0..3 {
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let status = c.health_check().await.map_err(|e| e.to_string())?;
+            times.push(started.elapsed());
+            if status != 1 {
+                return Err(format!("health check answered status {status}, not SERVING").into());
+            }
+        }
+        times.sort();
+        best = best.min(percentile(&times, 0.5));
+    }
+    Ok(best)
+}
+
 pub(crate) async fn grpc_votes(
     d: &Daemon,
     ed: Vec<u8>,

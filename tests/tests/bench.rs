@@ -115,6 +115,7 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "cometbft-votes floor p99",
             "cometbft-votes privval p50 vs floor",
             "cometbft-votes privval p99 vs floor",
+            "cometbft-votes grpc echo p50",
             "cometbft-votes grpc p50 vs floor",
             "startup 5 keys ready",
             "startup 5 keys rss",
@@ -223,9 +224,5 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
     );
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(
-        rows.len(),
-        11,
-        "six vote rows and five floor rows: {rows:?}"
-    );
+    assert_eq!(rows.len(), 12, "six vote rows and six floor rows: {rows:?}");
 }
