@@ -234,6 +234,30 @@ impl SlashingDb {
         })
     }
 
+    /// The last Gloas message of every key and lane (for `slashing
+    /// migrate`: these are not in interchange files).
+    pub fn gloas_messages(&self) -> Result<Vec<(BlsPublicKey, Lane, SignedMessage)>, DbError> {
+        self.exclusive(|e| e.messages_all())
+    }
+
+    /// Records `m` as the last message of `lane` for `pubkey` unless one at
+    /// the same or a later slot is already there (the existing one is
+    /// kept: importing never lowers protection). Returns whether it wrote.
+    pub fn import_gloas_message(
+        &self,
+        pubkey: BlsPublicKey,
+        lane: Lane,
+        m: SignedMessage,
+    ) -> Result<bool, DbError> {
+        self.exclusive(move |e| {
+            let v = crate::decide::validator_or_insert(e, &pubkey)?;
+            if e.message_last(v, lane)?.is_some_and(|l| l.slot >= m.slot) {
+                return Ok(false);
+            }
+            e.message_store(v, lane, &m).map(|()| true)
+        })
+    }
+
     /// The anchor of the audit log named `log`, if it has one.
     pub fn audit_anchor(&self, log: &str) -> Result<Option<AuditAnchor>, DbError> {
         self.group.bookkeeping(|e| anchor::get(e, log))

@@ -58,6 +58,7 @@ impl Engine for Faulty {
         set_genesis_root(root: &GenesisRoot) -> ();
         validator(pubkey: &BlsPublicKey) -> Option<ValidatorId>;
         message_last(v: ValidatorId, lane: slashing_db::Lane) -> Option<slashing_db::SignedMessage>;
+        messages_all() -> Vec<(BlsPublicKey, slashing_db::Lane, slashing_db::SignedMessage)>;
         message_store(v: ValidatorId, lane: slashing_db::Lane, m: &slashing_db::SignedMessage) -> ();
         insert_validator(pubkey: &BlsPublicKey) -> ValidatorId;
         validators() -> Vec<(ValidatorId, BlsPublicKey)>;

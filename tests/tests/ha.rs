@@ -189,9 +189,29 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
             .unwrap();
     }
     assert!(daemon.stop().success());
+    // A Gloas payload attestation recorded there too: not in interchange
+    // files, so migrate copies it on its own.
+    let sqlite = setup.path("data/slashing.sqlite");
+    {
+        let db = slashing_db::SlashingDb::open(&sqlite, slashing_db::Config::default()).unwrap();
+        let gvr: [u8; 32] = hex::decode(&tests::daemon::GVR[2..])
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let proposal = slashing_db::Proposal::Message(slashing_db::MessageProposal {
+            pubkey: slashing_db::BlsPublicKey::from_slice(&setup.bls).unwrap(),
+            genesis_root: slashing_db::GenesisRoot(gvr),
+            lane: slashing_db::Lane::PayloadAttestation,
+            slot: slashing_db::Slot(777),
+            signing_root: slashing_db::SigningRoot([0x77; 32]),
+        });
+        assert_eq!(
+            db.check_and_record(proposal).unwrap(),
+            Ok(slashing_db::Safe::Valid)
+        );
+    }
 
     let config = instance_config(&setup, &local(pg.port), &schema, "a", 3000, "");
-    let sqlite = setup.path("data/slashing.sqlite");
     let (ok, out) = signer(&[
         "slashing".as_ref(),
         "migrate".as_ref(),
@@ -204,6 +224,14 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
     assert!(
         out.contains("migrated and verified: 0 blocks, 20 attestations"),
         "{out}"
+    );
+    assert!(out.contains(", 1 Gloas messages;"), "{out}");
+    assert_eq!(
+        pg.psql_in(
+            "slashing",
+            &format!("SELECT slot, encode(signing_root, 'hex') FROM {schema}.signed_messages")
+        ),
+        format!("777|{}", "77".repeat(32))
     );
     let (ok, out) = signer(&[
         "slashing".as_ref(),

@@ -283,9 +283,28 @@ fn migrate(from: &Path, to_config: &Path) -> Result<(), Box<dyn std::error::Erro
         }
         comet += 1;
     }
+    // Gloas payload attestations and envelopes (not in interchange files).
+    let mut gloas = 0;
+    for (pubkey, lane, m) in source.gloas_messages()? {
+        target.import_gloas_message(pubkey, lane, m.clone())?;
+        let now = target.last_message(&pubkey, lane)?;
+        let covered = now.as_ref().is_some_and(|n| {
+            n.slot > m.slot || (n.slot == m.slot && n.signing_root == m.signing_root)
+        });
+        if !covered {
+            return Err(format!(
+                "{} of {pubkey} at slot {}: the target holds {:?} after the copy",
+                lane.name(),
+                m.slot,
+                now.map(|n| n.slot)
+            )
+            .into());
+        }
+        gloas += 1;
+    }
     println!(
-        "migrated and verified: {} blocks, {} attestations, {comet} CometBFT positions; \
-         every record of {} is protected by the target",
+        "migrated and verified: {} blocks, {} attestations, {comet} CometBFT positions, \
+         {gloas} Gloas messages; every record of {} is protected by the target",
         eth.0,
         eth.1,
         from.display()

@@ -215,6 +215,9 @@ pub trait Engine: Send {
         m: &SignedMessage,
     ) -> Result<(), DbError>;
 
+    /// The last Gloas message of every validator and lane.
+    fn messages_all(&mut self) -> Result<Vec<(BlsPublicKey, Lane, SignedMessage)>, DbError>;
+
     /// Every CometBFT record.
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError>;
 

@@ -761,6 +761,34 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    fn messages_all(&mut self) -> Result<Vec<(BlsPublicKey, Lane, SignedMessage)>, DbError> {
+        self.classic("reading Gloas messages")?;
+        let rows = self.query(
+            "reading Gloas messages",
+            "SELECT v.pubkey, m.lane, m.slot, m.signing_root FROM signed_messages m
+             JOIN validators v ON v.id = m.validator_id ORDER BY v.pubkey, m.lane",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let pk: Vec<u8> = self.col(r, 0)?;
+                let lane: i16 = self.col(r, 1)?;
+                Ok((
+                    BlsPublicKey::from_slice(&pk)
+                        .ok_or_else(|| self.corrupt("public key of wrong length"))?,
+                    Lane::from_code(i64::from(lane))
+                        .ok_or_else(|| self.corrupt(format!("unknown lane {lane}")))?,
+                    SignedMessage {
+                        slot: Slot(self.u64_of(self.col(r, 2)?)?),
+                        signing_root: self
+                            .root_of(Some(self.col(r, 3)?))?
+                            .ok_or_else(|| self.corrupt("Gloas message without a root"))?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     fn cometbft_last(
         &mut self,
         key: &ConsensusKey,

@@ -508,6 +508,36 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
+    fn messages_all(&mut self) -> Result<Vec<(BlsPublicKey, Lane, SignedMessage)>, DbError> {
+        type Raw = (Vec<u8>, i64, i64, Vec<u8>);
+        let raw: Vec<Raw> = self
+            .conn
+            .prepare_cached(
+                "SELECT v.pubkey, m.lane, m.slot, m.signing_root FROM signed_messages m
+                 JOIN validators v ON v.id = m.validator_id ORDER BY v.pubkey, m.lane",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.err("reading Gloas messages"))?;
+        raw.into_iter()
+            .map(|(pk, lane, slot, root)| {
+                Ok((
+                    BlsPublicKey::from_slice(&pk)
+                        .ok_or_else(|| corrupt(&self.path, "public key of wrong length"))?,
+                    Lane::from_code(lane)
+                        .ok_or_else(|| corrupt(&self.path, format!("unknown lane {lane}")))?,
+                    SignedMessage {
+                        slot: Slot(to_u64(&self.path, slot)?),
+                        signing_root: to_root(&self.path, Some(root))?
+                            .ok_or_else(|| corrupt(&self.path, "Gloas message without a root"))?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     fn cometbft_last(
         &mut self,
         key: &ConsensusKey,
