@@ -209,6 +209,14 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
             db.check_and_record(proposal).unwrap(),
             Ok(slashing_db::Safe::Valid)
         );
+        // And a key retired on the single signer: it must stay retired.
+        let retired = slashing_db::KeyState {
+            state: slashing_db::Lifecycle::Retired,
+            reason: "moved to another operator".into(),
+            by: "ops".into(),
+            at: "2026-12-06T00:00:00Z".into(),
+        };
+        assert_eq!(db.set_key_state(&setup.bls2, &retired).unwrap(), Ok(None));
     }
 
     let config = instance_config(&setup, &local(pg.port), &schema, "a", 3000, "");
@@ -225,7 +233,18 @@ async fn a_migrated_sqlite_history_is_refused_by_instances_on_postgres() {
         out.contains("migrated and verified: 0 blocks, 20 attestations"),
         "{out}"
     );
-    assert!(out.contains(", 1 Gloas messages;"), "{out}");
+    assert!(out.contains(", 1 Gloas messages, 1 key states;"), "{out}");
+    let state = pg.psql_in(
+        "slashing",
+        &format!(
+            "SELECT convert_from(value, 'UTF8') FROM {schema}.meta WHERE key = 'key_state/{}'",
+            hex::encode(&setup.bls2)
+        ),
+    );
+    assert!(
+        state.contains("\"state\":\"retired\""),
+        "the retired key is retired in PostgreSQL too: {state:?}"
+    );
     assert_eq!(
         pg.psql_in(
             "slashing",

@@ -283,6 +283,37 @@ fn migrate(from: &Path, to_config: &Path) -> Result<(), Box<dyn std::error::Erro
         }
         comet += 1;
     }
+    // Keys taken out of service: a retired key must stay retired on the
+    // target. The stricter state of the two is kept (retired over disabled
+    // over enabled).
+    let strictness = |s: &slashing_db::KeyState| match s.state {
+        slashing_db::Lifecycle::Enabled => 0,
+        slashing_db::Lifecycle::Disabled => 1,
+        slashing_db::Lifecycle::Retired => 2,
+    };
+    let existing: std::collections::HashMap<Vec<u8>, slashing_db::KeyState> =
+        target.key_states()?.into_iter().collect();
+    let mut key_states = 0;
+    for (key, state) in source.key_states()? {
+        if existing
+            .get(&key)
+            .is_none_or(|t| strictness(&state) > strictness(t))
+        {
+            target
+                .set_key_state(&key, &state)?
+                .map_err(|e| format!("key {}: {e}", hex::encode(&key)))?;
+        }
+        let now = target.key_states()?.into_iter().find(|(k, _)| *k == key);
+        if now.is_none_or(|(_, t)| strictness(&t) < strictness(&state)) {
+            return Err(format!(
+                "key {}: the target's state is weaker than the source's {:?} after the copy",
+                hex::encode(&key),
+                state.state
+            )
+            .into());
+        }
+        key_states += 1;
+    }
     // Gloas payload attestations and envelopes (not in interchange files).
     let mut gloas = 0;
     for (pubkey, lane, m) in source.gloas_messages()? {
@@ -304,7 +335,7 @@ fn migrate(from: &Path, to_config: &Path) -> Result<(), Box<dyn std::error::Erro
     }
     println!(
         "migrated and verified: {} blocks, {} attestations, {comet} CometBFT positions, \
-         {gloas} Gloas messages; every record of {} is protected by the target",
+         {gloas} Gloas messages, {key_states} key states; every record of {} is protected by the target",
         eth.0,
         eth.1,
         from.display()
