@@ -293,33 +293,46 @@ fn migrate(from: &Path, to_config: &Path) -> Result<(), Box<dyn std::error::Erro
     };
     let existing: std::collections::HashMap<Vec<u8>, slashing_db::KeyState> =
         target.key_states()?.into_iter().collect();
-    let mut key_states = 0;
-    for (key, state) in source.key_states()? {
+    let source_states = source.key_states()?;
+    for (key, state) in &source_states {
         if existing
-            .get(&key)
-            .is_none_or(|t| strictness(&state) > strictness(t))
+            .get(key)
+            .is_none_or(|t| strictness(state) > strictness(t))
         {
             target
-                .set_key_state(&key, &state)?
-                .map_err(|e| format!("key {}: {e}", hex::encode(&key)))?;
+                .set_key_state(key, state)?
+                .map_err(|e| format!("key {}: {e}", hex::encode(key)))?;
         }
-        let now = target.key_states()?.into_iter().find(|(k, _)| *k == key);
-        if now.is_none_or(|(_, t)| strictness(&t) < strictness(&state)) {
+    }
+    // Gloas payload attestations and envelopes (not in interchange files).
+    let source_messages = source.gloas_messages()?;
+    for (pubkey, lane, m) in &source_messages {
+        target.import_gloas_message(*pubkey, *lane, m.clone())?;
+    }
+    // Checked once, against what the target holds after every copy.
+    let copied_states: std::collections::HashMap<Vec<u8>, slashing_db::KeyState> =
+        target.key_states()?.into_iter().collect();
+    for (key, state) in &source_states {
+        if copied_states
+            .get(key)
+            .is_none_or(|t| strictness(t) < strictness(state))
+        {
             return Err(format!(
                 "key {}: the target's state is weaker than the source's {:?} after the copy",
-                hex::encode(&key),
+                hex::encode(key),
                 state.state
             )
             .into());
         }
-        key_states += 1;
     }
-    // Gloas payload attestations and envelopes (not in interchange files).
-    let mut gloas = 0;
-    for (pubkey, lane, m) in source.gloas_messages()? {
-        target.import_gloas_message(pubkey, lane, m.clone())?;
-        let now = target.last_message(&pubkey, lane)?;
-        let covered = now.as_ref().is_some_and(|n| {
+    let copied_messages: std::collections::HashMap<_, _> = target
+        .gloas_messages()?
+        .into_iter()
+        .map(|(pk, lane, m)| ((pk, lane), m))
+        .collect();
+    for (pubkey, lane, m) in &source_messages {
+        let now = copied_messages.get(&(*pubkey, *lane));
+        let covered = now.is_some_and(|n| {
             n.slot > m.slot || (n.slot == m.slot && n.signing_root == m.signing_root)
         });
         if !covered {
@@ -331,8 +344,8 @@ fn migrate(from: &Path, to_config: &Path) -> Result<(), Box<dyn std::error::Erro
             )
             .into());
         }
-        gloas += 1;
     }
+    let (key_states, gloas) = (source_states.len(), source_messages.len());
     println!(
         "migrated and verified: {} blocks, {} attestations, {comet} CometBFT positions, \
          {gloas} Gloas messages, {key_states} key states; every record of {} is protected by the target",

@@ -330,7 +330,6 @@ fn envelope(e: &pb::ExecutionPayloadEnvelope) -> Result<Value, String> {
         .execution_requests
         .as_ref()
         .ok_or("execution_payload_envelope.execution_requests missing")?;
-    let map = |items: Vec<Value>| Value::Array(items);
     Ok(json!({
         "payload": {
             "parent_hash": hex0x(&p.parent_hash),
@@ -347,7 +346,7 @@ fn envelope(e: &pb::ExecutionPayloadEnvelope) -> Result<Value, String> {
             "base_fee_per_gas": p.base_fee_per_gas,
             "block_hash": hex0x(&p.block_hash),
             "transactions": hex_list(&p.transactions),
-            "withdrawals": map(p.withdrawals.iter().map(|w| json!({
+            "withdrawals": Value::Array(p.withdrawals.iter().map(|w| json!({
                 "index": q(w.index),
                 "validator_index": q(w.validator_index),
                 "address": hex0x(&w.address),
@@ -359,30 +358,30 @@ fn envelope(e: &pb::ExecutionPayloadEnvelope) -> Result<Value, String> {
             "slot_number": q(p.slot_number),
         },
         "execution_requests": {
-            "deposits": map(r.deposits.iter().map(|d| json!({
+            "deposits": Value::Array(r.deposits.iter().map(|d| json!({
                 "pubkey": hex0x(&d.pubkey),
                 "withdrawal_credentials": hex0x(&d.withdrawal_credentials),
                 "amount": q(d.amount),
                 "signature": hex0x(&d.signature),
                 "index": q(d.index),
             })).collect()),
-            "withdrawals": map(r.withdrawals.iter().map(|w| json!({
+            "withdrawals": Value::Array(r.withdrawals.iter().map(|w| json!({
                 "source_address": hex0x(&w.source_address),
                 "validator_pubkey": hex0x(&w.validator_pubkey),
                 "amount": q(w.amount),
             })).collect()),
-            "consolidations": map(r.consolidations.iter().map(|c| json!({
+            "consolidations": Value::Array(r.consolidations.iter().map(|c| json!({
                 "source_address": hex0x(&c.source_address),
                 "source_pubkey": hex0x(&c.source_pubkey),
                 "target_pubkey": hex0x(&c.target_pubkey),
             })).collect()),
-            "builder_deposits": map(r.builder_deposits.iter().map(|d| json!({
+            "builder_deposits": Value::Array(r.builder_deposits.iter().map(|d| json!({
                 "pubkey": hex0x(&d.pubkey),
                 "withdrawal_credentials": hex0x(&d.withdrawal_credentials),
                 "amount": q(d.amount),
                 "signature": hex0x(&d.signature),
             })).collect()),
-            "builder_exits": map(r.builder_exits.iter().map(|x| json!({
+            "builder_exits": Value::Array(r.builder_exits.iter().map(|x| json!({
                 "source_address": hex0x(&x.source_address),
                 "pubkey": hex0x(&x.pubkey),
             })).collect()),
