@@ -18,6 +18,7 @@
 //!   log) and `audit_anchored_records` (how many of them the slashing
 //!   database anchors; it trails by about a second — a growing gap means
 //!   the anchor cannot be stored, decision 0008).
+//! - `commit_boost_proxies`: Commit-Boost proxy keys held (all modules).
 //! - `certificate_expiry_timestamp_seconds{certificate}`: notAfter of the
 //!   server certificate and of each client CA.
 //! - `reloads_total{what,result}`, `keys_loaded{scheme}`, `ready` (1 or 0;
@@ -81,6 +82,8 @@ pub struct Metrics {
     pub audit_records: Gauge,
     /// Records the slashing database anchors (set at scrape).
     pub audit_anchored: Gauge,
+    /// `commit_boost_proxies`: Commit-Boost proxy keys held.
+    pub commit_boost_proxies: Gauge,
     /// Certificate notAfter times.
     pub cert_expiry: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Reloads by what and result.
@@ -188,6 +191,12 @@ impl Metrics {
             "Records of the audit log the slashing database anchors (trails by about a second)",
             audit_anchored.clone(),
         );
+        let commit_boost_proxies = Gauge::default();
+        registry.register(
+            "commit_boost_proxies",
+            "Commit-Boost proxy keys held (all modules)",
+            commit_boost_proxies.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         registry.register(
             "build_info",
@@ -284,6 +293,7 @@ impl Metrics {
             audit_failures,
             audit_records,
             audit_anchored,
+            commit_boost_proxies,
             cert_expiry,
             reloads,
             keys_loaded,

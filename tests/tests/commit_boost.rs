@@ -323,3 +323,498 @@ fn module_tokens_made_by_pyjwt_are_accepted_or_refused_with_the_reason() {
         Err(JwtError::Malformed)
     );
 }
+
+/// What the daemon test asks: a route, a body, and the token to send.
+struct Call {
+    cert: &'static str,
+    method: &'static str,
+    route: &'static str,
+    body: String,
+    /// The token's request for tokens.py (`None`: no Authorization header).
+    token: Option<Value>,
+}
+
+/// A token request for `module` signed with `secret`, valid for `route`
+/// (and `body`, when not empty) for five minutes.
+fn token_for(module: &str, secret: &str, route: &str, body: &str) -> Value {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let mut t = json!({"claims": {"module": module, "route": route, "exp": exp}, "secret": secret, "alg": "HS256"});
+    if !body.is_empty() {
+        t["body"] = json!(body);
+    }
+    t
+}
+
+/// Sends `calls` to the daemon's HTTPS listener, with tokens made by PyJWT
+/// (one Python run for all of them): (status, JSON body) each.
+fn send(
+    setup: &tests::daemon::Setup,
+    addr: std::net::SocketAddr,
+    calls: &[Call],
+) -> Vec<(u16, Value)> {
+    let wanted: Vec<&Value> = calls.iter().filter_map(|c| c.token.as_ref()).collect();
+    let mut tokens = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        let mut cmd = Command::new("python3");
+        cmd.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/commit_boost/tokens.py"
+        ));
+        tests::independent::json_lines(
+            cmd,
+            wanted.iter().map(|c| format!("{c}\n")).collect(),
+            "python3 with the pip packages pyjwt and eth-account (scripts/test installs them)",
+        )
+    }
+    .into_iter();
+    calls
+        .iter()
+        .map(|c| {
+            let auth = c.token.as_ref().map(|_| {
+                format!(
+                    "Bearer {}",
+                    tokens.next().unwrap()["token"].as_str().unwrap()
+                )
+            });
+            let mut headers = vec![("Content-Type", "application/json")];
+            if let Some(a) = &auth {
+                headers.push(("Authorization", a.as_str()));
+            }
+            let (status, body) = tests::daemon::https(
+                setup,
+                addr,
+                Some(c.cert),
+                c.method,
+                c.route,
+                &headers,
+                &c.body,
+            )
+            .unwrap();
+            let v = serde_json::from_str(&body).unwrap_or_else(|_| json!({"text": body}));
+            println!("{} {} as {}: {status} {v}", c.method, c.route, c.cert);
+            (status, v)
+        })
+        .collect()
+}
+
+const PRECONF_SECRET: &str = "preconf-module-secret-0123456789";
+const OTHER_SECRET: &str = "other-module-secret-abcdefghijkl";
+const SIGNING_ID: &str = "0x6a33a23ef26a4836979edff86c493a69b26ccf0b4a16491a815a13787657431b";
+const GET: &str = "/signer/v1/get_pubkeys";
+const GENERATE: &str = "/signer/v1/generate_proxy_key";
+const SIGN_BLS: &str = "/signer/v1/request_signature/bls";
+const SIGN_PROXY_BLS: &str = "/signer/v1/request_signature/proxy-bls";
+const SIGN_PROXY_ECDSA: &str = "/signer/v1/request_signature/proxy-ecdsa";
+
+fn preconf(method: &'static str, route: &'static str, body: String) -> Call {
+    let token = Some(token_for("PRECONF", PRECONF_SECRET, route, &body));
+    Call {
+        cert: "vc",
+        method,
+        route,
+        body,
+        token,
+    }
+}
+
+/// The Commit-Boost signer API end to end: a daemon with two modules (each
+/// its own policy client and certificate), called with tokens made by
+/// PyJWT. Every signature it answers — consensus, proxy BLS, proxy ECDSA —
+/// and both delegations verify under the Python reference; each token
+/// mistake is a 401 naming it; another module's token over this client's
+/// certificate, a key the policy does not grant, another module's proxy,
+/// and bad bodies are refused with their reasons; proxies are listed to
+/// their module only, stored encrypted, survive a restart (same keys: the
+/// same signatures) and are audited.
+#[test]
+fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest() {
+    let setup = tests::daemon::Setup::new();
+    setup.enable_http("");
+    setup.write("keys/proxy.pass", "proxy store password\n");
+    setup.write("keys/preconf.jwt", PRECONF_SECRET);
+    setup.write("keys/other.jwt", OTHER_SECRET);
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    let (head, keys) = config.split_once("\n[[keys]]").unwrap();
+    setup.write(
+        "signer.toml",
+        &format!(
+            "{head}\n[commit_boost]\nchain_id = 17000\nproxy_dir = \"data/proxies\"\nproxy_password_file = \"keys/proxy.pass\"\n\n\
+             [[commit_boost.module]]\nid = \"PRECONF\"\nsigning_id = \"{SIGNING_ID}\"\njwt_secret_file = \"keys/preconf.jwt\"\nclient = \"vc\"\n\n\
+             [[commit_boost.module]]\nid = \"OTHER\"\nsigning_id = \"0x{}\"\njwt_secret_file = \"keys/other.jwt\"\nclient = \"node\"\n\n[[keys]]{keys}",
+            "11".repeat(32)
+        ),
+    );
+    // PRECONF may do everything with the validator key; OTHER may only sign.
+    setup.write_policy(&setup.policy_with(
+        "\n[[grant]]\nclients = [\"vc\"]\noperations = [\"commit_boost\"]\nkey_groups = [\"validators\"]\n\n\
+         [[grant]]\nclients = [\"node\"]\noperations = [\"commit_boost.sign\"]\nkey_groups = [\"validators\"]\n",
+    ));
+    let consensus = hex0x(&setup.bls);
+    let daemon = setup.start();
+    let addr = daemon.http_api.unwrap();
+
+    // Phase 1: list, make one proxy of each kind, sign with the consensus key,
+    // and every refusal that needs no proxy.
+    let generate = |scheme: &str| json!({"pubkey": consensus, "scheme": scheme}).to_string();
+    let object_root = hex0x(&[0x42; 32]);
+    let sign_body = |key: &str, field: &str, nonce: u64| {
+        json!({field: key, "object_root": object_root, "nonce": nonce}).to_string()
+    };
+    let bls_body = sign_body(&consensus, "pubkey", 7);
+    let mut expired = token_for("PRECONF", PRECONF_SECRET, GET, "");
+    expired["claims"]["exp"] = json!(1_700_000_000u64);
+    let calls = vec![
+        preconf("GET", GET, String::new()),
+        preconf("POST", GENERATE, generate("bls")),
+        preconf("POST", GENERATE, generate("ecdsa")),
+        preconf("POST", SIGN_BLS, bls_body.clone()),
+        // 401s, each with its reason.
+        Call {
+            cert: "vc",
+            method: "GET",
+            route: GET,
+            body: String::new(),
+            token: None,
+        },
+        Call {
+            cert: "vc",
+            method: "GET",
+            route: GET,
+            body: String::new(),
+            token: Some(expired),
+        },
+        Call {
+            cert: "vc",
+            method: "GET",
+            route: GET,
+            body: String::new(),
+            token: Some(token_for("PRECONF", OTHER_SECRET, GET, "")),
+        },
+        Call {
+            cert: "vc",
+            method: "POST",
+            route: SIGN_BLS,
+            body: bls_body.clone(),
+            token: Some(token_for("PRECONF", PRECONF_SECRET, GET, &bls_body)),
+        },
+        Call {
+            cert: "vc",
+            method: "POST",
+            route: SIGN_BLS,
+            body: sign_body(&consensus, "pubkey", 8),
+            token: Some(token_for("PRECONF", PRECONF_SECRET, SIGN_BLS, &bls_body)),
+        },
+        Call {
+            cert: "vc",
+            method: "GET",
+            route: GET,
+            body: String::new(),
+            token: Some(token_for("NOBODY", PRECONF_SECRET, GET, "")),
+        },
+        // OTHER's own valid token over vc's certificate.
+        Call {
+            cert: "vc",
+            method: "GET",
+            route: GET,
+            body: String::new(),
+            token: Some(token_for("OTHER", OTHER_SECRET, GET, "")),
+        },
+        // A key that is not loaded; a loaded key the policy does not grant.
+        preconf(
+            "POST",
+            SIGN_BLS,
+            sign_body(&hex0x(&[0x8a; 48]), "pubkey", 1),
+        ),
+        preconf(
+            "POST",
+            SIGN_BLS,
+            sign_body(&hex0x(&setup.bls2), "pubkey", 1),
+        ),
+        // Bad bodies.
+        preconf(
+            "POST",
+            SIGN_BLS,
+            json!({"pubkey": consensus, "object_root": "0x42", "nonce": 1}).to_string(),
+        ),
+        preconf(
+            "POST",
+            SIGN_BLS,
+            json!({"pubkey": consensus, "object_root": object_root}).to_string(),
+        ),
+        preconf(
+            "POST",
+            GENERATE,
+            json!({"pubkey": consensus, "scheme": "ed25519"}).to_string(),
+        ),
+        // OTHER may sign but not make proxies.
+        Call {
+            cert: "node",
+            method: "POST",
+            route: GENERATE,
+            body: generate("bls"),
+            token: Some(token_for("OTHER", OTHER_SECRET, GENERATE, &generate("bls"))),
+        },
+    ];
+    let answers = send(&setup, addr, &calls);
+    let (status, listed) = &answers[0];
+    assert_eq!(*status, 200);
+    assert_eq!(
+        listed,
+        &json!({"keys": [{"consensus": consensus, "proxy_bls": [], "proxy_ecdsa": []}]})
+    );
+    let (bls_delegation, ecdsa_delegation) = (&answers[1].1, &answers[2].1);
+    assert_eq!((answers[1].0, answers[2].0), (200, 200));
+    assert_eq!(bls_delegation["message"]["delegator"], json!(consensus));
+    let proxy_bls = bls_delegation["message"]["proxy"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy_ecdsa = ecdsa_delegation["message"]["proxy"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!((proxy_bls.len(), proxy_ecdsa.len()), (98, 42));
+    let signed = &answers[3].1;
+    assert_eq!(answers[3].0, 200);
+    assert_eq!(signed["pubkey"], json!(consensus));
+    assert_eq!(signed["module_signing_id"], json!(SIGNING_ID));
+    assert_eq!(
+        (signed["nonce"].clone(), signed["chain_id"].clone()),
+        (json!(7), json!("0x4268"))
+    );
+    let reason = |i: usize| {
+        (
+            answers[i].0,
+            answers[i].1["message"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let expect = [
+        (4, 401, "no module token"),
+        (5, 401, "the module token expired"),
+        (6, 401, "does not verify with module \"PRECONF\"'s secret"),
+        (
+            7,
+            401,
+            "is for route \"/signer/v1/get_pubkeys\", not \"/signer/v1/request_signature/bls\"",
+        ),
+        (8, 401, "payload_hash is not the keccak-256 of this body"),
+        (9, 401, "names module \"NOBODY\", which is not configured"),
+        (
+            10,
+            403,
+            "module \"OTHER\" is policy client \"node\"; this connection's certificate is client \"vc\"",
+        ),
+        (11, 404, "unknown pubkey: this signer holds no key 0x8a8a"),
+        (12, 403, "not allowed"),
+        (13, 400, "object_root: expected 0x and 64 hex digits"),
+        (14, 400, "missing field `nonce`"),
+        (15, 400, "scheme: \"ed25519\"; use \"bls\" or \"ecdsa\""),
+        (16, 403, "not allowed"),
+    ];
+    for (i, status, text) in expect {
+        let (got, message) = reason(i);
+        assert_eq!(got, status, "call {i}: {message}");
+        assert!(
+            message.contains(text),
+            "call {i}: {message:?} does not say {text:?}"
+        );
+        assert_eq!(
+            answers[i].1["code"],
+            json!(status),
+            "call {i}: errors are {{code, message}}"
+        );
+    }
+
+    // Phase 2: the proxies sign; PRECONF lists them, OTHER does not see them
+    // and cannot use them.
+    let calls = vec![
+        preconf("GET", GET, String::new()),
+        preconf(
+            "POST",
+            SIGN_PROXY_BLS,
+            sign_body(&proxy_bls, "proxy", u64::MAX),
+        ),
+        preconf(
+            "POST",
+            SIGN_PROXY_ECDSA,
+            sign_body(&proxy_ecdsa, "proxy", 0),
+        ),
+        Call {
+            cert: "node",
+            method: "GET",
+            route: GET,
+            body: String::new(),
+            token: Some(token_for("OTHER", OTHER_SECRET, GET, "")),
+        },
+        {
+            let body = sign_body(&proxy_bls, "proxy", 1);
+            Call {
+                cert: "node",
+                method: "POST",
+                route: SIGN_PROXY_BLS,
+                token: Some(token_for("OTHER", OTHER_SECRET, SIGN_PROXY_BLS, &body)),
+                body,
+            }
+        },
+        // A consensus key sent to a proxy route.
+        preconf("POST", SIGN_PROXY_BLS, sign_body(&consensus, "pubkey", 1)),
+    ];
+    let answers = send(&setup, addr, &calls);
+    assert_eq!(
+        answers[0],
+        (
+            200,
+            json!({"keys": [{"consensus": consensus, "proxy_bls": [proxy_bls], "proxy_ecdsa": [proxy_ecdsa]}]})
+        )
+    );
+    let (proxy_bls_signed, proxy_ecdsa_signed) = (answers[1].1.clone(), answers[2].1.clone());
+    assert_eq!((answers[1].0, answers[2].0), (200, 200));
+    assert_eq!(proxy_bls_signed["pubkey"], json!(proxy_bls));
+    assert_eq!(proxy_ecdsa_signed["address"], json!(proxy_ecdsa));
+    assert_eq!(
+        proxy_ecdsa_signed["signature"].as_str().unwrap().len(),
+        2 + 130
+    );
+    assert_eq!(
+        answers[3],
+        (
+            200,
+            json!({"keys": [{"consensus": consensus, "proxy_bls": [], "proxy_ecdsa": []}]})
+        )
+    );
+    assert_eq!(
+        answers[4].0, 404,
+        "another module's proxy: {}",
+        answers[4].1
+    );
+    assert!(
+        answers[4].1["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown proxy: this module has no bls proxy")
+    );
+    assert_eq!(answers[5].0, 400);
+    assert!(
+        answers[5].1["message"]
+            .as_str()
+            .unwrap()
+            .contains("name the proxy as \"proxy\"")
+    );
+
+    // Phase 3: every signature verifies under the Python reference, with the
+    // roots it computes from the configuration (not from our answers).
+    let gfv = "0x00000001";
+    let commitment = |kind: &str, key: &str, nonce: u64, signature: &Value| {
+        json!({"kind": kind, "genesis_fork_version": gfv, "chain_id": 17000, "module_signing_id": SIGNING_ID,
+               "nonce": nonce, "object_root": object_root, "key": key, "signature": signature})
+    };
+    let delegation = |kind: &str, d: &Value| {
+        json!({"kind": kind, "genesis_fork_version": gfv, "delegator": d["message"]["delegator"],
+               "proxy": d["message"]["proxy"], "signature": d["signature"]})
+    };
+    let cases = vec![
+        commitment("bls", &consensus, 7, &signed["signature"]),
+        commitment(
+            "proxy_bls",
+            &proxy_bls,
+            u64::MAX,
+            &proxy_bls_signed["signature"],
+        ),
+        commitment(
+            "proxy_ecdsa",
+            &proxy_ecdsa,
+            0,
+            &proxy_ecdsa_signed["signature"],
+        ),
+        delegation("delegation_bls", bls_delegation),
+        delegation("delegation_ecdsa", ecdsa_delegation),
+        // Can fail: the consensus signature is not valid for another nonce.
+        commitment("bls", &consensus, 8, &signed["signature"]),
+    ];
+    let verdicts: Vec<Value> = reference(&cases)
+        .into_iter()
+        .map(|v| v["valid"].clone())
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            json!(true),
+            json!(true),
+            json!(true),
+            json!(true),
+            json!(true),
+            json!(false)
+        ]
+    );
+    println!(
+        "5 answers of the daemon verify under the Python reference; the tampered one does not"
+    );
+
+    // Phase 4: stored encrypted, audited, counted; after a restart the same
+    // proxies are listed and sign with the same keys.
+    let file = setup
+        .path("data/proxies/PRECONF")
+        .join(hex::encode(&setup.bls))
+        .join("ecdsa")
+        .join(format!("{}.json", &proxy_ecdsa[2..]));
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(stored["key_type"], json!("secp256k1"));
+    assert_eq!(stored["crypto"]["cipher"]["function"], json!("aes-128-ctr"));
+    assert_eq!(
+        stored["commit_boost"]["delegation_signature"],
+        ecdsa_delegation["signature"]
+    );
+    assert_eq!(daemon.metric("signer_commit_boost_proxies"), 2.0);
+    drop(daemon);
+    let audit = std::fs::read_to_string(setup.path("data/audit.jsonl")).unwrap();
+    let proxies_made = audit
+        .lines()
+        .filter(|l| l.contains("\"commit_boost.proxy\"") && l.contains("\"signed\""))
+        .count();
+    assert_eq!(proxies_made, 2, "{audit}");
+    assert!(
+        audit.contains(&format!("module PRECONF: new ecdsa proxy {proxy_ecdsa}")),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("module PRECONF: object_root 0x4242"),
+        "{audit}"
+    );
+
+    let daemon = setup.start();
+    let addr = daemon.http_api.unwrap();
+    let answers = send(
+        &setup,
+        addr,
+        &[
+            preconf("GET", GET, String::new()),
+            preconf(
+                "POST",
+                SIGN_PROXY_BLS,
+                sign_body(&proxy_bls, "proxy", u64::MAX),
+            ),
+        ],
+    );
+    assert_eq!(
+        answers[0],
+        (
+            200,
+            json!({"keys": [{"consensus": consensus, "proxy_bls": [proxy_bls], "proxy_ecdsa": [proxy_ecdsa]}]})
+        )
+    );
+    assert_eq!(
+        answers[1],
+        (200, proxy_bls_signed),
+        "the same proxy key after a restart"
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("Commit-Boost signer API on the HTTPS listener")
+    );
+}

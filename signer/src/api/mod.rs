@@ -2,6 +2,7 @@
 
 pub mod commit_boost;
 pub mod grpc;
+pub mod https;
 pub mod privval;
 pub mod web3signer;
 

@@ -13,6 +13,7 @@
 pub mod kms;
 pub mod locked;
 pub mod pkcs11;
+pub mod proxies;
 pub mod soft;
 
 use std::sync::Arc;

@@ -64,6 +64,9 @@ pub struct Config {
     /// The Ethereum Keymanager API on the HTTPS listener (off unless set).
     #[serde(default)]
     pub keymanager: Option<Keymanager>,
+    /// The Commit-Boost signer API on the HTTPS listener (off unless set).
+    #[serde(default)]
+    pub commit_boost: Option<CommitBoost>,
     /// Logging.
     #[serde(default)]
     pub logging: Logging,
@@ -200,6 +203,70 @@ pub struct Keymanager {
     /// One bearer token per client, `<client>.token` (made at start, 0600,
     /// for each client the policy allows that has none).
     pub token_dir: PathBuf,
+}
+
+/// `[commit_boost]`: the Commit-Boost signer API (`/signer/v1/…`) on the
+/// `[http]` listener, for the modules listed. See `docs/commit-boost.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitBoost {
+    /// The EVM chain id commitments are bound to. Needed unless
+    /// `[ethereum] genesis_fork_version` is a public network's (mainnet 1,
+    /// sepolia 11155111, holesky 17000, hoodi 560048).
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// Where proxy keys are kept, encrypted: `<module>/<consensus key>/{bls,ecdsa}/`.
+    /// Created if missing.
+    pub proxy_dir: PathBuf,
+    /// The password proxy keystores are encrypted under.
+    pub proxy_password_file: PathBuf,
+    /// The modules allowed to call.
+    #[serde(default, rename = "module")]
+    pub modules: Vec<CommitBoostModule>,
+}
+
+/// `[[commit_boost.module]]`: one Commit-Boost module.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitBoostModule {
+    /// The module's id: its tokens' `module` claim (letters, digits, `_`, `-`).
+    pub id: String,
+    /// Its 32-byte signing id (0x and 64 hex digits), bound into every
+    /// signature it gets.
+    pub signing_id: String,
+    /// The file holding the secret its tokens are signed with (HS256).
+    pub jwt_secret_file: PathBuf,
+    /// The policy client it is: the client its TLS certificate names, and
+    /// the one the policy grants `commit_boost.*` to.
+    pub client: String,
+}
+
+impl CommitBoostModule {
+    /// The signing id's bytes (checked when the configuration loads).
+    pub fn signing_id_bytes(&self) -> Option<[u8; 32]> {
+        let h = self.signing_id.strip_prefix("0x")?;
+        hex::decode(h).ok()?.try_into().ok()
+    }
+}
+
+impl CommitBoost {
+    /// The EVM chain id of public networks, by genesis fork version.
+    pub const KNOWN_CHAIN_IDS: [([u8; 4], u64); 4] = [
+        ([0x00, 0x00, 0x00, 0x00], 1),
+        ([0x90, 0x00, 0x00, 0x69], 11_155_111),
+        ([0x01, 0x01, 0x70, 0x00], 17_000),
+        ([0x10, 0x00, 0x09, 0x10], 560_048),
+    ];
+
+    /// `chain_id`, or the public network's for this genesis fork version.
+    pub fn chain_id_for(&self, genesis_fork_version: [u8; 4]) -> Option<u64> {
+        self.chain_id.or_else(|| {
+            Self::KNOWN_CHAIN_IDS
+                .iter()
+                .find(|(f, _)| *f == genesis_fork_version)
+                .map(|(_, id)| *id)
+        })
+    }
 }
 
 /// `[start_cache]`: the keystores' decrypted secrets, kept in one file
@@ -643,6 +710,68 @@ pub enum ConfigError {
     },
 }
 
+/// `[commit_boost]`: served on the HTTPS listener, bound to a chain,
+/// modules with distinct ids that can name directories, and signing ids.
+fn check_commit_boost(cb: &CommitBoost, c: &Config) -> Result<(), (&'static str, String)> {
+    if c.http.as_ref().is_none_or(|h| h.insecure_plaintext) {
+        return Err((
+            "commit_boost",
+            "the Commit-Boost signer API is served on the HTTPS listener: configure [http] with TLS (not insecure_plaintext)".into(),
+        ));
+    }
+    let gfv = c.ethereum.network().map(|n| n.genesis_fork_version);
+    if gfv.and_then(|g| cb.chain_id_for(g)).is_none() {
+        return Err((
+            "commit_boost.chain_id",
+            "give the EVM chain id commitments are for (e.g. chain_id = 1): the genesis fork version is not a public network's".into(),
+        ));
+    }
+    if cb.modules.is_empty() {
+        return Err((
+            "commit_boost.module",
+            "list at least one [[commit_boost.module]] (id, signing_id, jwt_secret_file, client)"
+                .into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &cb.modules {
+        if m.id.is_empty()
+            || m.id.len() > 64
+            || !m
+                .id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err((
+                "commit_boost.module.id",
+                format!("{:?}: use 1 to 64 letters, digits, '_' or '-'", m.id),
+            ));
+        }
+        if !seen.insert(m.id.to_ascii_lowercase()) {
+            return Err((
+                "commit_boost.module.id",
+                format!("{:?} is listed twice (ids are compared without case)", m.id),
+            ));
+        }
+        if m.signing_id_bytes().is_none() {
+            return Err((
+                "commit_boost.module.signing_id",
+                format!(
+                    "module {:?}: {:?} is not 0x and 64 hex digits (the module's 32-byte signing id)",
+                    m.id, m.signing_id
+                ),
+            ));
+        }
+        if m.client.trim().is_empty() {
+            return Err((
+                "commit_boost.module.client",
+                format!("module {:?}: name the policy client it is", m.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `[slashing]`: one engine, its own fields only, and a PostgreSQL
 /// connection that can be neither plaintext over a network nor carry its
 /// password in the file.
@@ -897,6 +1026,9 @@ impl Config {
                 "the Keymanager API is served on the HTTPS listener: configure [http] with TLS (not insecure_plaintext)",
             ));
         }
+        if let Some(cb) = &c.commit_boost {
+            check_commit_boost(cb, &c).map_err(|(field, message)| invalid(field, &message))?;
+        }
         if let Some(sc) = &c.start_cache {
             let given = [
                 sc.password_file.is_some(),
@@ -1037,6 +1169,13 @@ impl Config {
             c.keys.push(KeySource::Web3signerDir {
                 path: k.store.clone(),
             });
+        }
+        if let Some(cb) = &mut c.commit_boost {
+            resolve(&base, &mut cb.proxy_dir);
+            resolve(&base, &mut cb.proxy_password_file);
+            for m in &mut cb.modules {
+                resolve(&base, &mut m.jwt_secret_file);
+            }
         }
         if let Some(sc) = &mut c.start_cache {
             resolve(&base, &mut sc.file);

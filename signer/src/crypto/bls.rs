@@ -45,6 +45,16 @@ impl BlsSecretKey {
             .map_err(|_| CryptoError::InvalidSecretKey)
     }
 
+    /// A new random key (the IETF / EIP-2333 `KeyGen` over 32 bytes from
+    /// the operating system), with its secret bytes for a keystore.
+    pub fn generate() -> Result<(Self, zeroize::Zeroizing<[u8; 32]>), CryptoError> {
+        let mut ikm = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut *ikm).map_err(|_| CryptoError::InvalidSecretKey)?;
+        let sk = SecretKey::key_gen(&*ikm, &[]).map_err(|_| CryptoError::InvalidSecretKey)?;
+        let secret = zeroize::Zeroizing::new(sk.to_bytes());
+        Ok((Self(sk, std::sync::OnceLock::new()), secret))
+    }
+
     /// The public key.
     pub fn public_key(&self) -> BlsPublicKey {
         self.1

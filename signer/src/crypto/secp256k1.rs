@@ -53,6 +53,29 @@ impl Secp256k1SecretKey {
             .map_err(|_| CryptoError::InvalidSecretKey)
     }
 
+    /// A new random key (32 bytes from the operating system, drawn again in
+    /// the negligible case they are not a valid scalar), with its secret
+    /// bytes for a keystore.
+    pub fn generate() -> Result<(Self, zeroize::Zeroizing<[u8; 32]>), CryptoError> {
+        loop {
+            let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(&mut *secret).map_err(|_| CryptoError::InvalidSecretKey)?;
+            if let Ok(k) = Self::from_bytes(&*secret) {
+                return Ok((k, secret));
+            }
+        }
+    }
+
+    /// The Ethereum address: the last 20 bytes of the keccak-256 of the
+    /// uncompressed public key (without its 0x04 prefix).
+    pub fn address(&self) -> [u8; 20] {
+        let point = self.0.verifying_key().to_sec1_point(false);
+        let hash = alloy_primitives::keccak256(point.as_bytes().get(1..).unwrap_or_default());
+        let mut out = [0u8; 20];
+        out.copy_from_slice(hash.get(12..).unwrap_or(&[0; 20]));
+        out
+    }
+
     /// The 33-byte compressed SEC1 public key.
     pub fn public_key(&self) -> [u8; 33] {
         // k256 encodes compressed (33 bytes) by default; a test pins that.

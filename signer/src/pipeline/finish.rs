@@ -183,6 +183,7 @@ impl Pipeline {
                     extension_signature,
                 })
             }
+            Plan::CommitBoost(plan) => self.finish_commit_boost(plan),
             Plan::Raw { key, payload } => {
                 let started = Instant::now();
                 let out = match (payload, key) {

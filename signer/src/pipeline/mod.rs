@@ -21,6 +21,7 @@
 //! signed), `finish` (sign once decided); this file runs a batch through
 //! them.
 
+mod commit_boost;
 mod finish;
 mod keyring;
 pub mod lifecycle;
@@ -34,6 +35,7 @@ use std::time::Instant;
 
 use slashing_db::{Decision, SlashingDb};
 
+pub use commit_boost::{CommitBoost, CommitBoostAsk, CommitBoostWhat, Module as CommitBoostModule};
 pub use keyring::Keyring;
 pub use refusal::{OutOfScope, Refusal, Unavailable};
 pub use request::{KeyId, KeyInfo, Message, Outcome, Request, Scope, Signature};
@@ -83,6 +85,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     rate: RateLimiter,
     key_states: Swap<lifecycle::KeyStates>,
+    commit_boost: Option<CommitBoost>,
 }
 
 impl Pipeline {
@@ -103,6 +106,7 @@ impl Pipeline {
             metrics: Arc::new(Metrics::new()),
             rate: RateLimiter::default(),
             key_states: Swap::new(Default::default()),
+            commit_boost: None,
         })
     }
 
@@ -245,9 +249,10 @@ impl Pipeline {
             .zip(&outcomes)
             .map(|((p, r), o)| Entry {
                 // Which grant was missing (or which deny matched), for the auditor.
-                note: match o {
-                    Err(Refusal::NotAllowed(v)) => Some(v.to_string()),
-                    Err(Refusal::PolicyViolation(v)) => Some(v.to_string()),
+                note: match (commit_boost::ask_of(&r.message), o) {
+                    (Some(ask), o) => Some(ask.note(o)),
+                    (None, Err(Refusal::NotAllowed(v))) => Some(v.to_string()),
+                    (None, Err(Refusal::PolicyViolation(v))) => Some(v.to_string()),
                     _ => None,
                 },
                 client: r.client.to_string(),

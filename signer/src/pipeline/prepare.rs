@@ -26,6 +26,7 @@ fn request_name(m: &Message) -> &'static str {
         Message::CometRaw(_) => Operation::CometRaw.name(),
         Message::RawSecp256k1(_) => Operation::RawSecp256k1.name(),
         Message::RawEd25519(_) => Operation::RawEd25519.name(),
+        Message::CommitBoost(a) => a.what.operation().name(),
         Message::Invalid { request, .. } => request,
     }
 }
@@ -77,6 +78,7 @@ pub(super) enum Plan<'a> {
         key: &'a Key,
         payload: Raw,
     },
+    CommitBoost(super::commit_boost::CbPlan<'a>),
 }
 
 pub(super) enum Raw {
@@ -153,12 +155,15 @@ pub(super) fn applies_to(op: Operation, scheme: Scheme) -> bool {
         | Operation::Eth2ExecutionPayloadBid
         | Operation::Eth2ExecutionPayloadEnvelope
         | Operation::Eth2VoluntaryExit
-        | Operation::Eth2Deposit => scheme == Scheme::Bls,
+        | Operation::Eth2Deposit
+        | Operation::CommitBoostSign
+        | Operation::CommitBoostProxy
+        | Operation::CommitBoostProxySign => scheme == Scheme::Bls,
     }
 }
 
 impl Pipeline {
-    fn authorize(
+    pub(super) fn authorize(
         &self,
         policy: &Policy,
         client: &str,
@@ -337,6 +342,7 @@ impl Pipeline {
                         }
                     }),
             },
+            Message::CommitBoost(ask) => self.prepare_commit_boost(keys, policy, r, ask),
             Message::Invalid { request, reason } => Prepared {
                 request,
                 position: None,

@@ -23,6 +23,13 @@ pub enum Signature {
         /// Signature over the vote extension, when one was signed.
         extension_signature: Option<Vec<u8>>,
     },
+    /// A new Commit-Boost proxy and its delegation, signed by the consensus key.
+    Delegation {
+        /// The proxy: a BLS public key or an Ethereum address.
+        proxy: Vec<u8>,
+        /// The consensus key's BLS signature of the delegation.
+        signature: [u8; 96],
+    },
     /// A raw signature: Ed25519 (64 bytes) or secp256k1 (r ‖ s, low-S).
     Raw {
         /// The signature.
@@ -36,7 +43,7 @@ impl Signature {
     /// The signature bytes.
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Self::Bls(s) => s,
+            Self::Bls(s) | Self::Delegation { signature: s, .. } => s,
             Self::CometBft { signature, .. } | Self::Raw { signature, .. } => signature,
         }
     }
@@ -74,6 +81,9 @@ pub enum Message {
     RawSecp256k1(Vec<u8>),
     /// Pure Ed25519 over a message.
     RawEd25519(Vec<u8>),
+    /// A Commit-Boost module's request (`request.public_key`: the consensus
+    /// key, or for a proxy signature the proxy's public key or address).
+    CommitBoost(super::CommitBoostAsk),
     /// A request the frontend could not read: refused as `INVALID_REQUEST`
     /// and audited under `request` like every other decision.
     Invalid {

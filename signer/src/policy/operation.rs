@@ -37,6 +37,15 @@ pub enum Operation {
     Eth2VoluntaryExit,
     /// `eth2.deposit`.
     Eth2Deposit,
+    /// `commit_boost.sign`: a Commit-Boost module's commitment, signed with
+    /// the consensus key itself.
+    CommitBoostSign,
+    /// `commit_boost.proxy`: make a proxy key for the consensus key and sign
+    /// its delegation.
+    CommitBoostProxy,
+    /// `commit_boost.proxy_sign`: a commitment signed by a proxy key the
+    /// consensus key delegated to (decided on the consensus key).
+    CommitBoostProxySign,
     /// `cometbft.vote`.
     CometVote,
     /// `cometbft.proposal`.
@@ -52,7 +61,7 @@ pub enum Operation {
 use Operation::*;
 
 /// Every operation, in display order.
-pub const ALL: [Operation; 21] = [
+pub const ALL: [Operation; 24] = [
     Eth2Block,
     Eth2Attestation,
     Eth2AggregationSlot,
@@ -69,6 +78,9 @@ pub const ALL: [Operation; 21] = [
     Eth2ExecutionPayloadEnvelope,
     Eth2VoluntaryExit,
     Eth2Deposit,
+    CommitBoostSign,
+    CommitBoostProxy,
+    CommitBoostProxySign,
     CometVote,
     CometProposal,
     CometRaw,
@@ -96,6 +108,10 @@ pub const ETH2_DUTIES: [Operation; 11] = [
 
 /// `eth2.builder`: what a Gloas builder signs with its builder key.
 pub const ETH2_BUILDER: [Operation; 2] = [Eth2ExecutionPayloadBid, Eth2ExecutionPayloadEnvelope];
+
+/// `commit_boost`: everything a Commit-Boost module may ask of a consensus
+/// key (docs/commit-boost.md).
+pub const COMMIT_BOOST: [Operation; 3] = [CommitBoostSign, CommitBoostProxy, CommitBoostProxySign];
 
 /// What kind of network an operation's requests name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +144,9 @@ impl Operation {
             Eth2ExecutionPayloadEnvelope => "eth2.execution_payload_envelope",
             Eth2VoluntaryExit => "eth2.voluntary_exit",
             Eth2Deposit => "eth2.deposit",
+            CommitBoostSign => "commit_boost.sign",
+            CommitBoostProxy => "commit_boost.proxy",
+            CommitBoostProxySign => "commit_boost.proxy_sign",
             CometVote => "cometbft.vote",
             CometProposal => "cometbft.proposal",
             CometRaw => "cometbft.raw",
@@ -142,6 +161,7 @@ impl Operation {
         match name {
             "eth2.duties" => Some(ETH2_DUTIES.to_vec()),
             "eth2.builder" => Some(ETH2_BUILDER.to_vec()),
+            "commit_boost" => Some(COMMIT_BOOST.to_vec()),
             "cometbft.consensus" => Some(vec![CometVote, CometProposal]),
             _ => ALL.iter().find(|o| o.name() == name).map(|o| vec![*o]),
         }
@@ -153,6 +173,9 @@ impl Operation {
             Eth2Deposit
             | Eth2ValidatorRegistration
             | Eth2BuilderRequestAuth
+            | CommitBoostSign
+            | CommitBoostProxy
+            | CommitBoostProxySign
             | RawSecp256k1
             | RawEd25519
             | CometRaw => NetworkKind::None,
@@ -169,6 +192,12 @@ impl Operation {
             Eth2BuilderRequestAuth => {
                 Some("authorises requests to builders; the data it signs is opaque to the signer")
             }
+            CommitBoostSign | CommitBoostProxySign => Some(
+                "signs a module's commitments: their data is opaque to the signer, and the module's protocol may penalise a broken one",
+            ),
+            CommitBoostProxy => Some(
+                "lets a module create keys that sign commitments for this validator until the proxy is removed",
+            ),
             RawSecp256k1 | RawEd25519 | CometRaw => {
                 Some("signs arbitrary bytes: no slashing protection, no structure check")
             }

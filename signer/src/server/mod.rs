@@ -13,6 +13,7 @@
 //! `routes` (gRPC and health on one listener), [`http`] (the operations
 //! endpoints).
 
+mod commit_boost;
 pub mod control;
 pub mod http;
 pub mod keymanager;
@@ -87,6 +88,8 @@ pub struct Shared {
     control: Option<control::Control>,
     /// `[keymanager]`, when the Keymanager API is on.
     keymanager: Option<crate::config::Keymanager>,
+    /// `[commit_boost]`, when the Commit-Boost API is on (secrets re-read on reload).
+    commit_boost: Option<crate::config::CommitBoost>,
 }
 
 impl Shared {

@@ -390,6 +390,18 @@ impl Shared {
         }
     }
 
+    /// Re-reads the Commit-Boost modules' token secrets (with the policy:
+    /// both say who may ask what).
+    fn reload_module_secrets(&self) -> Result<(), String> {
+        let (Some(cb), Some(settings)) = (&self.commit_boost, self.pipeline.commit_boost()) else {
+            return Ok(());
+        };
+        let modules = super::commit_boost::modules(cb)?;
+        settings.set_modules(modules);
+        tracing::info!("Commit-Boost module secrets reloaded");
+        Ok(())
+    }
+
     fn reload_now(&self) -> ReloadReport {
         let metrics = self.pipeline.metrics();
         let tls =
@@ -410,7 +422,9 @@ impl Shared {
             }
         }
         metrics.reload("tls", tls.is_ok());
-        let policy = load_policy(&self.policy_file).map(|p| self.pipeline.set_policy(p));
+        let policy = load_policy(&self.policy_file)
+            .map(|p| self.pipeline.set_policy(p))
+            .and_then(|()| self.reload_module_secrets());
         match &policy {
             Ok(()) => tracing::info!(file = %self.policy_file.display(), "policy reloaded"),
             Err(e) => {

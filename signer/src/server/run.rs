@@ -395,12 +395,19 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         keystores_from_cache = from_memo,
         "keys loaded"
     );
-    let pipeline = Arc::new(
-        Pipeline::new(policy, keys, db, audit, network)
-            .and_then(|p| p.with_audit_anchor(anchor_name, anchored))
-            .map_err(|e| format!("audit log: {e}"))?
-            .with_metrics(metrics.clone()),
-    );
+    let genesis_fork_version = network.genesis_fork_version;
+    let mut pipeline = Pipeline::new(policy, keys, db, audit, network)
+        .and_then(|p| p.with_audit_anchor(anchor_name, anchored))
+        .map_err(|e| format!("audit log: {e}"))?
+        .with_metrics(metrics.clone());
+    if let Some(cb) = &config.commit_boost {
+        let settings = super::commit_boost::settings(cb, genesis_fork_version)?;
+        metrics
+            .commit_boost_proxies
+            .set(i64::try_from(settings.proxies.len()).unwrap_or(i64::MAX));
+        pipeline = pipeline.with_commit_boost(settings);
+    }
+    let pipeline = Arc::new(pipeline);
     // Keys an operator took out of service refuse from the first request.
     pipeline
         .refresh_key_states(true)
@@ -686,6 +693,7 @@ async fn serve(
             .collect(),
         control,
         keymanager: config.keymanager.clone(),
+        commit_boost: config.commit_boost.clone(),
     });
     let _ = shared.readiness();
     ops.serving(shared.clone());

@@ -417,7 +417,8 @@ pub fn overloaded(why: &str) -> pb::SignResponse {
 
 fn signature(s: Signature) -> pb::Signature {
     match s {
-        Signature::Bls(sig) => pb::Signature {
+        // No gRPC request makes a delegation (Commit-Boost is HTTP only).
+        Signature::Bls(sig) | Signature::Delegation { signature: sig, .. } => pb::Signature {
             signature: sig.to_vec(),
             ..Default::default()
         },
