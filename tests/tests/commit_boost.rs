@@ -817,4 +817,90 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
             .log()
             .contains("Commit-Boost signer API on the HTTPS listener")
     );
+
+    // A consensus key taken out of service takes its proxies with it.
+    let out = Command::new(tests::daemon::signer_bin())
+        .args([
+            "keys",
+            "disable",
+            &consensus,
+            "--reason",
+            "validator exiting (OPS-12)",
+            "--config",
+        ])
+        .arg(setup.path("signer.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = send(
+        &setup,
+        addr,
+        &[
+            preconf(
+                "POST",
+                SIGN_PROXY_ECDSA,
+                sign_body(&proxy_ecdsa, "proxy", 3),
+            ),
+            preconf("POST", SIGN_BLS, sign_body(&consensus, "pubkey", 3)),
+            preconf("POST", GENERATE, generate("bls")),
+        ],
+    );
+    for (status, body) in &answers {
+        assert_eq!(*status, 403, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("disabled"),
+            "{body}"
+        );
+    }
+    drop(daemon);
+
+    // An operator's mistakes stop the start, each with what to fix.
+    let good = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write("keys/short.jwt", "short");
+    let mistakes = [
+        (
+            SIGNING_ID,
+            "0x1234",
+            "is not 0x and 64 hex digits (the module's 32-byte signing id)",
+        ),
+        (
+            "id = \"OTHER\"",
+            "id = \"PRECONF\"",
+            "\"PRECONF\" is listed twice",
+        ),
+        (
+            "chain_id = 17000\n",
+            "",
+            "give the EVM chain id commitments are for",
+        ),
+        (
+            "keys/other.jwt",
+            "keys/missing.jwt",
+            "commit_boost module \"OTHER\": jwt_secret_file",
+        ),
+        (
+            "keys/other.jwt",
+            "keys/short.jwt",
+            "holds 5 bytes; use at least 16 random ones",
+        ),
+        (
+            "keys/proxy.pass",
+            "keys/preconf.jwt",
+            "does not decrypt with the proxy password",
+        ),
+    ];
+    for (from, to, says) in mistakes {
+        assert!(good.contains(from), "{from}");
+        setup.write("signer.toml", &good.replacen(from, to, 1));
+        let (_, stderr) = tests::ha::serve_refused(&setup.path("signer.toml"));
+        assert!(stderr.contains(says), "{from} → {to}: {stderr}");
+        println!(
+            "refused to start: {}",
+            stderr.lines().last().unwrap_or_default()
+        );
+    }
 }
