@@ -863,6 +863,11 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
     setup.write("keys/short.jwt", "short");
     let mistakes = [
         (
+            "client = \"node\"",
+            "client = \"nod\"",
+            "client \"nod\" is not a client of the policy",
+        ),
+        (
             SIGNING_ID,
             "0x1234",
             "is not 0x and 64 hex digits (the module's 32-byte signing id)",

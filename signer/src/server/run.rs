@@ -401,6 +401,22 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
         .map_err(|e| format!("audit log: {e}"))?
         .with_metrics(metrics.clone());
     if let Some(cb) = &config.commit_boost {
+        // A module whose client the policy does not know could never be served.
+        let policy = pipeline.policy();
+        if let Some(m) = cb
+            .modules
+            .iter()
+            .find(|m| policy.client(&m.client).is_none())
+        {
+            return Err(format!(
+                "commit_boost module {:?}: client {:?} is not a client of the policy ({}): add [clients.{}] with its certificate's identity, or fix the name",
+                m.id,
+                m.client,
+                policy_file.display(),
+                m.client
+            )
+            .into());
+        }
         let settings = super::commit_boost::settings(cb, genesis_fork_version)?;
         metrics
             .commit_boost_proxies
