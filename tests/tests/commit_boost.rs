@@ -422,6 +422,35 @@ fn preconf(method: &'static str, route: &'static str, body: String) -> Call {
     }
 }
 
+/// A daemon setup with the HTTPS listener and `[commit_boost]` (plus
+/// `extra` lines in it): module PRECONF is client `vc`, granted everything
+/// on the validator key; module OTHER is client `node`, granted only
+/// `commit_boost.sign`.
+fn commit_boost_setup(extra: &str) -> tests::daemon::Setup {
+    let setup = tests::daemon::Setup::new();
+    setup.enable_http("");
+    setup.write("keys/proxy.pass", "proxy store password\n");
+    setup.write("keys/preconf.jwt", PRECONF_SECRET);
+    setup.write("keys/other.jwt", OTHER_SECRET);
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    let (head, keys) = config.split_once("\n[[keys]]").unwrap();
+    setup.write(
+        "signer.toml",
+        &format!(
+            "{head}\n[commit_boost]\nchain_id = 17000\n{extra}proxy_dir = \"data/proxies\"\nproxy_password_file = \"keys/proxy.pass\"\n\n\
+             [[commit_boost.module]]\nid = \"PRECONF\"\nsigning_id = \"{SIGNING_ID}\"\njwt_secret_file = \"keys/preconf.jwt\"\nclient = \"vc\"\n\n\
+             [[commit_boost.module]]\nid = \"OTHER\"\nsigning_id = \"0x{}\"\njwt_secret_file = \"keys/other.jwt\"\nclient = \"node\"\n\n[[keys]]{keys}",
+            "11".repeat(32)
+        ),
+    );
+    // PRECONF may do everything with the validator key; OTHER may only sign.
+    setup.write_policy(&setup.policy_with(
+        "\n[[grant]]\nclients = [\"vc\"]\noperations = [\"commit_boost\"]\nkey_groups = [\"validators\"]\n\n\
+         [[grant]]\nclients = [\"node\"]\noperations = [\"commit_boost.sign\"]\nkey_groups = [\"validators\"]\n",
+    ));
+    setup
+}
+
 /// The Commit-Boost signer API end to end: a daemon with two modules (each
 /// its own policy client and certificate), called with tokens made by
 /// PyJWT. Every signature it answers — consensus, proxy BLS, proxy ECDSA —
@@ -433,27 +462,7 @@ fn preconf(method: &'static str, route: &'static str, body: String) -> Call {
 /// same signatures) and are audited.
 #[test]
 fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest() {
-    let setup = tests::daemon::Setup::new();
-    setup.enable_http("");
-    setup.write("keys/proxy.pass", "proxy store password\n");
-    setup.write("keys/preconf.jwt", PRECONF_SECRET);
-    setup.write("keys/other.jwt", OTHER_SECRET);
-    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    let (head, keys) = config.split_once("\n[[keys]]").unwrap();
-    setup.write(
-        "signer.toml",
-        &format!(
-            "{head}\n[commit_boost]\nchain_id = 17000\nproxy_dir = \"data/proxies\"\nproxy_password_file = \"keys/proxy.pass\"\n\n\
-             [[commit_boost.module]]\nid = \"PRECONF\"\nsigning_id = \"{SIGNING_ID}\"\njwt_secret_file = \"keys/preconf.jwt\"\nclient = \"vc\"\n\n\
-             [[commit_boost.module]]\nid = \"OTHER\"\nsigning_id = \"0x{}\"\njwt_secret_file = \"keys/other.jwt\"\nclient = \"node\"\n\n[[keys]]{keys}",
-            "11".repeat(32)
-        ),
-    );
-    // PRECONF may do everything with the validator key; OTHER may only sign.
-    setup.write_policy(&setup.policy_with(
-        "\n[[grant]]\nclients = [\"vc\"]\noperations = [\"commit_boost\"]\nkey_groups = [\"validators\"]\n\n\
-         [[grant]]\nclients = [\"node\"]\noperations = [\"commit_boost.sign\"]\nkey_groups = [\"validators\"]\n",
-    ));
+    let setup = commit_boost_setup("");
     let consensus = hex0x(&setup.bls);
     let daemon = setup.start();
     let addr = daemon.http_api.unwrap();
@@ -908,4 +917,113 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
             stderr.lines().last().unwrap_or_default()
         );
     }
+}
+
+/// With `ecdsa_proxy_token`, secp256k1 proxies are made inside a PKCS#11
+/// token (SoftHSM): the proxy file holds no secret, only the key's label;
+/// the token lists the key; the delegation and the proxy's signatures
+/// verify under the Python reference, before and after a restart; and a
+/// configuration that forgets the token stops the start, naming it.
+#[test]
+fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
+    use tests::hsm::{SoftHsm, configure_pkcs11, softhsm_module};
+    let hsm = SoftHsm::new(&["proxies"]);
+    let mut setup = commit_boost_setup("ecdsa_proxy_token = \"hsm\"\n");
+    configure_pkcs11(&setup, &hsm, 5000, &[("hsm", &softhsm_module(), "proxies")]);
+    setup.env = hsm.env();
+    let consensus = hex0x(&setup.bls);
+    let object_root = hex0x(&[0x17; 32]);
+    let sign = |proxy: &str, nonce: u64| {
+        preconf(
+            "POST",
+            SIGN_PROXY_ECDSA,
+            json!({"proxy": proxy, "object_root": object_root, "nonce": nonce}).to_string(),
+        )
+    };
+    let daemon = setup.start();
+    let answers = send(
+        &setup,
+        daemon.http_api.unwrap(),
+        &[preconf(
+            "POST",
+            GENERATE,
+            json!({"pubkey": consensus, "scheme": "ecdsa"}).to_string(),
+        )],
+    );
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    let delegation = answers[0].1.clone();
+    let proxy = delegation["message"]["proxy"].as_str().unwrap().to_owned();
+    let first = send(&setup, daemon.http_api.unwrap(), &[sign(&proxy, 5)]);
+    assert_eq!(first[0].0, 200, "{}", first[0].1);
+    drop(daemon);
+
+    let file = setup
+        .path("data/proxies/PRECONF")
+        .join(hex::encode(&setup.bls))
+        .join("ecdsa")
+        .join(format!("{}.json", &proxy[2..]));
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(
+        stored.get("crypto").is_none(),
+        "no secret in the file: {stored}"
+    );
+    assert_eq!(stored["pkcs11"]["token"], json!("hsm"));
+    let label = stored["pkcs11"]["label"].as_str().unwrap().to_owned();
+    assert!(label.starts_with("commit-boost-proxy-PRECONF-"), "{label}");
+    let listed = hsm.keys(&softhsm_module(), "proxies", &["list"]);
+    assert!(listed.contains(&label), "the token holds the key: {listed}");
+
+    let daemon = setup.start();
+    let again = send(&setup, daemon.http_api.unwrap(), &[sign(&proxy, 6)]);
+    assert_eq!(again[0].0, 200, "{}", again[0].1);
+    drop(daemon);
+
+    let commitment = |nonce: u64, signature: &Value| {
+        json!({"kind": "proxy_ecdsa", "genesis_fork_version": "0x00000001", "chain_id": 17000,
+               "module_signing_id": SIGNING_ID, "nonce": nonce, "object_root": object_root,
+               "key": proxy, "signature": signature})
+    };
+    let cases = vec![
+        json!({"kind": "delegation_ecdsa", "genesis_fork_version": "0x00000001",
+               "delegator": consensus, "proxy": proxy, "signature": delegation["signature"]}),
+        commitment(5, &first[0].1["signature"]),
+        commitment(6, &again[0].1["signature"]),
+        commitment(7, &again[0].1["signature"]),
+    ];
+    let verdicts: Vec<Value> = reference(&cases)
+        .into_iter()
+        .map(|v| v["valid"].clone())
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![json!(true), json!(true), json!(true), json!(false)]
+    );
+    println!(
+        "an HSM-held ECDSA proxy: delegation and 2 signatures verify, a tampered one does not"
+    );
+
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replace("ecdsa_proxy_token = \"hsm\"\n", ""),
+    );
+    let out = Command::new(tests::daemon::signer_bin())
+        .args(["serve", "--config"])
+        .arg(setup.path("signer.toml"))
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .envs(hsm.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("its key is held by pkcs11 token \"hsm\"")
+            && stderr.contains("set [commit_boost] ecdsa_proxy_token = \"hsm\""),
+        "{stderr}"
+    );
 }

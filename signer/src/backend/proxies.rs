@@ -15,9 +15,15 @@
 //! its delegation is answered, so a module never holds a delegation to a
 //! key the signer lost.
 //!
-//! Every file must load at start: a proxy that does not decrypt, or whose
-//! place in the tree does not match what it says of itself, stops the
-//! daemon, as a key source would.
+//! With a vault (`[commit_boost] ecdsa_proxy_token`: a PKCS#11 token),
+//! secp256k1 proxies are generated inside it, sensitive and not
+//! extractable; their file then holds no secret, only where the key is
+//! (`"pkcs11": {"token", "label"}`) beside the same `commit_boost` object.
+//! (BLS proxies stay encrypted files: PKCS#11 has no BLS.)
+//!
+//! Every file must load at start: a proxy that does not decrypt, is not in
+//! its token, or whose place in the tree does not match what it says of
+//! itself, stops the daemon, as a key source would.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +32,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::Key;
 use super::soft::keystore::{Kdf, KeystoreError};
 use super::soft::{self as soft, SecretKey};
 use crate::crypto::bls::BlsSecretKey;
@@ -67,26 +74,28 @@ pub struct ProxyKey {
     pub id: Vec<u8>,
     /// The delegation's signature by the consensus key.
     pub delegation: [u8; 96],
-    /// The secret.
-    pub key: SecretKey,
+    /// The key: in memory, or in the vault.
+    pub key: Key,
 }
 
-impl ProxyKey {
-    /// The BLS secret, for a BLS proxy.
-    pub fn bls(&self) -> Option<&BlsSecretKey> {
-        match &self.key {
-            SecretKey::Bls(k) => Some(k),
-            _ => None,
-        }
-    }
+/// A token that generates and holds secp256k1 proxies (the server builds
+/// one from `[commit_boost] ecdsa_proxy_token`).
+pub trait ProxyVault: Send + Sync + std::fmt::Debug {
+    /// Its name, as the configuration spells it (kept in proxy files).
+    fn name(&self) -> &str;
+    /// Generates a secp256k1 key labelled `label` inside it.
+    fn generate_secp256k1(&self, label: &str) -> Result<Key, String>;
+    /// The key labelled `label`.
+    fn load(&self, label: &str) -> Result<Key, String>;
+}
 
-    /// The secp256k1 secret, for an ECDSA proxy.
-    pub fn ecdsa(&self) -> Option<&Secp256k1SecretKey> {
-        match &self.key {
-            SecretKey::Secp256k1(k) => Some(k),
-            _ => None,
-        }
-    }
+/// Where a new proxy's secret is.
+#[derive(Debug)]
+enum Held {
+    /// In memory: its bytes, to be encrypted into the file.
+    Local(Zeroizing<[u8; 32]>),
+    /// In the vault, under this label.
+    Vault(String),
 }
 
 /// A new proxy, not yet stored.
@@ -96,37 +105,23 @@ pub struct NewProxy {
     pub scheme: ProxyScheme,
     /// Its name (public key or address).
     pub id: Vec<u8>,
-    key: SecretKey,
-    secret: Zeroizing<[u8; 32]>,
+    key: Key,
+    held: Held,
 }
 
 impl NewProxy {
-    /// Makes a random key of `scheme`.
-    pub fn generate(scheme: ProxyScheme) -> Result<Self, ProxyError> {
-        let bad = |e: crate::crypto::CryptoError| ProxyError::Generate(e.to_string());
-        Ok(match scheme {
-            ProxyScheme::Bls => {
-                let (k, secret) = BlsSecretKey::generate().map_err(bad)?;
-                let id = k.public_key().to_bytes().to_vec();
-                Self {
-                    scheme,
-                    id,
-                    key: SecretKey::Bls(k),
-                    secret,
-                }
-            }
-            ProxyScheme::Ecdsa => {
-                let (k, secret) = Secp256k1SecretKey::generate().map_err(bad)?;
-                let id = k.address().to_vec();
-                Self {
-                    scheme,
-                    id,
-                    key: SecretKey::Secp256k1(k),
-                    secret,
-                }
-            }
-        })
+    /// The key, to sign the delegation's proof or test with.
+    pub fn key(&self) -> &Key {
+        &self.key
     }
+}
+
+/// Where a vault-held proxy is, in its file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InVault {
+    token: String,
+    label: String,
 }
 
 /// Why the proxy store failed.
@@ -167,6 +162,8 @@ struct Meta {
 #[derive(Deserialize)]
 struct File {
     commit_boost: Meta,
+    #[serde(default)]
+    pkcs11: Option<InVault>,
 }
 
 /// A proxy's place: module, scheme, name.
@@ -178,6 +175,7 @@ pub struct ProxyStore {
     dir: PathBuf,
     password: Zeroizing<String>,
     keys: RwLock<BTreeMap<Slot, Arc<ProxyKey>>>,
+    vault: Option<Box<dyn ProxyVault>>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> ProxyError {
@@ -196,8 +194,13 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 impl ProxyStore {
     /// Opens `dir` (created, 0700, if missing) and decrypts every proxy in
-    /// it with the password in `password_file`.
-    pub fn open(dir: &Path, password_file: &Path) -> Result<Self, ProxyError> {
+    /// it with the password in `password_file`, finding those a vault holds
+    /// in `vault`; new secp256k1 proxies are made in `vault` when given.
+    pub fn open(
+        dir: &Path,
+        password_file: &Path,
+        vault: Option<Box<dyn ProxyVault>>,
+    ) -> Result<Self, ProxyError> {
         let password = crate::secret_file::read_password_file(password_file).map_err(|e| {
             io(
                 password_file,
@@ -222,6 +225,7 @@ impl ProxyStore {
             dir: dir.to_owned(),
             password,
             keys: RwLock::new(BTreeMap::new()),
+            vault,
         };
         let mut keys = BTreeMap::new();
         for path in store.files()? {
@@ -267,29 +271,43 @@ impl ProxyStore {
             message,
         };
         let json = std::fs::read(path).map_err(|e| io(path, e))?;
-        let meta = serde_json::from_slice::<File>(&json)
-            .map_err(|e| invalid(format!("not a proxy key file: {e}")))?
-            .commit_boost;
-        let key = soft::load_key_file(&json, &self.password).map_err(|e| match e {
-            KeystoreError::ChecksumMismatch => {
-                invalid("does not decrypt with the proxy password (proxy_password_file)".into())
-            }
-            other => invalid(other.to_string()),
-        })?;
-        let scheme = match (meta.scheme.as_str(), &key) {
-            ("bls", SecretKey::Bls(_)) => ProxyScheme::Bls,
-            ("ecdsa", SecretKey::Secp256k1(_)) => ProxyScheme::Ecdsa,
-            (s, k) => {
+        let file = serde_json::from_slice::<File>(&json)
+            .map_err(|e| invalid(format!("not a proxy key file: {e}")))?;
+        let meta = file.commit_boost;
+        let key: Key = match (&file.pkcs11, &self.vault) {
+            (None, _) => soft::load_key_file(&json, &self.password)
+                .map_err(|e| match e {
+                    KeystoreError::ChecksumMismatch => invalid(
+                        "does not decrypt with the proxy password (proxy_password_file)".into(),
+                    ),
+                    other => invalid(other.to_string()),
+                })?
+                .into(),
+            (Some(at), Some(vault)) if at.token == vault.name() => vault
+                .load(&at.label)
+                .map_err(|e| invalid(format!("its key {:?} is not usable: {e}", at.label)))?,
+            (Some(at), _) => {
                 return Err(invalid(format!(
-                    "says scheme {s:?} but holds a {} key",
-                    k.scheme().key_type()
+                    "its key is held by pkcs11 token {:?} (label {:?}): set [commit_boost] ecdsa_proxy_token = {:?}",
+                    at.token, at.label, at.token
                 )));
             }
         };
-        let id = match &key {
-            SecretKey::Bls(k) => k.public_key().to_bytes().to_vec(),
-            SecretKey::Secp256k1(k) => k.address().to_vec(),
-            SecretKey::Ed25519(_) => return Err(invalid("holds an Ed25519 key".into())),
+        let scheme = match (meta.scheme.as_str(), key.scheme()) {
+            ("bls", super::Scheme::Bls) => ProxyScheme::Bls,
+            ("ecdsa", super::Scheme::Secp256k1) => ProxyScheme::Ecdsa,
+            (s, k) => {
+                return Err(invalid(format!(
+                    "says scheme {s:?} but holds a {} key",
+                    k.key_type()
+                )));
+            }
+        };
+        let id = match scheme {
+            ProxyScheme::Bls => key.public_key(),
+            ProxyScheme::Ecdsa => crate::crypto::secp256k1::address_of(&key.public_key())
+                .map_err(|e| invalid(e.to_string()))?
+                .to_vec(),
         };
         let delegator = unhex::<48>(&meta.delegator)
             .ok_or_else(|| invalid("commit_boost.delegator is not a BLS public key".into()))?;
@@ -369,6 +387,49 @@ impl ProxyStore {
         self.len() == 0
     }
 
+    /// Makes a proxy of `scheme` for `module`: a secp256k1 one in the vault
+    /// when there is one, otherwise a random key in memory.
+    pub fn generate(&self, module: &str, scheme: ProxyScheme) -> Result<NewProxy, ProxyError> {
+        let bad = |e: crate::crypto::CryptoError| ProxyError::Generate(e.to_string());
+        Ok(match (scheme, &self.vault) {
+            (ProxyScheme::Bls, _) => {
+                let (k, secret) = BlsSecretKey::generate().map_err(bad)?;
+                NewProxy {
+                    scheme,
+                    id: k.public_key().to_bytes().to_vec(),
+                    key: SecretKey::Bls(k).into(),
+                    held: Held::Local(secret),
+                }
+            }
+            (ProxyScheme::Ecdsa, None) => {
+                let (k, secret) = Secp256k1SecretKey::generate().map_err(bad)?;
+                NewProxy {
+                    scheme,
+                    id: k.address().to_vec(),
+                    key: SecretKey::Secp256k1(k).into(),
+                    held: Held::Local(secret),
+                }
+            }
+            (ProxyScheme::Ecdsa, Some(vault)) => {
+                let mut tag = [0u8; 8];
+                getrandom::fill(&mut tag).map_err(|e| ProxyError::Generate(e.to_string()))?;
+                let label = format!("commit-boost-proxy-{module}-{}", hex::encode(tag));
+                let key = vault.generate_secp256k1(&label).map_err(|e| {
+                    ProxyError::Generate(format!("in pkcs11 token {:?}: {e}", vault.name()))
+                })?;
+                let id = crate::crypto::secp256k1::address_of(&key.public_key())
+                    .map_err(bad)?
+                    .to_vec();
+                NewProxy {
+                    scheme,
+                    id,
+                    key,
+                    held: Held::Vault(label),
+                }
+            }
+        })
+    }
+
     /// Encrypts `proxy` and writes it durably for `module` under `delegator`
     /// with its delegation `signature`; from then on it can sign.
     pub fn store(
@@ -383,15 +444,24 @@ impl ProxyStore {
             "Commit-Boost {} proxy of module {module}",
             proxy.scheme.name()
         );
-        let text = soft::write_key_file(
-            &proxy.key,
-            &*proxy.secret,
-            &self.password,
-            KDF,
-            &description,
-        )
-        .map_err(|e| io(&path, e))?;
-        let mut doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
+        let mut doc: serde_json::Value = match (&proxy.held, proxy.key.local(), &self.vault) {
+            (Held::Local(secret), Some(local), _) => serde_json::from_str(
+                &soft::write_key_file(local, &**secret, &self.password, KDF, &description)
+                    .map_err(|e| io(&path, e))?,
+            )
+            .map_err(|e| io(&path, e))?,
+            (Held::Vault(label), _, Some(vault)) => serde_json::json!({
+                "description": description,
+                "pubkey": hex::encode(proxy.key.public_key()),
+                "key_type": "secp256k1",
+                "pkcs11": InVault { token: vault.name().to_owned(), label: label.clone() },
+            }),
+            _ => {
+                return Err(ProxyError::Generate(
+                    "a proxy with neither a secret nor a vault".into(),
+                ));
+            }
+        };
         let meta = Meta {
             module: module.to_owned(),
             delegator: format!("0x{}", hex::encode(delegator)),
@@ -448,7 +518,7 @@ mod tests {
 
     fn store(dir: &Path) -> ProxyStore {
         std::fs::write(dir.join("pw"), "proxy password\n").unwrap();
-        ProxyStore::open(&dir.join("proxies"), &dir.join("pw")).unwrap()
+        ProxyStore::open(&dir.join("proxies"), &dir.join("pw"), None).unwrap()
     }
 
     #[test]
@@ -457,8 +527,8 @@ mod tests {
         let s = store(dir.path());
         assert!(s.is_empty());
         let delegator = [0xa1; 48];
-        let bls = NewProxy::generate(ProxyScheme::Bls).unwrap();
-        let ecdsa = NewProxy::generate(ProxyScheme::Ecdsa).unwrap();
+        let bls = s.generate("PRECONF", ProxyScheme::Bls).unwrap();
+        let ecdsa = s.generate("PRECONF", ProxyScheme::Ecdsa).unwrap();
         let (bls_id, ecdsa_id) = (bls.id.clone(), ecdsa.id.clone());
         assert_eq!((bls_id.len(), ecdsa_id.len()), (48, 20));
         s.store("PRECONF", &delegator, bls, [7; 96]).unwrap();
@@ -476,13 +546,13 @@ mod tests {
         assert_eq!(again.len(), 2);
         let b = again.find("PRECONF", ProxyScheme::Bls, &bls_id).unwrap();
         assert_eq!((b.delegator, b.delegation), (delegator, [7; 96]));
-        assert!(b.bls().is_some());
+        assert!(b.key.bls().is_some());
         let e = again
             .find("PRECONF", ProxyScheme::Ecdsa, &ecdsa_id)
             .unwrap();
         assert_eq!(
-            e.ecdsa().map(|k| k.address().to_vec()),
-            Some(ecdsa_id.clone())
+            crate::crypto::secp256k1::address_of(&e.key.public_key()).unwrap()[..],
+            ecdsa_id[..]
         );
         // Another module does not see them.
         assert!(again.find("OTHER", ProxyScheme::Bls, &bls_id).is_none());
@@ -491,7 +561,8 @@ mod tests {
 
         // The wrong password, and a file moved to another module, stop the load.
         std::fs::write(dir.path().join("pw2"), "wrong").unwrap();
-        let e = ProxyStore::open(&dir.path().join("proxies"), &dir.path().join("pw2")).unwrap_err();
+        let e = ProxyStore::open(&dir.path().join("proxies"), &dir.path().join("pw2"), None)
+            .unwrap_err();
         assert!(
             e.to_string()
                 .contains("does not decrypt with the proxy password"),
@@ -504,7 +575,8 @@ mod tests {
             .join("ecdsa");
         std::fs::create_dir_all(&moved).unwrap();
         std::fs::rename(&file, moved.join(file.file_name().unwrap())).unwrap();
-        let e = ProxyStore::open(&dir.path().join("proxies"), &dir.path().join("pw")).unwrap_err();
+        let e = ProxyStore::open(&dir.path().join("proxies"), &dir.path().join("pw"), None)
+            .unwrap_err();
         assert!(e.to_string().contains("moved by hand?"), "{e}");
     }
 }

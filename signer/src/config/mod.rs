@@ -220,6 +220,10 @@ pub struct CommitBoost {
     pub proxy_dir: PathBuf,
     /// The password proxy keystores are encrypted under.
     pub proxy_password_file: PathBuf,
+    /// Make secp256k1 proxies inside this `[[pkcs11.tokens]]` token
+    /// (sensitive, not extractable) instead of encrypted files.
+    #[serde(default)]
+    pub ecdsa_proxy_token: Option<String>,
     /// The modules allowed to call.
     #[serde(default, rename = "module")]
     pub modules: Vec<CommitBoostModule>,
@@ -725,6 +729,18 @@ fn check_commit_boost(cb: &CommitBoost, c: &Config) -> Result<(), (&'static str,
             "commit_boost.chain_id",
             "give the EVM chain id commitments are for (e.g. chain_id = 1): the genesis fork version is not a public network's".into(),
         ));
+    }
+    if let Some(t) = &cb.ecdsa_proxy_token {
+        let known = c
+            .pkcs11
+            .as_ref()
+            .is_some_and(|p| p.tokens.iter().any(|k| &k.name == t));
+        if !known {
+            return Err((
+                "commit_boost.ecdsa_proxy_token",
+                format!("no [[pkcs11.tokens]] named {t:?}"),
+            ));
+        }
     }
     if cb.modules.is_empty() {
         return Err((

@@ -70,10 +70,7 @@ impl Secp256k1SecretKey {
     /// uncompressed public key (without its 0x04 prefix).
     pub fn address(&self) -> [u8; 20] {
         let point = self.0.verifying_key().to_sec1_point(false);
-        let hash = alloy_primitives::keccak256(point.as_bytes().get(1..).unwrap_or_default());
-        let mut out = [0u8; 20];
-        out.copy_from_slice(hash.get(12..).unwrap_or(&[0; 20]));
-        out
+        address_of_point(point.as_bytes())
     }
 
     /// The 33-byte compressed SEC1 public key.
@@ -136,6 +133,19 @@ pub fn compress(pk: &[u8]) -> Result<[u8; 33], CryptoError> {
             .ok_or(CryptoError::BadEncoding("secp256k1 public key"))?,
     );
     Ok(out)
+}
+
+/// The Ethereum address of a public key in either SEC1 form.
+pub fn address_of(pk: &[u8]) -> Result<[u8; 20], CryptoError> {
+    Ok(address_of_point(&uncompressed(pk)?))
+}
+
+/// The address of an uncompressed SEC1 point (`0x04 ‖ x ‖ y`).
+fn address_of_point(point: &[u8]) -> [u8; 20] {
+    let hash = alloy_primitives::keccak256(point.get(1..).unwrap_or_default());
+    let mut out = [0u8; 20];
+    out.copy_from_slice(hash.get(12..).unwrap_or(&[0; 20]));
+    out
 }
 
 /// The 65-byte uncompressed SEC1 form (`04‖x‖y`) of a public key.

@@ -16,13 +16,13 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::backend::Scheme;
-use crate::backend::proxies::{NewProxy, ProxyKey, ProxyScheme, ProxyStore};
+use crate::backend::proxies::{ProxyKey, ProxyScheme, ProxyStore};
 use crate::crypto::bls::BlsSecretKey;
 use crate::eth2::commit_boost::{self as cb, Commitment, Proxy};
 use crate::policy::{Operation, Policy};
 
 use super::prepare::{Plan, Prepared};
-use super::refusal::Unavailable;
+use super::refusal::{Unavailable, backend_refusal};
 use super::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature, Swap};
 
 /// The Commit-Boost settings the pipeline needs.
@@ -287,19 +287,22 @@ impl Pipeline {
     pub(super) fn finish_commit_boost(&self, plan: &CbPlan<'_>) -> Outcome {
         let started = Instant::now();
         let out = match plan {
-            CbPlan::Proxy { proxy, root } => match (proxy.bls(), proxy.ecdsa()) {
-                (Some(k), _) => Signature::Bls(k.sign(root).to_bytes()),
-                (_, Some(k)) => {
-                    let s = k.sign_prehash(root);
+            CbPlan::Proxy { proxy, root } => match proxy.scheme {
+                ProxyScheme::Bls => match proxy.key.bls() {
+                    Some(k) => Signature::Bls(k.sign(root).to_bytes()),
+                    None => {
+                        return Err(Refusal::BackendUnavailable(Unavailable::Internal(
+                            "a BLS proxy without its key",
+                        )));
+                    }
+                },
+                // In memory or in the vault (an HSM token).
+                ProxyScheme::Ecdsa => {
+                    let s = proxy.key.sign_secp256k1(root).map_err(backend_refusal)?;
                     Signature::Raw {
                         signature: s.rs.to_vec(),
                         recovery_id: Some(s.recovery_id),
                     }
-                }
-                _ => {
-                    return Err(Refusal::BackendUnavailable(Unavailable::Internal(
-                        "a proxy without a key",
-                    )));
                 }
             },
             CbPlan::Delegate {
@@ -315,7 +318,7 @@ impl Pipeline {
                     .ok_or(Refusal::BackendUnavailable(Unavailable::Internal(
                         "no proxy store",
                     )))?;
-                let fresh = NewProxy::generate(*scheme).map_err(|e| {
+                let fresh = store.generate(module, *scheme).map_err(|e| {
                     tracing::error!(error = %e, "Commit-Boost: generating a proxy failed");
                     Refusal::BackendUnavailable(Unavailable::Internal("proxy key generation"))
                 })?;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::backend::proxies::ProxyStore;
+use crate::backend::Key;
+use crate::backend::pkcs11::admin::KeyKind;
+use crate::backend::pkcs11::{Locator, Registry};
+use crate::backend::proxies::{ProxyStore, ProxyVault};
 use crate::config;
 use crate::pipeline::{CommitBoost, CommitBoostModule};
 
@@ -53,12 +56,25 @@ pub(super) fn modules(cb: &config::CommitBoost) -> Result<Vec<CommitBoostModule>
 pub(super) fn settings(
     cb: &config::CommitBoost,
     genesis_fork_version: [u8; 4],
+    pkcs11: Option<&Arc<Registry>>,
 ) -> Result<CommitBoost, String> {
+    let vault: Option<Box<dyn ProxyVault>> = match (&cb.ecdsa_proxy_token, pkcs11) {
+        (None, _) => None,
+        (Some(token), Some(registry)) => Some(Box::new(TokenVault {
+            registry: registry.clone(),
+            token: token.clone(),
+        })),
+        (Some(token), None) => {
+            return Err(format!(
+                "commit_boost.ecdsa_proxy_token {token:?}: no [pkcs11] section"
+            ));
+        }
+    };
     let chain_id = cb
         .chain_id_for(genesis_fork_version)
         .ok_or("commit_boost: set chain_id")?;
     let modules = modules(cb)?;
-    let proxies = ProxyStore::open(&cb.proxy_dir, &cb.proxy_password_file)
+    let proxies = ProxyStore::open(&cb.proxy_dir, &cb.proxy_password_file, vault)
         .map_err(|e| format!("commit_boost proxy store: {e}"))?;
     tracing::info!(
         chain_id,
@@ -68,4 +84,30 @@ pub(super) fn settings(
         "Commit-Boost signer API on the HTTPS listener"
     );
     Ok(CommitBoost::new(chain_id, Arc::new(proxies), modules))
+}
+
+/// secp256k1 proxies inside one PKCS#11 token.
+#[derive(Debug)]
+struct TokenVault {
+    registry: Arc<Registry>,
+    token: String,
+}
+
+impl ProxyVault for TokenVault {
+    fn name(&self) -> &str {
+        &self.token
+    }
+
+    fn generate_secp256k1(&self, label: &str) -> Result<Key, String> {
+        self.registry
+            .generate(&self.token, KeyKind::Secp256k1, label)?;
+        self.load(label)
+    }
+
+    fn load(&self, label: &str) -> Result<Key, String> {
+        self.registry.load_key(
+            Locator::Label(label.to_owned()),
+            std::slice::from_ref(&self.token),
+        )
+    }
 }

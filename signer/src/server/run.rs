@@ -417,7 +417,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             )
             .into());
         }
-        let settings = super::commit_boost::settings(cb, genesis_fork_version)?;
+        let settings =
+            super::commit_boost::settings(cb, genesis_fork_version, backends.pkcs11.as_ref())?;
         metrics
             .commit_boost_proxies
             .set(i64::try_from(settings.proxies.len()).unwrap_or(i64::MAX));
