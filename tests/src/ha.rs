@@ -375,6 +375,11 @@ pub fn vote_request(key: &[u8], chain: &str, height: i64, kind: i32, block: u8) 
 /// Runs `signer serve --config config`, which must refuse to start; returns
 /// (stdout, stderr).
 pub fn serve_refused(config: &std::path::Path) -> (String, String) {
+    serve_refused_with(config, &[])
+}
+
+/// [`serve_refused`] with extra environment (`SOFTHSM2_CONF`, …).
+pub fn serve_refused_with(config: &std::path::Path, env: &[(String, String)]) -> (String, String) {
     let out = std::process::Command::new(crate::daemon::signer_bin())
         .args(["serve", "--config"])
         .arg(config)
@@ -384,6 +389,7 @@ pub fn serve_refused(config: &std::path::Path) -> (String, String) {
             "--metrics-listen",
             "127.0.0.1:0",
         ])
+        .envs(env.iter().cloned())
         .output()
         .unwrap_or_else(|e| panic_str(&e.to_string()));
     let (stdout, stderr) = (

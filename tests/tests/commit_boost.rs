@@ -46,17 +46,39 @@ fn address(key: &Secp256k1SecretKey) -> [u8; 20] {
     hash[12..].try_into().unwrap()
 }
 
-fn reference(cases: &[Value]) -> Vec<Value> {
+/// Runs `tests/commit_boost/<script>` on `cases`, one JSON line each way.
+fn python(script: &str, cases: &[&Value], needs: &str) -> Vec<Value> {
     let mut cmd = Command::new("python3");
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/commit_boost/reference.py"
+    cmd.arg(format!(
+        "{}/commit_boost/{script}",
+        env!("CARGO_MANIFEST_DIR")
     ));
     tests::independent::json_lines(
         cmd,
         cases.iter().map(|c| format!("{c}\n")).collect(),
-        "python3 with the pip packages py_ecc and eth-account (scripts/test installs them)",
+        &format!("python3 with the pip packages {needs} (scripts/test installs them)"),
     )
+}
+
+fn reference(cases: &[Value]) -> Vec<Value> {
+    python(
+        "reference.py",
+        &cases.iter().collect::<Vec<_>>(),
+        "py_ecc and eth-account",
+    )
+}
+
+/// Whether the reference finds each case's signature valid.
+fn valid(cases: &[Value]) -> Vec<bool> {
+    reference(cases)
+        .iter()
+        .map(|v| v["valid"].as_bool().unwrap())
+        .collect()
+}
+
+/// Module tokens made by PyJWT for these token requests.
+fn tokens(requests: &[&Value]) -> Vec<Value> {
+    python("tokens.py", requests, "pyjwt and eth-account")
 }
 
 #[test]
@@ -287,18 +309,9 @@ fn module_tokens_made_by_pyjwt_are_accepted_or_refused_with_the_reason() {
             Err(JwtError::Algorithm("HS512".into())),
         ),
     ];
-    let mut cmd = Command::new("python3");
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/commit_boost/tokens.py"
-    ));
-    let tokens = tests::independent::json_lines(
-        cmd,
-        cases.iter().map(|(c, ..)| format!("{c}\n")).collect(),
-        "python3 with the pip packages pyjwt and eth-account (scripts/test installs them)",
-    );
-    assert_eq!(tokens.len(), cases.len());
-    for ((request, route, body, expected), token) in cases.iter().zip(&tokens) {
+    let made = tokens(&cases.iter().map(|(c, ..)| c).collect::<Vec<_>>());
+    assert_eq!(made.len(), cases.len());
+    for ((request, route, body, expected), token) in cases.iter().zip(&made) {
         let header = format!("Bearer {}", token["token"].as_str().unwrap());
         let got = verify(Some(&header), secret, route, body.map(str::as_bytes), now);
         assert_eq!(
@@ -360,16 +373,7 @@ fn send(
     let mut tokens = if wanted.is_empty() {
         Vec::new()
     } else {
-        let mut cmd = Command::new("python3");
-        cmd.arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/commit_boost/tokens.py"
-        ));
-        tests::independent::json_lines(
-            cmd,
-            wanted.iter().map(|c| format!("{c}\n")).collect(),
-            "python3 with the pip packages pyjwt and eth-account (scripts/test installs them)",
-        )
+        tokens(&wanted)
     }
     .into_iter();
     calls
@@ -745,21 +749,7 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
         // Can fail: the consensus signature is not valid for another nonce.
         commitment("bls", &consensus, 8, &signed["signature"]),
     ];
-    let verdicts: Vec<Value> = reference(&cases)
-        .into_iter()
-        .map(|v| v["valid"].clone())
-        .collect();
-    assert_eq!(
-        verdicts,
-        vec![
-            json!(true),
-            json!(true),
-            json!(true),
-            json!(true),
-            json!(true),
-            json!(false)
-        ]
-    );
+    assert_eq!(valid(&cases), [true, true, true, true, true, false]);
     println!(
         "5 answers of the daemon verify under the Python reference; the tampered one does not"
     );
@@ -990,14 +980,7 @@ fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
         commitment(6, &again[0].1["signature"]),
         commitment(7, &again[0].1["signature"]),
     ];
-    let verdicts: Vec<Value> = reference(&cases)
-        .into_iter()
-        .map(|v| v["valid"].clone())
-        .collect();
-    assert_eq!(
-        verdicts,
-        vec![json!(true), json!(true), json!(true), json!(false)]
-    );
+    assert_eq!(valid(&cases), [true, true, true, false]);
     println!(
         "an HSM-held ECDSA proxy: delegation and 2 signatures verify, a tampered one does not"
     );

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode, header};
 
-use crate::pipeline;
+use crate::pipeline::{self, Refusal};
 use crate::policy::{ClientId, LOOPBACK_PLAINTEXT};
 use crate::pool::{Answer, Job, Pool, Rejected};
 use crate::tls::ReloadableConfig;
@@ -169,4 +169,21 @@ pub trait Host: Send + Sync + 'static {
         authorization: Option<&[u8]>,
         body: &[u8],
     ) -> (u16, serde_json::Value);
+}
+
+/// A refusal as the HTTPS APIs answer it (Web3Signer's statuses, which
+/// Commit-Boost's follow too): the status its clients
+/// act on, and [`Refusal::client_message`].
+pub(crate) fn refusal_reply(r: &Refusal) -> (StatusCode, String) {
+    let status = match r {
+        Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
+        Refusal::NotAllowed(_)
+        | Refusal::PolicyViolation(_)
+        | Refusal::OutOfScope(_)
+        | Refusal::KeyDisabled(_) => StatusCode::FORBIDDEN,
+        Refusal::UnknownKey => StatusCode::NOT_FOUND,
+        Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, r.client_message())
 }

@@ -21,7 +21,6 @@ use crate::crypto::bls::BlsSecretKey;
 use crate::eth2::commit_boost::{self as cb, Commitment, Proxy};
 use crate::policy::{Operation, Policy};
 
-use super::prepare::{Plan, Prepared};
 use super::refusal::{Unavailable, backend_refusal};
 use super::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature, Swap};
 
@@ -164,6 +163,11 @@ impl CommitBoostAsk {
 
 /// How a Commit-Boost item is signed once prepared.
 pub(super) enum CbPlan<'a> {
+    /// A commitment by the consensus key.
+    Consensus {
+        key: &'a BlsSecretKey,
+        root: [u8; 32],
+    },
     /// A commitment by a proxy.
     Proxy {
         proxy: Arc<ProxyKey>,
@@ -190,29 +194,15 @@ impl Pipeline {
         self
     }
 
-    pub(super) fn prepare_commit_boost<'a>(
+    /// Decides `ask` on its consensus key and says how it will be signed.
+    pub(super) fn plan_commit_boost<'a>(
         &self,
         keys: &'a Keyring,
         policy: &Policy,
         r: &Request,
         ask: &CommitBoostAsk,
-    ) -> Prepared<'a> {
+    ) -> Result<CbPlan<'a>, Refusal> {
         let operation = ask.what.operation();
-        Prepared {
-            request: operation.name(),
-            position: None,
-            plan: self.plan_commit_boost(keys, policy, r, ask, operation),
-        }
-    }
-
-    fn plan_commit_boost<'a>(
-        &self,
-        keys: &'a Keyring,
-        policy: &Policy,
-        r: &Request,
-        ask: &CommitBoostAsk,
-        operation: Operation,
-    ) -> Result<Plan<'a>, Refusal> {
         let Some(settings) = &self.commit_boost else {
             return Err(Refusal::InvalidRequest(
                 "the Commit-Boost API is not configured here ([commit_boost])".into(),
@@ -252,19 +242,16 @@ impl Pipeline {
                 "Commit-Boost signs with BLS consensus keys only".into(),
             ));
         };
-        Ok(Plan::CommitBoost(match (&ask.what, proxy) {
+        Ok(match (&ask.what, proxy) {
             (
                 CommitBoostWhat::Sign {
                     object_root, nonce, ..
                 },
                 None,
-            ) => {
-                return Ok(Plan::Bls {
-                    key: bls,
-                    root: commitment(object_root, *nonce),
-                    db: None,
-                });
-            }
+            ) => CbPlan::Consensus {
+                key: bls,
+                root: commitment(object_root, *nonce),
+            },
             (
                 CommitBoostWhat::Sign {
                     object_root, nonce, ..
@@ -280,13 +267,14 @@ impl Pipeline {
                 delegator,
                 scheme: *scheme,
             },
-        }))
+        })
     }
 
     /// Signs a prepared Commit-Boost item.
     pub(super) fn finish_commit_boost(&self, plan: &CbPlan<'_>) -> Outcome {
         let started = Instant::now();
         let out = match plan {
+            CbPlan::Consensus { key, root } => Signature::Bls(key.sign(root).to_bytes()),
             CbPlan::Proxy { proxy, root } => match proxy.scheme {
                 ProxyScheme::Bls => match proxy.key.bls() {
                     Some(k) => Signature::Bls(k.sign(root).to_bytes()),

@@ -342,7 +342,13 @@ impl Pipeline {
                         }
                     }),
             },
-            Message::CommitBoost(ask) => self.prepare_commit_boost(keys, policy, r, ask),
+            Message::CommitBoost(ask) => Prepared {
+                request: ask.what.operation().name(),
+                position: None,
+                plan: self
+                    .plan_commit_boost(keys, policy, r, ask)
+                    .map(Plan::CommitBoost),
+            },
             Message::Invalid { request, reason } => Prepared {
                 request,
                 position: None,

@@ -342,7 +342,7 @@ fn pubkeys(shared: &dyn Host, client: &crate::policy::ClientId, module: &str) ->
 
 /// A refusal as this API answers it.
 fn refusal(r: &Refusal) -> Reply {
-    let (status, message) = super::web3signer::refusal_reply(r);
+    let (status, message) = super::https::refusal_reply(r);
     error(status, message)
 }
 

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::pipeline::{self, Message, Refusal, Signature};
+use crate::pipeline::{self, Message, Signature};
 use crate::pool::Answer;
 use crate::tls::ReloadableConfig;
 use crate::tls::listener::{self, PeerInfo};
@@ -32,24 +32,9 @@ use crate::tls::listener::{self, PeerInfo};
 /// Largest request body accepted (a phase0 block with every list full is far smaller).
 const MAX_BODY: usize = 4 << 20;
 
+pub(crate) use super::https::refusal_reply;
 pub use super::https::{Host, KeymanagerOp};
 use super::https::{Reply, body_failure, identify, json_reply, read_body, run_job, text};
-
-/// A refusal as the Web3Signer API answers it: the status its clients
-/// act on, and [`Refusal::client_message`].
-pub(crate) fn refusal_reply(r: &Refusal) -> (StatusCode, String) {
-    let status = match r {
-        Refusal::Slashable(_) => StatusCode::PRECONDITION_FAILED,
-        Refusal::NotAllowed(_)
-        | Refusal::PolicyViolation(_)
-        | Refusal::OutOfScope(_)
-        | Refusal::KeyDisabled(_) => StatusCode::FORBIDDEN,
-        Refusal::UnknownKey => StatusCode::NOT_FOUND,
-        Refusal::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        Refusal::BackendUnavailable(_) | Refusal::RateLimited(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, r.client_message())
-}
 
 /// JSON unless the client asks for text/plain and does not accept JSON.
 fn wants_text(req: &Request<Incoming>) -> bool {
