@@ -217,6 +217,12 @@ impl Pool {
         Ok(())
     }
 
+    /// False once [`Pool::shutdown`] has begun: frontends that sign on their
+    /// own threads (privval) stop with the pool.
+    pub fn accepting(&self) -> bool {
+        self.shared.queue.lock().is_ok_and(|q| !q.closed)
+    }
+
     /// Stops taking jobs, lets the workers finish what is queued, and waits for them.
     pub fn shutdown(&self) {
         if let Ok(mut q) = self.shared.queue.lock() {

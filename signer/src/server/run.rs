@@ -56,7 +56,6 @@ fn start_privval(
     let ctx = Context {
         pipeline: pipeline.clone(),
         pool: pool.clone(),
-        max_wait: Duration::from_millis(config.server.max_queue_wait_ms),
         identity,
     };
     let keys = pipeline.keys();

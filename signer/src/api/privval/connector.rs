@@ -16,8 +16,9 @@
 //! 3 not allowed by policy or unknown chain/key, 4 signer unavailable.
 //!
 //! One concept, the connection to a node: dial (TCP + SecretConnection or
-//! Unix socket), frame, answer each request through the pool, redial with
-//! backoff; the wire codec is `codec.rs`, every check is the pipeline's.
+//! Unix socket), frame, answer each request through the pipeline on the
+//! connection's own thread, redial with backoff; the wire codec is
+//! `codec.rs`, every check is the pipeline's.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -36,7 +37,7 @@ use crate::policy::ClientId;
 use slashing_db::ChainId;
 
 use crate::pipeline::{self, Message, Refusal, Signature};
-use crate::pool::{Answer, Job, Pool};
+use crate::pool::Pool;
 use crate::tls::identity::PeerIdentity;
 
 /// Largest privval message accepted (a proposal with its block id is tiny).
@@ -112,10 +113,8 @@ impl Chain {
 pub struct Context {
     /// The pipeline.
     pub pipeline: Arc<pipeline::Pipeline>,
-    /// The worker pool.
+    /// The worker pool (privval signs on its own threads; it stops with the pool).
     pub pool: Arc<Pool>,
-    /// Longest wait in the queue.
-    pub max_wait: Duration,
     /// The signer's SecretConnection identity (Ed25519 seed).
     pub identity: Option<Arc<Zeroizing<[u8; 32]>>>,
 }
@@ -379,25 +378,27 @@ fn serve(
     }
 }
 
-/// Runs one item through the worker pool, waiting for its answer.
+/// Runs one item through the pipeline on this connection's own thread.
+///
+/// Not through the worker pool: a node sends one request and waits for its
+/// answer, so a queue batches nothing here and costs two thread hand-offs
+/// per vote (~25 µs in the queue and ~15 µs waking the reader on this VM:
+/// docs/performance.md, issue 21). The pipeline may be called from any
+/// thread; the slashing database orders writers and group-commits
+/// concurrent ones, so nodes of one chain still share commits with each
+/// other and with the pool's batches. The threads are one per configured
+/// node, so they add no unbounded concurrency; once shutdown begins
+/// they refuse, as the pool does.
 fn sign(ctx: &Context, item: pipeline::Request) -> Result<Signature, RemoteError> {
-    let (job, rx) = Job::new(vec![item], "privval", Instant::now() + ctx.max_wait);
-    if ctx.pool.submit(job).is_err() {
+    if !ctx.pool.accepting() {
         ctx.pipeline
             .metrics()
             .request("privval", "any", "overloaded");
-        return Err(remote(
-            code::UNAVAILABLE,
-            "the signer is overloaded or stopping",
-        ));
+        return Err(remote(code::UNAVAILABLE, "the signer is stopping"));
     }
-    match rx.blocking_recv().ok().and_then(|mut a| a.pop()) {
-        Some(Answer::Done(Ok(s))) => Ok(s),
-        Some(Answer::Done(Err(r))) => Err(refusal_error(&r)),
-        Some(Answer::Overloaded) | None => {
-            Err(remote(code::UNAVAILABLE, "the signer is overloaded"))
-        }
-    }
+    ctx.pipeline
+        .sign("privval", item)
+        .map_err(|r| refusal_error(&r))
 }
 
 /// A request whose chain id is over CometBFT's 50 bytes: refused (and
