@@ -310,10 +310,14 @@ impl Pipeline {
                     tracing::error!(error = %e, "Commit-Boost: generating a proxy failed");
                     Refusal::BackendUnavailable(Unavailable::Internal("proxy key generation"))
                 })?;
+                let odd =
+                    || Refusal::BackendUnavailable(Unavailable::Internal("proxy key generation"));
                 let target = match scheme {
-                    ProxyScheme::Bls => Proxy::Bls(fresh.id.clone().try_into().unwrap_or([0; 48])),
+                    ProxyScheme::Bls => {
+                        Proxy::Bls(fresh.id.as_slice().try_into().map_err(|_| odd())?)
+                    }
                     ProxyScheme::Ecdsa => {
-                        Proxy::Ecdsa(fresh.id.clone().try_into().unwrap_or([0; 20]))
+                        Proxy::Ecdsa(fresh.id.as_slice().try_into().map_err(|_| odd())?)
                     }
                 };
                 let root =
