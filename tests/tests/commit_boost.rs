@@ -1010,3 +1010,56 @@ fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
         "{stderr}"
     );
 }
+
+/// Two instances (each its own SQLite database) sharing `proxy_dir`: a
+/// proxy made through one is listed by and signs through the other without
+/// a restart — the other looks in the directory again when asked for a
+/// proxy it does not hold.
+#[test]
+fn instances_sharing_proxy_dir_serve_each_others_proxies() {
+    let setup = commit_boost_setup("");
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    std::fs::create_dir_all(setup.path("data2")).unwrap();
+    setup.write(
+        "signer2.toml",
+        &config.replace("data/slashing.sqlite", "data2/slashing.sqlite"),
+    );
+    let consensus = hex0x(&setup.bls);
+    let a = setup.start();
+    let b = tests::daemon::Daemon::start(&setup.path("signer2.toml"), &setup.path("daemon2.log"));
+    let made = send(
+        &setup,
+        a.http_api.unwrap(),
+        &[preconf(
+            "POST",
+            GENERATE,
+            json!({"pubkey": consensus, "scheme": "bls"}).to_string(),
+        )],
+    );
+    assert_eq!(made[0].0, 200, "{}", made[0].1);
+    let proxy = made[0].1["message"]["proxy"].as_str().unwrap().to_owned();
+    // B started more than a second ago (it waited for A's answer), so it looks.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let body = json!({"proxy": proxy, "object_root": hex0x(&[9; 32]), "nonce": 1}).to_string();
+    let on_b = send(
+        &setup,
+        b.http_api.unwrap(),
+        &[
+            preconf("POST", SIGN_PROXY_BLS, body.clone()),
+            preconf("GET", GET, String::new()),
+        ],
+    );
+    assert_eq!(on_b[0].0, 200, "{}", on_b[0].1);
+    assert_eq!(on_b[1].1["keys"][0]["proxy_bls"], json!([proxy]));
+    // The same key: A's signature of the same commitment is identical.
+    let on_a = send(
+        &setup,
+        a.http_api.unwrap(),
+        &[preconf("POST", SIGN_PROXY_BLS, body)],
+    );
+    assert_eq!(on_a[0], on_b[0]);
+    assert!(
+        b.log()
+            .contains("Commit-Boost proxy written by another instance loaded")
+    );
+}

@@ -176,7 +176,13 @@ pub struct ProxyStore {
     password: Zeroizing<String>,
     keys: RwLock<BTreeMap<Slot, Arc<ProxyKey>>>,
     vault: Option<Box<dyn ProxyVault>>,
+    /// When the directory was last looked at for proxies written by another
+    /// instance (one scan at a time).
+    scanned: std::sync::Mutex<std::time::Instant>,
 }
+
+/// How often a shared `proxy_dir` is looked at again, at most.
+const RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn io(path: &Path, e: impl std::fmt::Display) -> ProxyError {
     ProxyError::Io {
@@ -226,6 +232,7 @@ impl ProxyStore {
             password,
             keys: RwLock::new(BTreeMap::new()),
             vault,
+            scanned: std::sync::Mutex::new(std::time::Instant::now()),
         };
         let mut keys = BTreeMap::new();
         for path in store.files()? {
@@ -357,8 +364,53 @@ impl ProxyStore {
             .join(format!("{}.json", hex::encode(id)))
     }
 
-    /// The proxy of `module` named `id`, if there is one.
-    pub fn find(&self, module: &str, scheme: ProxyScheme, id: &[u8]) -> Option<Arc<ProxyKey>> {
+    /// Loads the proxies another instance sharing `proxy_dir` wrote since
+    /// this one last looked (at most once a second; only files not held
+    /// yet, each decrypted once). One that does not load is logged and
+    /// skipped: at start it would have stopped the daemon. Returns how many
+    /// were added.
+    pub fn refresh(&self) -> usize {
+        let Ok(mut scanned) = self.scanned.try_lock() else {
+            return 0; // another thread is scanning
+        };
+        if scanned.elapsed() < RESCAN {
+            return 0;
+        }
+        *scanned = std::time::Instant::now();
+        let held: std::collections::HashSet<PathBuf> = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|k| self.path_of(&k.module, &k.delegator, k.scheme, &k.id))
+            .collect();
+        let files = match self.files() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "Commit-Boost proxy store: cannot look for new proxies");
+                return 0;
+            }
+        };
+        let mut added = 0;
+        for path in files.into_iter().filter(|p| !held.contains(p)) {
+            match self.load(&path) {
+                Ok(key) => {
+                    tracing::info!(file = %path.display(), "Commit-Boost proxy written by another instance loaded");
+                    self.keys.write().unwrap_or_else(|p| p.into_inner()).insert(
+                        (key.module.clone(), key.scheme, key.id.clone()),
+                        Arc::new(key),
+                    );
+                    added += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Commit-Boost proxy store: a new proxy file does not load; skipped")
+                }
+            }
+        }
+        added
+    }
+
+    fn held(&self, module: &str, scheme: ProxyScheme, id: &[u8]) -> Option<Arc<ProxyKey>> {
         self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -366,8 +418,19 @@ impl ProxyStore {
             .cloned()
     }
 
-    /// Every proxy of `module`.
+    /// The proxy of `module` named `id`, if there is one (looking in the
+    /// directory again when it is not held: another instance may have made it).
+    pub fn find(&self, module: &str, scheme: ProxyScheme, id: &[u8]) -> Option<Arc<ProxyKey>> {
+        self.held(module, scheme, id).or_else(|| {
+            (self.refresh() > 0)
+                .then(|| self.held(module, scheme, id))
+                .flatten()
+        })
+    }
+
+    /// Every proxy of `module` (the directory looked at again first).
     pub fn of_module(&self, module: &str) -> Vec<Arc<ProxyKey>> {
+        self.refresh();
         self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
