@@ -909,18 +909,17 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
     }
 }
 
-/// With `ecdsa_proxy_token`, secp256k1 proxies are made inside a PKCS#11
-/// token (SoftHSM): the proxy file holds no secret, only the key's label;
-/// the token lists the key; the delegation and the proxy's signatures
-/// verify under the Python reference, before and after a restart; and a
-/// configuration that forgets the token stops the start, naming it.
-#[test]
-fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
-    use tests::hsm::{SoftHsm, configure_pkcs11, softhsm_module};
-    let hsm = SoftHsm::new(&["proxies"]);
-    let mut setup = commit_boost_setup("ecdsa_proxy_token = \"hsm\"\n");
-    configure_pkcs11(&setup, &hsm, 5000, &[("hsm", &softhsm_module(), "proxies")]);
-    setup.env = hsm.env();
+/// A daemon whose secp256k1 proxies are made in a vault
+/// (`ecdsa_proxy_vault = vault`, in `setup` with `env`): the proxy file
+/// holds no secret, only where the key is; the delegation and the proxy's
+/// signatures verify under the Python reference, before and after a
+/// restart; a configuration that forgets the vault stops the start, naming
+/// the setting to restore. Returns the stored `vault` object.
+fn vault_held_ecdsa_proxies(
+    setup: &tests::daemon::Setup,
+    vault: &str,
+    env: &[(String, String)],
+) -> Value {
     let consensus = hex0x(&setup.bls);
     let object_root = hex0x(&[0x17; 32]);
     let sign = |proxy: &str, nonce: u64| {
@@ -932,7 +931,7 @@ fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
     };
     let daemon = setup.start();
     let answers = send(
-        &setup,
+        setup,
         daemon.http_api.unwrap(),
         &[preconf(
             "POST",
@@ -943,7 +942,7 @@ fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
     assert_eq!(answers[0].0, 200, "{}", answers[0].1);
     let delegation = answers[0].1.clone();
     let proxy = delegation["message"]["proxy"].as_str().unwrap().to_owned();
-    let first = send(&setup, daemon.http_api.unwrap(), &[sign(&proxy, 5)]);
+    let first = send(setup, daemon.http_api.unwrap(), &[sign(&proxy, 5)]);
     assert_eq!(first[0].0, 200, "{}", first[0].1);
     drop(daemon);
 
@@ -957,14 +956,9 @@ fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
         stored.get("crypto").is_none(),
         "no secret in the file: {stored}"
     );
-    assert_eq!(stored["pkcs11"]["token"], json!("hsm"));
-    let label = stored["pkcs11"]["label"].as_str().unwrap().to_owned();
-    assert!(label.starts_with("commit-boost-proxy-PRECONF-"), "{label}");
-    let listed = hsm.keys(&softhsm_module(), "proxies", &["list"]);
-    assert!(listed.contains(&label), "the token holds the key: {listed}");
 
     let daemon = setup.start();
-    let again = send(&setup, daemon.http_api.unwrap(), &[sign(&proxy, 6)]);
+    let again = send(setup, daemon.http_api.unwrap(), &[sign(&proxy, 6)]);
     assert_eq!(again[0].0, 200, "{}", again[0].1);
     drop(daemon);
 
@@ -981,33 +975,73 @@ fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
         commitment(7, &again[0].1["signature"]),
     ];
     assert_eq!(valid(&cases), [true, true, true, false]);
-    println!(
-        "an HSM-held ECDSA proxy: delegation and 2 signatures verify, a tampered one does not"
-    );
+    println!("a {vault} ECDSA proxy: delegation and 2 signatures verify, a tampered one does not");
 
     let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
-    setup.write(
-        "signer.toml",
-        &config.replace("ecdsa_proxy_token = \"hsm\"\n", ""),
-    );
-    let out = Command::new(tests::daemon::signer_bin())
-        .args(["serve", "--config"])
-        .arg(setup.path("signer.toml"))
-        .args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .envs(hsm.env())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let setting = format!("ecdsa_proxy_vault = \"{vault}\"\n");
+    assert!(config.contains(&setting));
+    setup.write("signer.toml", &config.replace(&setting, ""));
+    let (_, stderr) = tests::ha::serve_refused_with(&setup.path("signer.toml"), env);
     assert!(
-        stderr.contains("its key is held by pkcs11 token \"hsm\"")
-            && stderr.contains("set [commit_boost] ecdsa_proxy_token = \"hsm\""),
+        stderr.contains("its key is held by")
+            && stderr.contains(&format!(
+                "set [commit_boost] ecdsa_proxy_vault = \"{vault}\""
+            )),
         "{stderr}"
+    );
+    setup.write("signer.toml", &config);
+    stored["vault"].clone()
+}
+
+/// `ecdsa_proxy_vault = "pkcs11:hsm"` on SoftHSM: the token lists the key
+/// under the label the file names.
+#[test]
+fn ecdsa_proxies_made_in_an_hsm_sign_and_survive_a_restart() {
+    use tests::hsm::{SoftHsm, configure_pkcs11, softhsm_module};
+    let hsm = SoftHsm::new(&["proxies"]);
+    let mut setup = commit_boost_setup("ecdsa_proxy_vault = \"pkcs11:hsm\"\n");
+    configure_pkcs11(&setup, &hsm, 5000, &[("hsm", &softhsm_module(), "proxies")]);
+    setup.env = hsm.env();
+    let vault = vault_held_ecdsa_proxies(&setup, "pkcs11:hsm", &hsm.env());
+    assert_eq!(
+        (vault["kind"].as_str(), vault["name"].as_str()),
+        (Some("pkcs11"), Some("hsm"))
+    );
+    let label = vault["reference"].as_str().unwrap();
+    assert!(label.starts_with("commit-boost-proxy-PRECONF-"), "{label}");
+    let listed = hsm.keys(&softhsm_module(), "proxies", &["list"]);
+    assert!(listed.contains(label), "the token holds the key: {listed}");
+}
+
+/// `ecdsa_proxy_vault = "kms"` on `hsm-sim kms` (moto signs a DIGEST as if
+/// RAW: docs/kms.md): the file names a KMS key, which is an
+/// `ECC_SECG_P256K1` signing key tagged with the proxy's label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecdsa_proxies_made_in_kms_sign_and_survive_a_restart() {
+    use tests::kms::{aws_env, client, configure_kms, sim};
+    let kms = sim(None, false);
+    let mut setup = commit_boost_setup("ecdsa_proxy_vault = \"kms\"\n");
+    configure_kms(&setup, &kms.url, "");
+    setup.env = aws_env();
+    let env = aws_env();
+    let vault = {
+        let setup = &setup;
+        tokio::task::block_in_place(|| vault_held_ecdsa_proxies(setup, "kms", &env))
+    };
+    assert_eq!(vault["kind"], json!("kms"));
+    let arn = vault["reference"].as_str().unwrap().to_owned();
+    assert!(arn.starts_with("arn:aws:kms:"), "{arn}");
+    let c = client(&kms.url).await;
+    let described = c.describe_key().key_id(&arn).send().await.unwrap();
+    let meta = described.key_metadata().unwrap();
+    assert_eq!(meta.key_spec().map(|s| s.as_str()), Some("ECC_SECG_P256K1"));
+    let tags = c.list_resource_tags().key_id(&arn).send().await.unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|t| t.tag_key() == "commit-boost-proxy"
+                && t.tag_value().starts_with("commit-boost-proxy-PRECONF-")),
+        "{tags:?}"
     );
 }
 

@@ -15,11 +15,12 @@
 //! its delegation is answered, so a module never holds a delegation to a
 //! key the signer lost.
 //!
-//! With a vault (`[commit_boost] ecdsa_proxy_token`: a PKCS#11 token),
-//! secp256k1 proxies are generated inside it, sensitive and not
-//! extractable; their file then holds no secret, only where the key is
-//! (`"pkcs11": {"token", "label"}`) beside the same `commit_boost` object.
-//! (BLS proxies stay encrypted files: PKCS#11 has no BLS.)
+//! With a vault (`[commit_boost] ecdsa_proxy_vault`: a PKCS#11 token or
+//! AWS KMS), secp256k1 proxies are generated inside it and never leave it;
+//! their file then holds no secret, only where the key is (`"vault":
+//! {"kind", "name", "reference"}`: a token's key label, or a KMS key ARN)
+//! beside the same `commit_boost` object. (BLS proxies stay encrypted
+//! files: neither PKCS#11 nor KMS signs BLS.)
 //!
 //! Every file must load at start: a proxy that does not decrypt, is not in
 //! its token, or whose place in the tree does not match what it says of
@@ -78,15 +79,18 @@ pub struct ProxyKey {
     pub key: Key,
 }
 
-/// A token that generates and holds secp256k1 proxies (the server builds
-/// one from `[commit_boost] ecdsa_proxy_token`).
+/// A backend that generates and holds secp256k1 proxies (the server builds
+/// one from `[commit_boost] ecdsa_proxy_vault`).
 pub trait ProxyVault: Send + Sync + std::fmt::Debug {
-    /// Its name, as the configuration spells it (kept in proxy files).
+    /// `pkcs11` or `kms`.
+    fn kind(&self) -> &'static str;
+    /// Its name in the configuration (a token's; `kms` for KMS).
     fn name(&self) -> &str;
-    /// Generates a secp256k1 key labelled `label` inside it.
-    fn generate_secp256k1(&self, label: &str) -> Result<Key, String>;
-    /// The key labelled `label`.
-    fn load(&self, label: &str) -> Result<Key, String>;
+    /// Generates a secp256k1 key named `label` inside it; returns the key
+    /// and what finds it again (the label, or the KMS key's ARN).
+    fn generate_secp256k1(&self, label: &str) -> Result<(Key, String), String>;
+    /// The key `reference` finds.
+    fn load(&self, reference: &str) -> Result<Key, String>;
 }
 
 /// Where a new proxy's secret is.
@@ -94,7 +98,7 @@ pub trait ProxyVault: Send + Sync + std::fmt::Debug {
 enum Held {
     /// In memory: its bytes, to be encrypted into the file.
     Local(Zeroizing<[u8; 32]>),
-    /// In the vault, under this label.
+    /// In the vault, found again by this reference.
     Vault(String),
 }
 
@@ -120,8 +124,9 @@ impl NewProxy {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InVault {
-    token: String,
-    label: String,
+    kind: String,
+    name: String,
+    reference: String,
 }
 
 /// Why the proxy store failed.
@@ -163,7 +168,7 @@ struct Meta {
 struct File {
     commit_boost: Meta,
     #[serde(default)]
-    pkcs11: Option<InVault>,
+    vault: Option<InVault>,
 }
 
 /// A proxy's place: module, scheme, name.
@@ -281,7 +286,7 @@ impl ProxyStore {
         let file = serde_json::from_slice::<File>(&json)
             .map_err(|e| invalid(format!("not a proxy key file: {e}")))?;
         let meta = file.commit_boost;
-        let key: Key = match (&file.pkcs11, &self.vault) {
+        let key: Key = match (&file.vault, &self.vault) {
             (None, _) => soft::load_key_file(&json, &self.password)
                 .map_err(|e| match e {
                     KeystoreError::ChecksumMismatch => invalid(
@@ -290,13 +295,17 @@ impl ProxyStore {
                     other => invalid(other.to_string()),
                 })?
                 .into(),
-            (Some(at), Some(vault)) if at.token == vault.name() => vault
-                .load(&at.label)
-                .map_err(|e| invalid(format!("its key {:?} is not usable: {e}", at.label)))?,
+            (Some(at), Some(vault)) if at.kind == vault.kind() && at.name == vault.name() => vault
+                .load(&at.reference)
+                .map_err(|e| invalid(format!("its key {:?} is not usable: {e}", at.reference)))?,
             (Some(at), _) => {
+                let setting = match at.kind.as_str() {
+                    "kms" => "\"kms\"".to_owned(),
+                    kind => format!("\"{kind}:{}\"", at.name),
+                };
                 return Err(invalid(format!(
-                    "its key is held by pkcs11 token {:?} (label {:?}): set [commit_boost] ecdsa_proxy_token = {:?}",
-                    at.token, at.label, at.token
+                    "its key is held by {} {:?} ({}): set [commit_boost] ecdsa_proxy_vault = {setting}",
+                    at.kind, at.name, at.reference
                 )));
             }
         };
@@ -477,8 +486,8 @@ impl ProxyStore {
                 let mut tag = [0u8; 8];
                 getrandom::fill(&mut tag).map_err(|e| ProxyError::Generate(e.to_string()))?;
                 let label = format!("commit-boost-proxy-{module}-{}", hex::encode(tag));
-                let key = vault.generate_secp256k1(&label).map_err(|e| {
-                    ProxyError::Generate(format!("in pkcs11 token {:?}: {e}", vault.name()))
+                let (key, reference) = vault.generate_secp256k1(&label).map_err(|e| {
+                    ProxyError::Generate(format!("in {} {:?}: {e}", vault.kind(), vault.name()))
                 })?;
                 let id = crate::crypto::secp256k1::address_of(&key.public_key())
                     .map_err(bad)?
@@ -487,7 +496,7 @@ impl ProxyStore {
                     scheme,
                     id,
                     key,
-                    held: Held::Vault(label),
+                    held: Held::Vault(reference),
                 }
             }
         })
@@ -513,11 +522,15 @@ impl ProxyStore {
                     .map_err(|e| io(&path, e))?,
             )
             .map_err(|e| io(&path, e))?,
-            (Held::Vault(label), _, Some(vault)) => serde_json::json!({
+            (Held::Vault(reference), _, Some(vault)) => serde_json::json!({
                 "description": description,
                 "pubkey": hex::encode(proxy.key.public_key()),
                 "key_type": "secp256k1",
-                "pkcs11": InVault { token: vault.name().to_owned(), label: label.clone() },
+                "vault": InVault {
+                    kind: vault.kind().to_owned(),
+                    name: vault.name().to_owned(),
+                    reference: reference.clone(),
+                },
             }),
             _ => {
                 return Err(ProxyError::Generate(

@@ -220,10 +220,10 @@ pub struct CommitBoost {
     pub proxy_dir: PathBuf,
     /// The password proxy keystores are encrypted under.
     pub proxy_password_file: PathBuf,
-    /// Make secp256k1 proxies inside this `[[pkcs11.tokens]]` token
-    /// (sensitive, not extractable) instead of encrypted files.
+    /// Make secp256k1 proxies inside a backend instead of encrypted files:
+    /// `"pkcs11:TOKEN"` (a `[[pkcs11.tokens]]` name) or `"kms"`.
     #[serde(default)]
-    pub ecdsa_proxy_token: Option<String>,
+    pub ecdsa_proxy_vault: Option<String>,
     /// The modules allowed to call.
     #[serde(default, rename = "module")]
     pub modules: Vec<CommitBoostModule>,
@@ -253,7 +253,26 @@ impl CommitBoostModule {
     }
 }
 
+/// Where secp256k1 proxies are made (`ecdsa_proxy_vault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVaultSetting<'a> {
+    /// In this `[[pkcs11.tokens]]` token.
+    Pkcs11(&'a str),
+    /// In AWS KMS (`[kms]`).
+    Kms,
+}
+
 impl CommitBoost {
+    /// `ecdsa_proxy_vault`, read (`Err`: the text, not a valid setting).
+    pub fn ecdsa_proxy_vault(&self) -> Option<Result<ProxyVaultSetting<'_>, &str>> {
+        let v = self.ecdsa_proxy_vault.as_deref()?;
+        Some(match v.split_once(':') {
+            _ if v == "kms" => Ok(ProxyVaultSetting::Kms),
+            Some(("pkcs11", t)) if !t.is_empty() => Ok(ProxyVaultSetting::Pkcs11(t)),
+            _ => Err(v),
+        })
+    }
+
     /// The EVM chain id of public networks, by genesis fork version.
     pub const KNOWN_CHAIN_IDS: [([u8; 4], u64); 4] = [
         ([0x00, 0x00, 0x00, 0x00], 1),
@@ -730,17 +749,33 @@ fn check_commit_boost(cb: &CommitBoost, c: &Config) -> Result<(), (&'static str,
             "give the EVM chain id commitments are for (e.g. chain_id = 1): the genesis fork version is not a public network's".into(),
         ));
     }
-    if let Some(t) = &cb.ecdsa_proxy_token {
-        let known = c
-            .pkcs11
-            .as_ref()
-            .is_some_and(|p| p.tokens.iter().any(|k| &k.name == t));
-        if !known {
+    match cb.ecdsa_proxy_vault() {
+        None => {}
+        Some(Err(v)) => {
             return Err((
-                "commit_boost.ecdsa_proxy_token",
-                format!("no [[pkcs11.tokens]] named {t:?}"),
+                "commit_boost.ecdsa_proxy_vault",
+                format!("{v:?}: use \"pkcs11:TOKEN\" (a [[pkcs11.tokens]] name) or \"kms\""),
             ));
         }
+        Some(Ok(ProxyVaultSetting::Kms)) if c.kms.is_none() => {
+            return Err((
+                "commit_boost.ecdsa_proxy_vault",
+                "\"kms\" needs a [kms] section".into(),
+            ));
+        }
+        Some(Ok(ProxyVaultSetting::Pkcs11(t))) => {
+            let known = c
+                .pkcs11
+                .as_ref()
+                .is_some_and(|p| p.tokens.iter().any(|k| k.name == t));
+            if !known {
+                return Err((
+                    "commit_boost.ecdsa_proxy_vault",
+                    format!("no [[pkcs11.tokens]] named {t:?}"),
+                ));
+            }
+        }
+        Some(Ok(_)) => {}
     }
     if cb.modules.is_empty() {
         return Err((

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::backend::Key;
+use crate::backend::kms::Kms;
 use crate::backend::pkcs11::admin::KeyKind;
 use crate::backend::pkcs11::{Locator, Registry};
 use crate::backend::proxies::{ProxyStore, ProxyVault};
-use crate::config;
+use crate::config::{self, ProxyVaultSetting};
 use crate::pipeline::{CommitBoost, CommitBoostModule};
 
 /// Shortest module secret accepted: an HS256 key of fewer bytes is guessable.
@@ -56,17 +57,27 @@ pub(super) fn modules(cb: &config::CommitBoost) -> Result<Vec<CommitBoostModule>
 pub(super) fn settings(
     cb: &config::CommitBoost,
     genesis_fork_version: [u8; 4],
-    pkcs11: Option<&Arc<Registry>>,
+    backends: &super::Backends,
 ) -> Result<CommitBoost, String> {
-    let vault: Option<Box<dyn ProxyVault>> = match (&cb.ecdsa_proxy_token, pkcs11) {
+    let vault: Option<Box<dyn ProxyVault>> = match (cb.ecdsa_proxy_vault(), backends) {
         (None, _) => None,
-        (Some(token), Some(registry)) => Some(Box::new(TokenVault {
+        (
+            Some(Ok(ProxyVaultSetting::Pkcs11(token))),
+            super::Backends {
+                pkcs11: Some(registry),
+                ..
+            },
+        ) => Some(Box::new(TokenVault {
             registry: registry.clone(),
-            token: token.clone(),
+            token: token.to_owned(),
         })),
-        (Some(token), None) => {
+        (Some(Ok(ProxyVaultSetting::Kms)), super::Backends { kms: Some(kms), .. }) => {
+            Some(Box::new(KmsVault { kms: kms.clone() }))
+        }
+        (Some(_), _) => {
             return Err(format!(
-                "commit_boost.ecdsa_proxy_token {token:?}: no [pkcs11] section"
+                "commit_boost.ecdsa_proxy_vault {:?}: its backend is not configured",
+                cb.ecdsa_proxy_vault
             ));
         }
     };
@@ -94,14 +105,18 @@ struct TokenVault {
 }
 
 impl ProxyVault for TokenVault {
+    fn kind(&self) -> &'static str {
+        "pkcs11"
+    }
+
     fn name(&self) -> &str {
         &self.token
     }
 
-    fn generate_secp256k1(&self, label: &str) -> Result<Key, String> {
+    fn generate_secp256k1(&self, label: &str) -> Result<(Key, String), String> {
         self.registry
             .generate(&self.token, KeyKind::Secp256k1, label)?;
-        self.load(label)
+        Ok((self.load(label)?, label.to_owned()))
     }
 
     fn load(&self, label: &str) -> Result<Key, String> {
@@ -109,5 +124,34 @@ impl ProxyVault for TokenVault {
             Locator::Label(label.to_owned()),
             std::slice::from_ref(&self.token),
         )
+    }
+}
+
+/// secp256k1 proxies as KMS keys (`ECC_SECG_P256K1`), tagged with their
+/// label and module.
+#[derive(Debug)]
+struct KmsVault {
+    kms: Arc<Kms>,
+}
+
+impl ProxyVault for KmsVault {
+    fn kind(&self) -> &'static str {
+        "kms"
+    }
+
+    fn name(&self) -> &str {
+        "kms"
+    }
+
+    fn generate_secp256k1(&self, label: &str) -> Result<(Key, String), String> {
+        let arn = self.kms.create_secp256k1(
+            &format!("Commit-Boost ECDSA proxy {label} (made by the signer)"),
+            &[("commit-boost-proxy", label)],
+        )?;
+        Ok((self.kms.load_key(&arn)?, arn))
+    }
+
+    fn load(&self, reference: &str) -> Result<Key, String> {
+        self.kms.load_key(reference)
     }
 }

@@ -416,8 +416,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             )
             .into());
         }
-        let settings =
-            super::commit_boost::settings(cb, genesis_fork_version, backends.pkcs11.as_ref())?;
+        let settings = super::commit_boost::settings(cb, genesis_fork_version, &backends)?;
         metrics
             .commit_boost_proxies
             .set(i64::try_from(settings.proxies.len()).unwrap_or(i64::MAX));

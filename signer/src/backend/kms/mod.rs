@@ -317,6 +317,41 @@ impl Kms {
         Ok((arn, scheme, pk))
     }
 
+    /// Creates a secp256k1 signing key (`ECC_SECG_P256K1`, `SIGN_VERIFY`)
+    /// with `description` and `tags`; returns its ARN. Not retried: a
+    /// retry after a lost answer would leave a second key.
+    pub fn create_secp256k1(
+        &self,
+        description: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<String, String> {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
+        let tags: Vec<Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().tag_key(*k).tag_value(*v).build().ok())
+            .collect();
+        let request = self
+            .client
+            .create_key()
+            .key_spec(KeySpec::EccSecgP256K1)
+            .key_usage(KeyUsageType::SignVerify)
+            .description(description)
+            .set_tags(Some(tags));
+        let out = self
+            .wait(Instant::now() + self.timeout(), request.send())
+            .ok_or_else(|| {
+                format!(
+                    "kms CreateKey: no answer within {} ms ([kms] operation_timeout_ms)",
+                    self.timeout().as_millis()
+                )
+            })?
+            .map_err(|e| format!("kms CreateKey: {}", e.into_service_error()))?;
+        out.key_metadata()
+            .and_then(|m| m.arn().or(Some(m.key_id())))
+            .map(str::to_owned)
+            .ok_or_else(|| "kms CreateKey: no key id in the answer".to_owned())
+    }
+
     /// Loads a signing key.
     pub fn load_key(self: &Arc<Self>, key_id: &str) -> Result<Key, String> {
         let (arn, scheme, public_key) = self.describe(key_id)?;
