@@ -12,10 +12,11 @@
 //
 // Environment: LODESTAR_PRESET (read by @lodestar/params when it loads),
 // GLOAS_SEED, GLOAS_PER_KIND, GLOAS_FORK_VERSION, GLOAS_GENESIS_FORK_VERSION,
-// GLOAS_GVR.
+// GLOAS_GVR, GLOAS_KINDS (optional: which kinds to generate).
 import { createInterface } from "node:readline";
 import {
   DOMAIN_AGGREGATE_AND_PROOF,
+  DOMAIN_BEACON_PROPOSER,
   DOMAIN_BEACON_BUILDER,
   DOMAIN_BUILDER_REQUEST_AUTH,
   DOMAIN_PROPOSER_PREFERENCES,
@@ -40,7 +41,15 @@ const KINDS = {
   proposer_preferences: [ssz.gloas.ProposerPreferences, DOMAIN_PROPOSER_PREFERENCES, false],
   builder_request_auth: [ssz.gloas.BuilderRequestAuth, DOMAIN_BUILDER_REQUEST_AUTH, true],
   aggregate_and_proof: [ssz.gloas.AggregateAndProof, DOMAIN_AGGREGATE_AND_PROOF, false],
+  // Only when GLOAS_KINDS names it: a whole beacon block (its bid read by
+  // the block-content policy).
+  block: [ssz.gloas.BeaconBlock, DOMAIN_BEACON_PROPOSER, false],
 };
+// GLOAS_KINDS (comma-separated) picks kinds to generate; by default every
+// message kind, not blocks.
+const SELECTED = (process.env.GLOAS_KINDS ?? Object.keys(KINDS).filter((k) => k !== "block").join(","))
+  .split(",")
+  .filter((k) => k);
 
 function domain(domainType, forkVersion, gvr) {
   const forkDataRoot = ssz.phase0.ForkData.hashTreeRoot({ currentVersion: forkVersion, genesisValidatorsRoot: gvr });
@@ -58,7 +67,8 @@ if (env("GLOAS_MODE") === "generate") {
   const genesisForkVersion = fromHex(env("GLOAS_GENESIS_FORK_VERSION"));
   const gvr = fromHex(env("GLOAS_GVR"));
   const perKind = Number(env("GLOAS_PER_KIND"));
-  for (const [kind, [type, domainType, networkFree]] of Object.entries(KINDS)) {
+  for (const kind of SELECTED) {
+    const [type, domainType, networkFree] = KINDS[kind];
     const d = networkFree ? domain(domainType, genesisForkVersion, new Uint8Array(32)) : domain(domainType, forkVersion, gvr);
     for (let i = 0; i < perKind; i++) {
       const value = random(type);

@@ -95,6 +95,7 @@ fn block_roots_equal_lodestars_for_every_payload_fork_full_and_blinded_in_both_p
                     graffiti,
                     payload: Some((fee_recipient, gas_limit)),
                     blinded,
+                    bid: false,
                 } => {
                     assert_eq!(format!("{graffiti}"), line["block"]["body"]["graffiti"]);
                     assert_eq!(
@@ -376,4 +377,157 @@ fn a_block_content_policy_signs_what_it_allows_and_refuses_the_rest_naming_the_f
             .any(|v| v["note"] == format!("graffiti is \"evil\"; {grant} allows \"ok*\"")),
         "{violations:?}"
     );
+}
+
+/// `per_preset` random Gloas beacon blocks from Lodestar (`gloas.mjs`,
+/// `GLOAS_KINDS=block`): {data, signing_root} lines.
+fn lodestar_gloas_blocks(preset: &str, n: usize, seed: u32) -> Vec<Value> {
+    let dir = tests::independent::lodestar_dir();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(dir.join("gloas.mjs"))
+        .current_dir(dir)
+        .env("LODESTAR_PRESET", preset)
+        .env("GLOAS_MODE", "generate")
+        .env("GLOAS_KINDS", "block")
+        .env("GLOAS_SEED", seed.to_string())
+        .env("GLOAS_PER_KIND", n.to_string())
+        .env("GLOAS_FORK_VERSION", FORK_VERSION)
+        .env("GLOAS_GENESIS_FORK_VERSION", FORK_VERSION)
+        .env("GLOAS_GVR", GVR);
+    tests::independent::json_lines(
+        cmd,
+        String::new(),
+        "install Debian's nodejs and run `npm ci` in tests/lodestar (scripts/test does)",
+    )
+}
+
+/// A BLOCK_V2 request for a Gloas block.
+fn gloas_request(block: &Value) -> Value {
+    json!({
+        "type": "BLOCK_V2",
+        "fork_info": {
+            "fork": {"previous_version": FORK_VERSION, "current_version": FORK_VERSION, "epoch": "0"},
+            "genesis_validators_root": GVR,
+        },
+        "beacon_block": {"version": "GLOAS", "block": block},
+    })
+}
+
+/// From Gloas a block carries no execution payload but a builder's bid: the
+/// block commits the payload to the bid's fee recipient and gas limit.
+/// Random Gloas blocks of both presets from Lodestar hash to Lodestar's
+/// signing roots, with the bid's fields as the block's content; through the
+/// daemon, the grant's constraints hold the bid (the refusal names
+/// `signed_execution_payload_bid.message.…`), a block within them is signed,
+/// and a "blinded" Gloas block is refused as a form that does not exist.
+#[test]
+fn gloas_blocks_hash_as_lodestars_and_their_bid_is_held_to_the_grant() {
+    let mut hashed = 0;
+    for (preset, kind, seed) in [
+        ("mainnet", signer::eth2::PresetKind::Mainnet, 41),
+        ("minimal", signer::eth2::PresetKind::Minimal, 42),
+    ] {
+        let network = signer::eth2::Network {
+            preset: kind,
+            genesis_fork_version: [0, 0, 0, 1],
+            gloas_fork_epoch: Some(0),
+            clock: None,
+        };
+        for line in lodestar_gloas_blocks(preset, 100, seed) {
+            let request = gloas_request(&line["data"]);
+            let s = signer::eth2::decode_value(&request, &network)
+                .unwrap_or_else(|e| panic!("{preset}: {e}\n{request}"));
+            assert_eq!(
+                format!("{}", s.signing_root),
+                line["signing_root"].as_str().unwrap(),
+                "{preset}"
+            );
+            let bid = &line["data"]["body"]["signed_execution_payload_bid"]["message"];
+            match s.content {
+                signer::eth2::Content::Block {
+                    graffiti,
+                    payload: Some((fee_recipient, gas_limit)),
+                    blinded: false,
+                    bid: true,
+                } => {
+                    assert_eq!(format!("{graffiti}"), line["data"]["body"]["graffiti"]);
+                    assert_eq!(
+                        format!("{fee_recipient:#x}"),
+                        bid["fee_recipient"].as_str().unwrap().to_lowercase()
+                    );
+                    assert_eq!(gas_limit.to_string(), bid["gas_limit"]);
+                }
+                other => panic!("{preset}: content {other:?}"),
+            }
+            hashed += 1;
+        }
+    }
+    println!("{hashed} Gloas blocks: signing roots and bids equal Lodestar's");
+    assert_eq!(hashed, 200);
+
+    let setup = Setup::new();
+    setup.enable_http("");
+    let config = std::fs::read_to_string(setup.path("signer.toml")).unwrap();
+    setup.write(
+        "signer.toml",
+        &config.replacen("[ethereum]\n", "[ethereum]\ngloas_fork_epoch = 0\n", 1),
+    );
+    setup.write_policy(&constrained(&setup));
+    let d = setup.start();
+    let template = lodestar_gloas_blocks("minimal", 1, 43).remove(0)["data"].clone();
+    let block = |slot: u64, fee: &str, gas: u64, text: &str| {
+        let mut b = template.clone();
+        b["slot"] = json!(slot.to_string());
+        b["body"]["graffiti"] = json!(graffiti(text));
+        let bid = &mut b["body"]["signed_execution_payload_bid"]["message"];
+        bid["fee_recipient"] = json!(fee);
+        bid["gas_limit"] = json!(gas.to_string());
+        gloas_request(&b)
+    };
+    let grant = "grant #1";
+    for (fee, gas, expected) in [
+        (
+            FEE_THIEF,
+            36_000_000,
+            format!(
+                "policy violation: signed_execution_payload_bid.message.fee_recipient is {FEE_THIEF}; {grant} allows {FEE_OK}"
+            ),
+        ),
+        (
+            FEE_OK,
+            70_000_000,
+            format!(
+                "policy violation: signed_execution_payload_bid.message.gas_limit is 70000000; {grant} allows 30000000 to 60000000"
+            ),
+        ),
+    ] {
+        assert_eq!(
+            post(&setup, &d, &block(200, fee, gas, "ok-1")),
+            (403, expected)
+        );
+    }
+    let ok = block(200, FEE_OK, 36_000_000, "ok-gloas");
+    let (status, body) = post(&setup, &d, &ok);
+    assert_eq!(status, 200, "{body}");
+    let network = signer::eth2::Network {
+        preset: signer::eth2::PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: Some(0),
+        clock: None,
+    };
+    let s = signer::eth2::decode_value(&ok, &network).unwrap();
+    let key =
+        signer::crypto::bls::BlsSecretKey::from_bytes(&hex::decode(BLS_SECRET).unwrap()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["signature"],
+        format!(
+            "0x{}",
+            hex::encode(key.sign(s.signing_root.as_slice()).to_bytes())
+        )
+    );
+    let mut blinded = ok.clone();
+    blinded["beacon_block"] = json!({"version": "GLOAS", "blinded_block": template});
+    let (status, body) = post(&setup, &d, &blinded);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("a gloas block is never blinded"), "{body}");
 }

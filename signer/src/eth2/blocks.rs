@@ -41,6 +41,8 @@ pub trait PayloadFacts {
 
 /// What a block-content policy reads from a block body of any fork.
 pub trait BodyFacts {
+    /// True when [`BodyFacts::payload`] is read from a builder's bid (Gloas).
+    const BID: bool = false;
     /// `graffiti`.
     fn graffiti(&self) -> B256;
     /// The execution payload's facts (none before Bellatrix).

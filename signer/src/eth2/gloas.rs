@@ -22,9 +22,13 @@ use tree_hash::{Hash256, PackedEncoding, TreeHash, TreeHashType, merkle_root, mi
 use tree_hash_derive::TreeHash;
 
 use super::blocks::{
-    ConsolidationRequest, DepositRequest, KzgCommitment, Withdrawal, WithdrawalRequest,
+    ConsolidationRequest, DepositRequest, KzgCommitment, SignedBlsToExecutionChange, Withdrawal,
+    WithdrawalRequest,
 };
-use super::containers::{AttestationData, PublicKeyBytes, SignatureBytes};
+use super::containers::{
+    AttestationData, Deposit, Eth1Data, ProposerSlashing, PublicKeyBytes, SignatureBytes,
+    SignedVoluntaryExit, SyncAggregate,
+};
 use super::preset::Preset;
 use ssz_types::{BitList, BitVector};
 
@@ -405,6 +409,121 @@ impl<P: Preset> TreeHash for AttestationGloas<P> {
         ]
         .concat();
         mix_in_active_fields(merkleize_progressive(&chunks), 4)
+    }
+}
+
+/// A `uint64` the beacon API writes as a decimal string, as a list item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotedU64(pub u64);
+
+impl<'de> Deserialize<'de> for QuotedU64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_utils::quoted_u64::deserialize(d).map(Self)
+    }
+}
+
+impl TreeHash for QuotedU64 {
+    fn tree_hash_type() -> TreeHashType {
+        TreeHashType::Basic
+    }
+    fn tree_hash_packed_encoding(&self) -> PackedEncoding {
+        self.0.tree_hash_packed_encoding()
+    }
+    fn tree_hash_packing_factor() -> usize {
+        u64::tree_hash_packing_factor()
+    }
+    fn tree_hash_root(&self) -> Hash256 {
+        self.0.tree_hash_root()
+    }
+}
+
+progressive_container!(
+    /// `IndexedAttestation` of Gloas: its indices a progressive list.
+    IndexedAttestationGloas<P> {
+        /// Who attested.
+        attesting_indices: ProgressiveList<QuotedU64, P::MaxValidatorsPerSlot>,
+        /// What.
+        data: AttestationData,
+        /// Aggregate signature.
+        signature: SignatureBytes,
+    }
+);
+
+/// `AttesterSlashing` of Gloas.
+#[derive(Debug, Clone, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct AttesterSlashingGloas<P: Preset> {
+    /// One vote.
+    pub attestation_1: IndexedAttestationGloas<P>,
+    /// The vote it conflicts with.
+    pub attestation_2: IndexedAttestationGloas<P>,
+}
+
+progressive_container!(
+    /// `PayloadAttestation`: the payload-timeliness committee's aggregate vote.
+    PayloadAttestation<P> {
+        /// Which members voted.
+        aggregation_bits: BitVector<P::PtcSize>,
+        /// What.
+        data: PayloadAttestationData,
+        /// Aggregate signature.
+        signature: SignatureBytes,
+    }
+);
+
+/// `SignedExecutionPayloadBid`: the builder's bid, as a block carries it.
+#[derive(Debug, Clone, Deserialize, TreeHash)]
+pub struct SignedExecutionPayloadBid {
+    /// The bid.
+    pub message: ExecutionPayloadBid,
+    /// The builder's signature.
+    pub signature: SignatureBytes,
+}
+
+progressive_container!(
+    /// `BeaconBlockBody` of Gloas: no execution payload; the builder's bid
+    /// (what the proposer commits the payload's fee recipient and gas limit
+    /// to), payload attestations, and the parent's execution requests.
+    BodyGloas<P> {
+        /// RANDAO reveal.
+        randao_reveal: SignatureBytes,
+        /// Eth1 vote.
+        eth1_data: Eth1Data,
+        /// Graffiti.
+        graffiti: B256,
+        /// Proposer slashings.
+        proposer_slashings: ProgressiveList<ProposerSlashing, U16>,
+        /// Attester slashings.
+        attester_slashings: ProgressiveList<AttesterSlashingGloas<P>, ssz_types::typenum::U1>,
+        /// Attestations.
+        attestations: ProgressiveList<AttestationGloas<P>, ssz_types::typenum::U8>,
+        /// Deposits (none from Gloas on: limit 0).
+        deposits: ProgressiveList<Deposit, ssz_types::typenum::U0>,
+        /// Voluntary exits.
+        voluntary_exits: ProgressiveList<SignedVoluntaryExit, U16>,
+        /// Sync aggregate.
+        sync_aggregate: SyncAggregate<P>,
+        /// Withdrawal credential changes.
+        bls_to_execution_changes: ProgressiveList<SignedBlsToExecutionChange, U16>,
+        /// The builder's signed bid.
+        signed_execution_payload_bid: SignedExecutionPayloadBid,
+        /// Payload attestations.
+        payload_attestations: ProgressiveList<PayloadAttestation<P>, ssz_types::typenum::U4>,
+        /// The parent payload's execution requests.
+        parent_execution_requests: ExecutionRequestsGloas,
+    }
+);
+
+impl<P: Preset> super::blocks::BodyFacts for BodyGloas<P> {
+    const BID: bool = true;
+    fn graffiti(&self) -> B256 {
+        self.graffiti
+    }
+    /// The payload's fee recipient and gas limit are the bid's: the
+    /// builder must build what the proposer's block commits to.
+    fn payload(&self) -> Option<(Address, u64)> {
+        let bid = &self.signed_execution_payload_bid.message;
+        Some((bid.fee_recipient, bid.gas_limit))
     }
 }
 

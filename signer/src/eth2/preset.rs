@@ -21,6 +21,8 @@ pub trait Preset: Clone + Send + Sync + std::fmt::Debug + PartialEq + 'static {
     type Max16: Unsigned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
     /// `MAX_WITHDRAWALS_PER_PAYLOAD` (Capella on).
     type MaxWithdrawalsPerPayload: Unsigned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
+    /// `PTC_SIZE` (Gloas: the payload-timeliness committee).
+    type PtcSize: Unsigned + Clone + Send + Sync + std::fmt::Debug + PartialEq;
     /// `SLOTS_PER_EPOCH`.
     const SLOTS_PER_EPOCH: u64;
 }
@@ -37,6 +39,7 @@ impl Preset for Mainnet {
     type SyncSubcommitteeSize = U128;
     type Max16 = U16;
     type MaxWithdrawalsPerPayload = U16;
+    type PtcSize = U512;
     const SLOTS_PER_EPOCH: u64 = 32;
 }
 
@@ -52,5 +55,6 @@ impl Preset for Minimal {
     type SyncSubcommitteeSize = U8;
     type Max16 = U16;
     type MaxWithdrawalsPerPayload = U4;
+    type PtcSize = U16;
     const SLOTS_PER_EPOCH: u64 = 8;
 }

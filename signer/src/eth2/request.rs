@@ -146,6 +146,9 @@ pub enum Content {
         payload: Option<(Address, u64)>,
         /// A blinded block (the payload is a builder's, shown as its header).
         blinded: bool,
+        /// Gloas on: `payload` is the builder's bid's
+        /// (`signed_execution_payload_bid.message`), not a payload's.
+        bid: bool,
     },
     /// Gloas proposer preferences: what the proposer asks builders to pay
     /// to, and the gas limit to aim at.
@@ -317,6 +320,7 @@ where
         graffiti: b.body.graffiti(),
         payload: b.body.payload(),
         blinded,
+        bid: B::BID,
     };
     Ok((b.slot, b.tree_hash_root(), content))
 }
@@ -360,8 +364,11 @@ fn payload_block<P: Preset>(
         (ForkName::Electra | ForkName::Fulu, true) => {
             block_of::<BodyElectra<P, HeaderDeneb>>(bb, field, true)
         }
-        (ForkName::Gloas, _) => Err(Eth2Error::WrongForm(
-            "a gloas block carries a builder's bid, not an execution payload: send block_header",
+        // The builder's bid stands in for the payload: its fee recipient and
+        // gas limit are what the block commits the payload to.
+        (ForkName::Gloas, false) => block_of::<BodyGloas<P>>(bb, field, false),
+        (ForkName::Gloas, true) => Err(Eth2Error::WrongForm(
+            "a gloas block is never blinded (it carries a builder's bid, not a payload): send block or block_header",
         )),
         (ForkName::Phase0 | ForkName::Altair, _) => Err(Eth2Error::WrongForm(
             "phase0 and altair blocks have no execution payload: send block",

@@ -348,13 +348,27 @@ impl Constraints {
             )),
             Content::HeaderOnly => Ok(()),
             Content::Block {
-                graffiti, payload, ..
+                graffiti,
+                payload,
+                bid,
+                ..
             } => {
+                let (fee_field, gas_field) = if bid {
+                    (
+                        "signed_execution_payload_bid.message.fee_recipient",
+                        "signed_execution_payload_bid.message.gas_limit",
+                    )
+                } else {
+                    (
+                        "execution_payload.fee_recipient",
+                        "execution_payload.gas_limit",
+                    )
+                };
                 if let (Some(allowed), Some((fee_recipient, _))) = (&self.fee_recipient, payload)
                     && !allowed.contains(&fee_recipient.0.0)
                 {
                     return Err(violation(
-                        "execution_payload.fee_recipient",
+                        fee_field,
                         format!("{fee_recipient:#x}"),
                         list(allowed),
                     ));
@@ -363,7 +377,7 @@ impl Constraints {
                     && !(min..=max).contains(&gas_limit)
                 {
                     return Err(violation(
-                        "execution_payload.gas_limit",
+                        gas_field,
                         gas_limit.to_string(),
                         span((min, max)),
                     ));
