@@ -719,6 +719,27 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
             .contains("name the proxy as \"proxy\"")
     );
 
+    // The operator's view: `signer commit-boost proxies` lists both from
+    // their files, without the password.
+    let out = Command::new(tests::daemon::signer_bin())
+        .args(["commit-boost", "proxies", "--module", "PRECONF", "--config"])
+        .arg(setup.path("signer.toml"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (scheme, proxy) in [("bls", &proxy_bls), ("ecdsa", &proxy_ecdsa)] {
+        assert!(
+            listed.contains(&format!("PRECONF\t{consensus}\t{scheme}\t{proxy}\tfile")),
+            "{listed}"
+        );
+    }
+    assert!(listed.contains("2 proxy key(s) in "), "{listed}");
+
     // Phase 3: every signature verifies under the Python reference, with the
     // roots it computes from the configuration (not from our answers).
     let gfv = "0x00000001";

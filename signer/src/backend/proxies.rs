@@ -171,6 +171,77 @@ struct File {
     vault: Option<InVault>,
 }
 
+/// A proxy as its file describes it, read without the password
+/// (`signer commit-boost proxies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The module.
+    pub module: String,
+    /// The consensus key (0x hex).
+    pub delegator: String,
+    /// `bls` or `ecdsa`.
+    pub scheme: String,
+    /// The proxy (0x hex: public key or address).
+    pub proxy: String,
+    /// Where its secret is: `file` (encrypted in it), or the vault and reference.
+    pub held: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// Every proxy file under `dir`, described without decrypting anything;
+/// a file that cannot be read as one is an error naming it.
+pub fn list(dir: &Path) -> Result<Vec<Listing>, ProxyError> {
+    proxy_files(dir)?
+        .into_iter()
+        .map(|path| {
+            let json = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            let file = serde_json::from_slice::<File>(&json).map_err(|e| ProxyError::Invalid {
+                path: path.clone(),
+                message: format!("not a proxy key file: {e}"),
+            })?;
+            let held = match &file.vault {
+                None => "file".to_owned(),
+                Some(v) if v.kind == "kms" => format!("kms {}", v.reference),
+                Some(v) => format!("{}:{} {}", v.kind, v.name, v.reference),
+            };
+            let m = file.commit_boost;
+            Ok(Listing {
+                module: m.module,
+                delegator: m.delegator,
+                scheme: m.scheme,
+                proxy: m.proxy,
+                held,
+                path,
+            })
+        })
+        .collect()
+}
+
+/// Every `*.json` four levels down `dir` (module / delegator / scheme / file).
+fn proxy_files(dir: &Path) -> Result<Vec<PathBuf>, ProxyError> {
+    let mut out = Vec::new();
+    let mut level = vec![dir.to_owned()];
+    for depth in 0..4 {
+        let mut next = Vec::new();
+        for d in level {
+            let entries = std::fs::read_dir(&d).map_err(|e| io(&d, e))?;
+            for e in entries {
+                let path = e.map_err(|e| io(&d, e))?.path();
+                let is_dir = path.is_dir();
+                match depth {
+                    3 if !is_dir && path.extension().is_some_and(|x| x == "json") => out.push(path),
+                    0..3 if is_dir => next.push(path),
+                    _ => {}
+                }
+            }
+        }
+        level = next;
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// A proxy's place: module, scheme, name.
 type Slot = (String, ProxyScheme, Vec<u8>);
 
@@ -251,30 +322,8 @@ impl ProxyStore {
         Ok(store)
     }
 
-    /// Every `*.json` four levels down (module / delegator / scheme / file).
     fn files(&self) -> Result<Vec<PathBuf>, ProxyError> {
-        let mut out = Vec::new();
-        let mut level = vec![self.dir.clone()];
-        for depth in 0..4 {
-            let mut next = Vec::new();
-            for d in level {
-                let entries = std::fs::read_dir(&d).map_err(|e| io(&d, e))?;
-                for e in entries {
-                    let path = e.map_err(|e| io(&d, e))?.path();
-                    let is_dir = path.is_dir();
-                    match depth {
-                        3 if !is_dir && path.extension().is_some_and(|x| x == "json") => {
-                            out.push(path)
-                        }
-                        0..3 if is_dir => next.push(path),
-                        _ => {}
-                    }
-                }
-            }
-            level = next;
-        }
-        out.sort();
-        Ok(out)
+        proxy_files(&self.dir)
     }
 
     fn load(&self, path: &Path) -> Result<ProxyKey, ProxyError> {

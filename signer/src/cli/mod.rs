@@ -3,6 +3,7 @@
 mod audit;
 mod client;
 mod cometbft;
+mod commit_boost;
 mod dev;
 mod docs;
 mod init;
@@ -52,6 +53,9 @@ enum Command {
     /// The audit log: verify its chain and anchor; acknowledge a loss.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Commit-Boost: list the proxy keys modules have made.
+    #[command(subcommand, name = "commit-boost")]
+    CommitBoost(commit_boost::CommitBoostCommand),
     /// CometBFT migration: import another signer's state (offline).
     #[command(subcommand)]
     Cometbft(cometbft::CometbftCommand),
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Policy(c) => policy::run(c),
         Command::Slashing(c) => slashing::run(c),
         Command::Cometbft(c) => cometbft::run(c),
+        Command::CommitBoost(c) => commit_boost::run(c),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
         Command::Bench { .. } => Err(
