@@ -4,7 +4,8 @@
 //! - `requests_total{frontend,operation,outcome}`: every answered item;
 //!   outcome is `signed` or a refusal reason (`slashable`, `not_allowed`,
 //!   `unknown_key`, `invalid_request`, `out_of_scope`, `backend_unavailable`,
-//!   `rate_limited`, `overloaded`, `key_disabled`).
+//!   `rate_limited`, `overloaded`, `key_disabled`; and for the Commit-Boost
+//!   API, `unauthorized`: a bad module token, `operation="commit_boost.auth"`).
 //! - `stage_seconds{stage}`: per-request time in `queue`, `decode`, `policy`,
 //!   `slashing_db`, `backend`, `audit`, and `total` (from arrival to answer).
 //!   An item of a batch is observed with the batch's database and audit time:
