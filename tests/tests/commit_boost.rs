@@ -928,6 +928,19 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
             stderr.lines().last().unwrap_or_default()
         );
     }
+    // A module the policy grants nothing starts, with a warning saying so.
+    setup.write("signer.toml", &good);
+    setup.write_policy(&setup.policy_with(
+        "\n[[grant]]\nclients = [\"vc\"]\noperations = [\"commit_boost\"]\nkey_groups = [\"validators\"]\n",
+    ));
+    let daemon = setup.start();
+    let log = daemon.log();
+    assert!(
+        log.contains("grants its client no commit_boost.* on any loaded key")
+            && log.contains("module=\"OTHER\"")
+            && !log.contains("module=\"PRECONF\""),
+        "{log}"
+    );
 }
 
 /// A daemon whose secp256k1 proxies are made in a vault

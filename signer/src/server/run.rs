@@ -421,6 +421,26 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             .commit_boost_proxies
             .set(i64::try_from(settings.proxies.len()).unwrap_or(i64::MAX));
         pipeline = pipeline.with_commit_boost(settings);
+        // Configured but granted nothing: the module would list no key and
+        // sign nothing, which looks like an outage from its side.
+        for m in &cb.modules {
+            let granted = pipeline
+                .list_keys(&crate::policy::ClientId::new(m.client.clone()))
+                .iter()
+                .any(|k| {
+                    k.operations
+                        .iter()
+                        .any(|o| o.name().starts_with("commit_boost."))
+                });
+            if !granted {
+                tracing::warn!(
+                    module = m.id,
+                    client = m.client,
+                    "Commit-Boost module: the policy grants its client no commit_boost.* on any loaded key; get_pubkeys lists nothing and every request is refused (grant \"commit_boost\" in {})",
+                    policy_file.display()
+                );
+            }
+        }
     }
     let pipeline = Arc::new(pipeline);
     // Keys an operator took out of service refuse from the first request.
