@@ -246,7 +246,19 @@ pub(crate) async fn handle(
         );
     }
     let reply = match route {
-        Route::Pubkeys => pubkeys(shared.as_ref(), &client, &module.id),
+        // Off the async threads: listing reads every key's grants, and may
+        // load (decrypt) proxies another instance wrote.
+        Route::Pubkeys => {
+            let (host, module_id) = (shared.clone(), module.id.clone());
+            tokio::task::spawn_blocking(move || pubkeys(host.as_ref(), &client, &module_id))
+                .await
+                .unwrap_or_else(|_| {
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "listing the keys failed inside the signer",
+                    )
+                })
+        }
         _ => {
             let (key, what) = match read_ask(route, &body) {
                 Ok(a) => a,
