@@ -643,6 +643,19 @@ fn the_commit_boost_api_signs_what_the_reference_verifies_and_refuses_the_rest()
         );
     }
 
+    // Counted under their own frontend: 6 bad tokens, 2 proxies made, 1 commitment.
+    for (series, n) in [
+        (
+            "operation=\"commit_boost.auth\",outcome=\"unauthorized\"",
+            6.0,
+        ),
+        ("operation=\"commit_boost.proxy\",outcome=\"signed\"", 2.0),
+        ("operation=\"commit_boost.sign\",outcome=\"signed\"", 1.0),
+    ] {
+        let series = format!("signer_requests_total{{frontend=\"commit_boost\",{series}}}");
+        assert_eq!(daemon.metric(&series), n, "{series}");
+    }
+
     // Phase 2: the proxies sign; PRECONF lists them, OTHER does not see them
     // and cannot use them.
     let calls = vec![

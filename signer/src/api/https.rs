@@ -106,15 +106,16 @@ pub(crate) fn body_failure((status, why): (StatusCode, String)) -> Reply {
 /// answers, one per item; `Err` is the whole request's refusal.
 pub(crate) async fn run_job(
     shared: &dyn Host,
+    frontend: &'static str,
     items: Vec<pipeline::Request>,
 ) -> Result<Vec<Answer>, Reply> {
     let n = items.len();
     let deadline = Instant::now() + shared.max_wait();
-    let (job, rx) = Job::new(items, "http", deadline);
+    let (job, rx) = Job::new(items, frontend, deadline);
     let metrics = shared.pipeline().metrics().clone();
     if let Err((why, _)) = shared.pool().submit(job) {
         for _ in 0..n {
-            metrics.request("http", "any", "overloaded");
+            metrics.request(frontend, "any", "overloaded");
         }
         let why = match why {
             Rejected::Full => "the signing queue is full",

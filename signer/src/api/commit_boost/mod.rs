@@ -293,7 +293,27 @@ pub(crate) async fn handle(
                 message: Message::CommitBoost(ask),
                 scope: None,
             };
-            match run_job(shared.as_ref(), vec![item]).await {
+            let answered = if matches!(what, CommitBoostWhat::Delegate(_)) {
+                // Making a proxy runs a KDF (or an HSM or KMS key generation)
+                // and several fsyncs: on a thread of its own, not on the
+                // signing workers, so the duties batched there do not wait
+                // for it. It is rare, and still decided and audited by the
+                // pipeline.
+                let host = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    vec![Answer::Done(host.pipeline().sign("commit_boost", item))]
+                })
+                .await
+                .map_err(|_| {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the signer lost the answer; nothing is known to be made — retry",
+                    )
+                })
+            } else {
+                run_job(shared.as_ref(), "commit_boost", vec![item]).await
+            };
+            match answered {
                 Ok(mut answers) => answer(
                     answers.pop(),
                     &key,

@@ -127,7 +127,7 @@ async fn sign(
         message: eth2_message(&body),
         scope: None,
     };
-    let answer = run_job(shared.as_ref(), vec![item]).await;
+    let answer = run_job(shared.as_ref(), "http", vec![item]).await;
     shared
         .pipeline()
         .metrics()
@@ -218,7 +218,7 @@ async fn sign_batch(
     let mut done = if requests.is_empty() {
         Vec::new().into_iter()
     } else {
-        match run_job(shared.as_ref(), requests).await {
+        match run_job(shared.as_ref(), "http", requests).await {
             Ok(a) => a.into_iter(),
             Err(reply) => return reply,
         }
