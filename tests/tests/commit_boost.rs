@@ -15,10 +15,10 @@
 
 use std::process::Command;
 
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::B256;
 use serde_json::{Value, json};
 use signer::crypto::bls::BlsSecretKey;
-use signer::crypto::secp256k1::{Secp256k1SecretKey, uncompressed};
+use signer::crypto::secp256k1::Secp256k1SecretKey;
 use signer::eth2::commit_boost::{Commitment, Proxy, delegation_root};
 
 /// xorshift64: deterministic, so a failure replays.
@@ -38,12 +38,6 @@ impl Rng {
 
 fn hex0x(b: &[u8]) -> String {
     format!("0x{}", hex::encode(b))
-}
-
-fn address(key: &Secp256k1SecretKey) -> [u8; 20] {
-    let point = uncompressed(&key.public_key()).unwrap();
-    let hash = keccak256(&point[1..]);
-    hash[12..].try_into().unwrap()
 }
 
 /// Runs `tests/commit_boost/<script>` on `cases`, one JSON line each way.
@@ -160,7 +154,7 @@ fn roots_and_signatures_equal_an_implementation_written_from_the_specification()
             }
             _ => {
                 let proxy = Secp256k1SecretKey::from_bytes(&rng.bytes::<32>()).unwrap();
-                let addr = address(&proxy);
+                let addr = proxy.address();
                 let sig = proxy.sign_prehash(&root.0).to_ethereum_bytes();
                 cases.push(with(
                     "proxy_ecdsa",

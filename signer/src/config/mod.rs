@@ -273,22 +273,10 @@ impl CommitBoost {
         })
     }
 
-    /// The EVM chain id of public networks, by genesis fork version.
-    pub const KNOWN_CHAIN_IDS: [([u8; 4], u64); 4] = [
-        ([0x00, 0x00, 0x00, 0x00], 1),
-        ([0x90, 0x00, 0x00, 0x69], 11_155_111),
-        ([0x01, 0x01, 0x70, 0x00], 17_000),
-        ([0x10, 0x00, 0x09, 0x10], 560_048),
-    ];
-
     /// `chain_id`, or the public network's for this genesis fork version.
     pub fn chain_id_for(&self, genesis_fork_version: [u8; 4]) -> Option<u64> {
-        self.chain_id.or_else(|| {
-            Self::KNOWN_CHAIN_IDS
-                .iter()
-                .find(|(f, _)| *f == genesis_fork_version)
-                .map(|(_, id)| *id)
-        })
+        self.chain_id
+            .or_else(|| crate::eth2::public_chain_id(genesis_fork_version))
     }
 }
 

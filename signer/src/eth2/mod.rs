@@ -119,22 +119,33 @@ pub struct Clock {
     pub max_slots_ahead: u64,
 }
 
-impl Clock {
-    /// Genesis times of the public networks, by `GENESIS_FORK_VERSION`
-    /// (from each network's published `config.yaml`); all use 12-second slots.
-    pub const KNOWN: [([u8; 4], &'static str, u64); 4] = [
-        ([0x00, 0x00, 0x00, 0x00], "mainnet", 1_606_824_023),
-        ([0x90, 0x00, 0x00, 0x69], "sepolia", 1_655_733_600),
-        ([0x01, 0x01, 0x70, 0x00], "holesky", 1_695_902_400),
-        ([0x10, 0x00, 0x09, 0x10], "hoodi", 1_742_213_400),
-    ];
+/// The public networks, by `GENESIS_FORK_VERSION`: name, genesis time (from
+/// each network's published `config.yaml`; all use 12-second slots) and the
+/// EVM chain id of its execution layer (Commit-Boost binds commitments to it).
+pub const PUBLIC_NETWORKS: [([u8; 4], &str, u64, u64); 4] = [
+    ([0x00, 0x00, 0x00, 0x00], "mainnet", 1_606_824_023, 1),
+    (
+        [0x90, 0x00, 0x00, 0x69],
+        "sepolia",
+        1_655_733_600,
+        11_155_111,
+    ),
+    ([0x01, 0x01, 0x70, 0x00], "holesky", 1_695_902_400, 17_000),
+    ([0x10, 0x00, 0x09, 0x10], "hoodi", 1_742_213_400, 560_048),
+];
 
+/// The EVM chain id of a public network, if `fork` is one.
+pub fn public_chain_id(fork: [u8; 4]) -> Option<u64> {
+    PUBLIC_NETWORKS.iter().find(|n| n.0 == fork).map(|n| n.3)
+}
+
+impl Clock {
     /// The genesis time of a public network, if `fork` is one.
     pub fn known(fork: [u8; 4]) -> Option<(&'static str, u64)> {
-        Self::KNOWN
+        PUBLIC_NETWORKS
             .iter()
-            .find(|(f, _, _)| *f == fork)
-            .map(|&(_, name, time)| (name, time))
+            .find(|n| n.0 == fork)
+            .map(|&(_, name, time, _)| (name, time))
     }
 
     /// The current slot at Unix time `now` (0 before genesis).

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use zeroize::Zeroizing;
 
-use crate::backend::Scheme;
 use crate::backend::proxies::{ProxyKey, ProxyScheme, ProxyStore};
 use crate::crypto::bls::BlsSecretKey;
 use crate::eth2::commit_boost::{self as cb, Commitment, Proxy};
@@ -237,7 +236,7 @@ impl Pipeline {
         };
         self.authorize(policy, r.client.as_str(), operation, &delegator, None)?;
         let key = keys.get(&delegator)?;
-        let Some(bls) = key.bls().filter(|_| key.scheme() == Scheme::Bls) else {
+        let Some(bls) = key.bls() else {
             return Err(Refusal::InvalidRequest(
                 "Commit-Boost signs with BLS consensus keys only".into(),
             ));
@@ -328,9 +327,6 @@ impl Pipeline {
                     tracing::error!(error = %e, module, "Commit-Boost: storing a new proxy failed; nothing was answered");
                     Refusal::BackendUnavailable(Unavailable::Internal("the proxy key store"))
                 })?;
-                self.metrics
-                    .commit_boost_proxies
-                    .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
                 Signature::Delegation {
                     proxy: stored.id.clone(),
                     signature,

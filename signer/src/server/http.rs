@@ -125,6 +125,10 @@ async fn handle_serving(
             let m = shared.pipeline.metrics();
             m.db_commits
                 .set(i64::try_from(stats.commits).unwrap_or(i64::MAX));
+            if let Some(cb) = shared.pipeline.commit_boost() {
+                m.commit_boost_proxies
+                    .set(i64::try_from(cb.proxies.len()).unwrap_or(i64::MAX));
+            }
             let (written, anchored) = shared.pipeline.audit_positions();
             m.audit_records
                 .set(i64::try_from(written).unwrap_or(i64::MAX));

@@ -417,9 +417,6 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
             .into());
         }
         let settings = super::commit_boost::settings(cb, genesis_fork_version, &backends)?;
-        metrics
-            .commit_boost_proxies
-            .set(i64::try_from(settings.proxies.len()).unwrap_or(i64::MAX));
         pipeline = pipeline.with_commit_boost(settings);
         // Configured but granted nothing: the module would list no key and
         // sign nothing, which looks like an outage from its side.

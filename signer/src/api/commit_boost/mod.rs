@@ -28,6 +28,7 @@ use serde_json::json;
 
 use super::https::{Host, Reply, identify, json_reply, read_body, run_job};
 use crate::backend::proxies::ProxyScheme;
+use crate::crypto::secp256k1::RecoverableSignature;
 use crate::pipeline::{self, CommitBoostAsk, CommitBoostWhat, Message, Refusal, Signature};
 use crate::policy::Operation;
 use crate::pool::Answer;
@@ -434,12 +435,17 @@ fn answer(
                 Signature::Bls(s) => ("pubkey", s.to_vec()),
                 Signature::Raw {
                     signature,
-                    recovery_id: Some(v),
-                } if signature.len() == 64 => {
+                    recovery_id: Some(recovery_id),
+                } => {
+                    let Ok(rs) = <[u8; 64]>::try_from(signature.as_slice()) else {
+                        return error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the signer produced an unexpected signature",
+                        );
+                    };
                     // r ‖ s ‖ v, v = 27 or 28.
-                    let mut rsv = signature;
-                    rsv.push(27 + v);
-                    ("address", rsv)
+                    let rsv = RecoverableSignature { rs, recovery_id }.to_ethereum_bytes();
+                    ("address", rsv.to_vec())
                 }
                 _ => {
                     return error(
