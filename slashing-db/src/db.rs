@@ -16,7 +16,7 @@ use crate::key_state::{self, KeyState, KeyStateError};
 use crate::prune::{self, PruneConfig, PruneSummary};
 use crate::record::{CometRecord, Decision, Lane, Proposal, SignedMessage};
 use crate::types::{BlsPublicKey, ChainId, ConsensusKey, GenesisRoot};
-use crate::writer::{AsDbError, GroupCommit, Work};
+use crate::writer::{AsDbError, GroupCommit};
 
 /// Settings of a [`SlashingDb`].
 #[derive(Debug, Clone)]
@@ -118,27 +118,7 @@ impl SlashingDb {
         if proposals.is_empty() {
             return Ok(Vec::new());
         }
-        self.group.submit(Work::Decide(proposals))
-    }
-
-    /// Stores the signature made for CometBFT `sign_bytes`, so a repeated
-    /// request is answered with it. Does not wait: it rides on the next group
-    /// commit (or is committed when the database closes), so signing pays no
-    /// second fsync. Losing it is safe: the recorded bytes are signed again.
-    /// Ignored if the record has moved on or already has a signature.
-    pub fn record_cometbft_signature(
-        &self,
-        key: ConsensusKey,
-        chain: ChainId,
-        sign_bytes: Vec<u8>,
-        signature: Vec<u8>,
-    ) -> Result<(), DbError> {
-        self.group.enqueue(Work::StoreSignature {
-            key,
-            chain,
-            sign_bytes,
-            signature,
-        })
+        self.group.submit(proposals)
     }
 
     fn exclusive<T, E>(&self, f: impl FnOnce(&mut dyn Engine) -> Result<T, E>) -> Result<T, E>

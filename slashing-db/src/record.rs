@@ -28,16 +28,18 @@ pub struct SignedAttestation {
     pub signing_root: Option<SigningRoot>,
 }
 
-/// The last CometBFT message signed for a (key, chain): its position, the exact
-/// bytes that were (or are about to be) signed, and the signature once known.
+/// The last CometBFT message signed for a (key, chain): its position and the
+/// exact bytes that were (or are about to be) signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CometRecord {
     /// Height, round, step.
     pub hrs: Hrs,
     /// The canonical sign bytes recorded before signing.
     pub sign_bytes: Vec<u8>,
-    /// The signature, stored after signing; `None` if the signer stopped in
-    /// between (re-signing `sign_bytes` is then safe: it is the same message).
+    /// A signature stored by signers before decision 0012 (2026-12); no
+    /// longer written, and never served: a re-serve signs `sign_bytes` again,
+    /// which is the same message, not a double sign. Kept so older
+    /// databases and interchange copies round-trip unchanged.
     pub signature: Option<Vec<u8>>,
 }
 
@@ -206,8 +208,8 @@ pub enum Safe {
     SameData,
     /// CometBFT: this position was already recorded with the same message, or
     /// one that differs only in its timestamp (`timestamp_only`). Sign
-    /// `stored.sign_bytes` (or return `stored.signature` if present) and send
-    /// the stored timestamp back, never the new one.
+    /// `stored.sign_bytes` again and send the stored timestamp back, never
+    /// the new one.
     Reserve {
         /// What was recorded at this position.
         stored: CometRecord,

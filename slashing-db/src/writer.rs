@@ -18,7 +18,6 @@ use crate::decide::decide;
 use crate::engine::Engine;
 use crate::error::DbError;
 use crate::record::{Decision, Proposal};
-use crate::types::{ChainId, ConsensusKey};
 
 /// Counters kept by the leaders.
 #[derive(Debug, Default)]
@@ -27,26 +26,16 @@ pub(crate) struct Counters {
     pub decisions: AtomicU64,
 }
 
-/// Work that can share a transaction with other callers' work.
-pub(crate) enum Work {
-    Decide(Vec<Proposal>),
-    /// Attach the signature to the CometBFT record it was made for (no-op if
-    /// the record has moved on or already has one).
-    StoreSignature {
-        key: ConsensusKey,
-        chain: ChainId,
-        sign_bytes: Vec<u8>,
-        signature: Vec<u8>,
-    },
-}
+/// One caller's work: its proposals, decided in order.
+pub(crate) type Work = Vec<Proposal>;
 
 type Answer = Result<Vec<Decision>, DbError>;
 
 /// The queue and who is serving it.
 #[derive(Default)]
 struct Queue {
-    /// Queued work; `None` marks work nobody waits for (it rides the next commit).
-    pending: VecDeque<(Option<u64>, Work)>,
+    /// Queued work, by caller id.
+    pending: VecDeque<(u64, Work)>,
     answers: HashMap<u64, Answer>,
     next_id: u64,
     leader: bool,
@@ -102,7 +91,7 @@ impl GroupCommit {
         let mut q = self.lock_queue()?;
         let id = q.next_id;
         q.next_id += 1;
-        q.pending.push_back((Some(id), work));
+        q.pending.push_back((id, work));
         loop {
             if let Some(answer) = q.answers.remove(&id) {
                 return answer;
@@ -110,9 +99,9 @@ impl GroupCommit {
             if !q.leader {
                 q.leader = true;
                 let take = q.pending.len().min(self.max_batch);
-                let batch: Vec<(Option<u64>, Work)> = q.pending.drain(..take).collect();
+                let batch: Vec<(u64, Work)> = q.pending.drain(..take).collect();
                 drop(q);
-                let ids: Vec<u64> = batch.iter().filter_map(|(id, _)| *id).collect();
+                let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
                 let mut stepping_down = StepDown {
                     group: self,
                     ids: Some(&ids),
@@ -122,22 +111,13 @@ impl GroupCommit {
                 stepping_down.ids = None;
                 q.leader = false;
                 for ((id, _), answer) in batch.iter().zip(answers) {
-                    if let Some(id) = id {
-                        q.answers.insert(*id, answer);
-                    }
+                    q.answers.insert(*id, answer);
                 }
                 self.served.notify_all();
                 continue;
             }
             q = self.served.wait(q).map_err(|_| poisoned_lock())?;
         }
-    }
-
-    /// Queues `work` without waiting: it is committed with the next batch (or
-    /// when the database closes). For work whose loss is safe.
-    pub(crate) fn enqueue(&self, work: Work) -> Result<(), DbError> {
-        self.lock_queue()?.pending.push_back((None, work));
-        Ok(())
     }
 
     /// Runs `f` in a transaction of its own, committing on `Ok`. Waits for any
@@ -166,13 +146,11 @@ impl GroupCommit {
     where
         E: From<DbError> + AsDbError,
     {
-        // Work queued without waiting comes first, so this sees it.
-        self.commit_detached();
         let mut w = self.writer.lock().map_err(|_| E::from(poisoned_lock()))?;
         w.transaction(f)
     }
 
-    fn run_batch(&self, batch: &[(Option<u64>, Work)]) -> Vec<Answer> {
+    fn run_batch(&self, batch: &[(u64, Work)]) -> Vec<Answer> {
         let mut w = match self.writer.lock() {
             Ok(w) => w,
             Err(_) => return batch.iter().map(|_| Err(poisoned_lock())).collect(),
@@ -215,44 +193,6 @@ struct StepDown<'a> {
     ids: Option<&'a [u64]>,
 }
 
-impl GroupCommit {
-    /// Commits the queued work nobody waits for (leaving waited-for work to
-    /// its callers' leader).
-    fn commit_detached(&self) {
-        let detached: Vec<(Option<u64>, Work)> = match self.queue.lock() {
-            Ok(mut q) => {
-                let mut detached = Vec::new();
-                let mut waited = VecDeque::new();
-                for item in q.pending.drain(..) {
-                    if item.0.is_none() {
-                        detached.push(item)
-                    } else {
-                        waited.push_back(item)
-                    }
-                }
-                q.pending = waited;
-                detached
-            }
-            Err(_) => return,
-        };
-        if detached.is_empty() {
-            return;
-        }
-        for answer in self.run_batch(&detached) {
-            if let Err(e) = answer {
-                tracing::warn!(error = %e, "queued work (a CometBFT signature) was not stored");
-            }
-        }
-    }
-}
-
-/// Closing commits what was queued without waiting.
-impl Drop for GroupCommit {
-    fn drop(&mut self) {
-        self.commit_detached();
-    }
-}
-
 impl Drop for StepDown<'_> {
     fn drop(&mut self) {
         let Some(ids) = self.ids else { return };
@@ -283,17 +223,10 @@ impl Writer {
     }
 
     /// Runs a whole batch; `Err` means nothing of it was committed.
-    fn try_batch(&mut self, batch: &[(Option<u64>, Work)]) -> Result<Vec<Answer>, DbError> {
+    fn try_batch(&mut self, batch: &[(u64, Work)]) -> Result<Vec<Answer>, DbError> {
         self.refuse_if_poisoned()?;
         self.engine.begin()?;
-        let proposals: Vec<&Proposal> = batch
-            .iter()
-            .filter_map(|(_, w)| match w {
-                Work::Decide(p) => Some(p.iter()),
-                Work::StoreSignature { .. } => None,
-            })
-            .flatten()
-            .collect();
+        let proposals: Vec<&Proposal> = batch.iter().flat_map(|(_, w)| w.iter()).collect();
         self.engine.read_ahead(&proposals)?;
         // A caller's failure must not undo the others' work: with several
         // callers, each runs under its own savepoint. Alone, it needs none.
@@ -327,22 +260,9 @@ impl Writer {
     }
 
     fn apply(&mut self, work: &Work) -> Result<Vec<Decision>, DbError> {
-        match work {
-            Work::Decide(proposals) => proposals
-                .iter()
-                .map(|p| decide(self.engine.as_mut(), p))
-                .collect(),
-            Work::StoreSignature {
-                key,
-                chain,
-                sign_bytes,
-                signature,
-            } => {
-                self.engine
-                    .cometbft_attach_signature(key, chain, sign_bytes, signature)?;
-                Ok(Vec::new())
-            }
-        }
+        work.iter()
+            .map(|p| decide(self.engine.as_mut(), p))
+            .collect()
     }
 
     /// Runs `f` in a transaction of its own, committing on `Ok`.

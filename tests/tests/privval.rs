@@ -251,7 +251,8 @@ fn two_nodes_of_one_chain_share_signatures_and_cannot_double_sign() {
 
     assert_eq!(daemon.http("GET", "/readyz").0, 200);
 
-    // Only the timestamp differs: the stored signature with the stored timestamp.
+    // Only the timestamp differs: the recorded vote signed again (Ed25519 is
+    // deterministic: the same signature) with the stored timestamp.
     let again = sign_vote(&mut cb, chain, vote(VoteType::Precommit, 10, 0, 0xaa, 2002)).unwrap();
     let pa = pa.unwrap();
     assert_eq!(again.signature, pa.signature);

@@ -218,15 +218,10 @@ pub fn run(c: SlashingCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("cometbft:     {} key/chain positions", states.len());
             for (key, chain, r) in states {
                 println!(
-                    "  {} on {}: last {} (signature {})",
+                    "  {} on {}: last {}",
                     hex::encode(key.as_bytes()),
                     chain,
-                    r.hrs,
-                    if r.signature.is_some() {
-                        "stored"
-                    } else {
-                        "not stored"
-                    }
+                    r.hrs
                 );
             }
         }

@@ -139,8 +139,6 @@ impl Pipeline {
             Plan::Comet {
                 key,
                 operation,
-                consensus_key,
-                chain,
                 asked,
                 timestamp,
                 extension,
@@ -148,35 +146,21 @@ impl Pipeline {
             } => {
                 let safe = decision(*db)?;
                 let started = Instant::now();
-                // Re-served: the stored message, its signature if one was
-                // stored, and the timestamp inside it (decoded only here).
-                // Otherwise the asked bytes, whose timestamp is the request's.
-                let (signed_bytes, signature, timestamp, fresh) = match safe {
+                // Re-served: the recorded message, signed again (the same
+                // message: not a double sign), with the timestamp inside it
+                // (decoded only here). Otherwise the asked bytes, whose
+                // timestamp is the request's. A signature is never stored
+                // (decision 0012).
+                let (signature, timestamp) = match safe {
                     Safe::Reserve { stored, .. } => {
                         let ts = signed_timestamp(*operation, &stored.sign_bytes)?;
-                        match stored.signature {
-                            Some(s) => (stored.sign_bytes, s, ts, false),
-                            None => {
-                                let s = comet_sign(key, &stored.sign_bytes)?;
-                                (stored.sign_bytes, s, ts, true)
-                            }
-                        }
+                        (comet_sign(key, &stored.sign_bytes)?, ts)
                     }
-                    _ => (asked.clone(), comet_sign(key, asked)?, *timestamp, true),
+                    _ => (comet_sign(key, asked)?, *timestamp),
                 };
                 let extension_signature =
                     extension.as_ref().map(|e| comet_sign(key, e)).transpose()?;
                 self.metrics.stage("backend", started.elapsed());
-                if fresh {
-                    // Not needed for safety (re-signing the recorded bytes is
-                    // the same message): lets a re-serve answer without the key.
-                    let _ = self.db.record_cometbft_signature(
-                        consensus_key.clone(),
-                        chain.clone(),
-                        signed_bytes,
-                        signature.clone(),
-                    );
-                }
                 Ok(Signature::CometBft {
                     signature,
                     timestamp,

@@ -65,8 +65,6 @@ pub(super) enum Plan<'a> {
     Comet {
         key: &'a Key,
         operation: Operation,
-        consensus_key: ConsensusKey,
-        chain: ChainId,
         asked: Vec<u8>,
         /// The timestamp inside `asked` (sent back unless a stored message
         /// is re-served).
@@ -529,16 +527,13 @@ impl Pipeline {
             ));
         }
         let consensus_key = ConsensusKey::new(r.public_key.to_vec()).ok_or(Refusal::UnknownKey)?;
-        let chain = chain.clone();
-        let proposal = CometProposal::from_sign_bytes(consensus_key.clone(), chain.clone(), bytes)
+        let proposal = CometProposal::from_sign_bytes(consensus_key, chain.clone(), bytes)
             .map_err(|e| Refusal::InvalidRequest(e.to_string()))?;
         let asked = proposal.sign_bytes().to_vec();
         proposals.push(Proposal::CometBft(proposal));
         Ok(Plan::Comet {
             key,
             operation,
-            consensus_key,
-            chain,
             asked,
             timestamp,
             extension,

@@ -177,29 +177,6 @@ pub trait Engine: Send {
         chain: &ChainId,
         r: &CometRecord,
     ) -> Result<(), DbError>;
-    /// Attaches `signature` to the last CometBFT record for (key, chain) if
-    /// that record is for `sign_bytes` and has no signature yet; otherwise
-    /// changes nothing. The default reads the record and writes it back;
-    /// an engine may do it in one statement.
-    fn cometbft_attach_signature(
-        &mut self,
-        key: &ConsensusKey,
-        chain: &ChainId,
-        sign_bytes: &[u8],
-        signature: &[u8],
-    ) -> Result<(), DbError> {
-        if let Some(last) = self.cometbft_last(key, chain)?
-            && last.sign_bytes == sign_bytes
-            && last.signature.is_none()
-        {
-            let r = CometRecord {
-                signature: Some(signature.to_vec()),
-                ..last
-            };
-            self.cometbft_store(key, chain, &r)?;
-        }
-        Ok(())
-    }
     /// The last Gloas message of `lane` recorded for validator `v`.
     fn message_last(
         &mut self,

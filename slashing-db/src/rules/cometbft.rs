@@ -1,7 +1,8 @@
 //! CometBFT's double-sign rule, as its own file signer (`privval.FilePV`)
 //! applies it: height, round and step never go back; at the same position only
 //! the same message (or one that differs only in its timestamp) may be signed
-//! again, and then the stored signature and timestamp are what is served.
+//! again, and then the stored message (signed again) and its timestamp are
+//! what is served.
 
 use crate::error::NotSafe;
 use crate::record::{CometProposal, CometRecord, Safe};

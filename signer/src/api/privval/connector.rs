@@ -1,9 +1,9 @@
 //! The privval connector: the signer dials every configured CometBFT node
 //! (`priv_validator_laddr`) and answers its requests through the pipeline —
-//! the same policy, slashing database (height/round/step, re-serving stored
-//! signatures) and audit log as every other frontend. All nodes of a chain
+//! the same policy, slashing database (height/round/step, re-serving the
+//! recorded message) and audit log as every other frontend. All nodes of a chain
 //! stay connected at once; a primary and a backup asking for the same vote
-//! get the same stored signature, and conflicting requests are refused.
+//! get the recorded message signed again, and conflicting requests are refused.
 //!
 //! Transport: `tcp://<node id>@host:port` runs SecretConnection (the
 //! tendermint-p2p crate, as tmkms does) and refuses a node whose key does

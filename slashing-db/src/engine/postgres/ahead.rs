@@ -23,12 +23,6 @@ pub(super) enum Write {
     Block(i64, SignedBlock),
     Attestation(i64, SignedAttestation),
     Comet(ConsensusKey, ChainId, CometRecord),
-    Attach {
-        key: ConsensusKey,
-        chain: ChainId,
-        sign_bytes: Vec<u8>,
-        signature: Vec<u8>,
-    },
 }
 
 /// What a batch's transaction read ahead (under its locks), and what it has
@@ -184,19 +178,6 @@ impl Ahead {
         for w in &self.writes {
             match w {
                 Write::Comet(k, c, r) if k == key && c == chain => now = Some(r.clone()),
-                Write::Attach {
-                    key: k,
-                    chain: c,
-                    sign_bytes,
-                    signature,
-                } if k == key && c == chain => {
-                    if let Some(r) = now.as_mut()
-                        && r.sign_bytes == *sign_bytes
-                        && r.signature.is_none()
-                    {
-                        r.signature = Some(signature.clone());
-                    }
-                }
                 _ => {}
             }
         }
@@ -224,21 +205,6 @@ impl Ahead {
         self.writes
             .push(Write::Comet(key.clone(), chain.clone(), r.clone()));
         Ok(())
-    }
-
-    pub(super) fn attach(
-        &mut self,
-        key: &ConsensusKey,
-        chain: &ChainId,
-        sign_bytes: &[u8],
-        signature: &[u8],
-    ) {
-        self.writes.push(Write::Attach {
-            key: key.clone(),
-            chain: chain.clone(),
-            sign_bytes: sign_bytes.to_vec(),
-            signature: signature.to_vec(),
-        });
     }
 
     pub(super) fn savepoint(&mut self) {

@@ -553,12 +553,7 @@ impl PostgresEngine {
     pub(super) fn write_steps(&mut self, ahead: &Ahead) -> Result<Vec<Step>, DbError> {
         let mut steps = Vec::new();
         if ahead.assumed {
-            let written = ahead
-                .writes
-                .iter()
-                .filter(|w| !matches!(w, Write::Attach { .. }))
-                .count();
-            if written != ahead.proposals {
+            if ahead.writes.len() != ahead.proposals {
                 // A refusal, or a repeat, was decided from assumed facts:
                 // decide again from the facts themselves.
                 self.read_next = true;
@@ -594,7 +589,6 @@ impl PostgresEngine {
         let (mut bv, mut bs, mut br) = (Vec::new(), Vec::new(), Vec::new());
         let (mut av, mut asrc, mut at, mut ar) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut comet_written: Vec<(ConsensusKey, ChainId)> = Vec::new();
-        let mut attaches = Vec::new();
         for w in &ahead.writes {
             match w {
                 Write::Block(v, b) => {
@@ -614,7 +608,6 @@ impl PostgresEngine {
                         comet_written.push(key);
                     }
                 }
-                Write::Attach { .. } => attaches.push(w),
             }
         }
         if !bv.is_empty() {
@@ -630,7 +623,6 @@ impl PostgresEngine {
             ));
         }
         for (k, c) in &comet_written {
-            // Attachments to a key written here are in its final record.
             let Some(Some(r)) = ahead.comet_now(k, c) else {
                 continue;
             };
@@ -653,26 +645,6 @@ impl PostgresEngine {
                     steps.push(step);
                 }
                 _ => steps.push(self.comet_store_step(super::history::COMET_STORE, k, c, &r)?),
-            }
-        }
-        for w in attaches {
-            if let Write::Attach {
-                key,
-                chain,
-                sign_bytes,
-                signature,
-            } = w
-                && !comet_written.iter().any(|(k, c)| k == key && c == chain)
-            {
-                steps.push(Step::Prepared(
-                    self.statement(super::history::COMET_ATTACH)?,
-                    vec![
-                        boxed(key.as_bytes().to_vec()),
-                        boxed(chain.as_str().to_owned()),
-                        boxed(sign_bytes.clone()),
-                        boxed(signature.clone()),
-                    ],
-                ));
             }
         }
         Ok(steps)

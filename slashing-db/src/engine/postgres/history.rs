@@ -30,10 +30,6 @@ pub(super) const COMET_STORE: &str = "INSERT INTO cometbft_state (consensus_key,
        height = excluded.height, round = excluded.round, step = excluded.step,
        sign_bytes = excluded.sign_bytes, signature = excluded.signature";
 
-/// Attaches a signature to the record it was made for, if still the last.
-pub(super) const COMET_ATTACH: &str = "UPDATE cometbft_state SET signature = $4
-     WHERE consensus_key = $1 AND chain_id = $2 AND sign_bytes = $3 AND signature IS NULL";
-
 impl PostgresEngine {
     pub(super) fn corrupt(&self, detail: impl Into<String>) -> DbError {
         DbError::Corrupt {
@@ -841,25 +837,6 @@ impl Engine for PostgresEngine {
                 &r.sign_bytes,
                 &r.signature,
             ],
-        )?;
-        Ok(())
-    }
-
-    fn cometbft_attach_signature(
-        &mut self,
-        key: &ConsensusKey,
-        chain: &ChainId,
-        sign_bytes: &[u8],
-        signature: &[u8],
-    ) -> Result<(), DbError> {
-        if let Some(a) = self.ahead.as_mut() {
-            a.attach(key, chain, sign_bytes, signature);
-            return Ok(());
-        }
-        self.execute(
-            "recording a CometBFT signature",
-            COMET_ATTACH,
-            &[&key.as_bytes(), &chain.as_str(), &sign_bytes, &signature],
         )?;
         Ok(())
     }

@@ -589,23 +589,6 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
-    fn cometbft_attach_signature(
-        &mut self,
-        key: &ConsensusKey,
-        chain: &ChainId,
-        sign_bytes: &[u8],
-        signature: &[u8],
-    ) -> Result<(), DbError> {
-        self.conn
-            .prepare_cached(
-                "UPDATE cometbft_state SET signature = ?4
-                 WHERE consensus_key = ?1 AND chain_id = ?2 AND sign_bytes = ?3 AND signature IS NULL",
-            )
-            .and_then(|mut st| st.execute(params![key.as_bytes(), chain.as_str(), sign_bytes, signature]))
-            .map_err(self.err("recording a CometBFT signature"))?;
-        Ok(())
-    }
-
     fn cometbft_all(&mut self) -> Result<Vec<(ConsensusKey, ChainId, CometRecord)>, DbError> {
         type Raw = (Vec<u8>, String, i64, i64, i64, Vec<u8>, Option<Vec<u8>>);
         let rows: Vec<Raw> = self
