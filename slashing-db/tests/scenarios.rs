@@ -799,3 +799,71 @@ fn key_states_are_shared_through_the_database_and_retirement_is_final() {
         assert_eq!(t.db.audit_anchors().unwrap(), vec![], "{engine}");
     }
 }
+
+/// The database's CometBFT decisions equal the rules' own, applied to a model
+/// that keeps the last record in memory: random votes over a few heights,
+/// rounds, steps, blocks and timestamps, for two keys, on both engines.
+#[test]
+fn cometbft_decisions_match_the_rules_on_random_votes() {
+    use slashing_db::rules::cometbft;
+    use std::collections::HashMap;
+    for engine in ENGINES {
+        let t = TempDb::of(engine, None);
+        let c = "chain-m";
+        let mut model: HashMap<u8, slashing_db::CometRecord> = HashMap::new();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut seen = HashMap::new();
+        for i in 0..600 {
+            let key = 1 + next(2) as u8;
+            // Heights creep up so that later positions, repeats and
+            // regressions all occur.
+            let height = 1 + (i / 40) as i64 + next(3) as i64 - 1;
+            let (kind, round) = (1 + next(2) as u8, next(2) as i64);
+            let block: &[u8] = if next(4) == 0 { b"block-b" } else { b"block-a" };
+            let ts = 1000 + next(2);
+            let p = comet(key, c, vote_bytes(kind, height.max(1), round, block, ts, c));
+            let Proposal::CometBft(cp) = &p else {
+                unreachable!()
+            };
+            let expected = cometbft::check(cp, model.get(&key));
+            let got = t.db.check_and_record(p.clone()).unwrap();
+            assert_eq!(
+                got,
+                expected,
+                "{engine}: vote {i} (key {key}, {:?})",
+                cp.hrs()
+            );
+            if expected == Ok(Safe::Valid) {
+                model.insert(
+                    key,
+                    slashing_db::CometRecord {
+                        hrs: cp.hrs(),
+                        sign_bytes: cp.sign_bytes().to_vec(),
+                        signature: None,
+                    },
+                );
+            }
+            let kind = match &got {
+                Ok(Safe::Valid) => "valid",
+                Ok(Safe::Reserve { .. }) => "reserve",
+                Ok(_) => "other safe",
+                Err(_) => "refused",
+            };
+            *seen.entry(kind).or_insert(0) += 1;
+        }
+        println!("CometBFT model check ({engine}): 600 votes, {seen:?}");
+        for kind in ["valid", "reserve", "refused"] {
+            assert!(
+                seen.get(kind).copied().unwrap_or(0) >= 20,
+                "{engine}: too few {kind}: {seen:?}"
+            );
+        }
+        t.close_and_check();
+    }
+}
