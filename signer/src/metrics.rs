@@ -110,8 +110,11 @@ pub struct Metrics {
     stage_handles: Vec<(&'static str, Histogram)>,
 }
 
-/// The stages every request passes through.
-pub const STAGES: [&str; 7] = [
+/// The stages a request passes through. `queue` is the worker pool's (not
+/// privval's: it signs on the node connection's thread); `reply` is
+/// privval's answer on the wire (encoding, encryption, the send), after
+/// `total`.
+pub const STAGES: [&str; 8] = [
     "queue",
     "decode",
     "policy",
@@ -119,6 +122,7 @@ pub const STAGES: [&str; 7] = [
     "backend",
     "audit",
     "total",
+    "reply",
 ];
 
 impl Default for Metrics {

@@ -370,11 +370,14 @@ fn serve(
             .map_err(|e| format!("undecodable request, disconnecting: {e}"))?;
         let signs = !matches!(request, Request::PubKey { .. } | Request::Ping);
         let response = answer(ctx, chain, &identity, request);
+        let answered = Instant::now();
         let bytes = super::encode_response(chain.version, &response).map_err(|e| e.to_string())?;
-        if signs {
-            ctx.pipeline.metrics().stage("total", started.elapsed());
-        }
         write_frame(&mut s, &bytes).map_err(|e| e.to_string())?;
+        if signs {
+            let metrics = ctx.pipeline.metrics();
+            metrics.stage("total", answered.duration_since(started));
+            metrics.stage("reply", answered.elapsed());
+        }
     }
 }
 
