@@ -122,6 +122,7 @@ pub(crate) fn start(
     chain_nodes: &[SocketAddr],
     pg: Option<&postgres::LocalPostgres>,
     db_dir: Option<&Path>,
+    audit_flush_ms: Option<u64>,
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = bench_dir();
     let _ = std::fs::remove_dir_all(&dir);
@@ -199,6 +200,19 @@ pub(crate) fn start(
             sqlite,
             &format!("[slashing]\ndatabase = \"{}\"\n", db.display()),
         );
+    }
+    if let Some(ms) = audit_flush_ms {
+        match config.find("[audit]\n") {
+            Some(at) => config.insert_str(at + 8, &format!("flush_interval_ms = {ms}\n")),
+            // The default place: beside the database.
+            None => {
+                let dir = db_dir.unwrap_or(Path::new("data"));
+                config.push_str(&format!(
+                    "\n[audit]\nfile = \"{}\"\nflush_interval_ms = {ms}\n",
+                    dir.join("audit.jsonl").display()
+                ));
+            }
+        }
     }
     let config = config
         .replace("127.0.0.1:9000", "127.0.0.1:0")

@@ -137,6 +137,11 @@ pub struct BenchArgs {
     /// (`slashing-<pid>.sqlite`) is left in it.
     #[arg(long)]
     db_dir: Option<PathBuf>,
+    /// The daemon's `[audit] flush_interval_ms` (default: the daemon's, 5):
+    /// how often its audit log is fsynced, which on a shared disk competes
+    /// with the votes' commits.
+    #[arg(long)]
+    audit_flush_ms: Option<u64>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -490,6 +495,7 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         chain_nodes.as_ref().map_or(&[][..], |n| &n.addrs[..]),
         pg.as_ref(),
         db_dir.as_deref(),
+        a.audit_flush_ms,
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

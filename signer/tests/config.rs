@@ -336,6 +336,14 @@ fn typos_and_bad_values_are_refused_with_the_field_named() {
         ),
         (base.replace("[kms]", "[kms_]"), "unknown field `kms_`"),
         (
+            base.replace("# flush_interval_ms = 5", "flush_interval_ms = 0"),
+            "audit.flush_interval_ms: 0 is out of range: give 1 to 1000 milliseconds",
+        ),
+        (
+            base.replace("# flush_interval_ms = 5", "flush_interval_ms = 5000"),
+            "audit.flush_interval_ms: 5000 is out of range",
+        ),
+        (
             base.replace(
                 "region = \"eu-west-1\"",
                 "region = \"eu-west-1\"\nsecret_access_key = \"x\"",
@@ -352,6 +360,16 @@ fn typos_and_bad_values_are_refused_with_the_field_named() {
         ));
         assert!(err.to_string().contains(want), "want {want:?}, got: {err}");
     }
+    let tuned = base.replace("# flush_interval_ms = 5", "flush_interval_ms = 50");
+    let c = Config::parse(&tuned, Path::new("signer.toml")).unwrap();
+    let audit = c.audit.unwrap();
+    assert_eq!(audit.flush_interval(), std::time::Duration::from_millis(50));
+    let c = Config::parse(&base, Path::new("signer.toml")).unwrap();
+    assert_eq!(
+        c.audit.unwrap().flush_interval(),
+        std::time::Duration::from_millis(5),
+        "the default"
+    );
     assert!(matches!(
         Config::load(Path::new("/nonexistent/signer.toml")),
         Err(ConfigError::Io { .. })

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ pub enum SinkError {
 /// How long readiness stays red after a record could not be written.
 const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// How often appended audit records are made durable.
+/// How often appended audit records are made durable, unless configured
+/// (`[audit] flush_interval_ms`).
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How often the anchor in the slashing database moves to the durable head,
@@ -97,9 +98,15 @@ struct AuditFlush {
     /// refused until a restart, which checks the log against its anchor.
     tampered: Mutex<Option<Arc<str>>>,
     wake: (Mutex<()>, Condvar),
+    /// The flush interval in microseconds (read by the flusher each round).
+    interval_us: AtomicU64,
 }
 
 impl AuditFlush {
+    fn interval(&self) -> Duration {
+        Duration::from_micros(self.interval_us.load(Ordering::Relaxed))
+    }
+
     fn sync(&self) {
         let Some(target) = self
             .heads
@@ -142,8 +149,11 @@ impl AuditFlush {
     /// whole; why not if it is not.
     fn watch(&self) -> Option<String> {
         use std::os::fd::AsRawFd;
-        let open = self.file.metadata().ok()?;
+        // What was written first, then the file: an append between the two
+        // reads only makes the file longer. (The other order took a log
+        // that grew in between for a truncated one, and stopped signing.)
         let written = self.heads.lock().ok()?.appended.len;
+        let open = self.file.metadata().ok()?;
         let keep = || {
             format!(
                 "its records are still in the signer's open file: copy them with `cp /proc/{}/fd/{} <somewhere>` before stopping the signer; \
@@ -246,6 +256,14 @@ impl Anchorer {
 
 impl AuditSink {
     pub(crate) fn new(log: AuditLog) -> Result<Self, AuditError> {
+        Self::with_flush_interval(log, AUDIT_FLUSH_INTERVAL)
+    }
+
+    /// A sink whose flusher makes records durable every `interval`.
+    pub(crate) fn with_flush_interval(
+        log: AuditLog,
+        interval: Duration,
+    ) -> Result<Self, AuditError> {
         // What is in the file is durable from here (a crash before this
         // start may have left it in the page cache only).
         log.sync()?;
@@ -261,6 +279,7 @@ impl AuditSink {
             failed: Mutex::new(None),
             tampered: Mutex::new(None),
             wake: (Mutex::new(()), Condvar::new()),
+            interval_us: AtomicU64::new(micros(interval)),
         });
         let f = flush.clone();
         let flusher = std::thread::Builder::new()
@@ -268,7 +287,7 @@ impl AuditSink {
             .spawn(move || {
                 while !f.stop.load(Ordering::Acquire) {
                     if let Ok(g) = f.wake.0.lock() {
-                        let _ = f.wake.1.wait_timeout(g, AUDIT_FLUSH_INTERVAL);
+                        let _ = f.wake.1.wait_timeout(g, f.interval());
                     }
                     f.sync();
                 }
@@ -284,6 +303,16 @@ impl AuditSink {
             flusher: Mutex::new(Some(flusher)),
             anchorer: Mutex::new(None),
         })
+    }
+
+    /// Makes written records durable every `interval` from the flusher's
+    /// next round on (default [`AUDIT_FLUSH_INTERVAL`]).
+    pub(crate) fn set_flush_interval(&self, interval: Duration) {
+        self.flush
+            .interval_us
+            .store(micros(interval), Ordering::Relaxed);
+        // The flusher waits anew, with this interval.
+        self.flush.wake.1.notify_all();
     }
 
     /// Starts keeping the log's anchor in `db` under `name`, from
@@ -423,5 +452,98 @@ impl Drop for AuditSink {
         } else {
             self.flush.sync();
         }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> Entry {
+        Entry {
+            client: "test".into(),
+            frontend: None,
+            key: "00".into(),
+            request: "test".into(),
+            position: Some(n),
+            outcome: "signed".into(),
+            note: None,
+        }
+    }
+
+    fn heads(sink: &AuditSink) -> (u64, u64) {
+        let h = sink.flush.heads.lock().unwrap();
+        (h.appended.records, h.durable.records)
+    }
+
+    /// Written records wait for the flusher's interval; a shorter interval
+    /// set later wakes it, and it makes them durable.
+    #[test]
+    fn records_are_flushed_on_the_configured_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        let sink = AuditSink::with_flush_interval(log, Duration::from_secs(3600)).unwrap();
+        sink.write((1..=3).map(entry).collect()).unwrap();
+        assert_eq!(
+            heads(&sink),
+            (3, 0),
+            "nothing is flushed before the interval"
+        );
+        sink.set_flush_interval(Duration::from_millis(1));
+        // A liveness bound, not a timing figure.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while heads(&sink).1 < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flusher never ran: {:?}",
+                heads(&sink)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(heads(&sink), (3, 3));
+    }
+
+    /// The tamper watch runs while records are appended: a log that only
+    /// grows is never taken for a truncated one (it was, when the watch
+    /// read the file's length before the written length: an append in
+    /// between made the file look shorter than what was written, and
+    /// signing stopped until a restart).
+    #[test]
+    fn a_growing_log_is_never_taken_for_a_truncated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        let sink =
+            Arc::new(AuditSink::with_flush_interval(log, Duration::from_secs(3600)).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (sink, stop) = (sink.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    sink.write(vec![entry(n)]).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let mut checks = 0;
+        while checks < 20_000 {
+            if let Some(why) = sink.flush.watch() {
+                stop.store(true, Ordering::Relaxed);
+                panic!("check {checks}: the growing log was found tampered: {why}");
+            }
+            checks += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        assert!(
+            written > 100,
+            "the writer barely ran ({written} records): the test proved nothing"
+        );
+        println!("{checks} checks while {written} records were appended");
     }
 }

@@ -78,6 +78,7 @@ fn resolve(args: LogArgs) -> Result<(PathBuf, String, Option<SlashingDb>), Error
         signer::config::Audit {
             file: file.clone(),
             name: None,
+            flush_interval_ms: None,
         }
         .anchor_name()
     });

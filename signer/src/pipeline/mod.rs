@@ -110,6 +110,13 @@ impl Pipeline {
         })
     }
 
+    /// Makes audit records durable every `interval` (`[audit]
+    /// flush_interval_ms`; default 5 ms).
+    pub fn with_audit_flush_interval(self, interval: std::time::Duration) -> Self {
+        self.audit.set_flush_interval(interval);
+        self
+    }
+
     /// Reports into `metrics` instead.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;

@@ -398,6 +398,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> Result<(), BoxError> {
     let mut pipeline = Pipeline::new(policy, keys, db, audit, network)
         .and_then(|p| p.with_audit_anchor(anchor_name, anchored))
         .map_err(|e| format!("audit log: {e}"))?
+        .with_audit_flush_interval(audit_config.flush_interval())
         .with_metrics(metrics.clone());
     if let Some(cb) = &config.commit_boost {
         // A module whose client the policy does not know could never be served.
