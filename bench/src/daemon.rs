@@ -20,6 +20,10 @@ pub(crate) struct Daemon {
     pub(crate) dir: PathBuf,
     /// Removes `dir` when dropped (not a second instance sharing it).
     pub(crate) owns_dir: bool,
+    /// Set by [`Daemon::finish`]: the run succeeded. A daemon dropped
+    /// without it (the benchmark failed) keeps its directory and says
+    /// where: its log is the only account of why it refused.
+    finished: bool,
 }
 
 /// The daemon's `/metrics` text.
@@ -92,14 +96,30 @@ impl Stages {
     }
 }
 
+impl Daemon {
+    /// Stops the daemon after a successful run; its directory goes if it
+    /// owns it.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
-        if self.owns_dir {
+        if !self.owns_dir {
+            return;
+        }
+        if self.finished {
             let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "signer-bench: the daemon's directory is kept for its log: {}",
+                self.dir.join("daemon.log").display()
+            );
         }
     }
 }
@@ -313,6 +333,7 @@ pub(crate) fn spawn_config(
         http,
         dir,
         owns_dir: config == "signer.toml",
+        finished: false,
     })
 }
 

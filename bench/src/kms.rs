@@ -212,7 +212,7 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
             }
         }
     }))?;
-    drop(daemon);
+    daemon.finish();
     let row = |variant, figure, unit, value, baseline| Row {
         scenario: "kms-ed25519",
         variant,

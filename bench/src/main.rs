@@ -538,7 +538,9 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if !votes {
         rows.extend(startup_results);
         rows.extend(hsm_rows);
-        return report(&a, rows, stage_reports, Some(&daemon));
+        let code = report(&a, rows, stage_reports, Some(&daemon));
+        daemon.finish();
+        return code;
     }
     let base = match &pg {
         Some(pg) => pg.commit_baseline(1000)?,
@@ -572,7 +574,9 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     rows.extend(floor_rows);
     rows.extend(startup_results);
     rows.extend(hsm_rows);
-    report(&a, rows, stage_reports, Some(&daemon))
+    let code = report(&a, rows, stage_reports, Some(&daemon));
+    daemon.finish();
+    code
 }
 
 fn report(

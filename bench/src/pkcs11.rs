@@ -296,7 +296,7 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         }
         // Keep the daemon's directory: the next variant reuses it.
         let mut daemon = daemon;
-        daemon.dir = PathBuf::new();
+        daemon.owns_dir = false;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(rows)
