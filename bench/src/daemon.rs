@@ -96,6 +96,13 @@ impl Stages {
     }
 }
 
+/// Where the daemon's audit log goes and how often it is synced (the
+/// daemon's defaults when `None`).
+pub(crate) struct AuditPlace<'a> {
+    pub(crate) flush_ms: Option<u64>,
+    pub(crate) dir: Option<&'a Path>,
+}
+
 impl Daemon {
     /// Stops the daemon after a successful run; its directory goes if it
     /// owns it.
@@ -142,7 +149,7 @@ pub(crate) fn start(
     chain_nodes: &[SocketAddr],
     pg: Option<&postgres::LocalPostgres>,
     db_dir: Option<&Path>,
-    audit_flush_ms: Option<u64>,
+    audit: &AuditPlace<'_>,
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
     let dir = bench_dir();
     let _ = std::fs::remove_dir_all(&dir);
@@ -208,7 +215,11 @@ pub(crate) fn start(
             return Err("the dev configuration's [slashing] section changed shape".into());
         }
         config = config.replace(sqlite, "[slashing]\nengine = \"postgres\"\n");
-        config.push_str(&pg.tables("data/pg-password", "data/audit.jsonl"));
+        let file = audit.dir.map_or("data/audit.jsonl".into(), |d| {
+            let f = d.join(format!("audit-{}.jsonl", std::process::id()));
+            f.display().to_string()
+        });
+        config.push_str(&pg.tables("data/pg-password", &file));
     }
     if let Some(db_dir) = db_dir {
         let sqlite = "[slashing]\ndatabase = \"data/slashing.sqlite\"\n";
@@ -221,18 +232,26 @@ pub(crate) fn start(
             &format!("[slashing]\ndatabase = \"{}\"\n", db.display()),
         );
     }
-    if let Some(ms) = audit_flush_ms {
-        match config.find("[audit]\n") {
-            Some(at) => config.insert_str(at + 8, &format!("flush_interval_ms = {ms}\n")),
-            // The default place: beside the database.
-            None => {
-                let dir = db_dir.unwrap_or(Path::new("data"));
-                config.push_str(&format!(
-                    "\n[audit]\nfile = \"{}\"\nflush_interval_ms = {ms}\n",
-                    dir.join("audit.jsonl").display()
-                ));
-            }
+    let audit_file = audit
+        .dir
+        .map(|d| d.join(format!("audit-{}.jsonl", std::process::id())));
+    let flush = audit
+        .flush_ms
+        .map(|ms| format!("flush_interval_ms = {ms}\n"))
+        .unwrap_or_default();
+    match config.find("[audit]\n") {
+        // PostgreSQL's section, which names the file already.
+        Some(at) => config.insert_str(at + 8, &flush),
+        None if audit_file.is_some() || !flush.is_empty() => {
+            // The default place is beside the database.
+            let file = audit_file
+                .unwrap_or_else(|| db_dir.unwrap_or(Path::new("data")).join("audit.jsonl"));
+            config.push_str(&format!(
+                "\n[audit]\nfile = \"{}\"\n{flush}",
+                file.display()
+            ));
         }
+        None => {}
     }
     let config = config
         .replace("127.0.0.1:9000", "127.0.0.1:0")

@@ -78,8 +78,8 @@ use burst::{
 };
 use clap::Parser;
 use daemon::{
-    Daemon, StageReport, Stages, cpu_seconds, cpu_seconds_of, create_dev, metric, signer_bin,
-    spawn, start, validator_secret,
+    AuditPlace, Daemon, StageReport, Stages, cpu_seconds, cpu_seconds_of, create_dev, metric,
+    signer_bin, spawn, start, validator_secret,
 };
 use proto::v1 as pb;
 use serde_json::{Value, json};
@@ -142,6 +142,12 @@ pub struct BenchArgs {
     /// with the votes' commits.
     #[arg(long)]
     audit_flush_ms: Option<u64>,
+    /// Put the daemon's audit log in this directory instead of beside the
+    /// database (`audit-<pid>.jsonl`): with the database on a disk and this
+    /// on another device, the log's appends and journal commits stop
+    /// competing with the votes' commits.
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -488,6 +494,15 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         })
         .transpose()
         .map_err(|e| format!("--db-dir: {e}"))?;
+    let audit_dir = a
+        .audit_dir
+        .as_ref()
+        .map(|d| {
+            std::fs::create_dir_all(d)?;
+            std::fs::canonicalize(d)
+        })
+        .transpose()
+        .map_err(|e| format!("--audit-dir: {e}"))?;
     let daemon = start(
         &node,
         node_seed,
@@ -495,7 +510,10 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         chain_nodes.as_ref().map_or(&[][..], |n| &n.addrs[..]),
         pg.as_ref(),
         db_dir.as_deref(),
-        a.audit_flush_ms,
+        &AuditPlace {
+            flush_ms: a.audit_flush_ms,
+            dir: audit_dir.as_deref(),
+        },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
