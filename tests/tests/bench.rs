@@ -226,3 +226,51 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(rows.len(), 12, "six vote rows and six floor rows: {rows:?}");
 }
+
+/// `--audit-dir` moves the daemon's audit log off the database's disk and
+/// `--audit-flush-ms` sets its flush interval: the daemon starts with both
+/// and writes every vote's record in that directory.
+#[test]
+fn the_votes_scenario_writes_its_audit_log_where_audit_dir_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_dir = dir.path().join("audit elsewhere");
+    let out = std::process::Command::new(tests::daemon::bench_bin())
+        .env("SIGNER_BIN", tests::daemon::signer_bin())
+        .args([
+            "--scenario",
+            "cometbft-votes",
+            "--heights",
+            "5",
+            "--warmup",
+            "1",
+            "--audit-flush-ms",
+            "50",
+            "--audit-dir",
+        ])
+        .arg(&audit_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs: Vec<std::path::PathBuf> = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".jsonl"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    let votes = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["request"] == "cometbft.vote" && r["outcome"] == "signed")
+        .count();
+    // Five heights, a prevote and a precommit each, over gRPC and privval.
+    assert!(
+        votes >= 20,
+        "{votes} signed votes in the audit log:\n{text}"
+    );
+}
