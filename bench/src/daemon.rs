@@ -204,6 +204,9 @@ pub(crate) fn start(
         ));
     }
     let mut config = std::fs::read_to_string(dir.join("signer.toml"))?;
+    let audit_file = audit
+        .dir
+        .map(|d| d.join(format!("audit-{}.jsonl", std::process::id())));
     if let Some(pg) = pg {
         std::fs::create_dir_all(dir.join("data"))?;
         std::fs::write(
@@ -215,10 +218,9 @@ pub(crate) fn start(
             return Err("the dev configuration's [slashing] section changed shape".into());
         }
         config = config.replace(sqlite, "[slashing]\nengine = \"postgres\"\n");
-        let file = audit.dir.map_or("data/audit.jsonl".into(), |d| {
-            let f = d.join(format!("audit-{}.jsonl", std::process::id()));
-            f.display().to_string()
-        });
+        let file = audit_file
+            .as_deref()
+            .map_or("data/audit.jsonl".into(), |f| f.display().to_string());
         config.push_str(&pg.tables("data/pg-password", &file));
     }
     if let Some(db_dir) = db_dir {
@@ -232,9 +234,6 @@ pub(crate) fn start(
             &format!("[slashing]\ndatabase = \"{}\"\n", db.display()),
         );
     }
-    let audit_file = audit
-        .dir
-        .map(|d| d.join(format!("audit-{}.jsonl", std::process::id())));
     let flush = audit
         .flush_ms
         .map(|ms| format!("flush_interval_ms = {ms}\n"))

@@ -59,7 +59,7 @@
 //! `daemon`, PostgreSQL in `postgres`.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -485,24 +485,8 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "--db-dir places the SQLite database; it has no meaning with --db postgres".into(),
         );
     }
-    let db_dir = a
-        .db_dir
-        .as_ref()
-        .map(|d| {
-            std::fs::create_dir_all(d)?;
-            std::fs::canonicalize(d)
-        })
-        .transpose()
-        .map_err(|e| format!("--db-dir: {e}"))?;
-    let audit_dir = a
-        .audit_dir
-        .as_ref()
-        .map(|d| {
-            std::fs::create_dir_all(d)?;
-            std::fs::canonicalize(d)
-        })
-        .transpose()
-        .map_err(|e| format!("--audit-dir: {e}"))?;
+    let db_dir = made_dir("--db-dir", a.db_dir.as_deref())?;
+    let audit_dir = made_dir("--audit-dir", a.audit_dir.as_deref())?;
     let daemon = start(
         &node,
         node_seed,
@@ -595,6 +579,17 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let code = report(&a, rows, stage_reports, Some(&daemon));
     daemon.finish();
     code
+}
+
+/// The directory a flag names, created if missing, as an absolute path (the
+/// daemon's configuration lives elsewhere).
+fn made_dir(flag: &str, dir: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    dir.map(|d| {
+        std::fs::create_dir_all(d)?;
+        std::fs::canonicalize(d)
+    })
+    .transpose()
+    .map_err(|e| format!("{flag}: {e}"))
 }
 
 fn report(

@@ -9,42 +9,49 @@
     clippy::indexing_slicing
 )]
 
-#[test]
-fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
+/// Runs `signer-bench` with `args` against this build's `signer`; fails
+/// with its output unless it succeeds. Its standard output.
+fn bench(args: &[&str]) -> String {
     let out = std::process::Command::new(tests::daemon::bench_bin())
         .env("SIGNER_BIN", tests::daemon::signer_bin())
-        .args([
-            "--heights",
-            "5",
-            "--warmup",
-            "1",
-            "--validators",
-            "20",
-            "--startup-keys",
-            "5",
-            "--startup-keystores",
-            "4,20:10",
-            "--chains",
-            "2",
-            "--chain-heights",
-            "3",
-            "--pkcs11-signs",
-            "8",
-            "--kms-signs",
-            "32",
-            "--json",
-        ])
-        .arg(&json)
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let stdout = bench(&[
+        "--heights",
+        "5",
+        "--warmup",
+        "1",
+        "--validators",
+        "20",
+        "--startup-keys",
+        "5",
+        "--startup-keystores",
+        "4,20:10",
+        "--chains",
+        "2",
+        "--chain-heights",
+        "3",
+        "--pkcs11-signs",
+        "8",
+        "--kms-signs",
+        "32",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(!stdout.contains("pkcs11: skipped"), "{stdout}");
     assert!(!stdout.contains("kms: skipped"), "{stdout}");
     let rows: Vec<serde_json::Value> =
@@ -187,28 +194,18 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
     let dir = tempfile::tempdir().unwrap();
     let db_dir = dir.path().join("db on tmpfs");
     let json = dir.path().join("bench.json");
-    let out = std::process::Command::new(tests::daemon::bench_bin())
-        .env("SIGNER_BIN", tests::daemon::signer_bin())
-        .args([
-            "--scenario",
-            "cometbft-votes",
-            "--heights",
-            "5",
-            "--warmup",
-            "1",
-            "--db-dir",
-        ])
-        .arg(&db_dir)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench(&[
+        "--scenario",
+        "cometbft-votes",
+        "--heights",
+        "5",
+        "--warmup",
+        "1",
+        "--db-dir",
+        db_dir.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     let made: Vec<String> = std::fs::read_dir(&db_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -234,28 +231,18 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
 fn the_votes_scenario_writes_its_audit_log_where_audit_dir_says() {
     let dir = tempfile::tempdir().unwrap();
     let audit_dir = dir.path().join("audit elsewhere");
-    let out = std::process::Command::new(tests::daemon::bench_bin())
-        .env("SIGNER_BIN", tests::daemon::signer_bin())
-        .args([
-            "--scenario",
-            "cometbft-votes",
-            "--heights",
-            "5",
-            "--warmup",
-            "1",
-            "--audit-flush-ms",
-            "50",
-            "--audit-dir",
-        ])
-        .arg(&audit_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bench(&[
+        "--scenario",
+        "cometbft-votes",
+        "--heights",
+        "5",
+        "--warmup",
+        "1",
+        "--audit-flush-ms",
+        "50",
+        "--audit-dir",
+        audit_dir.to_str().unwrap(),
+    ]);
     let logs: Vec<std::path::PathBuf> = std::fs::read_dir(&audit_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
