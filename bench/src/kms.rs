@@ -5,7 +5,9 @@
 //! that answers `Sign` with a canned signature, called straight from this
 //! process through the AWS SDK — the floor: HTTP, JSON and the SDK, with no
 //! crypto and no signer. Both are driven the same way: one caller in
-//! sequence (p50/p99 latency), then 16 callers (throughput).
+//! sequence (p50/p99 latency), then 16 callers (throughput). Then
+//! sequential CometBFT votes by the KMS key: prevote and precommit p50 (a
+//! precommit also signs its extension).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -186,6 +188,10 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         "\n[key_groups.bench-kms]\nkeys = [\"0x{}\"]\n\n[[grant]]\nclients = [\"dev\"]\noperations = [\"raw.ed25519\"]\nkey_groups = [\"bench-kms\"]\n",
         hex::encode(&public_key)
     ));
+    policy.push_str(&super::votes::consensus_grant(
+        "bench-kms-consensus",
+        &public_key,
+    ));
     std::fs::write(dir.join("policy.toml"), policy)?;
     let env: Vec<(&str, &std::ffi::OsStr)> = AWS_ENV
         .iter()
@@ -193,9 +199,10 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         .collect();
     let daemon = spawn(dir, &env)?;
     let clients = runtime.block_on(connect_h2(&daemon, CALLERS))?;
+    let pk = public_key.clone();
     let (lat, rate) = runtime.block_on(measure(signs, move |c, i| {
         let mut client = clients.get(c).cloned();
-        let pk = public_key.clone();
+        let pk = pk.clone();
         async move {
             let client = client.as_mut().ok_or("no client")?;
             let r = client
@@ -212,6 +219,12 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
             }
         }
     }))?;
+    let (prevotes, precommits) = runtime.block_on(super::votes::grpc_votes_by_kind(
+        &daemon,
+        &public_key,
+        1,
+        a.heights.clamp(1, super::votes::BY_KIND_MAX_HEIGHTS),
+    ))?;
     daemon.finish();
     let row = |variant, figure, unit, value, baseline| Row {
         scenario: "kms-ed25519",
@@ -238,5 +251,13 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
             percentile(&floor_lat, 0.99),
         ),
         row("16 callers", "rate", "sig/s", rate, floor_rate),
-    ])
+    ]
+    .into_iter()
+    .chain(super::votes::by_kind_rows(
+        "kms-ed25519",
+        "votes",
+        &prevotes,
+        &precommits,
+    ))
+    .collect())
 }

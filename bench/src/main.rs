@@ -93,7 +93,8 @@ pub struct BenchArgs {
     /// Which scenario (default: all available).
     #[arg(long)]
     scenario: Option<String>,
-    /// cometbft-votes: heights to vote at (two votes each).
+    /// cometbft-votes: heights to vote at (two votes each); pkcs11 and kms
+    /// vote with their remote key at this many, at most 320.
     #[arg(long, default_value_t = 5000)]
     heights: i64,
     /// cometbft-votes: heights voted at first, untimed, per variant (the

@@ -9,6 +9,10 @@
 //! every signature is also verified (and, for secp256k1, normalised and
 //! given its recovery id) before it is returned.
 //!
+//! With one session and one per core, also sequential CometBFT votes by the
+//! Ed25519 key over gRPC: prevote and precommit p50 (a precommit signs its
+//! extension too; the ratio says what the second signature adds).
+//!
 //! The raw rate is measured in a child process started with the token's
 //! `SOFTHSM2_CONF` (changing this process's own environment is not safe in
 //! a threaded program).
@@ -235,8 +239,16 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
         "\n[key_groups.bench-hsm]\nkeys = [{}]\n\n[[grant]]\nclients = [\"dev\"]\noperations = [\"raw.ed25519\", \"raw.secp256k1\"]\nkey_groups = [\"bench-hsm\"]\n",
         pks.join(", ")
     ));
+    // The Ed25519 key also votes on the dev chain (the votes below).
+    policy.push_str(&super::votes::consensus_grant(
+        "bench-hsm-consensus",
+        &keys[0].2,
+    ));
     std::fs::write(dir.join("policy.toml"), policy)?;
     let mut rows = Vec::new();
+    // The variants share the database: each votes at heights of its own.
+    let mut first_height = 1;
+    let vote_heights = a.heights.clamp(1, super::votes::BY_KIND_MAX_HEIGHTS);
     let variants = [
         (("Sign 1 sess", "Batch 1 sess"), 1),
         (("Sign n sess", "Batch n sess"), cores),
@@ -294,6 +306,26 @@ pub(super) fn rows(a: &BenchArgs) -> Result<Vec<Row>, Box<dyn std::error::Error>
                 ));
             }
         }
+        // Sequential CometBFT votes by the HSM's Ed25519 key: a prevote
+        // is one remote signature, a precommit two (the vote and its
+        // extension), asked for at once.
+        let (prevotes, precommits) = runtime.block_on(super::votes::grpc_votes_by_kind(
+            &daemon,
+            &keys[0].2,
+            first_height,
+            vote_heights,
+        ))?;
+        first_height += vote_heights;
+        rows.extend(super::votes::by_kind_rows(
+            "pkcs11-ed25519",
+            if sessions == 1 {
+                "votes 1 sess"
+            } else {
+                "votes n sess"
+            },
+            &prevotes,
+            &precommits,
+        ));
         // Keep the daemon's directory: the next variant reuses it.
         let mut daemon = daemon;
         daemon.owns_dir = false;

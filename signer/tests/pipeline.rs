@@ -20,6 +20,7 @@ use serde_json::Value;
 use signer::api::privval::WireVote;
 use signer::audit::{self, AuditLog};
 use signer::backend::soft::{Scheme, SecretKey};
+use signer::backend::{BackendError, Key, RemoteKey};
 use signer::cometbft::{BlockId, ProtocolVersion, Timestamp, Vote, VoteType};
 use signer::eth2::{Clock, Network, PresetKind};
 use signer::pipeline::{Keyring, Message, Outcome, Pipeline, Refusal, Request, Signature};
@@ -115,6 +116,12 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_with(network: Network) -> Fixture {
+    fixture_holding_ed25519(network, Key::from)
+}
+
+/// The fixture, with its Ed25519 key held as `hold` makes it (in memory, or
+/// behind a [`RemoteKey`]).
+fn fixture_holding_ed25519(network: Network, hold: impl FnOnce(SecretKey) -> Key) -> Fixture {
     let ex = examples();
     let bls =
         SecretKey::from_secret(Scheme::Bls, &unhex(ex["secret_key"].as_str().unwrap())).unwrap();
@@ -151,7 +158,7 @@ networks = ["chain"]
     let (policy, _) = Policy::load(&policy).unwrap();
     let mut keys = Keyring::default();
     keys.insert(bls);
-    keys.insert(ed);
+    keys.insert(hold(ed));
     let dir = tempfile::tempdir().unwrap();
     let db = slashing_db::SlashingDb::open(
         &dir.path().join("slashing.sqlite"),
@@ -385,6 +392,93 @@ fn cometbft_votes_are_signed_re_served_and_refused() {
         Err(Refusal::InvalidRequest(_))
     ));
     assert_eq!(audit::verify(&f.audit_path()).unwrap().unwrap().records, 6);
+}
+
+/// An Ed25519 key behind a remote backend that answers a signature only
+/// once two are being asked for at the same time (or after 10 s, too late
+/// for the test below).
+#[derive(Debug)]
+struct Rendezvous {
+    key: Key,
+    public: Vec<u8>,
+    /// (signatures being asked for now, most at once so far)
+    asked: std::sync::Mutex<(usize, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl RemoteKey for Rendezvous {
+    fn scheme(&self) -> Scheme {
+        Scheme::Ed25519
+    }
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+    fn backend(&self) -> &'static str {
+        "rendezvous"
+    }
+    fn sign_raw(&self, payload: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let mut asked = self.asked.lock().unwrap();
+        asked.0 += 1;
+        asked.1 = asked.1.max(asked.0);
+        self.changed.notify_all();
+        let (mut asked, _) = self
+            .changed
+            .wait_timeout_while(asked, std::time::Duration::from_secs(10), |a| a.1 < 2)
+            .unwrap();
+        asked.0 -= 1;
+        drop(asked);
+        Ok(self.key.sign_ed25519(payload)?.to_vec())
+    }
+}
+
+/// A precommit's two signatures (the vote and its extension) by a key in an
+/// HSM or KMS are asked for at once: one round trip to the backend, not
+/// two. The backend here cannot answer one request alone, so signing them
+/// one after the other fails the test (most at once stays 1).
+#[test]
+fn a_remote_key_signs_a_precommit_and_its_extension_at_once() {
+    let network = Network {
+        preset: PresetKind::Minimal,
+        genesis_fork_version: [0, 0, 0, 1],
+        gloas_fork_epoch: None,
+        clock: None,
+    };
+    let remote = std::sync::Arc::new(std::sync::OnceLock::new());
+    let kept = remote.clone();
+    let f = fixture_holding_ed25519(network, move |ed| {
+        let r = std::sync::Arc::new(Rendezvous {
+            public: ed.public_key(),
+            key: Key::from(ed),
+            asked: Default::default(),
+            changed: Default::default(),
+        });
+        kept.set(r.clone()).unwrap();
+        Key::Remote(r)
+    });
+    let v38 = ProtocolVersion::V0_38;
+    let Signature::CometBft {
+        signature,
+        extension_signature: Some(extension_signature),
+        ..
+    } = f
+        .pipeline
+        .sign_vote("node", v38, "test-chain", &f.ed, &vote(1000, 1))
+        .unwrap()
+    else {
+        panic!("a v0.38 precommit signs its extension")
+    };
+    let most = remote.get().unwrap().asked.lock().unwrap().1;
+    assert_eq!(
+        most, 2,
+        "the vote and its extension were signed one after the other"
+    );
+    let wire = vote(1000, 1);
+    let bytes = signer::cometbft::vote_sign_bytes("test-chain", &wire.vote).unwrap();
+    signer::crypto::ed25519::verify(&f.ed, &bytes, &signature).unwrap();
+    let ext = signer::cometbft::vote_extension_sign_bytes(v38, "test-chain", &wire.vote)
+        .unwrap()
+        .unwrap();
+    signer::crypto::ed25519::verify(&f.ed, &ext, &extension_signature).unwrap();
 }
 
 /// A privval connection serves one chain up to its `max_height`: requests

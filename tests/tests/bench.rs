@@ -75,6 +75,9 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
                 }
             }
         }
+        for figure in ["prevote p50", "precommit p50"] {
+            hsm_rows.push(format!("pkcs11-ed25519 votes {sessions} {figure}"));
+        }
     }
     assert_eq!(
         names,
@@ -141,6 +144,8 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
                 "kms-ed25519 1 caller p50",
                 "kms-ed25519 1 caller p99",
                 "kms-ed25519 16 callers rate",
+                "kms-ed25519 votes prevote p50",
+                "kms-ed25519 votes precommit p50",
             ]
             .map(String::from),
         )

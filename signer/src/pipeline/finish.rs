@@ -24,6 +24,37 @@ fn comet_sign(key: &Key, msg: &[u8]) -> Result<Vec<u8>, Refusal> {
     key.sign_comet(msg).map_err(backend_refusal)
 }
 
+/// A signing thread panicked: nothing it signed is returned.
+fn lane_failed() -> Refusal {
+    Refusal::BackendUnavailable(Unavailable::Internal("signing lane failed"))
+}
+
+/// Signs a vote's sign bytes and, for a precommit that carries one, its
+/// extension. A remote backend's two signatures are waited for at once, so
+/// a precommit costs one HSM or KMS round trip, not two (a thread costs
+/// tens of µs; a remote signature hundreds of µs to tens of ms). A key in
+/// memory signs both here: an Ed25519 signature (~21 µs on this project's
+/// 2-core VMs) is cheaper than waking another thread for it. Both happen
+/// after the database's decision, as every signature does.
+fn comet_sign_with_extension(
+    key: &Key,
+    msg: &[u8],
+    extension: Option<&[u8]>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), Refusal> {
+    match extension {
+        Some(ext) if key.remote().is_some() => std::thread::scope(|s| {
+            let other = s.spawn(|| comet_sign(key, ext));
+            let signature = comet_sign(key, msg);
+            let extension = other.join().map_err(|_| lane_failed())?;
+            Ok((signature?, Some(extension?)))
+        }),
+        _ => Ok((
+            comet_sign(key, msg)?,
+            extension.map(|e| comet_sign(key, e)).transpose()?,
+        )),
+    }
+}
+
 impl Prepared<'_> {
     /// True when signing waits on a remote backend.
     fn is_remote(&self) -> bool {
@@ -85,13 +116,7 @@ impl Pipeline {
         });
         outcomes
             .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(Refusal::BackendUnavailable(Unavailable::Internal(
-                        "signing lane failed",
-                    )))
-                })
-            })
+            .map(|o| o.unwrap_or_else(|| Err(lane_failed())))
             .collect()
     }
 
@@ -151,15 +176,15 @@ impl Pipeline {
                 // (decoded only here). Otherwise the asked bytes, whose
                 // timestamp is the request's. A signature is never stored
                 // (decision 0012).
-                let (signature, timestamp) = match safe {
-                    Safe::Reserve { stored, .. } => {
-                        let ts = signed_timestamp(*operation, &stored.sign_bytes)?;
-                        (comet_sign(key, &stored.sign_bytes)?, ts)
-                    }
-                    _ => (comet_sign(key, asked)?, *timestamp),
+                let (message, timestamp) = match &safe {
+                    Safe::Reserve { stored, .. } => (
+                        stored.sign_bytes.as_slice(),
+                        signed_timestamp(*operation, &stored.sign_bytes)?,
+                    ),
+                    _ => (asked.as_slice(), *timestamp),
                 };
-                let extension_signature =
-                    extension.as_ref().map(|e| comet_sign(key, e)).transpose()?;
+                let (signature, extension_signature) =
+                    comet_sign_with_extension(key, message, extension.as_deref())?;
                 self.metrics.stage("backend", started.elapsed());
                 Ok(Signature::CometBft {
                     signature,
