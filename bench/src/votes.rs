@@ -53,14 +53,37 @@ pub(crate) fn baseline(dir: &Path, rounds: usize) -> Result<f64, Box<dyn std::er
     Ok(percentile(&times, 0.5))
 }
 
+/// A pass of [`floor`]: p50 and p99 of the whole in µs, and the mean µs of
+/// its parts (echo, write, sign), to set beside the daemon's stage means.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Floor {
+    pub p50: f64,
+    pub p99: f64,
+    pub means: [f64; 3],
+}
+
+impl Floor {
+    /// The parts as a stage report line's means.
+    pub fn parts(&self) -> StageMeans {
+        ["echo", "write", "sign"]
+            .iter()
+            .zip(self.means)
+            .map(|(name, us)| ((*name).to_owned(), us))
+            .collect()
+    }
+}
+
 /// The floor of a durable privval vote on this machine: one SecretConnection
 /// round trip on loopback (a vote-sized frame echoed by a thread), one 4 KiB
 /// `O_DSYNC` write into a preallocated file on `dir`'s disk (a write that
 /// changes no file metadata: the device write alone), and one Ed25519
-/// signature, in sequence, `rounds` times. (p50, p99) of the sums in µs,
-/// the best of three passes (a baseline measured badly only ever looks
-/// slower).
-pub(crate) fn floor(dir: &Path, rounds: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+/// signature, in sequence, `rounds` times: the best of `passes` passes (a
+/// baseline measured badly only ever looks slower).
+pub(crate) fn floor(
+    dir: &Path,
+    rounds: usize,
+    passes: usize,
+) -> Result<Floor, Box<dyn std::error::Error>> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     const SLOTS: u64 = 256;
     let key = signer::crypto::ed25519::Ed25519SecretKey::from_seed(&[7; 32])?;
@@ -106,24 +129,36 @@ pub(crate) fn floor(dir: &Path, rounds: usize) -> Result<(f64, f64), Box<dyn std
     // A vote request is about 160 bytes on the wire.
     let frame = [0x5a; 160];
     let block = [0xa5; 4096];
-    let mut best: Option<(f64, f64)> = None;
-    for _pass in 0..3 {
+    let mut best: Option<Floor> = None;
+    for _pass in 0..passes {
         let mut times = Vec::with_capacity(rounds);
+        let mut parts = [Duration::ZERO; 3];
         for i in 0..rounds {
             let started = Instant::now();
             write_frame(&mut conn, &frame).map_err(|e| format!("floor: sending: {e}"))?;
             read_frame(&mut conn)
                 .map_err(|e| format!("floor: reading the echo: {e}"))?
                 .ok_or("floor: the echo thread hung up")?;
+            let echoed = Instant::now();
             file.write_all_at(&block, (i as u64 % SLOTS) * 4096)
                 .map_err(|e| format!("floor: O_DSYNC write: {e}"))?;
+            let written = Instant::now();
             std::hint::black_box(key.sign(&[i as u8; 120]));
-            times.push(started.elapsed());
+            let signed = Instant::now();
+            parts[0] += echoed - started;
+            parts[1] += written - echoed;
+            parts[2] += signed - written;
+            times.push(signed - started);
         }
         times.sort();
-        let pass = (percentile(&times, 0.5), percentile(&times, 0.99));
+        let mean = |d: Duration| d.as_secs_f64() * 1e6 / rounds.max(1) as f64;
+        let pass = Floor {
+            p50: percentile(&times, 0.5),
+            p99: percentile(&times, 0.99),
+            means: parts.map(mean),
+        };
         best = Some(match best {
-            Some(b) if b.0 <= pass.0 => b,
+            Some(b) if b.p50 <= pass.p50 => b,
             _ => pass,
         });
     }

@@ -125,6 +125,8 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "cometbft-votes floor p99",
             "cometbft-votes privval p50 vs floor",
             "cometbft-votes privval p99 vs floor",
+            "cometbft-votes privval prevote p50 vs floor",
+            "cometbft-votes privval precommit p50 vs floor",
             "cometbft-votes grpc echo p50",
             "cometbft-votes grpc p50 vs floor",
             "startup 5 keys ready",
@@ -189,6 +191,14 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "{line}"
         );
     }
+    // The floor's parts, to set beside the stages.
+    let floor = stdout
+        .lines()
+        .find(|l| l.starts_with("mean µs per request by stage (cometbft-votes floor, its parts):"))
+        .unwrap_or_else(|| panic!("no floor parts: {stdout}"));
+    for part in ["echo", "write", "sign"] {
+        assert!(floor.contains(&format!(" {part} ")), "{floor}");
+    }
 }
 
 /// `--db-dir` puts the slashing database (and the vote baselines) in
@@ -226,7 +236,11 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
     );
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(rows.len(), 12, "six vote rows and six floor rows: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        14,
+        "six vote rows and eight floor rows: {rows:?}"
+    );
 }
 
 /// `--audit-dir` moves the daemon's audit log off the database's disk and
