@@ -583,8 +583,12 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // signature, on the database's disk. Its passes are interleaved with
     // the runs (before, between, after) and the best is taken: the disk's
     // state drifts over minutes, and a floor taken at one moment made the
-    // ratios swing more than the signer did. Not measured against
-    // PostgreSQL (its floor is a commit round trip, the baseline above).
+    // ratios swing more than the signer did. Not one round per height
+    // either: tried, the floor's write then met the daemon's audit flushes
+    // and its threads slept deeper between rounds (write 213–266 µs mean
+    // against 159–195 alone), and privval read 0.89–1.14 × that "floor" —
+    // a machine limit measured badly. Not measured against PostgreSQL (its
+    // floor is a commit round trip, the baseline above).
     let floor_dir = db_dir.as_deref().unwrap_or(&daemon.dir).to_path_buf();
     let mut floors = Vec::new();
     let mut floor_pass = || -> Result<(), Box<dyn std::error::Error>> {
