@@ -84,7 +84,9 @@ use daemon::{
 use proto::v1 as pb;
 use serde_json::{Value, json};
 use startup::{startup, startup_rows};
-use votes::{NodeConn, accept_signer, baseline, floor, grpc_echo, grpc_votes, privval_votes, vote};
+use votes::{
+    FloorRig, NodeConn, accept_signer, baseline, grpc_echo, grpc_votes, privval_votes, vote,
+};
 
 /// Benchmark a real signer daemon against the machine's own limits.
 #[derive(Debug, Parser)]
@@ -314,7 +316,7 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
     ]
 }
 
-/// The vote latencies against the floor of a durable vote ([`floor`]):
+/// The vote latencies against the floor of a durable vote ([`FloorRig`]):
 /// privval p50 ≤ 1.25 × and p99 ≤ 2.5 × the floor's p50; gRPC p50 ≤ 1.5 ×
 /// the floor plus a gRPC echo round trip through the daemon (`echo`, µs).
 fn floor_rows(
@@ -580,38 +582,27 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let ks: Value = serde_json::from_slice(&std::fs::read(daemon.dir.join("keys/ed25519.json"))?)?;
     let ed = hex::decode(ks.get("pubkey").and_then(Value::as_str).unwrap_or_default())?;
     // The floor (issue 21): transport round trip + one device write + one
-    // signature, on the database's disk. Its passes are interleaved with
-    // the runs (before, between, after) and the best is taken: the disk's
-    // state drifts over minutes, and a floor taken at one moment made the
-    // ratios swing more than the signer did. Not one round per height
-    // either: tried, the floor's write then met the daemon's audit flushes
-    // and its threads slept deeper between rounds (write 213–266 µs mean
-    // against 159–195 alone), and privval read 0.89–1.14 × that "floor" —
-    // a machine limit measured badly. Not measured against PostgreSQL (its
-    // floor is a commit round trip, the baseline above).
-    let floor_dir = db_dir.as_deref().unwrap_or(&daemon.dir).to_path_buf();
-    let mut floors = Vec::new();
-    let mut floor_pass = || -> Result<(), Box<dyn std::error::Error>> {
-        if pg.is_none() {
-            floors.push(floor(&floor_dir, 1000, 1)?);
-        }
-        Ok(())
+    // signature, on the database's disk, in blocks between blocks of votes
+    // of both runs ([`votes::FloorRig`] says why). Not measured against
+    // PostgreSQL (its floor is a commit round trip, the baseline above).
+    let mut rig = match pg {
+        None => Some(FloorRig::new(db_dir.as_deref().unwrap_or(&daemon.dir))?),
+        Some(_) => None,
     };
-    floor_pass()?;
-    let (grpc, stages) = runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights))?;
+    let (grpc, stages) =
+        runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights, rig.as_mut()))?;
     stage_reports.push(("cometbft-votes grpc".into(), stages));
-    floor_pass()?;
-    let (privval, stages) = privval_votes(&daemon, &node, node_seed, a.warmup, a.heights)?;
+    let (privval, stages) =
+        privval_votes(&daemon, &node, node_seed, a.warmup, a.heights, rig.as_mut())?;
     stage_reports.push(("cometbft-votes privval".into(), stages));
-    floor_pass()?;
     let (g, p) = if postgres {
         ("grpc, postgres", "privval, postgres")
     } else {
         ("grpc", "privval")
     };
-    let best_floor = floors.into_iter().min_by(|x, y| x.p50.total_cmp(&y.p50));
-    let floor_rows = match best_floor {
-        Some(f) => {
+    let floor_rows = match rig {
+        Some(rig) => {
+            let f = rig.finish()?;
             stage_reports.push(("cometbft-votes floor, its parts".into(), f.parts()));
             let echo = runtime.block_on(grpc_echo(&daemon, 1000))?;
             floor_rows(&grpc, &privval, f.p50, f.p99, echo)
@@ -685,7 +676,7 @@ fn report(
     }
     if let Some(daemon) = daemon {
         println!(
-            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the database's disk ({}); its floor, one SecretConnection echo on loopback + one 4 KiB O_DSYNC write into a preallocated file on that disk + one Ed25519 signature, best p50 of three passes of 1000 (before, between and after the gRPC and privval runs)",
+            "baselines: eth2-burst, raw BLS signing on every core in this process; cometbft-votes, one fdatasync of a 100-byte append plus one Ed25519 signature, p50 of 1000, on the database's disk ({}); its floor, one SecretConnection echo on loopback + one 4 KiB O_DSYNC write into a preallocated file on that disk + one Ed25519 signature, p50 of as many rounds as measured heights, taken in blocks of 250 between blocks of 250 heights of the gRPC and privval runs",
             a.db_dir.as_deref().unwrap_or(&daemon.dir).display()
         );
     }

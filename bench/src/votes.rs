@@ -53,7 +53,7 @@ pub(crate) fn baseline(dir: &Path, rounds: usize) -> Result<f64, Box<dyn std::er
     Ok(percentile(&times, 0.5))
 }
 
-/// A pass of [`floor`]: p50 and p99 of the whole in µs, and the mean µs of
+/// The floor's figures: p50 and p99 of the whole in µs, and the mean µs of
 /// its parts (echo, write, sign), to set beside the daemon's stage means.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Floor {
@@ -73,101 +73,162 @@ impl Floor {
     }
 }
 
+/// Heights of votes between two blocks of floor rounds (as many rounds as
+/// heights): a block takes a few tenths of a second.
+pub(crate) const FLOOR_BLOCK: i64 = 250;
+
 /// The floor of a durable privval vote on this machine: one SecretConnection
 /// round trip on loopback (a vote-sized frame echoed by a thread), one 4 KiB
-/// `O_DSYNC` write into a preallocated file on `dir`'s disk (a write that
-/// changes no file metadata: the device write alone), and one Ed25519
-/// signature, in sequence, `rounds` times: the best of `passes` passes (a
-/// baseline measured badly only ever looks slower).
-pub(crate) fn floor(
-    dir: &Path,
-    rounds: usize,
-    passes: usize,
-) -> Result<Floor, Box<dyn std::error::Error>> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    const SLOTS: u64 = 256;
-    let key = signer::crypto::ed25519::Ed25519SecretKey::from_seed(&[7; 32])?;
-    let path = dir.join("floor");
-    {
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&vec![0u8; (SLOTS * 4096) as usize])?;
-        f.sync_all()?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DSYNC)
-        .open(&path)?;
+/// `O_DSYNC` write into a preallocated file on the disk of the directory it
+/// was made in (a write that changes no file metadata: the device write
+/// alone), and one Ed25519 signature, in sequence: one [`FloorRig::round`].
+///
+/// Its rounds are taken in blocks between blocks of votes
+/// ([`FLOOR_BLOCK`]), so that the floor and the votes sample the same
+/// disk. This VM's disk wanders: the p50 of 500 `O_DSYNC` writes read
+/// 138–213 µs from one quarter second to the next. A floor taken as the
+/// best of three short passes caught the disk's best moment, while the
+/// votes ran through all of them; the ratios swung 1.26–1.82 between
+/// identical runs. Not one round per height either: the floor's write then
+/// met the daemon's audit flushes and its threads slept deeper between
+/// rounds (write 213–266 µs mean against 159–195 alone), and privval read
+/// 0.89–1.14 × that "floor" — a limit measured badly.
+pub(crate) struct FloorRig {
+    conn: NodeConn,
+    echo: Option<std::thread::JoinHandle<Result<(), String>>>,
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    key: signer::crypto::ed25519::Ed25519SecretKey,
+    times: Vec<Duration>,
+    parts: [Duration; 3],
+}
 
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let echo = std::thread::spawn(move || -> Result<(), String> {
-        let (tcp, _) = listener.accept().map_err(|e| e.to_string())?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+/// Preallocated 4 KiB blocks the floor's writes go round.
+const FLOOR_SLOTS: u64 = 256;
+
+impl FloorRig {
+    /// The echo thread, its SecretConnection and the preallocated file in `dir`.
+    pub(crate) fn new(dir: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let key = signer::crypto::ed25519::Ed25519SecretKey::from_seed(&[7; 32])?;
+        let path = dir.join("floor");
+        {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&vec![0u8; (FLOOR_SLOTS * 4096) as usize])?;
+            f.sync_all()?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .open(&path)?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let echo = std::thread::spawn(move || -> Result<(), String> {
+            let (tcp, _) = listener.accept().map_err(|e| e.to_string())?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            let sc = tendermint_p2p::secret_connection::SecretConnection::new(
+                tcp,
+                ed25519_consensus::SigningKey::from([9; 32]),
+                tendermint_p2p::secret_connection::Version::V0_34,
+            )
+            .map_err(|e| e.to_string())?;
+            let mut conn = FrameReader::new(sc);
+            // Until the client hangs up (SecretConnection reports that as a
+            // short read); a failure in between shows on the client's side.
+            while let Ok(Some(frame)) = read_frame(&mut conn) {
+                write_frame(&mut conn, &frame).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        let tcp = std::net::TcpStream::connect(addr)?;
+        tcp.set_nodelay(true)?;
         let sc = tendermint_p2p::secret_connection::SecretConnection::new(
             tcp,
-            ed25519_consensus::SigningKey::from([9; 32]),
+            ed25519_consensus::SigningKey::from([8; 32]),
             tendermint_p2p::secret_connection::Version::V0_34,
         )
-        .map_err(|e| e.to_string())?;
-        let mut conn = FrameReader::new(sc);
-        // Until the client hangs up (SecretConnection reports that as a
-        // short read); a failure in between shows on the client's side.
-        while let Ok(Some(frame)) = read_frame(&mut conn) {
-            write_frame(&mut conn, &frame).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    });
-    let tcp = std::net::TcpStream::connect(addr)?;
-    tcp.set_nodelay(true)?;
-    let sc = tendermint_p2p::secret_connection::SecretConnection::new(
-        tcp,
-        ed25519_consensus::SigningKey::from([8; 32]),
-        tendermint_p2p::secret_connection::Version::V0_34,
-    )
-    .map_err(|e| format!("floor: SecretConnection handshake: {e}"))?;
-    let mut conn = FrameReader::new(sc);
-    // A vote request is about 160 bytes on the wire.
-    let frame = [0x5a; 160];
-    let block = [0xa5; 4096];
-    let mut best: Option<Floor> = None;
-    for _pass in 0..passes {
-        let mut times = Vec::with_capacity(rounds);
-        let mut parts = [Duration::ZERO; 3];
-        for i in 0..rounds {
+        .map_err(|e| format!("floor: SecretConnection handshake: {e}"))?;
+        Ok(Self {
+            conn: FrameReader::new(sc),
+            echo: Some(echo),
+            file,
+            path,
+            key,
+            times: Vec::new(),
+            parts: [Duration::ZERO; 3],
+        })
+    }
+
+    /// `rounds` rounds: echo, write, sign.
+    pub(crate) fn rounds(&mut self, rounds: i64) -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::FileExt;
+        // A vote request is about 160 bytes on the wire.
+        let frame = [0x5a; 160];
+        let block = [0xa5; 4096];
+        for _ in 0..rounds {
+            let i = self.times.len();
             let started = Instant::now();
-            write_frame(&mut conn, &frame).map_err(|e| format!("floor: sending: {e}"))?;
-            read_frame(&mut conn)
+            write_frame(&mut self.conn, &frame).map_err(|e| format!("floor: sending: {e}"))?;
+            read_frame(&mut self.conn)
                 .map_err(|e| format!("floor: reading the echo: {e}"))?
                 .ok_or("floor: the echo thread hung up")?;
             let echoed = Instant::now();
-            file.write_all_at(&block, (i as u64 % SLOTS) * 4096)
+            self.file
+                .write_all_at(&block, (i as u64 % FLOOR_SLOTS) * 4096)
                 .map_err(|e| format!("floor: O_DSYNC write: {e}"))?;
             let written = Instant::now();
-            std::hint::black_box(key.sign(&[i as u8; 120]));
+            std::hint::black_box(self.key.sign(&[i as u8; 120]));
             let signed = Instant::now();
-            parts[0] += echoed - started;
-            parts[1] += written - echoed;
-            parts[2] += signed - written;
-            times.push(signed - started);
+            self.parts[0] += echoed - started;
+            self.parts[1] += written - echoed;
+            self.parts[2] += signed - written;
+            self.times.push(signed - started);
         }
+        Ok(())
+    }
+
+    /// The figures of every round, and the rig taken down.
+    pub(crate) fn finish(mut self) -> Result<Floor, Box<dyn std::error::Error>> {
+        let rounds = self.times.len();
+        if rounds == 0 {
+            return Err("floor: no rounds were taken".into());
+        }
+        let mut times = std::mem::take(&mut self.times);
         times.sort();
-        let mean = |d: Duration| d.as_secs_f64() * 1e6 / rounds.max(1) as f64;
-        let pass = Floor {
+        let mean = |d: Duration| d.as_secs_f64() * 1e6 / rounds as f64;
+        let floor = Floor {
             p50: percentile(&times, 0.5),
             p99: percentile(&times, 0.99),
-            means: parts.map(mean),
+            means: self.parts.map(mean),
         };
-        best = Some(match best {
-            Some(b) if b.p50 <= pass.p50 => b,
-            _ => pass,
-        });
+        let echo = self.echo.take();
+        drop(self);
+        if let Some(echo) = echo {
+            echo.join()
+                .map_err(|_| "floor: the echo thread panicked")?
+                .map_err(|e| format!("floor: echo thread: {e}"))?;
+        }
+        Ok(floor)
     }
-    drop(conn);
-    echo.join()
-        .map_err(|_| "floor: the echo thread panicked")?
-        .map_err(|e| format!("floor: echo thread: {e}"))?;
-    let _ = std::fs::remove_file(&path);
-    best.ok_or_else(|| "no passes".into())
+}
+
+impl Drop for FloorRig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Takes a block of floor rounds before every [`FLOOR_BLOCK`]th measured
+/// height (`h`, the first measured being `first`), if there is a rig.
+fn floor_block(
+    rig: Option<&mut FloorRig>,
+    h: i64,
+    first: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match rig {
+        Some(rig) if h >= first && (h - first) % FLOOR_BLOCK == 0 => rig.rounds(FLOOR_BLOCK),
+        _ => Ok(()),
+    }
 }
 
 /// The gRPC round trip the signer's own transport costs: `Health/Check` on
@@ -194,16 +255,20 @@ pub(crate) async fn grpc_echo(
     Ok(best)
 }
 
+/// Sequential prevotes and precommits over gRPC; with a floor rig, its
+/// blocks of rounds between blocks of heights.
 pub(crate) async fn grpc_votes(
     d: &Daemon,
     ed: Vec<u8>,
     warmup: i64,
     heights: i64,
+    mut floor: Option<&mut FloorRig>,
 ) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
     let mut c = connect_h2(d, 1).await?.pop().ok_or("no client")?;
     let mut times = Vec::with_capacity(2 * heights as usize);
     let mut stages = None;
     for h in 1..=warmup + heights {
+        floor_block(floor.as_deref_mut(), h, warmup + 1)?;
         if h == warmup + 1 {
             stages = Some(Stages::scrape(d.metrics));
         }
@@ -253,18 +318,22 @@ pub(crate) fn accept_signer(node: &TcpListener, node_seed: [u8; 32]) -> Result<N
     Err("the signer never completed a handshake".into())
 }
 
+/// Sequential prevotes and precommits over the privval connection; with a
+/// floor rig, its blocks of rounds between blocks of heights.
 pub(crate) fn privval_votes(
     d: &Daemon,
     node: &TcpListener,
     node_seed: [u8; 32],
     warmup: i64,
     heights: i64,
+    mut floor: Option<&mut FloorRig>,
 ) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
     let mut conn = accept_signer(node, node_seed)?;
     let version = ProtocolVersion::V0_38;
     let mut times = Vec::with_capacity(2 * heights as usize);
     let mut stages = None;
     for h in 1..=warmup + heights {
+        floor_block(floor.as_deref_mut(), h, warmup + 1)?;
         if h == warmup + 1 {
             stages = Some(Stages::scrape(d.metrics));
         }
