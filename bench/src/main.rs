@@ -319,11 +319,13 @@ fn rows_for(variant: &'static str, mut times: Vec<Duration>, base: f64) -> Vec<R
 /// The vote latencies against the floor of a durable vote ([`FloorRig`]):
 /// privval p50 ≤ 1.25 × and p99 ≤ 2.5 × the floor's p50; gRPC p50 ≤ 1.5 ×
 /// the floor plus a gRPC echo round trip through the daemon (`echo`, µs).
+/// `ping`: a privval `Ping`'s p50, µs (the transport alone, beside the
+/// floor's echo part).
 fn floor_rows(
     grpc: &[Duration],
     privval: &[Duration],
-    floor_p50: f64,
-    floor_p99: f64,
+    (floor_p50, floor_p99): (f64, f64),
+    ping: f64,
     echo: f64,
 ) -> Vec<Row> {
     let sorted = |t: &[Duration]| {
@@ -387,6 +389,7 @@ fn floor_rows(
             Some(floor_p50),
             None,
         ),
+        row("privval", "ping p50", ping, None, None),
         row("grpc", "echo p50", echo, None, None),
         {
             let p50 = percentile(&grpc, 0.5);
@@ -592,7 +595,7 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (grpc, stages) =
         runtime.block_on(grpc_votes(&daemon, ed, a.warmup, a.heights, rig.as_mut()))?;
     stage_reports.push(("cometbft-votes grpc".into(), stages));
-    let (privval, stages) =
+    let (privval, stages, ping) =
         privval_votes(&daemon, &node, node_seed, a.warmup, a.heights, rig.as_mut())?;
     stage_reports.push(("cometbft-votes privval".into(), stages));
     let (g, p) = if postgres {
@@ -605,7 +608,7 @@ fn run(a: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let f = rig.finish()?;
             stage_reports.push(("cometbft-votes floor, its parts".into(), f.parts()));
             let echo = runtime.block_on(grpc_echo(&daemon, 1000))?;
-            floor_rows(&grpc, &privval, f.p50, f.p99, echo)
+            floor_rows(&grpc, &privval, (f.p50, f.p99), ping, echo)
         }
         None => Vec::new(),
     };

@@ -319,7 +319,8 @@ pub(crate) fn accept_signer(node: &TcpListener, node_seed: [u8; 32]) -> Result<N
 }
 
 /// Sequential prevotes and precommits over the privval connection; with a
-/// floor rig, its blocks of rounds between blocks of heights.
+/// floor rig, its blocks of rounds between blocks of heights. Also the p50
+/// of a `Ping` on the same connection afterwards.
 pub(crate) fn privval_votes(
     d: &Daemon,
     node: &TcpListener,
@@ -327,7 +328,7 @@ pub(crate) fn privval_votes(
     warmup: i64,
     heights: i64,
     mut floor: Option<&mut FloorRig>,
-) -> Result<(Vec<Duration>, StageMeans), Box<dyn std::error::Error>> {
+) -> Result<(Vec<Duration>, StageMeans, f64), Box<dyn std::error::Error>> {
     let mut conn = accept_signer(node, node_seed)?;
     let version = ProtocolVersion::V0_38;
     let mut times = Vec::with_capacity(2 * heights as usize);
@@ -363,7 +364,31 @@ pub(crate) fn privval_votes(
         }
     }
     let stages = stages.map_or_else(Vec::new, |s| Stages::means_since(&s, d.metrics));
-    Ok((times, stages))
+    Ok((times, stages, privval_ping(&mut conn, version, 1000)?))
+}
+
+/// The p50 in µs of `rounds` privval `Ping`s on `conn`: the transport and
+/// the codec through the daemon, without the pipeline — to set beside the
+/// floor's echo.
+fn privval_ping(
+    conn: &mut NodeConn,
+    version: ProtocolVersion,
+    rounds: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let bytes = encode_request(version, &Request::Ping)?;
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        write_frame(conn, &bytes)?;
+        let frame = read_frame(conn)?.ok_or("the signer hung up")?;
+        times.push(started.elapsed());
+        match decode_response(version, &frame)? {
+            Response::Ping => {}
+            other => return Err(format!("ping: {other:?}").into()),
+        }
+    }
+    times.sort();
+    Ok(percentile(&times, 0.5))
 }
 
 /// Most heights [`grpc_votes_by_kind`] votes at: with a key in an HSM or

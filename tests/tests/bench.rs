@@ -127,6 +127,7 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
             "cometbft-votes privval p99 vs floor",
             "cometbft-votes privval prevote p50 vs floor",
             "cometbft-votes privval precommit p50 vs floor",
+            "cometbft-votes privval ping p50",
             "cometbft-votes grpc echo p50",
             "cometbft-votes grpc p50 vs floor",
             "startup 5 keys ready",
