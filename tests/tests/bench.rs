@@ -239,8 +239,8 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(
         rows.len(),
-        14,
-        "six vote rows and eight floor rows: {rows:?}"
+        15,
+        "six vote rows and nine floor rows: {rows:?}"
     );
 }
 
