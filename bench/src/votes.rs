@@ -273,26 +273,40 @@ pub(crate) async fn grpc_votes(
             stages = Some(Stages::scrape(d.metrics));
         }
         for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
-            let req = h2client::frame(&signer::client::vote_request(
-                &ed,
-                "signer-dev-1",
-                kind,
-                (h, 0),
-                0xab,
-                1_700_000_000 + h,
-            ));
-            let started = Instant::now();
-            let r = c.sign(req).await.map_err(|e| e.to_string())?;
+            let took = grpc_vote(&mut c, &ed, kind, h).await?;
             if h > warmup {
-                times.push(started.elapsed());
-            }
-            if !is_signed(&r) {
-                return Err(format!("height {h}: not signed: {r:?}").into());
+                times.push(took);
             }
         }
     }
     let stages = stages.map_or_else(Vec::new, |s| Stages::means_since(&s, d.metrics));
     Ok((times, stages))
+}
+
+/// One vote by `public_key` on the dev chain at height `h`, round 0, over
+/// gRPC: how long its answer took; an error unless it was signed.
+async fn grpc_vote(
+    c: &mut h2client::Client,
+    public_key: &[u8],
+    kind: pb::VoteType,
+    h: i64,
+) -> Result<Duration, String> {
+    let req = h2client::frame(&signer::client::vote_request(
+        public_key,
+        "signer-dev-1",
+        kind,
+        (h, 0),
+        0xab,
+        1_700_000_000 + h,
+    ));
+    let started = Instant::now();
+    let r = c.sign(req).await.map_err(|e| e.to_string())?;
+    let took = started.elapsed();
+    if is_signed(&r) {
+        Ok(took)
+    } else {
+        Err(format!("{kind:?} at height {h}: not signed: {r:?}"))
+    }
 }
 
 /// A benchmark node's end of the signer's privval connection.
@@ -420,20 +434,7 @@ pub(crate) async fn grpc_votes_by_kind(
     let (mut prevotes, mut precommits) = (Vec::new(), Vec::new());
     for h in first..first + heights {
         for kind in [pb::VoteType::Prevote, pb::VoteType::Precommit] {
-            let req = h2client::frame(&signer::client::vote_request(
-                public_key,
-                "signer-dev-1",
-                kind,
-                (h, 0),
-                0xab,
-                1_700_000_000 + h,
-            ));
-            let started = Instant::now();
-            let r = c.sign(req).await.map_err(|e| e.to_string())?;
-            let took = started.elapsed();
-            if !is_signed(&r) {
-                return Err(format!("vote at height {h}: not signed: {r:?}").into());
-            }
+            let took = grpc_vote(&mut c, public_key, kind, h).await?;
             if h >= first + warmup {
                 match kind {
                     pb::VoteType::Prevote => prevotes.push(took),
