@@ -37,6 +37,10 @@ const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// (`[audit] flush_interval_ms`).
 const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 
+/// How long the flusher sleeps when nothing is pending, unless a record
+/// wakes it first (a bound, in case a wake were ever missed).
+const FLUSHER_IDLE: Duration = Duration::from_secs(1);
+
 /// How often the anchor in the slashing database moves to the durable head,
 /// and the file is checked for having been deleted, replaced or truncated
 /// (decision 0008).
@@ -97,14 +101,58 @@ struct AuditFlush {
     /// daemon (or its anchor moved by another process): every request is
     /// refused until a restart, which checks the log against its anchor.
     tampered: Mutex<Option<Arc<str>>>,
+    /// The anchorer waits on this condvar (and the flusher's `work`, below,
+    /// with the same mutex).
     wake: (Mutex<()>, Condvar),
+    /// Wakes the flusher: a record written into a clean log, a new
+    /// interval, the stop.
+    work: Condvar,
     /// The flush interval in microseconds (read by the flusher each round).
     interval_us: AtomicU64,
+    /// Rounds the flusher has made (how often it woke).
+    rounds: AtomicU64,
 }
 
 impl AuditFlush {
     fn interval(&self) -> Duration {
         Duration::from_micros(self.interval_us.load(Ordering::Relaxed))
+    }
+
+    /// Records written and not yet durable.
+    fn pending(&self) -> bool {
+        self.heads
+            .lock()
+            .is_ok_and(|h| h.durable.records < h.appended.records)
+    }
+
+    /// The flusher: while nothing is pending it sleeps until a record is
+    /// written (or [`FLUSHER_IDLE`]); then it waits the interval, so that
+    /// the records of that interval share one `fdatasync`, and syncs. An
+    /// idle daemon's flusher used to wake every interval (200 times a
+    /// second by default) to find nothing to do.
+    fn run_flusher(&self) {
+        while !self.stop.load(Ordering::Acquire) {
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut g) = self.wake.0.lock() {
+                if !self.pending() && !self.stop.load(Ordering::Acquire) {
+                    g = match self.work.wait_timeout(g, FLUSHER_IDLE) {
+                        Ok((g, _)) => g,
+                        Err(_) => return,
+                    };
+                }
+                if !self.stop.load(Ordering::Acquire) {
+                    let _ = self.work.wait_timeout(g, self.interval());
+                }
+            }
+            self.sync();
+        }
+    }
+
+    /// Wakes the flusher (under the mutex it checks and waits with, so the
+    /// wake cannot fall between its check and its wait).
+    fn wake_flusher(&self) {
+        let _g = self.wake.0.lock();
+        self.work.notify_all();
     }
 
     fn sync(&self) {
@@ -279,19 +327,14 @@ impl AuditSink {
             failed: Mutex::new(None),
             tampered: Mutex::new(None),
             wake: (Mutex::new(()), Condvar::new()),
+            work: Condvar::new(),
             interval_us: AtomicU64::new(micros(interval)),
+            rounds: AtomicU64::new(0),
         });
         let f = flush.clone();
         let flusher = std::thread::Builder::new()
             .name("signer-audit-flush".into())
-            .spawn(move || {
-                while !f.stop.load(Ordering::Acquire) {
-                    if let Ok(g) = f.wake.0.lock() {
-                        let _ = f.wake.1.wait_timeout(g, f.interval());
-                    }
-                    f.sync();
-                }
-            })
+            .spawn(move || f.run_flusher())
             .map_err(|e| AuditError::Io {
                 path: "audit flusher thread".into(),
                 source: e,
@@ -312,7 +355,7 @@ impl AuditSink {
             .interval_us
             .store(micros(interval), Ordering::Relaxed);
         // The flusher waits anew, with this interval.
-        self.flush.wake.1.notify_all();
+        self.flush.wake_flusher();
     }
 
     /// Starts keeping the log's anchor in `db` under `name`, from
@@ -373,12 +416,19 @@ impl AuditSink {
                 break;
             }
         }
+        let mut was_clean = false;
         if let Ok(mut h) = self.flush.heads.lock()
             && h.appended.records != log.records()
         {
+            was_clean = h.durable.records == h.appended.records;
             h.appended = Head::of(&log);
         }
         drop(log);
+        if was_clean {
+            // The first record since the last flush: the flusher may be
+            // asleep with nothing to do.
+            self.flush.wake_flusher();
+        }
         if let Ok(mut trouble) = self.trouble.lock() {
             match (&written, trouble.is_some()) {
                 (Err(e), false) => {
@@ -435,7 +485,10 @@ impl AuditSink {
 impl Drop for AuditSink {
     fn drop(&mut self) {
         self.flush.stop.store(true, Ordering::Release);
-        self.flush.wake.1.notify_all();
+        self.flush.wake_flusher();
+        if let Ok(_g) = self.flush.wake.0.lock() {
+            self.flush.wake.1.notify_all();
+        }
         if let Some(t) = self.flusher.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
@@ -505,6 +558,36 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(heads(&sink), (3, 3));
+    }
+
+    /// An idle sink's flusher sleeps (it used to wake every interval, 200
+    /// times a second, to find nothing to do); the first record wakes it
+    /// and is made durable.
+    #[test]
+    fn an_idle_flusher_sleeps_until_a_record_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        let sink = AuditSink::with_flush_interval(log, Duration::from_millis(1)).unwrap();
+        let before = sink.flush.rounds.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = sink.flush.rounds.load(Ordering::Relaxed) - before;
+        assert!(
+            idle <= 2,
+            "the flusher woke {idle} times in 300 ms with nothing to do (1 ms interval)"
+        );
+        sink.write(vec![entry(1)]).unwrap();
+        // A liveness bound, not a timing figure: well inside FLUSHER_IDLE
+        // would do, but a slow machine must not fail it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while heads(&sink).1 < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the record was never made durable: {:?}",
+                heads(&sink)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(heads(&sink), (1, 1));
     }
 
     /// The tamper watch runs while records are appended: a log that only
