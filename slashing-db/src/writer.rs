@@ -39,6 +39,9 @@ struct Queue {
     answers: HashMap<u64, Answer>,
     next_id: u64,
     leader: bool,
+    /// Callers asleep on `served`: a leader with none (a lone caller, the
+    /// common case for sequential votes) skips the wake, a syscall.
+    waiting: usize,
 }
 
 /// The engine and what the leaders remember between batches.
@@ -113,10 +116,15 @@ impl GroupCommit {
                 for ((id, _), answer) in batch.iter().zip(answers) {
                     q.answers.insert(*id, answer);
                 }
-                self.served.notify_all();
+                if q.waiting > 0 {
+                    self.served.notify_all();
+                }
                 continue;
             }
-            q = self.served.wait(q).map_err(|_| poisoned_lock())?;
+            q.waiting += 1;
+            let woken = self.served.wait(q);
+            q = woken.map_err(|_| poisoned_lock())?;
+            q.waiting -= 1;
         }
     }
 
