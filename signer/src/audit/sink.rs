@@ -533,6 +533,21 @@ mod tests {
         (h.appended.records, h.durable.records)
     }
 
+    /// Waits until the flusher has made all `n` written records durable.
+    /// A liveness bound (30 s), not a timing figure.
+    fn wait_durable(sink: &AuditSink, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while heads(sink).1 < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flusher never made the records durable: {:?}",
+                heads(sink)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(heads(sink), (n, n));
+    }
+
     /// Written records wait for the flusher's interval; a shorter interval
     /// set later wakes it, and it makes them durable.
     #[test]
@@ -547,17 +562,7 @@ mod tests {
             "nothing is flushed before the interval"
         );
         sink.set_flush_interval(Duration::from_millis(1));
-        // A liveness bound, not a timing figure.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while heads(&sink).1 < 3 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the flusher never ran: {:?}",
-                heads(&sink)
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(heads(&sink), (3, 3));
+        wait_durable(&sink, 3);
     }
 
     /// An idle sink's flusher sleeps (it used to wake every interval, 200
@@ -576,18 +581,7 @@ mod tests {
             "the flusher woke {idle} times in 300 ms with nothing to do (1 ms interval)"
         );
         sink.write(vec![entry(1)]).unwrap();
-        // A liveness bound, not a timing figure: well inside FLUSHER_IDLE
-        // would do, but a slow machine must not fail it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while heads(&sink).1 < 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the record was never made durable: {:?}",
-                heads(&sink)
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(heads(&sink), (1, 1));
+        wait_durable(&sink, 1);
     }
 
     /// The tamper watch runs while records are appended: a log that only
