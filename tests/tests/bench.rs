@@ -202,6 +202,24 @@ fn every_scenario_runs_at_a_tiny_size_and_reports_its_rows() {
     }
 }
 
+/// The `cometbft-votes` scenario at five heights (one of warm-up), with
+/// `more` arguments; its standard output.
+fn tiny_votes(more: &[&str]) -> String {
+    let args = [
+        &[
+            "--scenario",
+            "cometbft-votes",
+            "--heights",
+            "5",
+            "--warmup",
+            "1",
+        ],
+        more,
+    ]
+    .concat();
+    bench(&args)
+}
+
 /// `--db-dir` puts the slashing database (and the vote baselines) in
 /// another directory — a tmpfs, to see the signer's cost beside
 /// durability: the database is made there and the vote rows are reported.
@@ -210,13 +228,7 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
     let dir = tempfile::tempdir().unwrap();
     let db_dir = dir.path().join("db on tmpfs");
     let json = dir.path().join("bench.json");
-    let stdout = bench(&[
-        "--scenario",
-        "cometbft-votes",
-        "--heights",
-        "5",
-        "--warmup",
-        "1",
+    let stdout = tiny_votes(&[
         "--db-dir",
         db_dir.to_str().unwrap(),
         "--json",
@@ -251,13 +263,7 @@ fn the_votes_scenario_keeps_its_database_where_db_dir_says() {
 fn the_votes_scenario_writes_its_audit_log_where_audit_dir_says() {
     let dir = tempfile::tempdir().unwrap();
     let audit_dir = dir.path().join("audit elsewhere");
-    bench(&[
-        "--scenario",
-        "cometbft-votes",
-        "--heights",
-        "5",
-        "--warmup",
-        "1",
+    tiny_votes(&[
         "--audit-flush-ms",
         "50",
         "--audit-dir",

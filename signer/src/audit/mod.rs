@@ -22,7 +22,7 @@
 mod sink;
 
 pub(crate) use sink::AuditSink;
-pub use sink::SinkError;
+pub use sink::{DEFAULT_FLUSH_INTERVAL, SinkError};
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};

@@ -35,7 +35,7 @@ const AUDIT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// How often appended audit records are made durable, unless configured
 /// (`[audit] flush_interval_ms`).
-const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How long the flusher sleeps when nothing is pending, unless a record
 /// wakes it first (a bound, in case a wake were ever missed).
@@ -49,7 +49,7 @@ const ANCHOR_INTERVAL: Duration = Duration::from_secs(1);
 /// The audit log, shared by the workers. Records are appended (one
 /// `write(2)` each) before a request is answered, so a process crash loses
 /// none; a flusher thread makes them durable with one `fdatasync` every
-/// [`AUDIT_FLUSH_INTERVAL`], off the signing path. Only a power loss can
+/// [`DEFAULT_FLUSH_INTERVAL`], off the signing path. Only a power loss can
 /// lose the last few milliseconds of records — never a slashing decision,
 /// which the database made durable before signing. See
 /// `docs/decisions/0004-audit-fsync-off-the-signing-path.md`.
@@ -110,6 +110,7 @@ struct AuditFlush {
     /// The flush interval in microseconds (read by the flusher each round).
     interval_us: AtomicU64,
     /// Rounds the flusher has made (how often it woke).
+    #[cfg(test)]
     rounds: AtomicU64,
 }
 
@@ -132,6 +133,7 @@ impl AuditFlush {
     /// second by default) to find nothing to do.
     fn run_flusher(&self) {
         while !self.stop.load(Ordering::Acquire) {
+            #[cfg(test)]
             self.rounds.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut g) = self.wake.0.lock() {
                 if !self.pending() && !self.stop.load(Ordering::Acquire) {
@@ -304,7 +306,7 @@ impl Anchorer {
 
 impl AuditSink {
     pub(crate) fn new(log: AuditLog) -> Result<Self, AuditError> {
-        Self::with_flush_interval(log, AUDIT_FLUSH_INTERVAL)
+        Self::with_flush_interval(log, DEFAULT_FLUSH_INTERVAL)
     }
 
     /// A sink whose flusher makes records durable every `interval`.
@@ -329,6 +331,7 @@ impl AuditSink {
             wake: (Mutex::new(()), Condvar::new()),
             work: Condvar::new(),
             interval_us: AtomicU64::new(micros(interval)),
+            #[cfg(test)]
             rounds: AtomicU64::new(0),
         });
         let f = flush.clone();
@@ -349,7 +352,7 @@ impl AuditSink {
     }
 
     /// Makes written records durable every `interval` from the flusher's
-    /// next round on (default [`AUDIT_FLUSH_INTERVAL`]).
+    /// next round on (default [`DEFAULT_FLUSH_INTERVAL`]).
     pub(crate) fn set_flush_interval(&self, interval: Duration) {
         self.flush
             .interval_us
@@ -485,8 +488,9 @@ impl AuditSink {
 impl Drop for AuditSink {
     fn drop(&mut self) {
         self.flush.stop.store(true, Ordering::Release);
-        self.flush.wake_flusher();
+        // The flusher and the anchorer, under the mutex they wait with.
         if let Ok(_g) = self.flush.wake.0.lock() {
+            self.flush.work.notify_all();
             self.flush.wake.1.notify_all();
         }
         if let Some(t) = self.flusher.lock().ok().and_then(|mut t| t.take()) {

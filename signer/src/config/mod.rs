@@ -338,9 +338,12 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// [`Audit::flush_interval_ms`], defaulted.
+    /// [`Audit::flush_interval_ms`], or the audit sink's default.
     pub fn flush_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.flush_interval_ms.unwrap_or(5))
+        self.flush_interval_ms.map_or(
+            crate::audit::DEFAULT_FLUSH_INTERVAL,
+            std::time::Duration::from_millis,
+        )
     }
 
     /// The log's name in the slashing database (see [`Audit::name`]).
@@ -971,8 +974,9 @@ impl Config {
             return Err(invalid(
                 "audit.flush_interval_ms",
                 &format!(
-                    "{ms} is out of range: give 1 to 1000 milliseconds (default 5); records \
-                     written since the last flush are what a power loss may take"
+                    "{ms} is out of range: give 1 to 1000 milliseconds (default {}); records \
+                     written since the last flush are what a power loss may take",
+                    crate::audit::DEFAULT_FLUSH_INTERVAL.as_millis()
                 ),
             ));
         }
